@@ -1,0 +1,39 @@
+// Checkpoints in the safetensors format.
+//   tensors:  <param>                 F32, e.g. conv.0.weight [128, 128, 4] (Model::param_layout)
+//             optim.m.<param>, optim.v.<param>   Adam moments (when saved with an optimizer)
+//   metadata: format = "melgraph-checkpoint", format_version = "1", config = the run's TOML,
+//             step, epoch, seed, optimizer = "adam" | "adamw" | "none", melgraph_version
+// Written atomically (temp file, fsync, rename, fsync of the directory): a crash leaves the
+// previous checkpoint or the new one, never half of one.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "engine/config.h"
+#include "engine/model.h"
+#include "engine/optimizer.h"
+#include "engine/safetensors.h"
+
+namespace mg {
+
+struct TrainState {
+  int64_t step = 0;   // optimizer steps taken
+  int64_t epoch = 0;
+  uint64_t seed = 0;
+};
+
+struct CheckpointError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void save_checkpoint(const std::string& path, Model& model, const Optimizer* opt, const TrainState& state);
+
+// The config stored in a checkpoint (to build a Model that fits it).
+Config read_checkpoint_config(const std::string& path);
+
+// Loads parameters (and, when opt is given, the optimizer moments and step) into a model
+// built for the same architecture. Checks every name, shape and dtype first and throws
+// CheckpointError listing all differences; nothing is modified unless everything matches.
+TrainState load_checkpoint(const std::string& path, Model& model, Optimizer* opt);
+
+}  // namespace mg

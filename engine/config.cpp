@@ -1,0 +1,493 @@
+#include "engine/config.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <vector>
+#include <toml.hpp>
+
+namespace mg {
+namespace {
+
+// ---- formatting -------------------------------------------------------------------------
+
+// Shortest text that reads back to the same double, always spelled as a TOML float (so
+// "10" becomes "10.0"): to_toml must round-trip bit for bit.
+std::string format_double(double v) {
+  char buf[64];
+  const auto res = std::to_chars(buf, buf + sizeof buf, v);
+  std::string s(buf, res.ptr);
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // 'n' covers inf and nan
+  return s;
+}
+
+std::string quoted(const std::string& s) { return "'" + s + "'"; }
+
+// ---- "did you mean" -----------------------------------------------------------------------
+
+// Optimal-string-alignment distance (Levenshtein plus adjacent transpositions), case-blind:
+// "kernal", "Kernel" and "kenrel" are all one edit from "kernel".
+size_t edit_distance(const std::string& a, const std::string& b) {
+  auto lower = [](char ch) { return static_cast<char>(std::tolower(static_cast<unsigned char>(ch))); };
+  const size_t n = a.size(), m = b.size();
+  std::vector<std::vector<size_t>> d(n + 1, std::vector<size_t>(m + 1));
+  for (size_t i = 0; i <= n; ++i) d[i][0] = i;
+  for (size_t j = 0; j <= m; ++j) d[0][j] = j;
+  for (size_t i = 1; i <= n; ++i) {
+    for (size_t j = 1; j <= m; ++j) {
+      const size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) && lower(a[i - 2]) == lower(b[j - 1]))
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[n][m];
+}
+
+// The closest candidate within a couple of edits, or "" when nothing is plausibly meant.
+std::string closest(const std::string& name, const std::vector<std::string>& candidates) {
+  const size_t limit = name.size() <= 3 ? 1 : 2;
+  std::string best;
+  size_t best_d = limit + 1;
+  for (const auto& c : candidates) {
+    const size_t d = edit_distance(name, c);
+    if (d < best_d) best_d = d, best = c;
+  }
+  return best;
+}
+
+std::string did_you_mean(const std::string& name, const std::vector<std::string>& candidates) {
+  const std::string c = closest(name, candidates);
+  return c.empty() ? std::string() : " (did you mean " + quoted(c) + "?)";
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string s;
+  for (const auto& it : items) s += (s.empty() ? "" : ", ") + it;
+  return s;
+}
+
+// ---- literals toml11 saturates -----------------------------------------------------------
+
+// toml11 3.7 does not fail on literals that do not fit: 1e400 reads as DBL_MAX and
+// 99999999999999999999 as INT64_MAX. A value at such a limit is re-read from its literal
+// text, so a typo'd exponent cannot become a silently different setting.
+bool literal_out_of_range(const toml::value& v) {
+  const bool at_limit =
+      v.is_integer() ? (v.as_integer() == std::numeric_limits<int64_t>::max() ||
+                        v.as_integer() == std::numeric_limits<int64_t>::min())
+      : v.is_floating() ? (std::abs(v.as_floating()) == std::numeric_limits<double>::max() ||
+                           v.as_floating() == 0.0)
+                        : false;
+  if (!at_limit) return false;
+  const auto loc = v.location();
+  const std::string& line = loc.line_str();
+  if (loc.column() < 1 || loc.column() - 1 + loc.region() > line.size()) return false;
+  std::string lit = line.substr(loc.column() - 1, loc.region());
+  lit.erase(std::remove(lit.begin(), lit.end(), '_'), lit.end());
+  if (!lit.empty() && lit[0] == '+') lit.erase(0, 1);
+  const char* first = lit.data();
+  const char* last = lit.data() + lit.size();
+  if (v.is_floating()) {
+    double d = 0;
+    return std::from_chars(first, last, d).ec == std::errc::result_out_of_range;
+  }
+  int base = 10;
+  if (lit.size() > 2 && lit[0] == '0' && (lit[1] == 'x' || lit[1] == 'o' || lit[1] == 'b')) {
+    base = lit[1] == 'x' ? 16 : lit[1] == 'o' ? 8 : 2;
+    first += 2;
+  }
+  int64_t i = 0;
+  return std::from_chars(first, last, i, base).ec == std::errc::result_out_of_range;
+}
+
+// ---- the schema ------------------------------------------------------------------------
+
+template <class T>
+struct Choice {
+  const char* name;
+  T value;
+};
+
+constexpr Choice<MelScale> kMelScales[] = {{"htk", MelScale::HTK}, {"slaney", MelScale::Slaney}};
+constexpr Choice<MelNorm> kMelNorms[] = {{"none", MelNorm::None}, {"slaney", MelNorm::Slaney}};
+constexpr Choice<Padding> kPaddings[] = {{"valid", Padding::Valid}, {"same", Padding::Same}};
+constexpr Choice<bool> kOptimNames[] = {{"adam", false}, {"adamw", true}};
+
+// Every section and key in canonical order. The reader and the writer both walk this one
+// list, so a field added here is parsed, written and known to the typo check at once.
+// mel.sample_rate is absent on purpose: it mirrors audio.sample_rate.
+template <class C, class V>
+void visit_fields(C& c, V& v) {
+  v.section("audio");
+  v.field("sample_rate", c.audio.sample_rate);
+  v.field("clip_seconds", c.audio.clip_seconds);
+
+  v.section("mel");
+  v.field("n_fft", c.mel.n_fft);
+  v.field("hop", c.mel.hop);
+  v.field("n_mels", c.mel.n_mels);
+  v.field("f_min", c.mel.f_min);
+  v.field("f_max", c.mel.f_max);
+  v.choice("mel_scale", c.mel.scale, kMelScales);
+  v.choice("norm", c.mel.norm, kMelNorms);
+  v.field("power", c.mel.power);
+  v.field("log_eps", c.mel.log_eps);
+
+  v.section("model");
+  v.field("channels", c.model.channels);
+  v.field("kernel", c.model.kernel);
+  v.choice("padding", c.model.padding, kPaddings);
+  v.field("pool", c.model.pool);
+  v.field("embedding", c.model.embedding);
+  v.field("l2_eps", c.model.l2_eps);
+
+  v.section("loss");
+  v.field("margin", c.loss.margin);
+  v.field("swap", c.loss.swap);
+  v.field("eps", c.loss.eps);
+
+  v.section("optim");
+  v.choice("name", c.optim.adam.decoupled, kOptimNames);
+  v.field("lr", c.optim.adam.lr);
+  v.field("beta1", c.optim.adam.beta1);
+  v.field("beta2", c.optim.adam.beta2);
+  v.field("eps", c.optim.adam.eps);
+  v.field("weight_decay", c.optim.adam.weight_decay);
+  v.field("clip_norm", c.optim.clip_norm);
+
+  v.section("train");
+  v.field("batch_triplets", c.train.batch_triplets);
+  v.field("seed", c.train.seed);
+
+  v.end();
+}
+
+// ---- reading ---------------------------------------------------------------------------
+
+// Typed getters over one parsed document. Each getter records its key in the schema it
+// builds while the fields are visited; end() then reports everything the schema does not
+// know, with the closest known name.
+class TomlReader {
+ public:
+  TomlReader(const toml::value& root, std::string source) : root_(root), source_(std::move(source)) {}
+
+  void section(const char* name) {
+    schema_.push_back({name, {}});
+    table_ = nullptr;
+    const auto& root = root_.as_table();
+    const auto it = root.find(name);
+    if (it == root.end()) return;  // absent: every field keeps its default
+    if (!it->second.is_table())
+      fail(it->second, std::string(name) + " must be a table ([" + name + "]), got " +
+                           type_name(it->second));
+    table_ = &it->second.as_table();
+  }
+
+  void field(const char* key, int& out) {
+    if (const toml::value* v = find(key)) out = to_int(*v, name(key));
+  }
+
+  void field(const char* key, uint64_t& out) {
+    const toml::value* v = find(key);
+    if (!v) return;
+    const int64_t i = integer(*v, name(key));
+    if (i < 0) fail(*v, name(key) + " must be >= 0 (got " + std::to_string(i) + ")");
+    out = static_cast<uint64_t>(i);
+  }
+
+  void field(const char* key, double& out) {
+    const toml::value* v = find(key);
+    if (!v) return;
+    // An integer is accepted where a float is expected: "clip_seconds = 10" means 10.0.
+    if (!v->is_integer() && !v->is_floating())
+      fail(*v, name(key) + " must be a number, got " + type_name(*v));
+    check_literal(*v, name(key));
+    out = v->is_integer() ? static_cast<double>(v->as_integer()) : v->as_floating();
+  }
+
+  void field(const char* key, bool& out) {
+    const toml::value* v = find(key);
+    if (!v) return;
+    if (!v->is_boolean()) fail(*v, name(key) + " must be true or false, got " + type_name(*v));
+    out = v->as_boolean();
+  }
+
+  void field(const char* key, std::vector<int>& out) {
+    const toml::value* v = find(key);
+    if (!v) return;
+    if (!v->is_array()) fail(*v, name(key) + " must be an array of integers, got " + type_name(*v));
+    std::vector<int> items;
+    const auto& arr = v->as_array();
+    for (size_t i = 0; i < arr.size(); ++i)
+      items.push_back(to_int(arr[i], name(key) + "[" + std::to_string(i) + "]"));
+    out = std::move(items);
+  }
+
+  template <class T, size_t N>
+  void choice(const char* key, T& out, const Choice<T> (&choices)[N]) {
+    const toml::value* v = find(key);
+    if (!v) return;
+    std::vector<std::string> names, listed;
+    for (const auto& c : choices) {
+      names.push_back(c.name);
+      listed.push_back(std::string("\"") + c.name + "\"");
+    }
+    if (!v->is_string())
+      fail(*v, name(key) + " must be one of " + join(listed) + ", got " + type_name(*v));
+    const std::string s = v->as_string().str;
+    for (const auto& c : choices) {
+      if (s == c.name) {
+        out = c.value;
+        return;
+      }
+    }
+    fail(*v, name(key) + " must be one of " + join(listed) + " (got \"" + s + "\")" +
+                 did_you_mean(s, names));
+  }
+
+  // Everything in the document that the schema does not know is an error: a typo must not
+  // silently leave a default in place.
+  void end() const {
+    std::vector<std::string> sections;
+    for (const auto& sec : schema_) sections.push_back(sec.first);
+    for (const auto& [key, v] : root_.as_table()) {
+      const auto sec = std::find(sections.begin(), sections.end(), key);
+      if (sec != sections.end()) {
+        const auto& known = schema_[static_cast<size_t>(sec - sections.begin())].second;
+        for (const auto& [k, kv] : v.as_table()) {
+          if (std::find(known.begin(), known.end(), k) == known.end())
+            fail(kv, "unknown key " + quoted(key + "." + k) + suggest_key(key, k) +
+                         "; known keys in [" + key + "]: " + join(known));
+        }
+      } else if (v.is_table()) {
+        fail(v, "unknown table [" + key + "]" + did_you_mean(key, sections) +
+                    "; known tables: " + join(sections));
+      } else {
+        fail(v, "unknown top-level key " + quoted(key) + "; every setting belongs in a table" +
+                    suggest_key("", key));
+      }
+    }
+  }
+
+ private:
+  const toml::value* find(const char* key) {
+    schema_.back().second.push_back(key);
+    if (!table_) return nullptr;
+    const auto it = table_->find(key);
+    return it == table_->end() ? nullptr : &it->second;
+  }
+
+  // " (did you mean 'section.key'?)": the closest key of the same section, else the closest
+  // key of any section (a key put in the wrong table), else "".
+  std::string suggest_key(const std::string& section, const std::string& key) const {
+    std::vector<std::string> same, any;
+    for (const auto& [sec, keys] : schema_) {
+      for (const auto& k : keys) {
+        (sec == section ? same : any).push_back(k);
+      }
+    }
+    for (const auto* pool : {&same, &any}) {
+      const std::string best = closest(key, *pool);
+      if (best.empty()) continue;
+      for (const auto& [sec, keys] : schema_) {
+        if ((sec == section) != (pool == &same)) continue;
+        if (std::find(keys.begin(), keys.end(), best) != keys.end())
+          return " (did you mean " + quoted(sec + "." + best) + "?)";
+      }
+    }
+    return "";
+  }
+
+  std::string name(const char* key) const { return schema_.back().first + "." + key; }
+
+  static std::string type_name(const toml::value& v) {
+    std::string t = toml::stringize(v.type());
+    if (t == "floating") t = "float";
+    return (t == "integer" || t == "array" ? "an " : "a ") + t;
+  }
+
+  int64_t integer(const toml::value& v, const std::string& field) const {
+    if (!v.is_integer()) fail(v, field + " must be an integer, got " + type_name(v));
+    check_literal(v, field);
+    return v.as_integer();
+  }
+
+  int to_int(const toml::value& v, const std::string& field) const {
+    const int64_t i = integer(v, field);
+    if (i < std::numeric_limits<int>::min() || i > std::numeric_limits<int>::max())
+      fail(v, field + " is out of range for a 32-bit integer (got " + std::to_string(i) + ")");
+    return static_cast<int>(i);
+  }
+
+  void check_literal(const toml::value& v, const std::string& field) const {
+    if (literal_out_of_range(v))
+      fail(v, field + " is out of range for a 64-bit " + (v.is_integer() ? "integer" : "float"));
+  }
+
+  // "<source>:<line>: <what>": the line points at the offending value.
+  [[noreturn]] void fail(const toml::value& at, const std::string& what) const {
+    const auto line = at.location().line();
+    throw ConfigError(source_ + (line > 0 ? ":" + std::to_string(line) : std::string()) + ": " + what);
+  }
+
+  const toml::value& root_;
+  std::string source_;
+  const toml::table* table_ = nullptr;  // the current section's table; null when absent
+  std::vector<std::pair<std::string, std::vector<std::string>>> schema_;  // section -> keys
+};
+
+// ---- writing ---------------------------------------------------------------------------
+
+class TomlWriter {
+ public:
+  void section(const char* name) { out_ << (out_.tellp() > 0 ? "\n[" : "[") << name << "]\n"; }
+  void field(const char* key, int v) { line(key, std::to_string(v)); }
+  void field(const char* key, uint64_t v) { line(key, std::to_string(v)); }
+  void field(const char* key, double v) { line(key, format_double(v)); }
+  void field(const char* key, bool v) { line(key, v ? "true" : "false"); }
+  void field(const char* key, const std::vector<int>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+    line(key, s + "]");
+  }
+  template <class T, size_t N>
+  void choice(const char* key, const T& v, const Choice<T> (&choices)[N]) {
+    for (const auto& c : choices) {
+      if (c.value == v) {
+        line(key, std::string("\"") + c.name + "\"");
+        return;
+      }
+    }
+    throw ConfigError(std::string("to_toml: field ") + key + " holds a value with no name");
+  }
+  void end() {}
+  std::string str() const { return out_.str(); }
+
+ private:
+  void line(const char* key, const std::string& value) { out_ << key << " = " << value << "\n"; }
+  std::ostringstream out_;
+};
+
+// ---- validation ------------------------------------------------------------------------
+
+// Range checks with one message shape: "<source>: <field> must be <rule> (got <value>)".
+// Negated comparisons so that NaN fails every check.
+class Checker {
+ public:
+  explicit Checker(std::string source) : source_(std::move(source)) {}
+
+  void at_least(const std::string& field, int64_t v, int64_t lo) const {
+    if (!(v >= lo)) fail(field, ">= " + std::to_string(lo), std::to_string(v));
+  }
+  void positive(const std::string& field, double v) const {
+    if (!(v > 0.0) || !std::isfinite(v)) fail(field, "finite and > 0", format_double(v));
+  }
+  void non_negative(const std::string& field, double v) const {
+    if (!(v >= 0.0) || !std::isfinite(v)) fail(field, "finite and >= 0", format_double(v));
+  }
+  void unit_interval(const std::string& field, double v) const {
+    if (!(v >= 0.0 && v < 1.0)) fail(field, "in [0, 1)", format_double(v));
+  }
+  [[noreturn]] void fail(const std::string& field, const std::string& rule, const std::string& got) const {
+    throw ConfigError(source_ + ": " + field + " must be " + rule + " (got " + got + ")");
+  }
+  [[noreturn]] void fail(const std::string& what) const { throw ConfigError(source_ + ": " + what); }
+
+ private:
+  std::string source_;
+};
+
+void validate(const Config& c, const std::string& source) {
+  const Checker check(source);
+  check.at_least("audio.sample_rate", c.audio.sample_rate, 1);
+  check.positive("audio.clip_seconds", c.audio.clip_seconds);
+  // Frame counts and kernel dimensions are int; 2^31 - 1 samples is over a day of audio.
+  const double samples = c.audio.clip_seconds * c.audio.sample_rate;
+  if (!(samples + 0.5 < static_cast<double>(std::numeric_limits<int>::max())))
+    check.fail("audio.clip_seconds = " + format_double(c.audio.clip_seconds) + " at " +
+               std::to_string(c.audio.sample_rate) + " Hz exceeds the limit of " +
+               std::to_string(std::numeric_limits<int>::max()) + " samples per clip");
+  if (c.mel.sample_rate != c.audio.sample_rate)
+    check.fail("mel.sample_rate (" + std::to_string(c.mel.sample_rate) +
+               ") must equal audio.sample_rate (" + std::to_string(c.audio.sample_rate) +
+               "); it mirrors it and is not set on its own");
+  try {
+    validate_mel_params(c.mel);
+  } catch (const std::invalid_argument& e) {
+    check.fail(e.what());
+  }
+
+  if (c.model.channels.empty())
+    check.fail("model.channels must list at least one conv stage (got [])");
+  for (size_t i = 0; i < c.model.channels.size(); ++i)
+    check.at_least("model.channels[" + std::to_string(i) + "]", c.model.channels[i], 1);
+  check.at_least("model.kernel", c.model.kernel, 1);
+  check.at_least("model.pool", c.model.pool, 1);
+  check.at_least("model.embedding", c.model.embedding, 1);
+  check.positive("model.l2_eps", c.model.l2_eps);
+
+  check.non_negative("loss.margin", c.loss.margin);
+  check.positive("loss.eps", c.loss.eps);
+
+  check.positive("optim.lr", c.optim.adam.lr);
+  check.unit_interval("optim.beta1", c.optim.adam.beta1);
+  check.unit_interval("optim.beta2", c.optim.adam.beta2);
+  check.positive("optim.eps", c.optim.adam.eps);
+  check.non_negative("optim.weight_decay", c.optim.adam.weight_decay);
+  check.non_negative("optim.clip_norm", c.optim.clip_norm);
+
+  check.at_least("train.batch_triplets", c.train.batch_triplets, 1);
+  // TOML integers are signed 64-bit: a larger seed could not be written back by to_toml.
+  if (c.train.seed > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    check.fail("train.seed", "<= " + std::to_string(std::numeric_limits<int64_t>::max()),
+               std::to_string(c.train.seed));
+}
+
+}  // namespace
+
+Config default_config() { return Config{}; }
+
+Config parse_config(const std::string& toml_text, const std::string& source) {
+  toml::value root;
+  try {
+    std::istringstream in(toml_text);
+    root = toml::parse(in, source);
+  } catch (const std::exception& e) {  // toml::syntax_error carries line and column
+    throw ConfigError(source + ": " + e.what());
+  }
+  Config c = default_config();
+  TomlReader reader(root, source);
+  visit_fields(c, reader);
+  c.mel.sample_rate = c.audio.sample_rate;
+  validate(c, source);
+  return c;
+}
+
+Config load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot open config file: " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path + ": read failed");
+  return parse_config(text.str(), path);
+}
+
+void validate_config(const Config& c) { validate(c, "config"); }
+
+std::string to_toml(const Config& c) {
+  TomlWriter w;
+  visit_fields(c, w);
+  return w.str();
+}
+
+}  // namespace mg

@@ -1,0 +1,129 @@
+// The CPU backend: thin dispatch to the kernels/*_cpu.cpp oracles, which parallelise with
+// OpenMP and use single-threaded OpenBLAS GEMMs inside their parallel loops.
+#include <omp.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <new>
+#include <stdexcept>
+#include <tuple>
+
+#include "engine/backend.h"
+#include "kernels/activation_cpu.h"
+#include "kernels/blas.h"
+#include "kernels/linear_cpu.h"
+#include "kernels/philox.h"
+#include "kernels/pool_cpu.h"
+#include "kernels/reduce_cpu.h"
+
+namespace mg {
+
+namespace {
+
+auto mel_key(const MelParams& p) {
+  return std::make_tuple(p.sample_rate, p.n_fft, p.hop, p.n_mels, p.f_min, p.f_max, static_cast<int>(p.scale),
+                         static_cast<int>(p.norm), p.power, p.log_eps);
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads) {
+    if (threads > 0) omp_set_num_threads(threads);
+    threads_ = omp_get_max_threads();
+    blas_set_threads(1);
+  }
+
+  Device device() const override { return Device::CPU; }
+  std::string describe() const override {
+    return "cpu (" + std::to_string(threads_) + " OpenMP threads, OpenBLAS)";
+  }
+
+  void* alloc_bytes(size_t bytes) override {
+    const size_t rounded = (bytes + 255) / 256 * 256;
+    void* p = std::aligned_alloc(256, rounded ? rounded : 256);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void free_bytes(void* p) override { std::free(p); }
+  void to_device(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void fill(float* p, int64_t n, float value) override {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) p[i] = value;
+  }
+  void synchronize() override {}
+
+  void fill_uniform(float* p, int64_t n, float lo, float hi, uint64_t seed, uint64_t stream) override {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i)
+      p[i] = lo + (hi - lo) * philox_uniform(seed, stream, static_cast<uint64_t>(i));
+  }
+
+  void mel_forward(const float* audio, float* out, int B, int64_t S, const MelParams& p) override {
+    auto key = mel_key(p);
+    auto it = mel_.find(key);
+    if (it == mel_.end()) it = mel_.emplace(key, std::make_unique<MelCpu>(p)).first;
+    it->second->forward(audio, out, B, S);
+  }
+  void conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d) override {
+    conv1d_forward_cpu(x, w, b, y, d);
+  }
+  void conv1d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                       const Conv1dDims& d) override {
+    conv1d_backward_cpu(dy, x, w, dx, dw, db, d);
+  }
+  void relu_forward(const float* x, float* y, int64_t n) override { relu_forward_cpu(x, y, n); }
+  void relu_backward(const float* dy, const float* y, float* dx, int64_t n) override {
+    relu_backward_cpu(dy, y, dx, n);
+  }
+  void maxpool_forward(const float* x, float* y, int64_t rows, int Tin, int w) override {
+    maxpool1d_forward_cpu(x, y, rows, Tin, w);
+  }
+  void maxpool_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tin, int w) override {
+    maxpool1d_backward_cpu(dy, x, dx, rows, Tin, w);
+  }
+  void mean_time_forward(const float* x, float* y, int64_t rows, int Tn) override {
+    mean_time_forward_cpu(x, y, rows, Tn);
+  }
+  void mean_time_backward(const float* dy, float* dx, int64_t rows, int Tn) override {
+    mean_time_backward_cpu(dy, dx, rows, Tn);
+  }
+  void linear_forward(const float* x, const float* w, const float* b, float* y, int B, int C, int E) override {
+    linear_forward_cpu(x, w, b, y, B, C, E);
+  }
+  void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int B,
+                       int C, int E) override {
+    linear_backward_cpu(dy, x, w, dx, dw, db, B, C, E);
+  }
+  void l2norm_forward(const float* x, float* y, int B, int E, double eps) override {
+    l2norm_forward_cpu(x, y, B, E, eps);
+  }
+  void l2norm_backward(const float* dy, const float* x, const float* y, float* dx, int B, int E,
+                       double eps) override {
+    l2norm_backward_cpu(dy, x, y, dx, B, E, eps);
+  }
+  void triplet_loss(const float* emb, const int32_t* triplets, int n_triplets, int N, int E,
+                    const TripletLossParams& p, float* stats, float* demb) override {
+    const TripletLossResult r = triplet_loss_cpu(emb, triplets, n_triplets, N, E, p, demb);
+    stats[0] = static_cast<float>(r.loss);
+    stats[1] = static_cast<float>(r.active);
+  }
+  void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamParams& a,
+                 int64_t step) override {
+    adam_step_cpu(p, g, m, v, n, a, step);
+  }
+  void clip_grad_norm(float* g, int64_t n, double max_norm, float* norm_out) override {
+    norm_out[0] = static_cast<float>(max_norm > 0 ? clip_grad_norm_cpu(g, n, max_norm) : global_norm_cpu(g, n));
+  }
+
+ private:
+  int threads_ = 1;
+  std::map<decltype(mel_key(MelParams{})), std::unique_ptr<MelCpu>> mel_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
+
+}  // namespace mg

@@ -1,0 +1,42 @@
+// Adam / AdamW over the flat parameter buffer, with optional clipping by global norm first.
+// The moments m and v are TensorBuffers with the parameters' layout, so the checkpoint can
+// name them per tensor (optim.m.<param>, optim.v.<param>).
+#pragma once
+#include <cstdint>
+
+#include "engine/backend.h"
+#include "engine/config.h"
+#include "engine/tensor_buffer.h"
+
+namespace mg {
+
+class Optimizer {
+ public:
+  Optimizer(Backend& be, const TensorLayout& layout, const OptimConfig& cfg);
+  ~Optimizer();
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  // Clips grads in place when cfg.clip_norm > 0, then updates params. The gradient norm
+  // (before clipping) is left in norm_device() without a host synchronisation.
+  void step(TensorBuffer& params, TensorBuffer& grads, double lr);
+  void step(TensorBuffer& params, TensorBuffer& grads) { step(params, grads, cfg_.adam.lr); }
+
+  int64_t step_count() const { return step_; }
+  void set_step_count(int64_t s) { step_ = s; }
+  const float* norm_device() const { return norm_; }
+  const OptimConfig& config() const { return cfg_; }
+  TensorBuffer& m() { return m_; }
+  TensorBuffer& v() { return v_; }
+  const TensorBuffer& m() const { return m_; }
+  const TensorBuffer& v() const { return v_; }
+
+ private:
+  Backend& be_;
+  OptimConfig cfg_;
+  TensorBuffer m_, v_;
+  float* norm_ = nullptr;  // device scalar
+  int64_t step_ = 0;
+};
+
+}  // namespace mg
