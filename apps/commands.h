@@ -1,0 +1,19 @@
+// The melgraph subcommands. Each cmd_<name>.cpp defines register_<name>(), which adds its
+// subcommand (options and callback) to the top-level app; main.cpp calls every one of them.
+// Callbacks report failures by throwing: UsageError / mg::ConfigError for bad input (exit
+// code 2), any other std::exception for failures at run time (exit code 1).
+#pragma once
+#include <CLI/CLI.hpp>
+#include <stdexcept>
+
+namespace mg::cli {
+
+// The command line or its inputs cannot work; the message says what to change.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void register_model(CLI::App& app);
+void register_demo(CLI::App& app);
+
+}  // namespace mg::cli
