@@ -1,0 +1,102 @@
+// Helpers for tests that compare against PyTorch/torchaudio through the Python scripts in
+// tests/reference/. The scripts run under Debian's interpreter (/usr/bin/python3 unless
+// MELGRAPH_PYTHON says otherwise), which has python3-torch and python3-torchaudio.
+//
+// Without torch the tests skip with the reason; with MELGRAPH_REQUIRE_REFERENCE=1 (CI sets it)
+// a missing torch is a failure instead, so CI can never pass by skipping them.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace mg::test {
+
+inline std::string python_exe() {
+  const char* p = std::getenv("MELGRAPH_PYTHON");
+  return p && *p ? p : "/usr/bin/python3";
+}
+
+inline std::string reference_script(const std::string& name) {
+  return std::string(MELGRAPH_REFERENCE_DIR) + "/" + name;
+}
+
+// Runs a command, returns its exit status; its combined output goes to *out.
+inline int run_command(const std::string& cmd, std::string* out) {
+  out->clear();
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+  const int st = ::pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// Empty string when torch + torchaudio + soundfile import; otherwise the reason.
+inline std::string torch_unavailable_reason() {
+  static const std::string reason = [] {
+    std::string out;
+    const int rc = run_command(python_exe() + " -c 'import torch, torchaudio, soundfile, numpy'", &out);
+    if (rc == 0) return std::string();
+    return python_exe() + " cannot import torch/torchaudio/soundfile (install python3-torch "
+           "python3-torchaudio python3-soundfile; scripts/setup does): " + out.substr(0, 300);
+  }();
+  return reason;
+}
+
+inline bool reference_required() {
+  const char* r = std::getenv("MELGRAPH_REQUIRE_REFERENCE");
+  return r && std::string(r) == "1";
+}
+
+#define MG_REQUIRE_TORCH()                                                              \
+  do {                                                                                  \
+    const std::string why_ = ::mg::test::torch_unavailable_reason();                    \
+    if (!why_.empty()) {                                                                \
+      if (::mg::test::reference_required()) FAIL() << "MELGRAPH_REQUIRE_REFERENCE=1: " << why_; \
+      GTEST_SKIP() << why_;                                                             \
+    }                                                                                   \
+  } while (0)
+
+// Runs tests/reference/<script> with args; fails the test with the script's output when it
+// exits non-zero.
+inline void run_reference(const std::string& script, const std::string& args) {
+  std::string out;
+  const std::string cmd = python_exe() + " " + reference_script(script) + " " + args;
+  const int rc = run_command(cmd, &out);
+  ASSERT_EQ(rc, 0) << "reference script failed: " << cmd << "\n" << out;
+}
+
+// A fresh directory under the system temp dir, removed at scope exit.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "melgraph-test-XXXXXX").string();
+    path = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+// Norm-wise relative error max|got - want| / max|want|: meaningful for outputs that cross
+// zero, unlike a per-element ratio.
+template <class A, class B>
+double rel_error(const A* got, const B* want, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    num = std::max(num, std::abs(static_cast<double>(got[i]) - static_cast<double>(want[i])));
+    den = std::max(den, std::abs(static_cast<double>(want[i])));
+  }
+  return den > 0 ? num / den : num;
+}
+
+}  // namespace mg::test

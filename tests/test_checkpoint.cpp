@@ -1,0 +1,161 @@
+// Checkpoints: round trip of parameters, optimizer state and position; atomic replacement;
+// every mismatch named on load.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "engine/checkpoint.h"
+#include "engine/train_step.h"
+#include "reference_harness.h"
+#include "test_support.h"
+
+namespace mg {
+namespace {
+
+using test::small_config;
+using test::TempDir;
+
+std::vector<float> host(Backend& be, const TensorBuffer& b) {
+  std::vector<float> h(static_cast<size_t>(b.size()));
+  be.to_host(h.data(), b.data(), h.size() * sizeof(float));
+  return h;
+}
+
+struct Trained {
+  std::unique_ptr<Backend> be = make_cpu_backend();
+  Config c = small_config();
+  Model model{c, *be, 6};
+  Optimizer opt{*be, model.params().layout(), c.optim};
+  Trained() {
+    model.init_params(4);
+    TrainStep step(model);
+    step.set_triplets(TrainStep::offline_triplets(2));
+    const auto audio = test::random_audio(6, c.audio.clip_samples(), 3);
+    for (int i = 0; i < 2; ++i) step.step(audio.data(), 6, c.loss, opt, 1e-3);
+  }
+};
+
+TEST(Checkpoint, RoundTripsParametersOptimizerAndPosition) {
+  TempDir dir;
+  Trained t;
+  const std::string path = dir.file("ckpt.safetensors");
+  save_checkpoint(path, t.model, &t.opt, TrainState{2, 1, 4});
+
+  const Config c2 = read_checkpoint_config(path);
+  EXPECT_EQ(to_toml(c2), to_toml(t.c));
+  Model m2(c2, *t.be, 6);
+  Optimizer o2(*t.be, m2.params().layout(), c2.optim);
+  const TrainState st = load_checkpoint(path, m2, &o2);
+  EXPECT_EQ(st.step, 2);
+  EXPECT_EQ(st.epoch, 1);
+  EXPECT_EQ(st.seed, 4u);
+  EXPECT_EQ(o2.step_count(), 2);
+  EXPECT_EQ(host(*t.be, m2.params()), host(*t.be, t.model.params()));
+  EXPECT_EQ(host(*t.be, o2.m()), host(*t.be, t.opt.m()));
+  EXPECT_EQ(host(*t.be, o2.v()), host(*t.be, t.opt.v()));
+  // Documented tensor names, readable by any safetensors reader.
+  const StFile f = read_safetensors(path);
+  EXPECT_TRUE(f.has("conv.0.weight"));
+  EXPECT_TRUE(f.has("linear.bias"));
+  EXPECT_TRUE(f.has("optim.m.conv.2.weight"));
+  EXPECT_EQ(f.metadata.at("format"), "melgraph-checkpoint");
+}
+
+TEST(Checkpoint, ResumeWithoutOptimizerStateIsRefused) {
+  TempDir dir;
+  Trained t;
+  const std::string path = dir.file("weights-only.safetensors");
+  save_checkpoint(path, t.model, nullptr, TrainState{});
+  Model m2(t.c, *t.be, 6);
+  EXPECT_NO_THROW(load_checkpoint(path, m2, nullptr));
+  Optimizer o2(*t.be, m2.params().layout(), t.c.optim);
+  try {
+    load_checkpoint(path, m2, &o2);
+    FAIL() << "expected CheckpointError";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("no optimizer state"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Checkpoint, MismatchListsEveryDifferenceAndLeavesTheModelUntouched) {
+  TempDir dir;
+  Trained t;
+  const std::string path = dir.file("ckpt.safetensors");
+  save_checkpoint(path, t.model, nullptr, TrainState{});
+  Config other = t.c;
+  other.model.channels = {8, 12, 8};  // conv.1 and conv.2 change shape
+  Model m2(other, *t.be, 6);
+  m2.init_params(99);
+  const auto before = host(*t.be, m2.params());
+  try {
+    load_checkpoint(path, m2, nullptr);
+    FAIL() << "expected CheckpointError";
+  } catch (const CheckpointError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("conv.1.weight: shape [8, 8, 4] in the file, the model has [12, 8, 4]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("conv.1.bias"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("conv.2.weight"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(host(*t.be, m2.params()), before);
+
+  Config deeper = t.c;
+  deeper.model.channels = {8, 8, 8, 8};
+  deeper.audio.clip_seconds = 4.0;
+  Model m3(deeper, *t.be, 2);
+  try {
+    load_checkpoint(path, m3, nullptr);
+    FAIL() << "expected CheckpointError";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("missing tensor conv.3.weight"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Checkpoint, ForeignAndTruncatedFilesGiveClearErrors) {
+  TempDir dir;
+  Trained t;
+  const std::string path = dir.file("ckpt.safetensors");
+  save_checkpoint(path, t.model, &t.opt, TrainState{});
+
+  StFile foreign;
+  const float x = 1;
+  foreign.put_f32("w", {1}, &x);
+  write_safetensors(dir.file("foreign.safetensors"), foreign);
+  EXPECT_THROW(read_checkpoint_config(dir.file("foreign.safetensors")), CheckpointError);
+
+  const auto size = std::filesystem::file_size(path);
+  std::filesystem::copy_file(path, dir.file("cut.safetensors"));
+  std::filesystem::resize_file(dir.file("cut.safetensors"), size / 2);
+  Model m2(t.c, *t.be, 6);
+  try {
+    load_checkpoint(dir.file("cut.safetensors"), m2, nullptr);
+    FAIL() << "expected CheckpointError";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("cut.safetensors"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load_checkpoint(dir.file("missing.safetensors"), m2, nullptr), CheckpointError);
+}
+
+TEST(Checkpoint, SavingReplacesAtomicallyAndLeavesNoTempFiles) {
+  TempDir dir;
+  Trained t;
+  const std::string path = dir.file("ckpt.safetensors");
+  save_checkpoint(path, t.model, &t.opt, TrainState{1, 0, 0});
+  save_checkpoint(path, t.model, &t.opt, TrainState{2, 0, 0});
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path)) {
+    (void)e;
+    ++files;
+  }
+  EXPECT_EQ(files, 1) << "temp files left behind";
+  Model m2(t.c, *t.be, 6);
+  EXPECT_EQ(load_checkpoint(path, m2, nullptr).step, 2);
+  // A save that cannot complete leaves the previous checkpoint intact.
+  EXPECT_THROW(save_checkpoint(dir.file("no/such/dir/ckpt.safetensors"), t.model, &t.opt, TrainState{}),
+               CheckpointError);
+  EXPECT_EQ(load_checkpoint(path, m2, nullptr).step, 2);
+}
+
+}  // namespace
+}  // namespace mg

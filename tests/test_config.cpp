@@ -1,0 +1,356 @@
+#include "engine/config.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <string>
+
+#include "reference_harness.h"
+
+namespace mg {
+namespace {
+
+// Every field of both configs, so a round-trip test notices any field the writer drops.
+void expect_same(const Config& a, const Config& b) {
+  EXPECT_EQ(a.audio.sample_rate, b.audio.sample_rate);
+  EXPECT_EQ(a.audio.clip_seconds, b.audio.clip_seconds);
+  EXPECT_EQ(a.mel.sample_rate, b.mel.sample_rate);
+  EXPECT_EQ(a.mel.n_fft, b.mel.n_fft);
+  EXPECT_EQ(a.mel.hop, b.mel.hop);
+  EXPECT_EQ(a.mel.n_mels, b.mel.n_mels);
+  EXPECT_EQ(a.mel.f_min, b.mel.f_min);
+  EXPECT_EQ(a.mel.f_max, b.mel.f_max);
+  EXPECT_EQ(a.mel.scale, b.mel.scale);
+  EXPECT_EQ(a.mel.norm, b.mel.norm);
+  EXPECT_EQ(a.mel.power, b.mel.power);
+  EXPECT_EQ(a.mel.log_eps, b.mel.log_eps);
+  EXPECT_EQ(a.model.channels, b.model.channels);
+  EXPECT_EQ(a.model.kernel, b.model.kernel);
+  EXPECT_EQ(a.model.padding, b.model.padding);
+  EXPECT_EQ(a.model.pool, b.model.pool);
+  EXPECT_EQ(a.model.embedding, b.model.embedding);
+  EXPECT_EQ(a.model.l2_eps, b.model.l2_eps);
+  EXPECT_EQ(a.loss.margin, b.loss.margin);
+  EXPECT_EQ(a.loss.swap, b.loss.swap);
+  EXPECT_EQ(a.loss.eps, b.loss.eps);
+  EXPECT_EQ(a.optim.adam.lr, b.optim.adam.lr);
+  EXPECT_EQ(a.optim.adam.beta1, b.optim.adam.beta1);
+  EXPECT_EQ(a.optim.adam.beta2, b.optim.adam.beta2);
+  EXPECT_EQ(a.optim.adam.eps, b.optim.adam.eps);
+  EXPECT_EQ(a.optim.adam.weight_decay, b.optim.adam.weight_decay);
+  EXPECT_EQ(a.optim.adam.decoupled, b.optim.adam.decoupled);
+  EXPECT_EQ(a.optim.clip_norm, b.optim.clip_norm);
+  EXPECT_EQ(a.train.batch_triplets, b.train.batch_triplets);
+  EXPECT_EQ(a.train.seed, b.train.seed);
+}
+
+// The message of the ConfigError that parsing `text` throws ("" when it parses).
+std::string parse_error(const std::string& text) {
+  try {
+    parse_config(text, "run.toml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+#define EXPECT_PARSE_ERROR(text, ...)                                 \
+  do {                                                                \
+    const std::string msg_ = parse_error(text);                       \
+    ASSERT_FALSE(msg_.empty()) << "parsed without error:\n" << text;  \
+    EXPECT_NE(msg_.find("run.toml"), std::string::npos) << msg_;      \
+    for (const char* part_ : {__VA_ARGS__})                           \
+      EXPECT_NE(msg_.find(part_), std::string::npos) << "'" << part_ << "' not in: " << msg_; \
+  } while (0)
+
+TEST(Config, DefaultsAreTheSeedModel) {
+  const Config c = default_config();
+  EXPECT_EQ(c.audio.sample_rate, 22050);
+  EXPECT_EQ(c.audio.clip_seconds, 10.0);
+  EXPECT_EQ(c.audio.clip_samples(), 220500);
+  EXPECT_EQ(c.mel.sample_rate, 22050);
+  EXPECT_EQ(c.mel.n_fft, 1024);
+  EXPECT_EQ(c.mel.hop, 512);
+  EXPECT_EQ(c.mel.n_mels, 128);
+  EXPECT_EQ(c.model.channels, (std::vector<int>{128, 128, 128}));
+  EXPECT_EQ(c.model.kernel, 4);
+  EXPECT_EQ(c.model.padding, Padding::Valid);
+  EXPECT_EQ(c.model.pool, 4);
+  EXPECT_EQ(c.model.embedding, 128);
+  EXPECT_EQ(c.loss.margin, 0.2);
+  EXPECT_FALSE(c.optim.adam.decoupled);
+  EXPECT_EQ(c.optim.adam.lr, 1e-3);
+  EXPECT_EQ(c.train.batch_triplets, 64);
+  EXPECT_NO_THROW(validate_config(c));
+}
+
+TEST(Config, EmptyFileIsTheDefaultConfig) {
+  expect_same(parse_config("", "empty.toml"), default_config());
+  expect_same(parse_config("# only a comment\n\n", "comment.toml"), default_config());
+  // A present but empty table changes nothing either.
+  expect_same(parse_config("[model]\n[optim]\n", "tables.toml"), default_config());
+}
+
+TEST(Config, ParsesEveryField) {
+  const Config c = parse_config(R"(
+[audio]
+sample_rate = 16000
+clip_seconds = 7          # an integer is accepted for a float field
+[mel]
+n_fft = 512
+hop = 160
+n_mels = 80
+f_min = 30.5
+f_max = 7600.0
+mel_scale = "slaney"
+norm = "slaney"
+power = 1.0
+log_eps = 1e-5
+[model]
+channels = [64, 96]
+kernel = 5
+padding = "same"
+pool = 3
+embedding = 48
+l2_eps = 1e-10
+[loss]
+margin = 0.35
+swap = true
+eps = 1e-7
+[optim]
+name = "adamw"
+lr = 3e-4
+beta1 = 0.85
+beta2 = 0.995
+eps = 1e-7
+weight_decay = 0.01
+clip_norm = 1.5
+[train]
+batch_triplets = 17
+seed = 12345678901
+)",
+                                "full.toml");
+  EXPECT_EQ(c.audio.sample_rate, 16000);
+  EXPECT_EQ(c.audio.clip_seconds, 7.0);
+  EXPECT_EQ(c.mel.sample_rate, 16000) << "mel.sample_rate mirrors audio.sample_rate";
+  EXPECT_EQ(c.mel.n_fft, 512);
+  EXPECT_EQ(c.mel.hop, 160);
+  EXPECT_EQ(c.mel.n_mels, 80);
+  EXPECT_EQ(c.mel.f_min, 30.5);
+  EXPECT_EQ(c.mel.f_max, 7600.0);
+  EXPECT_EQ(c.mel.scale, MelScale::Slaney);
+  EXPECT_EQ(c.mel.norm, MelNorm::Slaney);
+  EXPECT_EQ(c.mel.power, 1.0);
+  EXPECT_EQ(c.mel.log_eps, 1e-5);
+  EXPECT_EQ(c.model.channels, (std::vector<int>{64, 96}));
+  EXPECT_EQ(c.model.kernel, 5);
+  EXPECT_EQ(c.model.padding, Padding::Same);
+  EXPECT_EQ(c.model.pool, 3);
+  EXPECT_EQ(c.model.embedding, 48);
+  EXPECT_EQ(c.model.l2_eps, 1e-10);
+  EXPECT_EQ(c.loss.margin, 0.35);
+  EXPECT_TRUE(c.loss.swap);
+  EXPECT_EQ(c.loss.eps, 1e-7);
+  EXPECT_TRUE(c.optim.adam.decoupled);
+  EXPECT_EQ(c.optim.adam.lr, 3e-4);
+  EXPECT_EQ(c.optim.adam.beta1, 0.85);
+  EXPECT_EQ(c.optim.adam.beta2, 0.995);
+  EXPECT_EQ(c.optim.adam.eps, 1e-7);
+  EXPECT_EQ(c.optim.adam.weight_decay, 0.01);
+  EXPECT_EQ(c.optim.clip_norm, 1.5);
+  EXPECT_EQ(c.train.batch_triplets, 17);
+  EXPECT_EQ(c.train.seed, 12345678901u);
+}
+
+TEST(Config, OptimNameSelectsAdamOrAdamW) {
+  EXPECT_FALSE(parse_config("[optim]\nname = \"adam\"\n", "a.toml").optim.adam.decoupled);
+  EXPECT_TRUE(parse_config("[optim]\nname = \"adamw\"\n", "a.toml").optim.adam.decoupled);
+}
+
+TEST(Config, DefaultRoundTripsThroughToml) {
+  const Config d = default_config();
+  const std::string text = to_toml(d);
+  expect_same(parse_config(text, "defaults.toml"), d);
+  // Canonical: writing the parsed config again gives the same text.
+  EXPECT_EQ(to_toml(parse_config(text, "defaults.toml")), text);
+}
+
+TEST(Config, EveryFieldRoundTripsThroughToml) {
+  Config c;
+  c.audio.sample_rate = 44100;
+  c.audio.clip_seconds = 3.0 / 7.0;  // no short decimal: needs all 17 digits to survive
+  c.mel.sample_rate = 44100;
+  c.mel.n_fft = 2048;
+  c.mel.hop = 441;
+  c.mel.n_mels = 96;
+  c.mel.f_min = 0.1 + 0.2;  // 0.30000000000000004
+  c.mel.f_max = 20000.0 / 3.0;
+  c.mel.scale = MelScale::Slaney;
+  c.mel.norm = MelNorm::Slaney;
+  c.mel.power = 1.0;
+  c.mel.log_eps = 1.2345678901234567e-9;
+  c.model.channels = {33, 65, 17, 129};
+  c.model.kernel = 7;
+  c.model.padding = Padding::Same;
+  c.model.pool = 2;
+  c.model.embedding = 77;
+  c.model.l2_eps = 3e-13;
+  c.loss.margin = 0.0;
+  c.loss.swap = true;
+  c.loss.eps = 2.5e-8;
+  c.optim.adam.lr = 1.0 / 3.0;
+  c.optim.adam.beta1 = 0.0;
+  c.optim.adam.beta2 = 0.9999;
+  c.optim.adam.eps = 1e-12;
+  c.optim.adam.weight_decay = 0.05;
+  c.optim.adam.decoupled = true;
+  c.optim.clip_norm = 250.0;
+  c.train.batch_triplets = 5;
+  c.train.seed = 9223372036854775807ull;  // the largest seed TOML can hold
+  ASSERT_NO_THROW(validate_config(c));
+  const std::string text = to_toml(c);
+  expect_same(parse_config(text, "full.toml"), c);
+  EXPECT_EQ(to_toml(parse_config(text, "full.toml")), text);
+}
+
+TEST(Config, ToTomlWritesEveryKey) {
+  const std::string text = to_toml(default_config());
+  for (const char* key : {"[audio]", "sample_rate =", "clip_seconds = 10.0", "[mel]", "n_fft =",
+                          "hop =", "n_mels =", "f_min =", "f_max =", "mel_scale = \"htk\"",
+                          "norm = \"none\"", "power =", "log_eps =", "[model]",
+                          "channels = [128, 128, 128]", "kernel = 4", "padding = \"valid\"",
+                          "pool = 4", "embedding = 128", "l2_eps =", "[loss]", "margin =",
+                          "swap = false", "[optim]", "name = \"adam\"", "lr =", "beta1 =",
+                          "beta2 =", "weight_decay =", "clip_norm =", "[train]",
+                          "batch_triplets = 64", "seed = 0"})
+    EXPECT_NE(text.find(key), std::string::npos) << key << " missing from:\n" << text;
+  // mel.sample_rate is not a key of its own.
+  const size_t mel = text.find("[mel]");
+  EXPECT_EQ(text.find("sample_rate", mel), std::string::npos) << text;
+}
+
+TEST(Config, UnknownKeysAndTablesAreErrors) {
+  EXPECT_PARSE_ERROR("[model]\nkernal = 3\n", "model.kernal", "did you mean 'model.kernel'");
+  EXPECT_PARSE_ERROR("[modle]\nkernel = 3\n", "[modle]", "did you mean 'model'");
+  EXPECT_PARSE_ERROR("[optim]\nlearning_rate = 0.1\n", "optim.learning_rate", "known keys");
+  EXPECT_PARSE_ERROR("[mel.extra]\nx = 1\n", "mel.extra");
+  EXPECT_PARSE_ERROR("[whatever]\n", "[whatever]");
+  EXPECT_PARSE_ERROR("kernel = 3\n", "'kernel'", "model.kernel");
+  // mel.sample_rate mirrors audio.sample_rate and cannot be set on its own.
+  EXPECT_PARSE_ERROR("[mel]\nsample_rate = 16000\n", "mel.sample_rate", "did you mean 'audio.sample_rate'");
+}
+
+TEST(Config, WrongTypesAreErrors) {
+  EXPECT_PARSE_ERROR("[model]\nkernel = \"4\"\n", "run.toml:2", "model.kernel", "integer", "string");
+  EXPECT_PARSE_ERROR("[model]\nkernel = 4.0\n", "model.kernel", "integer");
+  EXPECT_PARSE_ERROR("[audio]\nclip_seconds = \"10\"\n", "audio.clip_seconds", "number");
+  EXPECT_PARSE_ERROR("[loss]\nswap = 1\n", "loss.swap", "true or false");
+  EXPECT_PARSE_ERROR("[model]\nchannels = 128\n", "model.channels", "array");
+  EXPECT_PARSE_ERROR("[model]\nchannels = [128, \"x\"]\n", "model.channels[1]", "integer");
+  EXPECT_PARSE_ERROR("[model]\npadding = \"vaild\"\n", "model.padding", "\"valid\"", "did you mean 'valid'");
+  EXPECT_PARSE_ERROR("[model]\npadding = 0\n", "model.padding", "\"same\"");
+  EXPECT_PARSE_ERROR("[optim]\nname = \"sgd\"\n", "optim.name", "\"adamw\"");
+  EXPECT_PARSE_ERROR("[mel]\nmel_scale = \"HTK\"\n", "mel.mel_scale", "did you mean 'htk'");
+  EXPECT_PARSE_ERROR("[mel]\nnorm = true\n", "mel.norm", "\"slaney\"");
+  EXPECT_PARSE_ERROR("model = 3\n", "model must be a table");
+  EXPECT_PARSE_ERROR("[model]\nkernel = 3000000000\n", "model.kernel", "32-bit");
+  EXPECT_PARSE_ERROR("[train]\nseed = -1\n", "train.seed", ">= 0");
+  // toml11 saturates these instead of failing; they must not become DBL_MAX / INT64_MAX / 0.
+  EXPECT_PARSE_ERROR("[optim]\nlr = 1e400\n", "optim.lr", "out of range");
+  EXPECT_PARSE_ERROR("[optim]\neps = 1e-400\n", "optim.eps", "out of range");
+  EXPECT_PARSE_ERROR("[train]\nseed = 99_999_999_999_999_999_999\n", "train.seed", "out of range");
+  EXPECT_PARSE_ERROR("[train]\nseed = 0x1_0000_0000_0000_0000\n", "train.seed", "out of range");
+  // The limits themselves are fine.
+  EXPECT_EQ(parse_config("[train]\nseed = 9223372036854775807\n", "s.toml").train.seed,
+            9223372036854775807ull);
+  EXPECT_EQ(parse_config("[train]\nseed = 0x7fff_ffff_ffff_ffff\n", "s.toml").train.seed,
+            9223372036854775807ull);
+  EXPECT_EQ(parse_config("[optim]\nweight_decay = 0.0\n", "s.toml").optim.adam.weight_decay, 0.0);
+}
+
+TEST(Config, OutOfRangeValuesNameTheField) {
+  EXPECT_EQ(parse_error("[model]\nkernel = 0\n"), "run.toml: model.kernel must be >= 1 (got 0)");
+  EXPECT_PARSE_ERROR("[audio]\nsample_rate = 0\n", "audio.sample_rate", ">= 1");
+  EXPECT_PARSE_ERROR("[audio]\nclip_seconds = 0.0\n", "audio.clip_seconds", "> 0");
+  EXPECT_PARSE_ERROR("[audio]\nclip_seconds = -2.5\n", "audio.clip_seconds", "-2.5");
+  EXPECT_PARSE_ERROR("[audio]\nclip_seconds = nan\n", "audio.clip_seconds");
+  EXPECT_PARSE_ERROR("[audio]\nclip_seconds = 1e9\n", "audio.clip_seconds", "samples per clip");
+  EXPECT_PARSE_ERROR("[model]\nchannels = []\n", "model.channels", "at least one");
+  EXPECT_PARSE_ERROR("[model]\nchannels = [64, 0, 32]\n", "model.channels[1] must be >= 1 (got 0)");
+  EXPECT_PARSE_ERROR("[model]\npool = 0\n", "model.pool", ">= 1");
+  EXPECT_PARSE_ERROR("[model]\nembedding = -3\n", "model.embedding", "(got -3)");
+  EXPECT_PARSE_ERROR("[model]\nl2_eps = 0.0\n", "model.l2_eps");
+  EXPECT_PARSE_ERROR("[loss]\nmargin = -0.1\n", "loss.margin");
+  EXPECT_PARSE_ERROR("[loss]\neps = 0.0\n", "loss.eps");
+  EXPECT_PARSE_ERROR("[optim]\nlr = 0.0\n", "optim.lr");
+  EXPECT_PARSE_ERROR("[optim]\nlr = inf\n", "optim.lr");
+  EXPECT_PARSE_ERROR("[optim]\nbeta1 = 1.0\n", "optim.beta1", "[0, 1)");
+  EXPECT_PARSE_ERROR("[optim]\nbeta2 = -0.5\n", "optim.beta2");
+  EXPECT_PARSE_ERROR("[optim]\neps = 0.0\n", "optim.eps");
+  EXPECT_PARSE_ERROR("[optim]\nweight_decay = -1e-4\n", "optim.weight_decay");
+  EXPECT_PARSE_ERROR("[optim]\nclip_norm = -1.0\n", "optim.clip_norm");
+  EXPECT_PARSE_ERROR("[train]\nbatch_triplets = 0\n", "train.batch_triplets");
+}
+
+TEST(Config, MelParameterErrorsCarryTheSource) {
+  // These come from validate_mel_params (std::invalid_argument), rewrapped as ConfigError.
+  EXPECT_PARSE_ERROR("[mel]\nn_fft = 1023\n", "mel.n_fft");
+  EXPECT_PARSE_ERROR("[mel]\nhop = 0\n", "mel.hop");
+  EXPECT_PARSE_ERROR("[mel]\nn_mels = 0\n", "mel.n_mels");
+  EXPECT_PARSE_ERROR("[mel]\nf_max = 20000.0\n", "mel.f_max");
+  EXPECT_PARSE_ERROR("[mel]\npower = 0.0\n", "mel.power");
+  EXPECT_PARSE_ERROR("[mel]\nlog_eps = 0.0\n", "mel.log_eps");
+}
+
+TEST(Config, ValidateConfigChecksProgrammaticConfigs) {
+  Config c;
+  c.model.kernel = 0;
+  EXPECT_THROW(validate_config(c), ConfigError);
+  c = Config{};
+  c.audio.sample_rate = 16000;  // mel.sample_rate left at 22050
+  try {
+    validate_config(c);
+    FAIL() << "mismatched mel.sample_rate accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("mel.sample_rate"), std::string::npos) << e.what();
+  }
+  c = Config{};
+  c.train.seed = ~uint64_t{0};  // not representable as a TOML integer
+  EXPECT_THROW(validate_config(c), ConfigError);
+}
+
+TEST(Config, TomlSyntaxErrorsKeepToml11Location) {
+  const std::string msg = parse_error("[model]\nkernel = \n");
+  ASSERT_FALSE(msg.empty());
+  EXPECT_EQ(msg.rfind("run.toml: ", 0), 0u) << msg;
+  EXPECT_NE(msg.find("2"), std::string::npos) << "no line number in: " << msg;
+  // Duplicate keys are TOML errors too.
+  EXPECT_PARSE_ERROR("[model]\nkernel = 3\nkernel = 4\n", "kernel");
+}
+
+TEST(Config, LoadConfigReadsAFileAndNamesItInErrors) {
+  test::TempDir dir;
+  const std::string good = dir.file("good.toml");
+  std::ofstream(good) << "[model]\nkernel = 6\n";
+  EXPECT_EQ(load_config(good).model.kernel, 6);
+
+  const std::string bad = dir.file("bad.toml");
+  std::ofstream(bad) << "[model]\nkernel = -1\n";
+  try {
+    load_config(bad);
+    FAIL() << "kernel = -1 accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), bad + ": model.kernel must be >= 1 (got -1)");
+  }
+
+  const std::string missing = dir.file("does-not-exist.toml");
+  try {
+    load_config(missing);
+    FAIL() << "missing file accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find(missing), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace mg

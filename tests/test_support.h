@@ -1,0 +1,42 @@
+// Shared fixtures for engine tests: a small model config that builds in milliseconds, and
+// random audio.
+#pragma once
+#include <random>
+#include <vector>
+
+#include "engine/config.h"
+
+namespace mg::test {
+
+// 1 s at 8 kHz, 16 mels, three stages of 8 channels: frames 126 -> 123 -> 30 -> 27 -> 6 -> 3.
+inline Config small_config() {
+  Config c = default_config();
+  c.audio.sample_rate = 8000;
+  c.audio.clip_seconds = 1.0;
+  c.mel.sample_rate = 8000;
+  c.mel.n_fft = 256;
+  c.mel.hop = 64;
+  c.mel.n_mels = 16;
+  c.model.channels = {8, 8, 8};
+  c.model.embedding = 8;
+  return c;
+}
+
+// Noise plus a few partials, so mel bands differ from clip to clip.
+inline std::vector<float> random_audio(int B, int64_t S, unsigned seed, int sample_rate = 8000) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::uniform_real_distribution<float> f(50.f, static_cast<float>(sample_rate) * 0.45f);
+  std::vector<float> a(static_cast<size_t>(B) * S);
+  for (int b = 0; b < B; ++b) {
+    const float f1 = f(rng), f2 = f(rng);
+    for (int64_t i = 0; i < S; ++i) {
+      const float t = static_cast<float>(i) / static_cast<float>(sample_rate);
+      a[static_cast<size_t>(b * S + i)] = 0.3f * u(rng) + 0.4f * std::sin(6.2831853f * f1 * t) +
+                                         0.2f * std::sin(6.2831853f * f2 * t);
+    }
+  }
+  return a;
+}
+
+}  // namespace mg::test
