@@ -5,6 +5,29 @@
 
 namespace mg {
 
+namespace {
+
+// Index of the window's maximum: the first maximum, or the first NaN if there is one.
+template <class T>
+inline int window_argmax(const T* w, int window) {
+  int arg = 0;
+  for (int k = 1; k < window; ++k) {
+    if (std::isnan(w[arg])) break;
+    if (w[k] > w[arg] || std::isnan(w[k])) arg = k;
+  }
+  return arg;
+}
+
+// A row without NaN takes the branch-free path below; the NaN rule needs the exact scan.
+template <class T>
+inline bool row_has_nan(const T* x, int n) {
+  bool nan = false;
+  for (int i = 0; i < n; ++i) nan |= x[i] != x[i];
+  return nan;
+}
+
+}  // namespace
+
 template <class T>
 void maxpool1d_forward_cpu(const T* x, T* y, int64_t rows, int Tin, int window) {
   const int Tout = Tin / window;
@@ -12,12 +35,14 @@ void maxpool1d_forward_cpu(const T* x, T* y, int64_t rows, int Tin, int window) 
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * Tin;
     T* yr = y + r * Tout;
+    if (row_has_nan(xr, Tout * window)) {
+      for (int t = 0; t < Tout; ++t) yr[t] = xr[static_cast<int64_t>(t) * window + window_argmax(xr + static_cast<int64_t>(t) * window, window)];
+      continue;
+    }
     for (int t = 0; t < Tout; ++t) {
-      const T* win = xr + static_cast<int64_t>(t) * window;
-      T m = win[0];
-      // Strict: the first maximum wins. A NaN counts as the maximum (and propagates), as in
-      // PyTorch, so a diverging run shows NaN instead of hiding it.
-      for (int k = 1; k < window; ++k) m = (win[k] > m || std::isnan(win[k])) && !std::isnan(m) ? win[k] : m;
+      const T* w = xr + static_cast<int64_t>(t) * window;
+      T m = w[0];
+      for (int k = 1; k < window; ++k) m = w[k] > m ? w[k] : m;  // strict: the first maximum wins
       yr[t] = m;
     }
   }
@@ -31,14 +56,24 @@ void maxpool1d_backward_cpu(const T* dy, const T* x, T* dx, int64_t rows, int Ti
     const T* xr = x + r * Tin;
     const T* dyr = dy + r * Tout;
     T* dxr = dx + r * Tin;
-    std::fill(dxr, dxr + Tin, T(0));
+    const bool nan = row_has_nan(xr, Tout * window);
     for (int t = 0; t < Tout; ++t) {
-      const int64_t base = static_cast<int64_t>(t) * window;
+      const T* w = xr + static_cast<int64_t>(t) * window;
       int arg = 0;
-      for (int k = 1; k < window; ++k)
-        if ((xr[base + k] > xr[base + arg] || std::isnan(xr[base + k])) && !std::isnan(xr[base + arg])) arg = k;
-      dxr[base + arg] = dyr[t];
+      if (nan) {
+        arg = window_argmax(w, window);
+      } else {
+        T m = w[0];
+        for (int k = 1; k < window; ++k) {
+          const bool gt = w[k] > m;  // strict: the first maximum wins
+          m = gt ? w[k] : m;
+          arg = gt ? k : arg;
+        }
+      }
+      T* d = dxr + static_cast<int64_t>(t) * window;
+      for (int k = 0; k < window; ++k) d[k] = k == arg ? dyr[t] : T(0);
     }
+    std::fill(dxr + static_cast<int64_t>(Tout) * window, dxr + Tin, T(0));  // the dropped tail
   }
 }
 
