@@ -11,9 +11,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <string>
 #include <vector>
+
+#include "tests/test_support.h"
 
 namespace mg::test {
 
@@ -72,20 +73,6 @@ inline void run_reference(const std::string& script, const std::string& args) {
   const int rc = run_command(cmd, &out);
   ASSERT_EQ(rc, 0) << "reference script failed: " << cmd << "\n" << out;
 }
-
-// A fresh directory under the system temp dir, removed at scope exit.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "melgraph-test-XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 // Norm-wise relative error max|got - want| / max|want|: meaningful for outputs that cross
 // zero, unlike a per-element ratio.

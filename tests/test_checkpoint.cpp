@@ -8,8 +8,8 @@
 
 #include "engine/checkpoint.h"
 #include "engine/train_step.h"
-#include "reference_harness.h"
-#include "test_support.h"
+#include "tests/reference_harness.h"
+#include "tests/test_support.h"
 
 namespace mg {
 namespace {

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <string>
 
-#include "reference_harness.h"
+#include "tests/test_support.h"
 
 namespace mg {
 namespace {

@@ -10,7 +10,7 @@
 #include "engine/model.h"
 #include "engine/optimizer.h"
 #include "engine/train_step.h"
-#include "test_support.h"
+#include "tests/test_support.h"
 
 namespace mg {
 namespace {

@@ -12,7 +12,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "reference_harness.h"
+#include "tests/test_support.h"
 
 namespace mg {
 namespace {

@@ -1,7 +1,12 @@
-// Shared fixtures for engine tests: a small model config that builds in milliseconds, and
-// random audio.
+// Shared fixtures for engine tests: a small model config that builds in milliseconds,
+// random audio, and a temporary directory.
 #pragma once
+#include <stdlib.h>
+
+#include <cmath>
+#include <filesystem>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/config.h"
@@ -38,5 +43,19 @@ inline std::vector<float> random_audio(int B, int64_t S, unsigned seed, int samp
   }
   return a;
 }
+
+// A fresh directory under the system temp dir, removed at scope exit.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "melgraph-test-XXXXXX").string();
+    path = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
 
 }  // namespace mg::test
