@@ -13,6 +13,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -65,10 +66,28 @@ class Backend {
                             const TripletLossParams& p, float* stats, float* demb) = 0;
 
   // ---- optimizer ops over flat buffers ----
+  // The learning rate and the 1-based step count come from device memory, scalars [2] =
+  // {lr, step} (double), so a captured step (see capture()) reads the values of each replay.
+  // a.lr is ignored.
   virtual void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamParams& a,
-                         int64_t step) = 0;
+                         const double* scalars) = 0;
   // norm_out: device float [1] = the norm before clipping. max_norm <= 0 only measures.
   virtual void clip_grad_norm(float* g, int64_t n, double max_norm, float* norm_out) = 0;
+
+  // ---- capture and replay (CUDA Graphs) ----
+  // Records the device work `work` enqueues, for replay without re-issuing it. Host code in
+  // `work` runs once, at capture: everything that changes between replays must be read from
+  // device memory (see adam_step's scalars). Backends without capture return null and the
+  // caller runs `work` directly each time.
+  class Captured {
+   public:
+    virtual ~Captured() = default;
+    virtual void replay() = 0;
+  };
+  virtual std::unique_ptr<Captured> capture(const std::function<void()>& work) {
+    (void)work;
+    return nullptr;
+  }
 
   template <class T>
   T* alloc(int64_t n) {

@@ -110,8 +110,10 @@ class CpuBackend final : public Backend {
     stats[1] = static_cast<float>(r.active);
   }
   void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamParams& a,
-                 int64_t step) override {
-    adam_step_cpu(p, g, m, v, n, a, step);
+                 const double* scalars) override {
+    AdamParams at = a;
+    at.lr = scalars[0];
+    adam_step_cpu(p, g, m, v, n, at, static_cast<int64_t>(scalars[1]));
   }
   void clip_grad_norm(float* g, int64_t n, double max_norm, float* norm_out) override {
     norm_out[0] = static_cast<float>(max_norm > 0 ? clip_grad_norm_cpu(g, n, max_norm) : global_norm_cpu(g, n));

@@ -20,6 +20,11 @@ class Optimizer {
   // Clips grads in place when cfg.clip_norm > 0, then updates params. The gradient norm
   // (before clipping) is left in norm_device() without a host synchronisation.
   void step(TensorBuffer& params, TensorBuffer& grads, double lr);
+  // step() split for capture: set_scalars() advances the step count and uploads {lr, step};
+  // enqueue() issues the device work, which reads them from device memory. A captured
+  // enqueue() is replayed after each set_scalars().
+  void set_scalars(double lr);
+  void enqueue(TensorBuffer& params, TensorBuffer& grads);
   void step(TensorBuffer& params, TensorBuffer& grads) { step(params, grads, cfg_.adam.lr); }
 
   int64_t step_count() const { return step_; }
@@ -35,7 +40,8 @@ class Optimizer {
   Backend& be_;
   OptimConfig cfg_;
   TensorBuffer m_, v_;
-  float* norm_ = nullptr;  // device scalar
+  float* norm_ = nullptr;      // device scalar
+  double* scalars_ = nullptr;  // device [2] = {lr, step} for adam_step
   int64_t step_ = 0;
 };
 

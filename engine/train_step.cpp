@@ -32,6 +32,7 @@ void TrainStep::set_triplets(const std::vector<int32_t>& table) {
     throw std::invalid_argument("TrainStep: triplet table of " + std::to_string(table.size()) +
                                 " entries; need 3 * n with 1 <= n <= " + std::to_string(model_.max_batch()));
   be_.to_device(triplets_, table.data(), table.size() * sizeof(int32_t));
+  if (static_cast<int>(n) != n_triplets_) captured_.reset();  // the count is baked into the graph
   n_triplets_ = static_cast<int>(n);
 }
 
@@ -46,8 +47,35 @@ void TrainStep::forward_backward(const float* audio, int batch, const TripletLos
 }
 
 void TrainStep::step(const float* audio, int batch, const TripletLossParams& loss, Optimizer& opt, double lr) {
-  forward_backward(audio, batch, loss);
-  opt.step(model_.params(), model_.grads(), lr);
+  const bool same = captured_ && captured_audio_ == audio && captured_batch_ == batch && captured_opt_ == &opt &&
+                    captured_loss_.margin == loss.margin && captured_loss_.swap == loss.swap &&
+                    captured_loss_.eps == loss.eps;
+  if (!same) captured_.reset();
+  opt.set_scalars(lr);
+  if (captured_) {
+    captured_->replay();
+    return;
+  }
+  auto work = [&] {
+    forward_backward(audio, batch, loss);
+    opt.enqueue(model_.params(), model_.grads());
+  };
+  if (!capture_on_ || eager_steps_ < 1) {
+    ++eager_steps_;
+    work();
+    return;
+  }
+  captured_ = be_.capture(work);
+  if (!captured_) {  // the backend cannot capture: stay eager
+    capture_on_ = false;
+    work();
+    return;
+  }
+  captured_audio_ = audio;
+  captured_batch_ = batch;
+  captured_opt_ = &opt;
+  captured_loss_ = loss;
+  captured_->replay();
 }
 
 StepStats TrainStep::read_stats(const Optimizer* opt) {

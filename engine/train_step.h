@@ -33,8 +33,13 @@ class TrainStep {
   // Forward + loss + backward; gradients end up in model.grads() (zeroed first).
   // Returns nothing to the host: stats stay on the device until read_stats().
   void forward_backward(const float* audio, int batch, const TripletLossParams& loss);
-  // forward_backward, then the optimizer step.
+  // forward_backward, then the optimizer step. With capture on (the default) and a backend
+  // that supports it, the first call runs eagerly (so libraries pick their algorithms), the
+  // second records the whole step as one graph, and later calls with the same audio buffer,
+  // batch, triplet table and optimizer only upload {lr, step} and replay it.
   void step(const float* audio, int batch, const TripletLossParams& loss, Optimizer& opt, double lr);
+  void set_capture(bool on) { capture_on_ = on; captured_.reset(); }
+  bool replaying() const { return captured_ != nullptr; }
   // Synchronises and copies the last step's loss, active count and gradient norm.
   StepStats read_stats(const Optimizer* opt = nullptr);
 
@@ -44,6 +49,15 @@ class TrainStep {
   int32_t* triplets_ = nullptr;  // device [max_batch, 3] (at most max_batch triplets)
   int n_triplets_ = 0;
   float* stats_ = nullptr;  // device [2]
+
+  // What the captured graph was recorded for; any change invalidates it.
+  bool capture_on_ = true;
+  int eager_steps_ = 0;
+  std::unique_ptr<Backend::Captured> captured_;
+  const float* captured_audio_ = nullptr;
+  int captured_batch_ = 0;
+  const Optimizer* captured_opt_ = nullptr;
+  TripletLossParams captured_loss_;
 };
 
 }  // namespace mg
