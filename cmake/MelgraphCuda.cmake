@@ -22,6 +22,9 @@ if(NOT MELGRAPH_CUDA STREQUAL "OFF")
       set(CMAKE_CUDA_ARCHITECTURES "80-real;90-real;90-virtual")
     endif()
     enable_language(CUDA)
+    # CMake 3.25 does not know the C++20 flag for nvcc 13; device code needs no more than 17.
+    set(CMAKE_CUDA_STANDARD 17)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     find_package(CUDAToolkit REQUIRED)
     set(MELGRAPH_HAVE_CUDA ON)
 
@@ -45,7 +48,13 @@ if(NOT MELGRAPH_CUDA STREQUAL "OFF")
     endif()
     set(MELGRAPH_CUDA_STATUS "nvcc ${CMAKE_CUDA_COMPILER_VERSION}, archs ${CMAKE_CUDA_ARCHITECTURES}, cuDNN ${CUDNN_VERSION}")
     if(NOT MELGRAPH_HAVE_CUDNN)
-      set(MELGRAPH_CUDA_STATUS "nvcc ${CMAKE_CUDA_COMPILER_VERSION}; cuDNN not found (set CUDNN_ROOT)")
+      # The CUDA backend needs cuDNN for the conv stack: without it there is no CUDA backend.
+      set(MELGRAPH_HAVE_CUDA OFF)
+      set(MELGRAPH_CUDA_STATUS "nvcc ${CMAKE_CUDA_COMPILER_VERSION} found but cuDNN not (set CUDNN_ROOT); CPU-only build")
+      if(MELGRAPH_CUDA STREQUAL "ON")
+        message(FATAL_ERROR "MELGRAPH_CUDA=ON but cuDNN (cudnn_version.h, libcudnn) was not found. "
+                            "Install cuDNN or point CUDNN_ROOT at it, or use -DMELGRAPH_CUDA=OFF.")
+      endif()
     endif()
   elseif(MELGRAPH_CUDA STREQUAL "ON")
     message(FATAL_ERROR "MELGRAPH_CUDA=ON but no CUDA compiler was found. "

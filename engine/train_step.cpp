@@ -32,7 +32,10 @@ void TrainStep::set_triplets(const std::vector<int32_t>& table) {
     throw std::invalid_argument("TrainStep: triplet table of " + std::to_string(table.size()) +
                                 " entries; need 3 * n with 1 <= n <= " + std::to_string(model_.max_batch()));
   be_.to_device(triplets_, table.data(), table.size() * sizeof(int32_t));
-  if (static_cast<int>(n) != n_triplets_) captured_.reset();  // the count is baked into the graph
+  if (static_cast<int>(n) != n_triplets_) {  // the count is baked into the graph
+    captured_.reset();
+    eager_steps_ = 0;
+  }
   n_triplets_ = static_cast<int>(n);
 }
 
@@ -50,7 +53,12 @@ void TrainStep::step(const float* audio, int batch, const TripletLossParams& los
   const bool same = captured_ && captured_audio_ == audio && captured_batch_ == batch && captured_opt_ == &opt &&
                     captured_loss_.margin == loss.margin && captured_loss_.swap == loss.swap &&
                     captured_loss_.eps == loss.eps;
-  if (!same) captured_.reset();
+  if (captured_ && !same) {
+    // A new shape or buffer: run it eagerly once before recording it, so libraries can plan
+    // it (cuDNN searches synchronise and buffers may grow: neither is allowed in a capture).
+    captured_.reset();
+    eager_steps_ = 0;
+  }
   opt.set_scalars(lr);
   if (captured_) {
     captured_->replay();
@@ -85,6 +93,10 @@ StepStats TrainStep::read_stats(const Optimizer* opt) {
   StepStats s;
   s.loss = host[0];
   s.active = host[1];
+  // Device losses cannot throw; they flag a table row outside the batch with active = -1.
+  if (s.active < 0)
+    throw std::out_of_range("triplet table refers to rows outside the batch of " +
+                            std::to_string(model_.max_batch()) + " clips");
   if (opt) be_.to_host(&s.grad_norm, opt->norm_device(), sizeof(float));
   return s;
 }

@@ -1,0 +1,562 @@
+// cuDNN 9, legacy API (cudnn_cnn.h / cudnn_ops.h). Policies, in one place:
+//
+// Conv1d as a 2-D cross-correlation with H = 1 (PyTorch's semantics): x [B, Cin, 1, Tin],
+// w [Cout, Cin, 1, K], y [B, Cout, 1, Tout], NCHW float, compute type float, pad (0, P),
+// stride 1, dilation 1.
+//   - cuDNN pads symmetrically. Asymmetric padding ("same" with even K: pad_right =
+//     pad_left + 1) runs with P = max(pad_left, pad_right), which yields the wanted outputs
+//     plus |pad_right - pad_left| extra columns, into scratch; a slice kernel (fused with the
+//     bias) copies the wanted columns out. The backward places dy into that padded layout with
+//     zeros in the dropped columns and hands it to cuDNN: the exact adjoint of the slice.
+//     Symmetric shapes (valid, odd-K same) go straight to cuDNN with bias via cudnnAddTensor.
+//   - Math type: CUDNN_FMA_MATH without tf32 (FMA kernels only: fp32 parity with the CPU),
+//     CUDNN_TENSOR_OP_MATH with tf32 (Tensor Cores permitted; for float data on sm_80+ that
+//     means TF32; no down-conversion to fp16, which only *_ALLOW_CONVERSION would permit).
+//     cuDNN may report a chosen algorithm under another math type (e.g. DEFAULT, which also
+//     permits TF32 on sm_80+); each direction has its own descriptor set to the chosen one.
+//     NVIDIA_TF32_OVERRIDE=0 in the environment disables TF32 whatever is set here.
+//
+// Algorithm choice, once per shape (B, Cin, Cout, Tin, K, pads) and direction, on the first
+// call that needs it:
+//   - default mode: cudnnFind*AlgorithmEx times every algorithm (outputs go to scratch, never
+//     to the caller's buffers: the backward filter accumulates, so Find must not touch dw);
+//     the Find workspace is sized from the cudnnGet*Algorithm_v7 list, capped at 1 GiB.
+//   - deterministic mode: cudnnGet*Algorithm_v7's heuristic order instead of Find's timings.
+//     Timings are noisy, so Find can pick different (bitwise different) algorithms from one
+//     run to the next; the heuristic depends only on the shape and the GPU.
+//   Accepted: status SUCCESS, workspace <= 1 GiB (<= the Find workspace for Find), the
+//   math type above, and in deterministic mode determinism == CUDNN_DETERMINISTIC. The first
+//   accepted result wins (Find sorts by time). None accepted: CudaError listing the candidates.
+//
+// Memory: one workspace and one scratch buffer, grown only when a new shape needs more.
+// Growth never frees the old buffer (it is kept until destruction): a CUDA graph captured
+// earlier keeps valid pointers. Searches synchronise and growth allocates, so a new shape met
+// while the stream is being captured throws CudaError: run every shape eagerly once first.
+//
+// Max-pool: x [rows, Tin] as NCHW [rows, 1, 1, Tin], window (1, w), stride (1, w), no padding,
+// CUDNN_POOLING_MAX_DETERMINISTIC in deterministic mode (else CUDNN_POOLING_MAX),
+// CUDNN_PROPAGATE_NAN. cuDNN's output width 1 + (Tin - w) / w equals floor(Tin / w) (checked
+// per shape). Rows go in chunks of at most 32768 per call: cuDNN pooling is reported to
+// return NOT_SUPPORTED from N = 65536. The backward recomputes y into scratch (cuDNN needs
+// it), writes dx with beta = 0 (cuDNN writes the whole dx tensor without reading it) and
+// zeroes the Tin % w tail columns itself, so the tail never depends on how cuDNN covers
+// columns outside every window.
+#include "engine/cudnn_ops.h"
+
+#include <cudnn.h>
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "engine/cudnn_ops_detail.h"
+#include "kernels/cuda_check.h"
+
+namespace mg {
+
+namespace {
+
+constexpr size_t kWorkspaceCap = size_t{1} << 30;
+constexpr int64_t kPoolMaxRowsPerCall = 32768;
+
+template <class T, cudnnStatus_t (*Create)(T*), cudnnStatus_t (*Destroy)(T)>
+class Desc {
+ public:
+  Desc() { MG_CUDNN_CHECK(Create(&d_)); }
+  ~Desc() {
+    if (d_) (void)Destroy(d_);
+  }
+  Desc(const Desc&) = delete;
+  Desc& operator=(const Desc&) = delete;
+  T get() const { return d_; }
+
+ private:
+  T d_ = nullptr;
+};
+
+using TensorDesc = Desc<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor>;
+using FilterDesc = Desc<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
+using ConvDesc =
+    Desc<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
+using PoolDesc = Desc<cudnnPoolingDescriptor_t, cudnnCreatePoolingDescriptor, cudnnDestroyPoolingDescriptor>;
+
+// Device memory that only grows. The replaced allocation is retired, not freed: graphs
+// captured before the growth may still reference it.
+class GrowBuffer {
+ public:
+  GrowBuffer() = default;
+  ~GrowBuffer() {
+    for (void* p : retired_) (void)cudaFree(p);
+    if (p_) (void)cudaFree(p_);
+  }
+  GrowBuffer(const GrowBuffer&) = delete;
+  GrowBuffer& operator=(const GrowBuffer&) = delete;
+
+  void* get() const { return p_; }
+  float* floats() const { return static_cast<float*>(p_); }
+  size_t bytes() const { return bytes_; }
+
+  void reserve(size_t bytes) {
+    if (bytes <= bytes_) return;
+    constexpr size_t kGranule = size_t{1} << 20;  // cudaMalloc rounds large blocks up anyway
+    const size_t want = (bytes + kGranule - 1) / kGranule * kGranule;
+    void* p = nullptr;
+    MG_CUDA_CHECK(cudaMalloc(&p, want));
+    if (p_) retired_.push_back(p_);
+    p_ = p;
+    bytes_ = want;
+  }
+
+ private:
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
+  std::vector<void*> retired_;
+};
+
+// A temporary allocation for an algorithm search (freed when the search ends).
+class TempBuffer {
+ public:
+  TempBuffer() = default;
+  ~TempBuffer() {
+    if (p_) (void)cudaFree(p_);
+  }
+  TempBuffer(const TempBuffer&) = delete;
+  TempBuffer& operator=(const TempBuffer&) = delete;
+
+  void alloc(size_t bytes) {
+    if (bytes == 0) return;
+    void* p = nullptr;
+    MG_CUDA_CHECK(cudaMalloc(&p, bytes));
+    p_ = p;
+    bytes_ = bytes;
+  }
+  // False (and nothing held) when the device is out of memory.
+  bool try_alloc(size_t bytes) {
+    if (bytes == 0) return true;
+    void* p = nullptr;
+    const cudaError_t search_workspace_malloc = cudaMalloc(&p, bytes);
+    if (search_workspace_malloc == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();  // not sticky; clear it so later checks do not see it
+      return false;
+    }
+    MG_CUDA_CHECK(search_workspace_malloc);
+    p_ = p;
+    bytes_ = bytes;
+    return true;
+  }
+  void* get() const { return p_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+template <class Algo>
+struct AlgoChoice {
+  Algo algo{};
+  size_t ws_bytes = 0;
+  bool ready = false;
+};
+
+struct ConvPlan {
+  Conv1dDims d{};
+  int P = 0;       // symmetric padding given to cuDNN
+  int Tout = 0;    // the caller's output width
+  int Tfull = 0;   // cuDNN's output width with padding P
+  int offset = 0;  // column of the caller's first output in cuDNN's output
+  bool asym = false;
+  TensorDesc x, y_full, y, bias;
+  FilterDesc w;
+  ConvDesc conv_fwd, conv_bwd_data, conv_bwd_filter;  // one per direction: math types may differ
+  AlgoChoice<cudnnConvolutionFwdAlgo_t> fwd;
+  AlgoChoice<cudnnConvolutionBwdDataAlgo_t> bwd_data;
+  AlgoChoice<cudnnConvolutionBwdFilterAlgo_t> bwd_filter;
+};
+
+struct PoolPlan {
+  int64_t rows = 0;
+  int Tin = 0, window = 0, Tout = 0;
+  int chunk = 0;  // rows per cuDNN call
+  int rem = 0;    // rows of the last, shorter call (0: none)
+  PoolDesc pool;
+  TensorDesc x_chunk, y_chunk, x_rem, y_rem;
+};
+
+using ConvKey = std::array<int, 7>;
+using PoolKey = std::array<int64_t, 3>;
+
+std::string describe(const Conv1dDims& d) {
+  return "B=" + std::to_string(d.B) + " Cin=" + std::to_string(d.Cin) + " Cout=" + std::to_string(d.Cout) +
+         " Tin=" + std::to_string(d.Tin) + " K=" + std::to_string(d.K) + " pad=(" + std::to_string(d.pad_left) +
+         "," + std::to_string(d.pad_right) + ")";
+}
+
+void check_dims(const Conv1dDims& d) {
+  if (d.B < 0 || d.Cin < 1 || d.Cout < 1 || d.Tin < 1 || d.K < 1 || d.pad_left < 0 || d.pad_right < 0 ||
+      d.Tout() < 1)
+    throw std::invalid_argument("CudnnOps conv1d: invalid shape " + describe(d) +
+                                ": need B >= 0, Cin, Cout, Tin, K >= 1, pads >= 0 and Tin + pads >= K");
+}
+
+// cuDNN's 4-D descriptors take int sizes and compute int strides.
+void check_int_elems(int64_t n, const char* what, const std::string& shape) {
+  if (n > INT_MAX)
+    throw std::invalid_argument(std::string("CudnnOps: ") + what + " of " + shape + " has " + std::to_string(n) +
+                                " elements, more than cuDNN's 4-D descriptors can address (2^31 - 1); "
+                                "use a smaller batch");
+}
+
+const char* math_name(cudnnMathType_t m) {
+  switch (m) {
+    case CUDNN_DEFAULT_MATH: return "DEFAULT";
+    case CUDNN_TENSOR_OP_MATH: return "TENSOR_OP";
+    case CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION: return "TENSOR_OP_ALLOW_CONVERSION";
+    case CUDNN_FMA_MATH: return "FMA";
+  }
+  return "?";
+}
+
+}  // namespace
+
+struct CudnnOps::Impl {
+  cudaStream_t stream;
+  CudnnOptions opts;
+  cudnnHandle_t handle = nullptr;
+  GrowBuffer workspace;  // cuDNN's, shared by every call (all on one stream)
+  GrowBuffer scratch;    // padded conv output / gradient, recomputed pool output
+  std::map<ConvKey, std::unique_ptr<ConvPlan>> convs;
+  std::map<PoolKey, std::unique_ptr<PoolPlan>> pools;
+  bool ran_any = false;
+
+  Impl(cudaStream_t s, const CudnnOptions& o) : stream(s), opts(o) {}
+  ~Impl() {
+    convs.clear();
+    pools.clear();
+    if (handle) (void)cudnnDestroy(handle);
+  }
+
+  void init() {
+    MG_CUDNN_CHECK(cudnnCreate(&handle));
+    MG_CUDNN_CHECK(cudnnSetStream(handle, stream));
+  }
+
+  cudnnMathType_t requested_math() const { return opts.tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH; }
+
+  // New shapes allocate and searches synchronise: neither may happen inside a graph capture.
+  void require_not_capturing(const std::string& what) const {
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    MG_CUDA_CHECK(cudaStreamIsCapturing(stream, &st));
+    if (st != cudaStreamCaptureStatusNone)
+      throw CudaError("CudnnOps: " + what +
+                      " first met during a CUDA Graph capture; cuDNN algorithm searches synchronise and "
+                      "buffers may grow, so every shape must run eagerly once before capture "
+                      "(see CudnnOps::ready_for_capture)");
+  }
+
+  template <class Perf>
+  bool acceptable(const Perf& p, size_t ws_limit) const {
+    if (p.status != CUDNN_STATUS_SUCCESS || p.memory > ws_limit) return false;
+    if (opts.deterministic && p.determinism != CUDNN_DETERMINISTIC) return false;
+    if (opts.tf32) return p.mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    return p.mathType == CUDNN_FMA_MATH;
+  }
+
+  // One direction's search. get_v7(n, &returned, perf); find_ex(n, &returned, perf, out, ws,
+  // ws_bytes) writes only to `out` (out_bytes of scratch); ws_size(algo, &bytes).
+  template <class Perf, class GetV7, class FindEx, class WsSize>
+  AlgoChoice<decltype(Perf::algo)> search(const char* direction, const Conv1dDims& d, cudnnConvolutionDescriptor_t conv,
+                                          int max_count, size_t out_bytes, GetV7 get_v7, FindEx find_ex,
+                                          WsSize ws_size) {
+    require_not_capturing(std::string("the conv1d ") + direction + " algorithm search for " + describe(d));
+    MG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, requested_math()));
+    const int n_req = std::max(max_count, 1);
+    std::vector<Perf> perf(static_cast<size_t>(n_req));
+    int returned = 0;
+    MG_CUDNN_CHECK(get_v7(n_req, &returned, perf.data()));
+    size_t ws_limit = kWorkspaceCap;
+    if (!opts.deterministic) {
+      size_t find_bytes = 0;
+      for (int i = 0; i < returned; ++i)
+        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= kWorkspaceCap)
+          find_bytes = std::max(find_bytes, perf[i].memory);
+      TempBuffer find_ws, find_out;
+      // Out of memory for the largest workspace: search with none; algorithms that need one
+      // then report a failure status and are skipped.
+      if (!find_ws.try_alloc(find_bytes)) find_bytes = 0;
+      find_out.alloc(out_bytes);
+      // Find runs on the handle's stream and synchronises; finish the caller's queued work
+      // first so the timings are not skewed by it.
+      MG_CUDA_CHECK(cudaStreamSynchronize(stream));
+      returned = 0;
+      MG_CUDNN_CHECK(find_ex(n_req, &returned, perf.data(), find_out.get(), find_ws.get(), find_bytes));
+      ws_limit = find_bytes;
+    }
+    for (int i = 0; i < returned; ++i) {
+      const Perf& p = perf[i];
+      if (!acceptable(p, ws_limit)) continue;
+      if (cudnnSetConvolutionMathType(conv, p.mathType) != CUDNN_STATUS_SUCCESS) continue;
+      size_t need = 0;
+      if (ws_size(p.algo, &need) != CUDNN_STATUS_SUCCESS) continue;
+      need = std::max(need, p.memory);
+      if (need > kWorkspaceCap) continue;
+      workspace.reserve(need);
+      AlgoChoice<decltype(Perf::algo)> c;
+      c.algo = p.algo;
+      c.ws_bytes = need;
+      c.ready = true;
+      return c;
+    }
+    MG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, requested_math()));
+    std::string list;
+    for (int i = 0; i < returned; ++i)
+      list += std::string(i ? "; " : "") + "algo " + std::to_string(static_cast<int>(perf[i].algo)) + " " +
+              cudnnGetErrorString(perf[i].status) + " " + math_name(perf[i].mathType) +
+              (perf[i].determinism == CUDNN_DETERMINISTIC ? " deterministic" : " non-deterministic") + " " +
+              std::to_string(perf[i].memory) + " B";
+    throw CudaError(std::string("CudnnOps: no usable cuDNN conv1d ") + direction + " algorithm for " + describe(d) +
+                    " (deterministic=" + (opts.deterministic ? "on" : "off") + ", tf32=" + (opts.tf32 ? "on" : "off") +
+                    ", workspace cap 1 GiB); candidates: " + (list.empty() ? "none" : list));
+  }
+
+  ConvPlan& conv_plan(const Conv1dDims& d) {
+    const ConvKey key{d.B, d.Cin, d.Cout, d.Tin, d.K, d.pad_left, d.pad_right};
+    if (auto it = convs.find(key); it != convs.end()) return *it->second;
+    require_not_capturing("the conv1d shape " + describe(d));
+
+    auto p = std::make_unique<ConvPlan>();
+    p->d = d;
+    p->P = std::max(d.pad_left, d.pad_right);
+    p->Tout = d.Tout();
+    p->Tfull = d.Tin + 2 * p->P - d.K + 1;
+    p->offset = p->P - d.pad_left;
+    p->asym = d.pad_left != d.pad_right;
+    const std::string shape = describe(d);
+    check_int_elems(int64_t{d.B} * d.Cin * d.Tin, "the input", shape);
+    check_int_elems(int64_t{d.B} * d.Cout * p->Tfull, "the output", shape);
+    check_int_elems(int64_t{d.Cout} * d.Cin * d.K, "the weight", shape);
+
+    MG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.B, d.Cin, 1, d.Tin));
+    MG_CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(p->y_full.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.B, d.Cout, 1, p->Tfull));
+    MG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.B, d.Cout, 1, p->Tout));
+    MG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->bias.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, d.Cout, 1, 1));
+    MG_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w.get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, d.Cout, d.Cin, 1, d.K));
+    for (cudnnConvolutionDescriptor_t c : {p->conv_fwd.get(), p->conv_bwd_data.get(), p->conv_bwd_filter.get()}) {
+      MG_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(c, 0, p->P, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+      MG_CUDNN_CHECK(cudnnSetConvolutionMathType(c, requested_math()));
+    }
+    int n = 0, c = 0, h = 0, w = 0;
+    MG_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p->conv_fwd.get(), p->x.get(), p->w.get(), &n, &c, &h, &w));
+    if (n != d.B || c != d.Cout || h != 1 || w != p->Tfull)
+      throw CudaError("CudnnOps: cuDNN's conv output for " + shape + " is [" + std::to_string(n) + ", " +
+                      std::to_string(c) + ", " + std::to_string(h) + ", " + std::to_string(w) + "], expected [" +
+                      std::to_string(d.B) + ", " + std::to_string(d.Cout) + ", 1, " + std::to_string(p->Tfull) + "]");
+    if (p->asym) scratch.reserve(static_cast<size_t>(int64_t{d.B} * d.Cout * p->Tfull) * sizeof(float));
+    return *convs.emplace(key, std::move(p)).first->second;
+  }
+
+  void choose_forward(ConvPlan& p, const float* x, const float* w) {
+    int max_count = 0;
+    MG_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &max_count));
+    const cudnnConvolutionDescriptor_t conv = p.conv_fwd.get();
+    const size_t out_bytes = static_cast<size_t>(int64_t{p.d.B} * p.d.Cout * p.Tfull) * sizeof(float);
+    p.fwd = search<cudnnConvolutionFwdAlgoPerf_t>(
+        "forward", p.d, conv, max_count, out_bytes,
+        [&](int req, int* ret, cudnnConvolutionFwdAlgoPerf_t* perf) {
+          return cudnnGetConvolutionForwardAlgorithm_v7(handle, p.x.get(), p.w.get(), conv, p.y_full.get(), req, ret,
+                                                        perf);
+        },
+        [&](int req, int* ret, cudnnConvolutionFwdAlgoPerf_t* perf, void* out, void* ws, size_t ws_bytes) {
+          return cudnnFindConvolutionForwardAlgorithmEx(handle, p.x.get(), x, p.w.get(), w, conv, p.y_full.get(), out,
+                                                        req, ret, perf, ws, ws_bytes);
+        },
+        [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) {
+          return cudnnGetConvolutionForwardWorkspaceSize(handle, p.x.get(), p.w.get(), conv, p.y_full.get(), algo,
+                                                         bytes);
+        });
+  }
+
+  void choose_backward_data(ConvPlan& p, const float* w, const float* dy_full) {
+    int max_count = 0;
+    MG_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &max_count));
+    const cudnnConvolutionDescriptor_t conv = p.conv_bwd_data.get();
+    const size_t out_bytes = static_cast<size_t>(int64_t{p.d.B} * p.d.Cin * p.d.Tin) * sizeof(float);
+    p.bwd_data = search<cudnnConvolutionBwdDataAlgoPerf_t>(
+        "backward-data", p.d, conv, max_count, out_bytes,
+        [&](int req, int* ret, cudnnConvolutionBwdDataAlgoPerf_t* perf) {
+          return cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, p.w.get(), p.y_full.get(), conv, p.x.get(), req,
+                                                             ret, perf);
+        },
+        [&](int req, int* ret, cudnnConvolutionBwdDataAlgoPerf_t* perf, void* out, void* ws, size_t ws_bytes) {
+          return cudnnFindConvolutionBackwardDataAlgorithmEx(handle, p.w.get(), w, p.y_full.get(), dy_full, conv,
+                                                             p.x.get(), out, req, ret, perf, ws, ws_bytes);
+        },
+        [&](cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) {
+          return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, p.w.get(), p.y_full.get(), conv, p.x.get(), algo,
+                                                              bytes);
+        });
+  }
+
+  void choose_backward_filter(ConvPlan& p, const float* x, const float* dy_full) {
+    int max_count = 0;
+    MG_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &max_count));
+    const cudnnConvolutionDescriptor_t conv = p.conv_bwd_filter.get();
+    const size_t out_bytes = static_cast<size_t>(int64_t{p.d.Cout} * p.d.Cin * p.d.K) * sizeof(float);
+    p.bwd_filter = search<cudnnConvolutionBwdFilterAlgoPerf_t>(
+        "backward-filter", p.d, conv, max_count, out_bytes,
+        [&](int req, int* ret, cudnnConvolutionBwdFilterAlgoPerf_t* perf) {
+          return cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, p.x.get(), p.y_full.get(), conv, p.w.get(), req,
+                                                               ret, perf);
+        },
+        [&](int req, int* ret, cudnnConvolutionBwdFilterAlgoPerf_t* perf, void* out, void* ws, size_t ws_bytes) {
+          return cudnnFindConvolutionBackwardFilterAlgorithmEx(handle, p.x.get(), x, p.y_full.get(), dy_full, conv,
+                                                               p.w.get(), out, req, ret, perf, ws, ws_bytes);
+        },
+        [&](cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) {
+          return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, p.x.get(), p.y_full.get(), conv, p.w.get(),
+                                                                algo, bytes);
+        });
+  }
+
+  PoolPlan& pool_plan(int64_t rows, int Tin, int window) {
+    if (rows < 0 || Tin < 0 || window < 1)
+      throw std::invalid_argument("CudnnOps maxpool: invalid shape rows=" + std::to_string(rows) +
+                                  " Tin=" + std::to_string(Tin) + " window=" + std::to_string(window) +
+                                  ": need rows >= 0, Tin >= 0, window >= 1");
+    const PoolKey key{rows, Tin, window};
+    if (auto it = pools.find(key); it != pools.end()) return *it->second;
+    const std::string shape =
+        "rows=" + std::to_string(rows) + " Tin=" + std::to_string(Tin) + " window=" + std::to_string(window);
+    require_not_capturing("the max-pool shape " + shape);
+
+    auto p = std::make_unique<PoolPlan>();
+    p->rows = rows;
+    p->Tin = Tin;
+    p->window = window;
+    p->Tout = Tin / window;
+    if (rows > 0 && p->Tout > 0) {
+      const int64_t chunk = std::min({rows, kPoolMaxRowsPerCall, int64_t{INT_MAX} / Tin});
+      p->chunk = static_cast<int>(chunk);
+      p->rem = static_cast<int>(rows % chunk);
+      const cudnnPoolingMode_t mode = opts.deterministic ? CUDNN_POOLING_MAX_DETERMINISTIC : CUDNN_POOLING_MAX;
+      MG_CUDNN_CHECK(cudnnSetPooling2dDescriptor(p->pool.get(), mode, CUDNN_PROPAGATE_NAN, 1, window, 0, 0, 1, window));
+      auto set = [&](const TensorDesc& xd, const TensorDesc& yd, int n) {
+        MG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(xd.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, 1, 1, Tin));
+        MG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(yd.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, 1, 1, p->Tout));
+        int on = 0, oc = 0, oh = 0, ow = 0;
+        MG_CUDNN_CHECK(cudnnGetPooling2dForwardOutputDim(p->pool.get(), xd.get(), &on, &oc, &oh, &ow));
+        if (on != n || oc != 1 || oh != 1 || ow != p->Tout)
+          throw CudaError("CudnnOps: cuDNN's max-pool output for " + shape + " is [" + std::to_string(on) + ", " +
+                          std::to_string(oc) + ", " + std::to_string(oh) + ", " + std::to_string(ow) + "], expected [" +
+                          std::to_string(n) + ", 1, 1, " + std::to_string(p->Tout) + "] (floor mode)");
+      };
+      set(p->x_chunk, p->y_chunk, p->chunk);
+      if (p->rem > 0) set(p->x_rem, p->y_rem, p->rem);
+      scratch.reserve(static_cast<size_t>(rows * p->Tout) * sizeof(float));
+    }
+    return *pools.emplace(key, std::move(p)).first->second;
+  }
+
+  // Calls f(first_row, x_desc, y_desc) for each cuDNN call's chunk of rows.
+  template <class F>
+  static void for_each_chunk(const PoolPlan& p, F f) {
+    for (int64_t r0 = 0; r0 < p.rows; r0 += p.chunk) {
+      const bool last_short = p.rows - r0 < p.chunk;
+      f(r0, last_short ? p.x_rem.get() : p.x_chunk.get(), last_short ? p.y_rem.get() : p.y_chunk.get());
+    }
+  }
+};
+
+CudnnOps::CudnnOps(cudaStream_t stream, const CudnnOptions& opts) : impl_(std::make_unique<Impl>(stream, opts)) {
+  impl_->init();  // on a throw, impl_'s destructor releases what init created
+}
+
+CudnnOps::~CudnnOps() = default;
+
+void CudnnOps::conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d) {
+  check_dims(d);
+  if (d.B == 0) return;
+  Impl& m = *impl_;
+  ConvPlan& p = m.conv_plan(d);
+  if (!p.fwd.ready) m.choose_forward(p, x, w);
+  const float one = 1.0f, zero = 0.0f;
+  float* out = p.asym ? m.scratch.floats() : y;
+  MG_CUDNN_CHECK(cudnnConvolutionForward(m.handle, &one, p.x.get(), x, p.w.get(), w, p.conv_fwd.get(), p.fwd.algo,
+                                         m.workspace.get(), p.fwd.ws_bytes, &zero, p.y_full.get(), out));
+  if (p.asym)
+    detail::conv_slice_bias_cuda(out, b, y, int64_t{d.B} * d.Cout, d.Cout, p.Tfull, p.Tout, p.offset, m.stream);
+  else
+    MG_CUDNN_CHECK(cudnnAddTensor(m.handle, &one, p.bias.get(), b, &one, p.y.get(), y));
+  m.ran_any = true;
+}
+
+void CudnnOps::conv1d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                               const Conv1dDims& d) {
+  check_dims(d);
+  if (d.B == 0) return;  // no clips: dx is empty and dw, db get nothing added
+  Impl& m = *impl_;
+  ConvPlan& p = m.conv_plan(d);
+  const float one = 1.0f, zero = 0.0f;
+  const float* g = dy;  // the gradient in cuDNN's (padding P) output layout
+  if (p.asym) {
+    detail::conv_pad_grad_cuda(dy, m.scratch.floats(), int64_t{d.B} * d.Cout, p.Tout, p.Tfull, p.offset, m.stream);
+    g = m.scratch.floats();
+  }
+  if (dx) {
+    if (!p.bwd_data.ready) m.choose_backward_data(p, w, g);
+    MG_CUDNN_CHECK(cudnnConvolutionBackwardData(m.handle, &one, p.w.get(), w, p.y_full.get(), g,
+                                                p.conv_bwd_data.get(), p.bwd_data.algo, m.workspace.get(),
+                                                p.bwd_data.ws_bytes, &zero, p.x.get(), dx));
+  }
+  if (!p.bwd_filter.ready) m.choose_backward_filter(p, x, g);
+  MG_CUDNN_CHECK(cudnnConvolutionBackwardFilter(m.handle, &one, p.x.get(), x, p.y_full.get(), g,
+                                                p.conv_bwd_filter.get(), p.bwd_filter.algo, m.workspace.get(),
+                                                p.bwd_filter.ws_bytes, &one, p.w.get(), dw));
+  MG_CUDNN_CHECK(cudnnConvolutionBackwardBias(m.handle, &one, p.y.get(), dy, &one, p.bias.get(), db));
+  m.ran_any = true;
+}
+
+void CudnnOps::maxpool_forward(const float* x, float* y, int64_t rows, int Tin, int window) {
+  Impl& m = *impl_;
+  const PoolPlan& p = m.pool_plan(rows, Tin, window);
+  m.ran_any = true;
+  if (rows == 0 || p.Tout == 0) return;  // y is empty
+  const float one = 1.0f, zero = 0.0f;
+  Impl::for_each_chunk(p, [&](int64_t r0, cudnnTensorDescriptor_t xd, cudnnTensorDescriptor_t yd) {
+    MG_CUDNN_CHECK(cudnnPoolingForward(m.handle, p.pool.get(), &one, xd, x + r0 * Tin, &zero, yd, y + r0 * p.Tout));
+  });
+}
+
+void CudnnOps::maxpool_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tin, int window) {
+  Impl& m = *impl_;
+  const PoolPlan& p = m.pool_plan(rows, Tin, window);
+  m.ran_any = true;
+  if (rows == 0 || Tin == 0) return;
+  if (p.Tout == 0) {  // no window fits: every input step is dropped
+    MG_CUDA_CHECK(cudaMemsetAsync(dx, 0, static_cast<size_t>(rows * Tin) * sizeof(float), m.stream));
+    return;
+  }
+  const float one = 1.0f, zero = 0.0f;
+  float* y = m.scratch.floats();
+  Impl::for_each_chunk(p, [&](int64_t r0, cudnnTensorDescriptor_t xd, cudnnTensorDescriptor_t yd) {
+    const float* xc = x + r0 * Tin;
+    float* yc = y + r0 * p.Tout;
+    MG_CUDNN_CHECK(cudnnPoolingForward(m.handle, p.pool.get(), &one, xd, xc, &zero, yd, yc));
+    MG_CUDNN_CHECK(cudnnPoolingBackward(m.handle, p.pool.get(), &one, yd, yc, yd, dy + r0 * p.Tout, xd, xc, &zero, xd,
+                                        dx + r0 * Tin));
+  });
+  if (Tin % window != 0) detail::zero_tail_cuda(dx, rows, Tin, p.Tout * window, m.stream);
+}
+
+// Shapes are not known in advance: this says that at least one op has run (so the caller did
+// an eager pass). The real guard is per call: a new shape met during capture throws.
+bool CudnnOps::ready_for_capture() const { return impl_->ran_any; }
+
+}  // namespace mg

@@ -1,0 +1,52 @@
+// Every cuDNN call of melgraph lives behind this wrapper (legacy API; a graph-API version must
+// be able to replace this file without touching the backend). A 1-D conv over time is a 2-D
+// conv with H = 1: x [B, Cin, 1, Tin], w [Cout, Cin, 1, K], padding (0, pad) — asymmetric
+// "same" padding (even K) is handled by the caller's choice below.
+//
+// Algorithms are chosen once per shape and cached: by cudnnFind*AlgorithmEx (measured; status,
+// workspace size and math type checked), or in deterministic mode by cudnnGet*Algorithm_v7
+// (cuDNN's ranking, no timing, so two runs pick the same algorithm) keeping only those marked
+// CUDNN_DETERMINISTIC. One workspace, grown on the first call of a new shape, is owned here.
+// Max-pool uses CUDNN_POOLING_MAX_DETERMINISTIC in deterministic mode.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <memory>
+
+#include "kernels/conv1d_cpu.h"
+
+namespace mg {
+
+struct CudnnOptions {
+  bool deterministic = false;  // only deterministic algorithms
+  bool tf32 = false;           // allow TF32 tensor-core math in convolutions
+};
+
+class CudnnOps {
+ public:
+  CudnnOps(cudaStream_t stream, const CudnnOptions& opts);
+  ~CudnnOps();
+  CudnnOps(const CudnnOps&) = delete;
+  CudnnOps& operator=(const CudnnOps&) = delete;
+
+  // Same contracts as conv1d_forward_cpu / conv1d_backward_cpu (kernels/conv1d_cpu.h):
+  // y overwritten; dx overwritten (skipped when null); dw, db accumulated (+=).
+  void conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d);
+  void conv1d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                       const Conv1dDims& d);
+  // Same contracts as maxpool1d_*_cpu: x [rows, Tin] -> y [rows, Tin / window]; dx overwritten
+  // (zero on the dropped tail). The backward needs y, which cuDNN's API takes; it is
+  // recomputed into scratch when the caller has none (the Backend interface passes x only).
+  void maxpool_forward(const float* x, float* y, int64_t rows, int Tin, int window);
+  void maxpool_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tin, int window);
+
+  // Called before a graph capture begins: algorithm searches synchronise, so they must all
+  // have happened (true once every shape has run eagerly once).
+  bool ready_for_capture() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mg

@@ -1,0 +1,24 @@
+// Private to engine/cudnn_ops.cpp: the few element-wise kernels cuDNN's legacy API has no call
+// for (engine/cudnn_ops_kernels.cu). Every function enqueues on `stream`, never synchronises,
+// checks its launch, and is a no-op for zero elements.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace mg::detail {
+
+// Asymmetric padding, forward: cuDNN computed the symmetric-padding output full [rows, Tfull];
+// y [rows, Tout] = full[:, offset : offset + Tout] + bias[r % C] (rows = B * C).
+void conv_slice_bias_cuda(const float* full, const float* bias, float* y, int64_t rows, int C, int Tfull,
+                          int Tout, int offset, cudaStream_t stream);
+
+// Its adjoint for the backward: full [rows, Tfull] = dy placed at columns [offset, offset + Tout),
+// zeros in the columns the forward sliced off.
+void conv_pad_grad_cuda(const float* dy, float* full, int64_t rows, int Tout, int Tfull, int offset,
+                        cudaStream_t stream);
+
+// x [rows, T]: x[:, start : T] = 0 (the columns a floor-mode pool window never covers).
+void zero_tail_cuda(float* x, int64_t rows, int T, int start, cudaStream_t stream);
+
+}  // namespace mg::detail

@@ -1,0 +1,80 @@
+#include <algorithm>
+#include <cstdint>
+
+#include "engine/cudnn_ops_detail.h"
+#include "kernels/cuda_check.h"
+
+namespace mg::detail {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 4096;  // grid-stride loops cover the rest
+
+int grid_for(int64_t n) {
+  return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
+}
+
+// One thread per output element: reads of `full` are contiguous within a row (shifted by
+// offset), writes of y are fully coalesced.
+__global__ void conv_slice_bias_kernel(const float* __restrict__ full, const float* __restrict__ bias,
+                                       float* __restrict__ y, int64_t n, int C, int Tfull, int Tout,
+                                       int offset) {
+  const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const int64_t r = i / Tout;
+    const int t = static_cast<int>(i - r * Tout);
+    const int c = static_cast<int>(r % C);
+    y[i] = full[r * Tfull + offset + t] + bias[c];
+  }
+}
+
+// One thread per element of `full`: every element is written (values or zeros), so the
+// scratch needs no separate memset.
+__global__ void conv_pad_grad_kernel(const float* __restrict__ dy, float* __restrict__ full, int64_t n,
+                                     int Tout, int Tfull, int offset) {
+  const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const int64_t r = i / Tfull;
+    const int j = static_cast<int>(i - r * Tfull) - offset;
+    full[i] = (j >= 0 && j < Tout) ? dy[r * Tout + j] : 0.0f;
+  }
+}
+
+__global__ void zero_tail_kernel(float* __restrict__ x, int64_t n, int T, int start) {
+  const int width = T - start;
+  const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const int64_t r = i / width;
+    const int k = static_cast<int>(i - r * width);
+    x[r * T + start + k] = 0.0f;
+  }
+}
+
+}  // namespace
+
+void conv_slice_bias_cuda(const float* full, const float* bias, float* y, int64_t rows, int C, int Tfull,
+                          int Tout, int offset, cudaStream_t stream) {
+  const int64_t n = rows * Tout;
+  if (n <= 0 || C <= 0) return;
+  conv_slice_bias_kernel<<<grid_for(n), kThreads, 0, stream>>>(full, bias, y, n, C, Tfull, Tout, offset);
+  MG_CUDA_CHECK_LAUNCH();
+}
+
+void conv_pad_grad_cuda(const float* dy, float* full, int64_t rows, int Tout, int Tfull, int offset,
+                        cudaStream_t stream) {
+  const int64_t n = rows * Tfull;
+  if (n <= 0 || Tout <= 0) return;
+  conv_pad_grad_kernel<<<grid_for(n), kThreads, 0, stream>>>(dy, full, n, Tout, Tfull, offset);
+  MG_CUDA_CHECK_LAUNCH();
+}
+
+void zero_tail_cuda(float* x, int64_t rows, int T, int start, cudaStream_t stream) {
+  start = std::max(start, 0);
+  if (rows <= 0 || start >= T) return;
+  const int64_t n = rows * (T - start);
+  zero_tail_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, n, T, start);
+  MG_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace mg::detail

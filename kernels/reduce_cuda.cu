@@ -1,0 +1,158 @@
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda_check.h"
+#include "kernels/cuda_kernels.cuh"
+
+namespace mg {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarpsPerBlock = kThreads / 32;
+constexpr int64_t kMaxBlocks = 4096;  // grid-stride loops cover the rest
+constexpr unsigned kFullMask = 0xffffffffu;
+
+int grid_for(int64_t work_items, int per_block) {
+  return static_cast<int>(std::min<int64_t>((work_items + per_block - 1) / per_block, kMaxBlocks));
+}
+
+// Butterfly sum: lane i adds its partner's value to its own and the partner does the same,
+// and IEEE addition is commutative, so every lane ends with the same bits (branches taken on
+// the result are therefore warp-uniform). The order is fixed by E alone: deterministic.
+__device__ __forceinline__ double warp_sum(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
+  return v;
+}
+
+// ---- mean over time ----
+
+// Short rows (the model's last conv leaves ~23 frames): one thread per row summing in order in
+// double, exactly as mean_time_forward_cpu, so y is bit-identical to the CPU's. The block first
+// stages its rows (one contiguous span of x) through shared memory with coalesced loads, since
+// a thread walking its own row would stride across the warp's accesses.
+constexpr int kSmallT = 64;
+constexpr int kRowsPerBlock = 128;  // = the block size of the kernel below
+
+__global__ void __launch_bounds__(kRowsPerBlock)
+    mean_time_small_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t rows, int Tn) {
+  __shared__ float tile[kRowsPerBlock * kSmallT];
+  const int64_t step = static_cast<int64_t>(gridDim.x) * kRowsPerBlock;
+  for (int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock; r0 < rows; r0 += step) {
+    const int nr = rows - r0 < kRowsPerBlock ? static_cast<int>(rows - r0) : kRowsPerBlock;
+    const int count = nr * Tn;
+    const float* src = x + r0 * Tn;
+    for (int k = threadIdx.x; k < count; k += blockDim.x) tile[k] = src[k];
+    __syncthreads();
+    if (static_cast<int>(threadIdx.x) < nr) {
+      const float* t = tile + threadIdx.x * Tn;
+      double s = 0;
+      for (int k = 0; k < Tn; ++k) s += static_cast<double>(t[k]);
+      y[r0 + threadIdx.x] = static_cast<float>(s / Tn);
+    }
+    __syncthreads();  // the tile is rewritten by the next iteration
+  }
+}
+
+// Long rows: one warp per row, lane-strided partial sums in double and a butterfly. Not the
+// CPU's sequential order; the difference is a few ulps of double, below float rounding.
+__global__ void mean_time_warp_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t rows, int Tn) {
+  const int lane = threadIdx.x & 31;
+  const int64_t nwarps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
+       r += nwarps) {
+    const float* xr = x + r * Tn;
+    double s = 0;
+    for (int t = lane; t < Tn; t += 32) s += static_cast<double>(xr[t]);
+    s = warp_sum(s);
+    if (lane == 0) y[r] = static_cast<float>(s / Tn);
+  }
+}
+
+__global__ void mean_time_backward_kernel(const float* __restrict__ dy, float* __restrict__ dx, int64_t total,
+                                          int Tn, float inv) {
+  const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride)
+    dx[i] = dy[i / Tn] * inv;
+}
+
+// ---- L2 normalisation: one warp per row (E is the embedding size, ~128) ----
+
+__global__ void l2norm_forward_kernel(const float* __restrict__ x, float* __restrict__ y, int B, int E, double eps) {
+  const int lane = threadIdx.x & 31;
+  const int nwarps = gridDim.x * (blockDim.x >> 5);
+  for (int b = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); b < B; b += nwarps) {
+    const int64_t o = static_cast<int64_t>(b) * E;
+    double s = 0;
+    // Products of floats are exact in double, so FMA contraction cannot change them.
+    for (int e = lane; e < E; e += 32) s += static_cast<double>(x[o + e]) * static_cast<double>(x[o + e]);
+    const double n = sqrt(warp_sum(s));
+    const double inv = 1.0 / (n < eps ? eps : n);  // std::max's rule: a NaN norm stays NaN
+    for (int e = lane; e < E; e += 32) y[o + e] = static_cast<float>(static_cast<double>(x[o + e]) * inv);
+  }
+}
+
+// dx may alias dy: every dx element is written by the thread that read its dy, after the row's
+// reductions, so no __restrict__ on them.
+__global__ void l2norm_backward_kernel(const float* dy, const float* __restrict__ x, const float* __restrict__ y,
+                                       float* dx, int B, int E, double eps) {
+  const int lane = threadIdx.x & 31;
+  const int nwarps = gridDim.x * (blockDim.x >> 5);
+  for (int b = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); b < B; b += nwarps) {
+    const int64_t o = static_cast<int64_t>(b) * E;
+    double s = 0;
+    for (int e = lane; e < E; e += 32) s += static_cast<double>(x[o + e]) * static_cast<double>(x[o + e]);
+    const double n = sqrt(warp_sum(s));
+    if (n >= eps) {  // warp-uniform (every lane holds the same n); clamp_min passes at equality
+      double ydy = 0;
+      for (int e = lane; e < E; e += 32) ydy += static_cast<double>(y[o + e]) * static_cast<double>(dy[o + e]);
+      ydy = warp_sum(ydy);
+      // _rn intrinsics: no FMA contraction, the CPU rounds the product before the difference.
+      for (int e = lane; e < E; e += 32)
+        dx[o + e] = static_cast<float>(
+            __dsub_rn(static_cast<double>(dy[o + e]), __dmul_rn(static_cast<double>(y[o + e]), ydy)) / n);
+    } else {
+      for (int e = lane; e < E; e += 32) dx[o + e] = static_cast<float>(static_cast<double>(dy[o + e]) / eps);
+    }
+  }
+}
+
+}  // namespace
+
+void mean_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, cudaStream_t stream) {
+  if (rows <= 0) return;
+  if (Tn <= 0)
+    throw std::invalid_argument("mean_time_forward_cuda: mean over " + std::to_string(Tn) +
+                                " time steps; the input must have at least one frame");
+  if (Tn <= kSmallT) {
+    mean_time_small_kernel<<<grid_for(rows, kRowsPerBlock), kRowsPerBlock, 0, stream>>>(x, y, rows, Tn);
+  } else {
+    mean_time_warp_kernel<<<grid_for(rows, kWarpsPerBlock), kThreads, 0, stream>>>(x, y, rows, Tn);
+  }
+  MG_CUDA_CHECK_LAUNCH();
+}
+
+void mean_time_backward_cuda(const float* dy, float* dx, int64_t rows, int Tn, cudaStream_t stream) {
+  if (rows <= 0 || Tn <= 0) return;
+  const float inv = 1.0f / static_cast<float>(Tn);  // the CPU's float reciprocal, then one multiply
+  const int64_t total = rows * Tn;
+  mean_time_backward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream>>>(dy, dx, total, Tn, inv);
+  MG_CUDA_CHECK_LAUNCH();
+}
+
+void l2norm_forward_cuda(const float* x, float* y, int B, int E, double eps, cudaStream_t stream) {
+  if (B <= 0 || E <= 0) return;
+  l2norm_forward_kernel<<<grid_for(B, kWarpsPerBlock), kThreads, 0, stream>>>(x, y, B, E, eps);
+  MG_CUDA_CHECK_LAUNCH();
+}
+
+void l2norm_backward_cuda(const float* dy, const float* x, const float* y, float* dx, int B, int E, double eps,
+                          cudaStream_t stream) {
+  if (B <= 0 || E <= 0) return;
+  l2norm_backward_kernel<<<grid_for(B, kWarpsPerBlock), kThreads, 0, stream>>>(dy, x, y, dx, B, E, eps);
+  MG_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace mg
