@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "engine/cuda_backend.h"
 #include "engine/cudnn_ops.h"
@@ -66,6 +67,7 @@ class CudaBackend final : public Backend {
     mel_.clear();
     cudnn_.reset();
     if (norm_partials_) cudaFree(norm_partials_);
+    for (void* p : retired_) cudaFree(p);
     cublasDestroy(cublas_);
     cudaStreamDestroy(stream_);
   }
@@ -173,7 +175,8 @@ class CudaBackend final : public Backend {
   void clip_grad_norm(float* g, int64_t n, double max_norm, float* norm_out) override {
     const int64_t need = global_norm_partials_size(n);
     if (need > norm_partials_size_) {  // first use of a size: never inside a capture
-      if (norm_partials_) MG_CUDA_CHECK(cudaFree(norm_partials_));
+      // The old buffer is kept until destruction: a graph captured earlier still points at it.
+      if (norm_partials_) retired_.push_back(norm_partials_);
       norm_partials_ = static_cast<double*>(alloc_bytes(static_cast<size_t>(need) * sizeof(double)));
       norm_partials_size_ = need;
     }
@@ -209,6 +212,7 @@ class CudaBackend final : public Backend {
   std::map<decltype(mel_key(MelParams{})), std::unique_ptr<MelCuda>> mel_;
   double* norm_partials_ = nullptr;
   int64_t norm_partials_size_ = 0;
+  std::vector<void*> retired_;
 };
 
 }  // namespace

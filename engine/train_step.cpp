@@ -74,8 +74,7 @@ void TrainStep::step(const float* audio, int batch, const TripletLossParams& los
     return;
   }
   captured_ = be_.capture(work);
-  if (!captured_) {  // the backend cannot capture: stay eager
-    capture_on_ = false;
+  if (!captured_) {  // the backend cannot capture (the CPU), or not yet: run eagerly
     work();
     return;
   }

@@ -23,9 +23,16 @@ inline std::string python_exe() {
   return p && *p ? p : "/usr/bin/python3";
 }
 
-inline std::string reference_script(const std::string& name) {
-  return std::string(MELGRAPH_REFERENCE_DIR) + "/" + name;
+// The compile-time directories name this checkout; the environment variables of the same
+// names override them, for test binaries run elsewhere (scripts/gpu-check's bundle).
+inline std::string env_or(const char* var, const char* fallback) {
+  const char* v = std::getenv(var);
+  return v && *v ? v : fallback;
 }
+inline std::string reference_dir() { return env_or("MELGRAPH_REFERENCE_DIR", MELGRAPH_REFERENCE_DIR); }
+inline std::string shared_data_dir() { return env_or("MELGRAPH_SHARED_DATA_DIR", MELGRAPH_SHARED_DATA_DIR); }
+
+inline std::string reference_script(const std::string& name) { return reference_dir() + "/" + name; }
 
 // Runs a command, returns its exit status; its combined output goes to *out.
 inline int run_command(const std::string& cmd, std::string* out) {

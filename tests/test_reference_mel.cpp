@@ -193,7 +193,7 @@ std::vector<Case> random_cases() {
   return cases;
 }
 
-std::filesystem::path music_dir() { return std::filesystem::path(MELGRAPH_SHARED_DATA_DIR) / "music"; }
+std::filesystem::path music_dir() { return std::filesystem::path(test::shared_data_dir()) / "music"; }
 
 // Every *.ogg of the shared music folder, sorted; empty when the folder is absent.
 std::vector<std::string> music_files() {

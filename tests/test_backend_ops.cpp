@@ -1,0 +1,1139 @@
+// The CUDA backend against the CPU oracle, op by op, through the Backend interface only
+// (ggml's test-backend-ops pattern): ONE table of cases (make_cases() below); each case draws
+// its inputs from its own seeded std::mt19937, runs on the CPU backend and on the CUDA backend
+// with identical inputs, and every output is compared by norm-wise relative error
+// max|cuda - cpu| / max|cpu| against the bound the case states, with its reason.
+//
+//   - Every buffer an op must overwrite (outputs, activation gradients) is poisoned with NaN
+//     before each launch, and any non-finite value left in a CUDA output fails the case.
+//   - Buffers an op must accumulate into (parameter gradients) start from the same random
+//     values on both backends, and what the op ADDED (after - before) is compared.
+//   - fill and fill_uniform must be bit-identical (same Philox stream), and neither may write
+//     outside [p, p + n) (guard regions around the range are compared too).
+//
+// Then whole training steps (Model + Optimizer + TrainStep): CPU vs CUDA over 5 Adam steps,
+// CUDA Graph capture on vs off (bit-identical), and two deterministic CUDA runs (bit-identical).
+//
+// Without a CUDA backend in the build, or without a device, every test skips with the reason;
+// MELGRAPH_REQUIRE_CUDA=1 (scripts/gpu-check sets it on a GPU host) turns those skips into
+// failures, so a GPU run cannot pass by skipping.
+// MELGRAPH_TEST_VERBOSE=1 prints every measured error next to its bound.
+// MELGRAPH_TEST_PERF=1 also times each case's launches on each backend (printed, not asserted).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/backend_factory.h"
+#ifdef MELGRAPH_HAVE_CUDA
+#include "engine/cuda_backend.h"
+#endif
+#include "engine/config.h"
+#include "engine/model.h"
+#include "engine/optimizer.h"
+#include "engine/train_step.h"
+#include "tests/test_support.h"
+
+namespace mg {
+namespace {
+
+constexpr float kNaNf = std::numeric_limits<float>::quiet_NaN();
+
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v && std::string(v) == "1";
+}
+bool verbose() { return env_flag("MELGRAPH_TEST_VERBOSE"); }
+bool perf_mode() { return env_flag("MELGRAPH_TEST_PERF"); }
+
+// ---- backends ----------------------------------------------------------------------------------
+
+struct CudaAttempt {
+  std::unique_ptr<Backend> be;
+  std::string why;        // why there is no backend
+  bool broken = false;    // a device is there but the backend could not be made: a failure
+  bool stand_in = false;  // a single-thread CPU backend in the CUDA backend's place
+};
+
+// MELGRAPH_TEST_OPS_AGAINST_CPU=1 puts a single-thread CPU backend where the CUDA backend
+// would be: it checks this harness itself (cases draw valid inputs, every poisoned output is
+// written, the training tests run) on a machine without a GPU.
+bool cpu_stand_in() { return env_flag("MELGRAPH_TEST_OPS_AGAINST_CPU"); }
+
+CudaAttempt try_cuda(bool deterministic) {
+  CudaAttempt a;
+  if (cpu_stand_in()) {
+    a.be = make_cpu_backend(1);
+    a.stand_in = true;
+    return a;
+  }
+  if (!cuda_backend_built()) {
+    a.why = "this build has no CUDA backend (configure with -DMELGRAPH_CUDA=ON, see scripts/gpu-check)";
+    return a;
+  }
+#ifdef MELGRAPH_HAVE_CUDA
+  std::string reason;
+  if (cuda_device_count(&reason) == 0) {
+    a.why = "no usable CUDA device: " + reason;
+    return a;
+  }
+#endif
+  BackendOptions o;
+  o.device = DeviceChoice::Cuda;
+  o.deterministic = deterministic;
+  std::string note;
+  try {
+    a.be = make_backend(o, &note);
+  } catch (const std::exception& e) {
+    a.why = std::string("make_backend(--device cuda) threw: ") + e.what();
+    a.broken = true;
+  }
+  if (!a.be && a.why.empty()) {
+    a.why = "make_backend(--device cuda) returned no backend (" + note + ")";
+    a.broken = true;
+  }
+  return a;
+}
+
+// Skips (or, with MELGRAPH_REQUIRE_CUDA=1 or a device that is present but unusable, fails).
+#define MG_SKIP_WITHOUT_CUDA(attempt)                                                                \
+  do {                                                                                               \
+    if (!(attempt).be) {                                                                             \
+      if ((attempt).broken) FAIL() << (attempt).why;                                                 \
+      if (env_flag("MELGRAPH_REQUIRE_CUDA")) FAIL() << "MELGRAPH_REQUIRE_CUDA=1: " << (attempt).why; \
+      GTEST_SKIP() << (attempt).why;                                                                 \
+    }                                                                                                \
+  } while (0)
+
+// ---- device buffers of one case on one backend ------------------------------------------------
+
+struct PerfRecord {
+  std::string what;
+  double seconds_per_launch = 0;
+};
+
+class Dev {
+ public:
+  Dev(Backend& backend, std::vector<PerfRecord>* perf) : be(backend), perf_(perf) {}
+  ~Dev() {
+    for (void* p : allocs_) be.free_bytes(p);
+  }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+
+  template <class T>
+  T* alloc(size_t n) {
+    T* p = be.alloc<T>(static_cast<int64_t>(std::max<size_t>(n, 1)));
+    allocs_.push_back(p);
+    return p;
+  }
+  template <class T>
+  T* upload(const std::vector<T>& h) {
+    T* p = alloc<T>(h.size());
+    set(p, h);
+    return p;
+  }
+  template <class T>
+  void set(T* p, const std::vector<T>& h) {
+    be.to_device(p, h.data(), h.size() * sizeof(T));
+  }
+  // An output buffer, poisoned.
+  float* out(size_t n) {
+    float* p = alloc<float>(n);
+    poison(p, n);
+    return p;
+  }
+  void poison(float* p, size_t n) { set(p, std::vector<float>(n, kNaNf)); }
+  std::vector<float> get(const float* p, size_t n) {
+    std::vector<float> h(n);
+    be.synchronize();
+    be.to_host(h.data(), p, n * sizeof(float));
+    return h;
+  }
+
+  // Runs one launch. In the perf pass (MELGRAPH_TEST_PERF=1, after the checked run) the launch
+  // is repeated and timed instead; its outputs are not looked at then.
+  void launch(const std::string& what, const std::function<void()>& f) {
+    f();
+    if (!perf_) return;
+    be.synchronize();
+    using clock = std::chrono::steady_clock;
+    auto t0 = clock::now();
+    f();
+    be.synchronize();
+    const double once = std::chrono::duration<double>(clock::now() - t0).count();
+    const int reps = static_cast<int>(std::clamp(0.05 / std::max(once, 1e-7), 3.0, 2000.0));
+    t0 = clock::now();
+    for (int i = 0; i < reps; ++i) f();
+    be.synchronize();
+    perf_->push_back({what, std::chrono::duration<double>(clock::now() - t0).count() / reps});
+  }
+
+  Backend& be;
+
+ private:
+  std::vector<PerfRecord>* perf_;
+  std::vector<void*> allocs_;
+};
+
+// ---- outputs and comparison -------------------------------------------------------------------
+
+struct Out {
+  Out(std::string n, std::vector<double> values, double bound = -1, std::string reason = {})
+      : name(std::move(n)), v(std::move(values)), tol(bound), why(std::move(reason)) {}
+  std::string name;
+  std::vector<double> v;
+  double tol;       // < 0: the case's bound
+  std::string why;  // the reason, when tol overrides the case's bound
+};
+using Outs = std::vector<Out>;
+
+std::vector<double> to_f64(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+// What an accumulating op added to a pre-filled buffer (in double: the subtraction is exact
+// for the magnitudes here, so both backends' additions are seen as they are).
+std::vector<double> added(const std::vector<float>& now, const std::vector<float>& before) {
+  std::vector<double> d(now.size());
+  for (size_t i = 0; i < now.size(); ++i) d[i] = static_cast<double>(now[i]) - static_cast<double>(before[i]);
+  return d;
+}
+
+double rel_error(const std::vector<double>& got, const std::vector<double>& want, size_t* worst) {
+  double num = 0, den = 0;
+  *worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double d = std::abs(got[i] - want[i]);
+    if (d > num) num = d, *worst = i;
+    den = std::max(den, std::abs(want[i]));
+  }
+  return den > 0 ? num / den : num;
+}
+
+void expect_match(const std::string& c, const Out& cpu, const Out& cuda, double tol, const std::string& why,
+                  bool bitwise) {
+  SCOPED_TRACE(c + " / " + cpu.name);
+  ASSERT_EQ(cpu.name, cuda.name) << "the case produced different outputs on the two backends";
+  ASSERT_EQ(cpu.v.size(), cuda.v.size());
+  size_t cpu_bad = 0, cuda_bad = 0, first_bad = 0;
+  for (size_t i = 0; i < cpu.v.size(); ++i) {
+    if (!std::isfinite(cpu.v[i])) ++cpu_bad;
+    if (!std::isfinite(cuda.v[i]) && cuda_bad++ == 0) first_bad = i;
+  }
+  ASSERT_EQ(cpu_bad, 0u) << "the CPU oracle left non-finite values: the case itself is wrong";
+  EXPECT_EQ(cuda_bad, 0u) << "CUDA output has " << cuda_bad << " non-finite values, first at " << first_bad
+                          << " (a buffer poisoned with NaN was not fully written?)";
+  if (bitwise) {
+    size_t diff = 0, first = 0;
+    for (size_t i = 0; i < cpu.v.size(); ++i)
+      if (std::memcmp(&cpu.v[i], &cuda.v[i], sizeof(double)) != 0 && diff++ == 0) first = i;
+    EXPECT_EQ(diff, 0u) << diff << " of " << cpu.v.size() << " values differ in their bits, first at " << first
+                        << ": cpu " << cpu.v[first] << ", cuda " << cuda.v[first];
+    if (verbose()) std::printf("  %-58s %-14s bitwise %s\n", c.c_str(), cpu.name.c_str(), diff ? "DIFFER" : "equal");
+    return;
+  }
+  size_t worst = 0;
+  const double e = rel_error(cuda.v, cpu.v, &worst);
+  if (verbose()) std::printf("  %-58s %-14s rel err %.3e  (bound %.0e)\n", c.c_str(), cpu.name.c_str(), e, tol);
+  EXPECT_LE(e, tol) << "norm-wise relative error " << e << " > " << tol << " (bound: " << why << "); worst element "
+                    << worst << ": cuda " << cuda.v[worst] << ", cpu " << cpu.v[worst];
+}
+
+// ---- the table --------------------------------------------------------------------------------
+
+struct OpCase {
+  OpCase(std::string n, double bound, std::string reason, std::function<void(Dev&, Outs&)> f, bool bits = false)
+      : name(std::move(n)), tol(bound), why(std::move(reason)), run(std::move(f)), bitwise(bits) {}
+  std::string name;  // [A-Za-z0-9_]: the gtest name
+  double tol;        // bound on the norm-wise relative error CUDA vs CPU
+  std::string why;   // one line: why this bound
+  std::function<void(Dev&, Outs&)> run;
+  bool bitwise;  // every output bit-identical (tol unused)
+};
+
+std::vector<float> uniform(std::mt19937& rng, size_t n, double lo, double hi) {
+  std::uniform_real_distribution<double> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = static_cast<float>(d(rng));
+  return v;
+}
+
+std::string fmt(double x) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", x);
+  std::string s = b;
+  for (char& ch : s)
+    if (ch == '.' || ch == '-' || ch == '+') ch = (ch == '.') ? 'p' : (ch == '-' ? 'm' : 'P');
+  return s;
+}
+
+// ---- fill, fill_uniform ----
+
+constexpr size_t kGuard = 64;  // floats each side: keeps the range 256-byte aligned
+constexpr float kSentinel = -7.25f;
+
+void add_fill_cases(std::vector<OpCase>& cases) {
+  for (const auto& [n, value] : std::vector<std::pair<int64_t, float>>{{1, 0.37f}, {1000, -2.5f}, {300007, 1e-3f}}) {
+    cases.push_back({"fill_n" + std::to_string(n), 0, "a store of one value: bit-identical",
+                     [n = n, value = value](Dev& d, Outs& o) {
+                       const size_t sn = static_cast<size_t>(n);
+                       std::vector<float> init(sn + 2 * kGuard, kSentinel);
+                       std::fill(init.begin() + kGuard, init.begin() + static_cast<std::ptrdiff_t>(kGuard + sn), kNaNf);
+                       float* p = d.upload(init);
+                       d.launch("fill", [&] { d.be.fill(p + kGuard, n, value); });
+                       o.push_back({"p_and_guards", to_f64(d.get(p, init.size()))});
+                     },
+                     true});
+  }
+  struct U {
+    int64_t n;
+    float lo, hi;
+    uint64_t seed, stream;
+  };
+  for (const U& u : std::vector<U>{{1, -1.f, 1.f, 7, 0},
+                                   {4097, -0.3f, 0.7f, 0x1234567890abull, 5},
+                                   {300007, -0.125f, 0.0625f, (1ull << 40) + 3, (1ull << 33) + 1}}) {
+    cases.push_back({"fill_uniform_n" + std::to_string(u.n), 0,
+                     "same Philox counter and the same float expression lo + (hi - lo) * u: bit-identical",
+                     [u](Dev& d, Outs& o) {
+                       const size_t sn = static_cast<size_t>(u.n);
+                       std::vector<float> init(sn + 2 * kGuard, kSentinel);
+                       std::fill(init.begin() + kGuard, init.begin() + static_cast<std::ptrdiff_t>(kGuard + sn), kNaNf);
+                       float* p = d.upload(init);
+                       d.launch("fill_uniform",
+                                [&] { d.be.fill_uniform(p + kGuard, u.n, u.lo, u.hi, u.seed, u.stream); });
+                       o.push_back({"p_and_guards", to_f64(d.get(p, init.size()))});
+                     },
+                     true});
+  }
+}
+
+// ---- mel ----
+
+void add_mel_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+  struct M {
+    std::string tag;
+    MelParams p;
+    int B;
+    int64_t S;
+    int B2;  // > 0: a second launch with this batch and S2 on the same params (plan cache)
+    int64_t S2;
+  };
+  std::vector<M> ms;
+  {
+    MelParams p;  // the model's defaults: 22050 Hz, n_fft 1024, hop 512, 128 HTK mels, power 2
+    ms.push_back({"default_B17", p, 17, 30011, 1, 9000});
+  }
+  {
+    MelParams p;
+    p.sample_rate = 16000, p.n_fft = 400, p.hop = 160, p.n_mels = 40;
+    p.f_min = 20, p.f_max = 7600, p.scale = MelScale::Slaney, p.norm = MelNorm::Slaney, p.power = 1;
+    ms.push_back({"nfft400_slaney_norm_p1_B1", p, 1, 16007, 0, 0});
+  }
+  {
+    MelParams p;
+    p.sample_rate = 16000, p.n_fft = 400, p.hop = 160, p.n_mels = 64, p.power = 2;
+    ms.push_back({"nfft400_htk_p2_B17", p, 17, 8001, 3, 4003});
+  }
+  {
+    MelParams p;
+    p.sample_rate = 22050, p.n_fft = 1024, p.hop = 256, p.n_mels = 96, p.f_min = 30, p.f_max = 8000;
+    p.scale = MelScale::HTK, p.norm = MelNorm::Slaney, p.power = 1, p.log_eps = 1e-10;
+    ms.push_back({"nfft1024_htk_slaney_norm_p1_B1", p, 1, 22051, 0, 0});
+  }
+  {
+    MelParams p;
+    p.sample_rate = 22050, p.n_fft = 1024, p.hop = 512, p.n_mels = 128, p.scale = MelScale::Slaney, p.power = 2;
+    // S just above n_fft / 2: two frames, both mostly reflect padding.
+    ms.push_back({"nfft1024_slaney_short_clip_B3", p, 3, 600, 0, 0});
+  }
+  for (const M& m : ms) {
+    const uint32_t s = seed++;
+    cases.push_back({"mel_" + m.tag, 1e-4,
+                     "log turns float32 FFT rounding (~1e-6 of the frame energy) into absolute error far below 1e-4 of "
+                     "the largest |log-mel|; window/padding/filterbank slips cost >= 1e-2 (as test_reference_mel)",
+                     [m, s](Dev& d, Outs& o) {
+                       auto one = [&](int B, int64_t S, const std::string& tag) {
+                         const auto audio = test::random_audio(B, S, s + static_cast<unsigned>(B), m.p.sample_rate);
+                         const float* a = d.upload(audio);
+                         const size_t n = static_cast<size_t>(B) * static_cast<size_t>(m.p.n_mels) *
+                                          static_cast<size_t>(mel_frames(S, m.p.hop));
+                         float* y = d.out(n);
+                         d.launch("mel B=" + std::to_string(B), [&] { d.be.mel_forward(a, y, B, S, m.p); });
+                         o.push_back({"logmel" + tag, to_f64(d.get(y, n))});
+                       };
+                       one(m.B, m.S, "");
+                       if (m.B2 > 0) one(m.B2, m.S2, "_second_shape");
+                     }});
+  }
+}
+
+// ---- conv1d ----
+
+void add_conv_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+  struct C {
+    int B, Cin, Cout, Tin, K;
+    bool same, with_dx;
+  };
+  const std::vector<C> cs = {
+      {37, 45, 33, 23, 4, false, true},  {37, 45, 33, 23, 4, true, true},   {1, 40, 71, 431, 4, true, true},
+      {1, 40, 71, 431, 4, false, false}, {37, 33, 47, 431, 4, true, true},  {37, 19, 23, 431, 4, false, false},
+      {5, 13, 17, 23, 3, true, true},    {5, 13, 17, 23, 5, false, true},   {3, 7, 5, 37, 1, true, false},
+      {2, 7, 9, 23, 2, true, true},      {6, 128, 128, 431, 4, false, true}};
+  for (const C& c : cs) {
+    const uint32_t s = seed++;
+    const std::string name = std::string("conv1d_") + (c.same ? "same" : "valid") + "_k" + std::to_string(c.K) + "_B" +
+                             std::to_string(c.B) + "_Cin" + std::to_string(c.Cin) + "_Cout" + std::to_string(c.Cout) +
+                             "_T" + std::to_string(c.Tin) + (c.with_dx ? "_dx" : "_nodx");
+    cases.push_back(
+        {name, 1e-4,
+         "cuDNN may pick FFT/Winograd algorithms (~10x the rounding of direct sums); dw sums up to 16k terms",
+         [c, s](Dev& d, Outs& o) {
+           const int pl = c.same ? (c.K - 1) / 2 : 0;
+           const Conv1dDims dims{c.B, c.Cin, c.Cout, c.Tin, c.K, pl, c.same ? c.K - 1 - pl : 0};
+           const size_t B = static_cast<size_t>(c.B), Cin = static_cast<size_t>(c.Cin),
+                        Cout = static_cast<size_t>(c.Cout), K = static_cast<size_t>(c.K),
+                        Tin = static_cast<size_t>(c.Tin), Tout = static_cast<size_t>(dims.Tout());
+           std::mt19937 rng(s);
+           const auto x = uniform(rng, B * Cin * Tin, -1, 1), w = uniform(rng, Cout * Cin * K, -0.5, 0.5),
+                      b = uniform(rng, Cout, -0.5, 0.5), dy = uniform(rng, B * Cout * Tout, -1, 1);
+           // Pre-fill at the gradients' own scale, so overwriting instead of adding is far off.
+           const double sc = std::sqrt(static_cast<double>(B * Tout));
+           const auto dw0 = uniform(rng, Cout * Cin * K, -sc, sc), db0 = uniform(rng, Cout, -sc, sc);
+           const float *px = d.upload(x), *pw = d.upload(w), *pb = d.upload(b), *pdy = d.upload(dy);
+           float* py = d.out(B * Cout * Tout);
+           d.launch("forward", [&] { d.be.conv1d_forward(px, pw, pb, py, dims); });
+           o.push_back({"y", to_f64(d.get(py, B * Cout * Tout))});
+           float* pdx = c.with_dx ? d.out(x.size()) : nullptr;
+           float *pdw = d.upload(dw0), *pdb = d.upload(db0);
+           d.launch("backward", [&] { d.be.conv1d_backward(pdy, px, pw, pdx, pdw, pdb, dims); });
+           if (pdx) o.push_back({"dx", to_f64(d.get(pdx, x.size()))});
+           o.push_back({"dw_added", added(d.get(pdw, dw0.size()), dw0)});
+           o.push_back({"db_added", added(d.get(pdb, db0.size()), db0)});
+         }});
+  }
+}
+
+// ---- relu ----
+
+void add_relu_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+  for (int64_t n : {int64_t{1}, int64_t{777}, int64_t{37} * 33 * 431 + 5}) {
+    const uint32_t s = seed++;
+    cases.push_back({"relu_n" + std::to_string(n), 0, "max with 0 and a select: exact", [n, s](Dev& d, Outs& o) {
+                       std::mt19937 rng(s);
+                       const size_t sn = static_cast<size_t>(n);
+                       auto x = uniform(rng, sn, -1, 1);
+                       // Exact zeros of both signs: no gradient passes there (y <= 0 blocks it).
+                       for (size_t i = 0; i < sn; i += 13) x[i] = (i / 13) % 2 ? 0.0f : -0.0f;
+                       const auto dy = uniform(rng, sn, -1, 1);
+                       const float *px = d.upload(x), *pdy = d.upload(dy);
+                       float* py = d.out(sn);
+                       d.launch("forward", [&] { d.be.relu_forward(px, py, n); });
+                       o.push_back({"y", to_f64(d.get(py, sn))});
+                       float* pdx = d.out(sn);
+                       d.launch("backward", [&] { d.be.relu_backward(pdy, py, pdx, n); });
+                       o.push_back({"dx", to_f64(d.get(pdx, sn))});
+                       // In place, as the model runs it: y aliases x, dx aliases dy.
+                       float *xy = d.upload(x), *g = d.upload(dy);
+                       d.launch("forward in place", [&] { d.be.relu_forward(xy, xy, n); });
+                       d.launch("backward in place", [&] { d.be.relu_backward(g, xy, g, n); });
+                       o.push_back({"y_in_place", to_f64(d.get(xy, sn))});
+                       o.push_back({"dx_in_place", to_f64(d.get(g, sn))});
+                     }});
+  }
+}
+
+// ---- maxpool ----
+
+void add_pool_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+  struct P {
+    int64_t rows;
+    int Tin, window;
+    bool after_relu;
+  };
+  for (const P& p : std::vector<P>{{37 * 33, 431, 4, true},
+                                   {37, 23, 4, true},
+                                   {33, 431, 2, true},
+                                   {1, 4, 4, true},
+                                   {5, 7, 3, false},
+                                   {64, 23, 4, false}}) {
+    const uint32_t s = seed++;
+    const std::string name = "maxpool_rows" + std::to_string(p.rows) + "_T" + std::to_string(p.Tin) + "_w" +
+                             std::to_string(p.window) + (p.after_relu ? "_relu_ties" : "_random");
+    cases.push_back({name, 0, "selection and copies: exact, ties included (the first maximum wins, kernels/pool_cpu.h)",
+                     [p, s](Dev& d, Outs& o) {
+                       std::mt19937 rng(s);
+                       const size_t rows = static_cast<size_t>(p.rows), Tin = static_cast<size_t>(p.Tin),
+                                    Tout = static_cast<size_t>(p.Tin / p.window);
+                       auto x = uniform(rng, rows * Tin, -1, 1);
+                       // After a ReLU about half the values are exactly 0: many windows tie among zeros.
+                       if (p.after_relu)
+                         for (auto& v : x) v = std::max(v, 0.0f);
+                       const auto dy = uniform(rng, rows * Tout, -1, 1);
+                       const float *px = d.upload(x), *pdy = d.upload(dy);
+                       float* py = d.out(rows * Tout);
+                       d.launch("forward", [&] { d.be.maxpool_forward(px, py, p.rows, p.Tin, p.window); });
+                       o.push_back({"y", to_f64(d.get(py, rows * Tout))});
+                       float* pdx = d.out(rows * Tin);
+                       d.launch("backward", [&] { d.be.maxpool_backward(pdy, px, pdx, p.rows, p.Tin, p.window); });
+                       o.push_back({"dx", to_f64(d.get(pdx, rows * Tin))});
+                     }});
+  }
+}
+
+// ---- mean over time ----
+
+void add_mean_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+  for (const auto& [rows, Tn] : std::vector<std::pair<int64_t, int>>{{37 * 33, 23}, {5, 431}, {1, 1}, {37, 6}}) {
+    const uint32_t s = seed++;
+    cases.push_back(
+        {"mean_time_rows" + std::to_string(rows) + "_T" + std::to_string(Tn), 1e-5,
+         "float32 sums of <= 431 positive terms in different orders: ~sqrt(T) ulp, far below 1e-5",
+         [rows = rows, Tn = Tn, s](Dev& d, Outs& o) {
+           std::mt19937 rng(s);
+           const size_t R = static_cast<size_t>(rows), T = static_cast<size_t>(Tn);
+           const auto x = uniform(rng, R * T, 0, 2), dy = uniform(rng, R, -1, 1);
+           const float *px = d.upload(x), *pdy = d.upload(dy);
+           float* py = d.out(R);
+           d.launch("forward", [&] { d.be.mean_time_forward(px, py, rows, Tn); });
+           o.push_back({"y", to_f64(d.get(py, R))});
+           float* pdx = d.out(R * T);
+           d.launch("backward", [&] { d.be.mean_time_backward(pdy, pdx, rows, Tn); });
+           o.push_back({"dx", to_f64(d.get(pdx, R * T)), 1e-6, "dy / T: one rounding (x (1/T) may differ by an ulp)"});
+         }});
+  }
+}
+
+// ---- linear ----
+
+void add_linear_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+  struct L {
+    int B, C, E;
+  };
+  for (const L& l : std::vector<L>{{1, 37, 11}, {37, 33, 11}, {192, 128, 128}, {7, 1, 3}}) {
+    const uint32_t s = seed++;
+    cases.push_back(
+        {"linear_B" + std::to_string(l.B) + "_C" + std::to_string(l.C) + "_E" + std::to_string(l.E), 1e-5,
+         "cuBLAS SGEMM (TF32 off) vs OpenBLAS: dot products of <= 192 terms, different blocking: ~1e-6",
+         [l, s](Dev& d, Outs& o) {
+           std::mt19937 rng(s);
+           const size_t B = static_cast<size_t>(l.B), C = static_cast<size_t>(l.C), E = static_cast<size_t>(l.E);
+           const auto x = uniform(rng, B * C, 0, 2), w = uniform(rng, E * C, -0.3, 0.3), b = uniform(rng, E, -0.5, 0.5),
+                      dy = uniform(rng, B * E, -1, 1);
+           const double sc = static_cast<double>(B);
+           const auto dw0 = uniform(rng, E * C, -sc, sc), db0 = uniform(rng, E, -sc, sc);
+           const float *px = d.upload(x), *pw = d.upload(w), *pb = d.upload(b), *pdy = d.upload(dy);
+           float* py = d.out(B * E);
+           d.launch("forward", [&] { d.be.linear_forward(px, pw, pb, py, l.B, l.C, l.E); });
+           o.push_back({"y", to_f64(d.get(py, B * E))});
+           float *pdx = d.out(B * C), *pdw = d.upload(dw0), *pdb = d.upload(db0);
+           d.launch("backward", [&] { d.be.linear_backward(pdy, px, pw, pdx, pdw, pdb, l.B, l.C, l.E); });
+           o.push_back({"dx", to_f64(d.get(pdx, B * C))});
+           o.push_back({"dw_added", added(d.get(pdw, dw0.size()), dw0)});
+           o.push_back({"db_added", added(d.get(pdb, db0.size()), db0)});
+           // dx == nullptr: the parameter gradients accumulate again on top of the first call.
+           d.launch("backward dx null", [&] { d.be.linear_backward(pdy, px, pw, nullptr, pdw, pdb, l.B, l.C, l.E); });
+           o.push_back({"dw_added_twice", added(d.get(pdw, dw0.size()), dw0)});
+           o.push_back({"db_added_twice", added(d.get(pdb, db0.size()), db0)});
+         }});
+  }
+}
+
+// ---- l2 normalisation ----
+
+void add_l2_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+  struct N {
+    int B, E;
+    double eps;
+    int tiny_row;  // >= 0: that row scaled to norm 0.1 eps (the branch dividing by eps)
+    bool at_eps;   // row 1 = (1/4, 1/4, 1/4, 1/4, 0, ...): norm exactly eps = 1/2, where
+                   // clamp_min passes the gradient (the projection, not dy / eps)
+  };
+  for (const N& n : std::vector<N>{{17, 33, 1e-12, -1, false},
+                                   {1, 1, 1e-12, -1, false},
+                                   {192, 128, 1e-12, -1, false},
+                                   {5, 11, 1e-2, 2, false},
+                                   {3, 300, 1e-12, -1, false},
+                                   {3, 11, 0.5, -1, true}}) {
+    const uint32_t s = seed++;
+    cases.push_back({"l2norm_B" + std::to_string(n.B) + "_E" + std::to_string(n.E) +
+                         (n.tiny_row >= 0 ? "_tiny_row" : "") + (n.at_eps ? "_norm_equals_eps" : ""),
+                     1e-5, "one norm of <= 300 squares per row, then elementwise; dx's radial cancellation stays ~1e-6",
+                     [n, s](Dev& d, Outs& o) {
+                       std::mt19937 rng(s);
+                       const size_t B = static_cast<size_t>(n.B), E = static_cast<size_t>(n.E);
+                       auto x = uniform(rng, B * E, -1, 1);
+                       if (n.tiny_row >= 0) {
+                         const size_t r = static_cast<size_t>(n.tiny_row);
+                         double n2 = 0;
+                         for (size_t j = 0; j < E; ++j) n2 += static_cast<double>(x[r * E + j]) * x[r * E + j];
+                         const double f = 0.1 * n.eps / std::sqrt(n2);
+                         for (size_t j = 0; j < E; ++j) x[r * E + j] = static_cast<float>(x[r * E + j] * f);
+                       }
+                       if (n.at_eps)
+                         for (size_t j = 0; j < E; ++j) x[E + j] = j < 4 ? 0.25f : 0.0f;
+                       const auto dy = uniform(rng, B * E, -1, 1);
+                       const float *px = d.upload(x), *pdy = d.upload(dy);
+                       float* py = d.out(B * E);
+                       d.launch("forward", [&] { d.be.l2norm_forward(px, py, n.B, n.E, n.eps); });
+                       o.push_back({"y", to_f64(d.get(py, B * E))});
+                       float* pdx = d.out(B * E);
+                       d.launch("backward", [&] { d.be.l2norm_backward(pdy, px, py, pdx, n.B, n.E, n.eps); });
+                       o.push_back({"dx", to_f64(d.get(pdx, B * E))});
+                     }});
+  }
+}
+
+// ---- triplet loss ----
+
+// Embedding rows and a triplet table away from every place where float32 on one backend and
+// the other could take different branches (as tests/test_reference_ops.cpp draws them):
+//   - each used pair has 2 (1 - x.y) > 5e-2 (distance > 0.22, far from the eps clamp), unless
+//     its two rows are exact rows (entries 0, +-1/2, +-1; dot products exact in any order);
+//   - each hinge |d(a,p) - d(neg) + margin| > 1e-3;
+//   - with swap, |d(a,n) - d(p,n)| > 1e-3 unless a and p are identical exact rows (then both
+//     backends compute the same value twice and keep (a, n), the header's tie rule).
+// float32 errors in these quantities are <= ~1e-5, two orders below the margins.
+struct TripletData {
+  std::vector<float> emb;
+  std::vector<int32_t> trip;
+  std::string error;
+};
+
+TripletData draw_triplets(int E, int T, const std::string& layout, double margin, bool swap, uint32_t seed) {
+  const double eps = TripletLossParams{}.eps;
+  std::mt19937 rng(seed);
+  const size_t sE = static_cast<size_t>(E);
+  TripletData t;
+  int N = 0;
+  std::vector<int> near;        // near[r] = b: row r drawn close to row b (positives: inactive triplets)
+  std::vector<int> exact_rows;  // rows set to exact values
+  if (layout == "single") {
+    N = 3;
+    near = {-1, 0, -1};
+    t.trip = {0, 1, 2};
+  } else if (layout == "offline") {  // the model's layout: (i, T + i, 2T + i)
+    N = 3 * T;
+    near.assign(static_cast<size_t>(N), -1);
+    for (int i = 0; i < T; ++i) {
+      t.trip.insert(t.trip.end(), {i, T + i, 2 * T + i});
+      near[static_cast<size_t>(T + i)] = i;
+    }
+  } else {  // "shared": rows in several triplets, rows 0..2 clusters, plus clamp triplets
+    N = 20;
+    near.assign(static_cast<size_t>(N), -1);
+    for (int r = 1; r < 16; ++r)
+      if (r % 4 != 0) near[static_cast<size_t>(r)] = r - r % 4;  // clusters {0..3}, {4..7}, ...
+    std::uniform_int_distribution<int> pick(0, 15);
+    for (int i = 0; i < T; ++i) {
+      int a = pick(rng), p = pick(rng), n = pick(rng);
+      while (p == a) p = pick(rng);
+      while (n == a || n == p) n = pick(rng);
+      t.trip.insert(t.trip.end(), {a, p, n});
+    }
+    if (E >= 4) {
+      // Rows 17 and 18 identical exact rows: anchor == positive (clamped d(a,p), no gradient
+      // through it), positive == negative in content, and two distinct rows of equal content.
+      exact_rows = {17, 18};
+      const int k = static_cast<int>(t.trip.size() / 3);
+      t.trip[3 * static_cast<size_t>(k - 1) + 0] = 17, t.trip[3 * static_cast<size_t>(k - 1) + 1] = 17;
+      t.trip[3 * static_cast<size_t>(k - 1) + 2] = 2;
+      if (k >= 3) {
+        t.trip[3 * static_cast<size_t>(k - 2) + 0] = 5, t.trip[3 * static_cast<size_t>(k - 2) + 1] = 17;
+        t.trip[3 * static_cast<size_t>(k - 2) + 2] = 18;
+        t.trip[3 * static_cast<size_t>(k - 3) + 0] = 17, t.trip[3 * static_cast<size_t>(k - 3) + 1] = 18;
+        t.trip[3 * static_cast<size_t>(k - 3) + 2] = 9;
+      }
+    }
+    // Row 19 stays unused: its gradient must be exactly zero on both backends.
+  }
+  auto is_exact = [&](int r) { return std::find(exact_rows.begin(), exact_rows.end(), r) != exact_rows.end(); };
+  for (int attempt = 0; attempt < 2000; ++attempt) {
+    std::vector<float> emb(static_cast<size_t>(N) * sE);
+    std::vector<std::vector<double>> raw(static_cast<size_t>(N), std::vector<double>(sE));
+    std::uniform_real_distribution<double> u(0.0, 1.0), sig(0.4, 4.0);
+    std::bernoulli_distribution coin(0.5);
+    for (int r = 0; r < N; ++r) {
+      auto& row = raw[static_cast<size_t>(r)];
+      if (E == 1) {
+        // One dimension: unit rows are +-1, every dot product exact.
+        row[0] = coin(rng) ? 1.0 : -1.0;
+      } else {
+        // Positive entries (cosine ~0.75 between unrelated rows, like post-ReLU features).
+        const int b = near[static_cast<size_t>(r)];
+        const double sigma = b >= 0 ? sig(rng) : 1.0;
+        for (size_t k = 0; k < sE; ++k) row[k] = (b >= 0 ? raw[static_cast<size_t>(b)][k] : 0.0) + sigma * u(rng);
+      }
+      double n2 = 0;
+      for (double v : row) n2 += v * v;
+      for (size_t k = 0; k < sE; ++k) emb[static_cast<size_t>(r) * sE + k] = static_cast<float>(row[k] / std::sqrt(n2));
+    }
+    for (int r : exact_rows)
+      for (size_t k = 0; k < sE; ++k) emb[static_cast<size_t>(r) * sE + k] = k < 4 ? 0.5f : 0.0f;
+    auto row_exact = [&](int r) { return E == 1 || is_exact(r); };
+    auto same_row = [&](int i, int j) {
+      return std::memcmp(&emb[static_cast<size_t>(i) * sE], &emb[static_cast<size_t>(j) * sE], sE * sizeof(float)) == 0;
+    };
+    auto sq = [&](int i, int j) {
+      double s = 0;
+      for (size_t k = 0; k < sE; ++k)
+        s += static_cast<double>(emb[static_cast<size_t>(i) * sE + k]) * emb[static_cast<size_t>(j) * sE + k];
+      return 2.0 * (1.0 - s);
+    };
+    auto ok_pair = [&](int i, int j) { return (row_exact(i) && row_exact(j)) || sq(i, j) > 5e-2; };
+    auto dist = [&](int i, int j) { return std::sqrt(std::max(sq(i, j), eps)); };
+    bool ok = true;
+    for (size_t i = 0; i < t.trip.size() / 3 && ok; ++i) {
+      const int a = t.trip[3 * i], p = t.trip[3 * i + 1], n = t.trip[3 * i + 2];
+      if (!ok_pair(a, p) || !ok_pair(a, n) || (swap && !ok_pair(p, n))) {
+        ok = false;
+        break;
+      }
+      const double dap = dist(a, p), dan = dist(a, n), dpn = dist(p, n);
+      double dneg = dan;
+      if (swap) {
+        if (std::abs(dan - dpn) < 1e-3 && !(row_exact(a) && row_exact(p) && same_row(a, p))) ok = false;
+        dneg = std::min(dan, dpn);
+      }
+      if (std::abs(dap - dneg + margin) < 1e-3) ok = false;
+    }
+    if (ok) {
+      t.emb = std::move(emb);
+      return t;
+    }
+  }
+  t.error = "could not draw embeddings away from the hinge/clamp/swap boundaries in 2000 tries";
+  return t;
+}
+
+void add_triplet_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+  for (int E : {1, 7, 33, 128, 300})
+    for (const auto& [layout, T] :
+         std::vector<std::pair<std::string, int>>{{"single", 1}, {"offline", 64}, {"shared", 64}})
+      for (double margin : {0.2, 1.0})
+        for (bool swap : {false, true}) {
+          const uint32_t s = seed++;
+          const std::string name = "triplet_E" + std::to_string(E) + "_T" + std::to_string(T) + "_" + layout + "_m" +
+                                   fmt(margin) + (swap ? "_swap" : "");
+          cases.push_back({name, 1e-4,
+                           "GPU dot products of <= 300 terms (float or double) vs the CPU's double: distances >= 0.22 "
+                           "by construction keep loss and gradient within ~1e-5",
+                           [E = E, T = T, layout = layout, margin, swap, s](Dev& d, Outs& o) {
+                             const TripletData t = draw_triplets(E, T, layout, margin, swap, s);
+                             ASSERT_TRUE(t.error.empty()) << t.error;
+                             const int N = static_cast<int>(t.emb.size() / static_cast<size_t>(E));
+                             TripletLossParams p;
+                             p.margin = margin;
+                             p.swap = swap;
+                             const float* pe = d.upload(t.emb);
+                             const int32_t* pt = d.upload(t.trip);
+                             float *stats = d.out(2), *demb = d.out(t.emb.size());
+                             d.launch("fused loss + grad", [&] { d.be.triplet_loss(pe, pt, T, N, E, p, stats, demb); });
+                             const auto st = d.get(stats, 2);
+                             o.push_back({"loss", {static_cast<double>(st[0])}});
+                             o.push_back({"active",
+                                          {static_cast<double>(st[1])},
+                                          0,
+                                          "every hinge is >= 1e-3 from zero: the same triplets are active"});
+                             o.push_back({"demb", to_f64(d.get(demb, t.emb.size()))});
+                           }});
+        }
+  // The hinge at exactly zero, where clamp_min still passes the gradient: with eps = 1/4 and
+  // margin = 1/2 all of it is exact in binary (anchor == positive: d(a,p) = sqrt(eps) = 1/2
+  // clamped; a.n = 1/2: d(a,n) = 1; l = 1/2 - 1 + 1/2 = 0), so both backends see l == 0.
+  for (bool swap : {false, true}) {
+    cases.push_back({std::string("triplet_hinge_exactly_zero") + (swap ? "_swap" : ""), 1e-5,
+                     "exact binary values: only the rounding of the ordinary active triplet (0, 2, 1)",
+                     [swap](Dev& d, Outs& o) {
+                       const int N = 4, E = 7;
+                       std::vector<float> emb(static_cast<size_t>(N * E), 0.0f);
+                       emb[0] = 1.0f;                                     // row 0: e0
+                       for (size_t k = 0; k < 4; ++k) emb[7 + k] = 0.5f;  // row 1: (1/2 x 4, 0..)
+                       emb[14 + 1] = 0.6f, emb[14 + 2] = 0.8f;            // row 2: orthogonal to row 0
+                       emb[21 + 5] = 1.0f;                                // row 3: unused
+                       const std::vector<int32_t> trip = {0, 0, 1, 1, 1, 0, 0, 2, 1};
+                       TripletLossParams p;
+                       p.margin = 0.5, p.eps = 0.25, p.swap = swap;
+                       const float* pe = d.upload(emb);
+                       const int32_t* pt = d.upload(trip);
+                       float *stats = d.out(2), *demb = d.out(emb.size());
+                       d.launch("fused loss + grad", [&] { d.be.triplet_loss(pe, pt, 3, N, E, p, stats, demb); });
+                       const auto st = d.get(stats, 2);
+                       o.push_back({"loss", {static_cast<double>(st[0])}});
+                       o.push_back({"active", {static_cast<double>(st[1])}, 0, "h == 0 counts as active (>=)"});
+                       o.push_back({"demb", to_f64(d.get(demb, emb.size()))});
+                     }});
+  }
+}
+
+// ---- Adam / AdamW ----
+
+void add_adam_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+  struct A {
+    std::string tag;
+    int64_t n;
+    bool decoupled;
+    double wd;
+    int first_step;     // 1: m = v = 0 (a fresh optimizer); later: random moments
+    bool sync_between;  // false: all steps queued back to back, the scalars overwritten between
+  };
+  for (const A& a : std::vector<A>{{"adam_n1013_wd0", 1013, false, 0.0, 1, true},
+                                   {"adam_n1013_wd001", 1013, false, 0.01, 1, true},
+                                   {"adamw_n1013_wd001", 1013, true, 0.01, 1, true},
+                                   {"adam_n1_wd001", 1, false, 0.01, 1, true},
+                                   {"adamw_n300007_wd01_from_step7_queued", 300007, true, 0.1, 7, false},
+                                   {"adam_n4099_wd001_queued", 4099, false, 0.01, 1, false}}) {
+    const uint32_t s = seed++;
+    cases.push_back(
+        {a.tag, 2e-5,
+         "compares p - p0 (~5 lr): float32 storage of p rounds ~3e-8 per step, ~3e-6 of the displacement "
+         "after 5 steps; the update itself is a few ulps",
+         [a, s](Dev& d, Outs& o) {
+           const int steps = 5;
+           const size_t n = static_cast<size_t>(a.n);
+           std::mt19937 rng(s);
+           const auto p0 = uniform(rng, n, -0.5, 0.5);
+           // Gradient magnitudes over eight decades, both signs: eps and the L2 term matter.
+           std::uniform_real_distribution<double> lg(-7.0, 1.0), sg(-1.0, 1.0);
+           std::vector<std::vector<float>> g(steps, std::vector<float>(n));
+           for (auto& gs : g)
+             for (auto& v : gs) v = static_cast<float>((sg(rng) < 0 ? -1.0 : 1.0) * std::pow(10.0, lg(rng)));
+           std::vector<float> m0(n, 0.0f), v0(n, 0.0f);
+           if (a.first_step > 1) m0 = uniform(rng, n, -0.1, 0.1), v0 = uniform(rng, n, 1e-6, 1e-2);
+           AdamParams ap;
+           ap.lr = kNaNf;  // "a.lr is ignored": the rate must come from the device scalars
+           ap.decoupled = a.decoupled;
+           ap.weight_decay = a.wd;
+           float *pp = d.upload(p0), *pm = d.upload(m0), *pv = d.upload(v0);
+           std::vector<const float*> pg;
+           for (const auto& gs : g) pg.push_back(d.upload(gs));
+           double* scalars = d.alloc<double>(2);
+           for (int k = 0; k < steps; ++k) {
+             const std::vector<double> sc = {1e-2 * (1.0 + 0.25 * k), static_cast<double>(a.first_step + k)};
+             d.set(scalars, sc);
+             d.launch("adam_step", [&] { d.be.adam_step(pp, pg[static_cast<size_t>(k)], pm, pv, a.n, ap, scalars); });
+             if (a.sync_between || k == steps - 1)
+               o.push_back({"p_minus_p0_step" + std::to_string(k + 1), added(d.get(pp, n), p0)});
+           }
+           o.push_back({"m", to_f64(d.get(pm, n)), 1e-6, "an elementwise recurrence: a few ulps"});
+           o.push_back({"v", to_f64(d.get(pv, n)), 1e-6, "an elementwise recurrence: a few ulps"});
+         }});
+  }
+}
+
+// ---- clip_grad_norm ----
+
+void add_clip_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+  // Norms: n = 1 -> |g| ~0.7; n = 1000 -> ~18; n = 300007 -> ~316.
+  for (const auto& [n, max_norm] : std::vector<std::pair<int64_t, double>>{
+           {1, 0.5}, {1, 2.0}, {1000, 5.0}, {1000, 50.0}, {1000, 0.0}, {1000, -1.0}, {300007, 1.0}, {300007, 1000.0}}) {
+    const uint32_t s = seed++;
+    cases.push_back({"clip_grad_norm_n" + std::to_string(n) + "_max" + fmt(max_norm), 1e-6,
+                     "sums of squares in double (CPU) vs a fixed tree reduction: the norm agrees to ~1e-7; one scale",
+                     [n = n, max_norm = max_norm, s](Dev& d, Outs& o) {
+                       std::mt19937 rng(s);
+                       const size_t sn = static_cast<size_t>(n);
+                       auto g0 = uniform(rng, sn, -1, 1);
+                       if (n == 1) g0[0] = -0.7f;
+                       float* pg = d.upload(g0);
+                       float* norm = d.out(1);
+                       d.launch("clip_grad_norm", [&] { d.be.clip_grad_norm(pg, n, max_norm, norm); });
+                       o.push_back({"norm", to_f64(d.get(norm, 1))});
+                       double n2 = 0;
+                       for (float v : g0) n2 += static_cast<double>(v) * v;
+                       const bool unchanged = max_norm <= 0 || std::sqrt(n2) <= max_norm;
+                       if (unchanged)
+                         o.push_back({"g_unchanged", to_f64(d.get(pg, sn)), 0,
+                                      "no clipping (norm below max_norm, or measure only)"});
+                       else
+                         o.push_back({"g_clipped", to_f64(d.get(pg, sn))});
+                     }});
+  }
+}
+
+std::vector<OpCase> make_cases() {
+  std::vector<OpCase> c;
+  uint32_t seed = 5000;
+  add_fill_cases(c);
+  add_mel_cases(c, seed);
+  add_conv_cases(c, seed);
+  add_relu_cases(c, seed);
+  add_pool_cases(c, seed);
+  add_mean_cases(c, seed);
+  add_linear_cases(c, seed);
+  add_l2_cases(c, seed);
+  add_triplet_cases(c, seed);
+  add_adam_cases(c, seed);
+  add_clip_cases(c, seed);
+  return c;
+}
+
+const std::vector<OpCase>& all_cases() {
+  static const std::vector<OpCase> cases = make_cases();
+  return cases;
+}
+
+// ---- the op test ------------------------------------------------------------------------------
+
+class BackendOps : public ::testing::TestWithParam<size_t> {
+ protected:
+  static void SetUpTestSuite() {
+    cpu_ = make_cpu_backend();
+    cuda_ = std::make_unique<CudaAttempt>(try_cuda(false));
+  }
+  // The CUDA backend goes before main() returns (a context torn down by static destructors
+  // races the CUDA runtime's own exit handlers).
+  static void TearDownTestSuite() {
+    cuda_.reset();
+    cpu_.reset();
+  }
+  static std::unique_ptr<Backend> cpu_;
+  static std::unique_ptr<CudaAttempt> cuda_;
+};
+std::unique_ptr<Backend> BackendOps::cpu_;
+std::unique_ptr<CudaAttempt> BackendOps::cuda_;
+
+TEST_P(BackendOps, CudaMatchesCpu) {
+  MG_SKIP_WITHOUT_CUDA(*cuda_);
+  const OpCase& c = all_cases()[GetParam()];
+  Outs ref, got;
+  {
+    Dev d(*cpu_, nullptr);
+    c.run(d, ref);
+  }
+  if (HasFatalFailure()) return;
+  {
+    Dev d(*cuda_->be, nullptr);
+    c.run(d, got);
+  }
+  if (HasFatalFailure()) return;
+  ASSERT_EQ(ref.size(), got.size()) << c.name << ": the case produced different outputs on the two backends";
+  if (verbose()) std::printf("%s (bound %.0e: %s)\n", c.name.c_str(), c.tol, c.why.c_str());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const bool own = ref[i].tol >= 0;
+    expect_match(c.name, ref[i], got[i], own ? ref[i].tol : c.tol, own ? ref[i].why : c.why, c.bitwise);
+  }
+  if (perf_mode()) {
+    std::vector<PerfRecord> pc, pg;
+    {
+      Dev d(*cpu_, &pc);
+      Outs ignored;
+      c.run(d, ignored);
+    }
+    {
+      Dev d(*cuda_->be, &pg);
+      Outs ignored;
+      c.run(d, ignored);
+    }
+    for (size_t i = 0; i < pc.size() && i < pg.size(); ++i)
+      std::printf("[perf] %-62s %-20s cpu %10.1f us  cuda %9.1f us  x%.1f\n", c.name.c_str(), pc[i].what.c_str(),
+                  pc[i].seconds_per_launch * 1e6, pg[i].seconds_per_launch * 1e6,
+                  pc[i].seconds_per_launch / std::max(pg[i].seconds_per_launch, 1e-12));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, BackendOps, ::testing::Range<size_t>(0, all_cases().size()),
+                         [](const ::testing::TestParamInfo<size_t>& p) { return all_cases()[p.param].name; });
+
+// The table itself: names unique (gtest needs that) and every Backend op family present.
+TEST(BackendOpsTable, CoversEveryOpWithUniqueNames) {
+  std::vector<std::string> names;
+  for (const auto& c : all_cases()) names.push_back(c.name);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(std::adjacent_find(names.begin(), names.end()), names.end()) << "duplicate case name";
+  for (const char* op : {"fill_n", "fill_uniform", "mel_", "conv1d_", "relu_", "maxpool_", "mean_time_", "linear_",
+                         "l2norm_", "triplet_", "adam_", "adamw_", "clip_grad_norm_"}) {
+    EXPECT_TRUE(std::any_of(names.begin(), names.end(), [&](const std::string& n) { return n.rfind(op, 0) == 0; }))
+        << "no case for " << op;
+  }
+}
+
+// ---- whole training steps ---------------------------------------------------------------------
+
+struct TrainResult {
+  std::vector<StepStats> stats;
+  std::vector<float> params0, params;
+  bool replaying = false;
+  double seconds_per_step = 0;
+};
+
+// Odd channel counts and embedding size; "same" padding uses the asymmetric split (K = 4).
+Config train_config(Padding padding) {
+  Config c = test::small_config();
+  c.model.channels = {11, 9, 13};
+  c.model.embedding = 7;
+  c.model.padding = padding;
+  c.optim.adam.weight_decay = 0.01;
+  c.optim.clip_norm = 0.5;
+  return c;
+}
+
+constexpr int kTrainSteps = 5;
+constexpr int kTriplets = 5;  // batch of 15 clips
+
+TrainResult train(Backend& be, const Config& c, bool capture) {
+  TrainResult r;
+  const int B = 3 * kTriplets;
+  Model model(c, be, B);
+  model.init_params(17);
+  Optimizer opt(be, model.params().layout(), c.optim);
+  TrainStep ts(model);
+  ts.set_capture(capture);
+  ts.set_triplets(TrainStep::offline_triplets(kTriplets));
+  const int64_t S = c.audio.clip_samples();
+  const auto audio = test::random_audio(B, S, 23, c.audio.sample_rate);
+  float* d_audio = be.alloc<float>(static_cast<int64_t>(audio.size()));
+  be.to_device(d_audio, audio.data(), audio.size() * sizeof(float));
+  const auto np = static_cast<size_t>(model.params().size());
+  r.params0.resize(np);
+  be.synchronize();
+  be.to_host(r.params0.data(), model.params().data(), np * sizeof(float));
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int s = 0; s < kTrainSteps; ++s) {
+    // A changing rate: a replayed graph must read each step's {lr, step} from the device.
+    ts.step(d_audio, B, c.loss, opt, 1e-3 * (1.0 + 0.25 * s));
+    r.stats.push_back(ts.read_stats(&opt));
+  }
+  r.seconds_per_step = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / kTrainSteps;
+  r.replaying = ts.replaying();
+  r.params.resize(np);
+  be.synchronize();
+  be.to_host(r.params.data(), model.params().data(), np * sizeof(float));
+  be.free_bytes(d_audio);
+  return r;
+}
+
+bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+void expect_bit_identical(const TrainResult& a, const TrainResult& b, const std::string& what) {
+  ASSERT_EQ(a.stats.size(), b.stats.size());
+  for (size_t s = 0; s < a.stats.size(); ++s) {
+    EXPECT_EQ(std::memcmp(&a.stats[s].loss, &b.stats[s].loss, sizeof(float)), 0)
+        << what << ": step " << s + 1 << " loss " << a.stats[s].loss << " vs " << b.stats[s].loss;
+    EXPECT_EQ(std::memcmp(&a.stats[s].grad_norm, &b.stats[s].grad_norm, sizeof(float)), 0)
+        << what << ": step " << s + 1 << " grad norm " << a.stats[s].grad_norm << " vs " << b.stats[s].grad_norm;
+  }
+  EXPECT_TRUE(bit_equal(a.params, b.params)) << what << ": final parameters differ";
+}
+
+class TrainStepCuda : public ::testing::TestWithParam<Padding> {};
+
+// Bounds, calibrated on the CPU by adding noise of 1e-6 of each op's largest output (about
+// 10x the float32 rounding differences expected between cuDNN/cuBLAS and the CPU kernels) to
+// every conv, linear, mel, mean and loss output and gradient, over 80 runs:
+//   - step 1 (same parameters on both sides): loss within 1e-5, grad norm within 6e-5;
+//   - steps 2..5 are mostly as close, but in 4 runs of 80 one max-pool near-tie or ReLU kink
+//     flipped and routed a gradient elsewhere (the forward is continuous, the backward is
+//     not): loss sequence within 8e-4 of its largest value, grad norm within 5e-3, p - p0
+//     within 1.2e-2 (2-norm per tensor).
+// The same calibration with deliberate integration bugs (a replay that keeps the first
+// learning rate or step count, clipping skipped) gave >= 9e-3 (loss), >= 4e-2 (grad norm) and
+// >= 0.23 (p - p0): the later-step bounds sit between the two.
+constexpr double kStep1LossTol = 1e-4;
+constexpr double kStep1GradNormTol = 1e-3;
+constexpr double kLossTol = 5e-3;      // norm-wise over the 5 steps' losses
+constexpr double kGradNormTol = 2e-2;  // per step
+constexpr double kDisplacementTol = 5e-2;
+
+TEST_P(TrainStepCuda, FiveAdamStepsMatchCpu) {
+  CudaAttempt cuda = try_cuda(false);
+  MG_SKIP_WITHOUT_CUDA(cuda);
+  const Config c = train_config(GetParam());
+  auto cpu = make_cpu_backend();
+  const TrainResult ref = train(*cpu, c, true);
+  const TrainResult got = train(*cuda.be, c, true);
+  if (!cuda.stand_in) {
+    EXPECT_TRUE(got.replaying) << "the CUDA backend should capture the step as a CUDA Graph and replay it";
+  }
+  EXPECT_TRUE(bit_equal(ref.params0, got.params0)) << "init_params must be bit-identical (Philox)";
+  double max_loss = 0, max_loss_diff = 0;
+  for (size_t s = 0; s < ref.stats.size(); ++s) {
+    const double l = ref.stats[s].loss, lg = got.stats[s].loss;
+    const double gn = ref.stats[s].grad_norm, gg = got.stats[s].grad_norm;
+    ASSERT_TRUE(std::isfinite(lg) && std::isfinite(gg)) << "step " << s + 1 << ": loss " << lg << ", grad norm " << gg;
+    max_loss = std::max(max_loss, std::abs(l));
+    max_loss_diff = std::max(max_loss_diff, std::abs(lg - l));
+    const double loss_tol = s == 0 ? kStep1LossTol * std::abs(l) : kLossTol * max_loss;
+    EXPECT_LE(std::abs(lg - l), loss_tol) << "step " << s + 1 << ": loss cuda " << lg << ", cpu " << l;
+    const double gn_tol = (s == 0 ? kStep1GradNormTol : kGradNormTol) * std::abs(gn);
+    EXPECT_LE(std::abs(gg - gn), gn_tol) << "step " << s + 1 << ": grad norm cuda " << gg << ", cpu " << gn;
+    if (verbose())
+      std::printf("  step %zu loss cpu %.8f cuda %.8f  grad norm cpu %.8f cuda %.8f  active %g / %g\n", s + 1, l, lg,
+                  gn, gg, static_cast<double>(ref.stats[s].active), static_cast<double>(got.stats[s].active));
+  }
+  if (verbose())
+    std::printf("  loss sequence norm-wise rel err %.3e (bound %.0e)\n", max_loss_diff / max_loss, kLossTol);
+  const TensorLayout layout = Model::param_layout(c);
+  for (const auto& spec : layout.specs()) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < spec.numel(); ++i) {
+      const size_t k = static_cast<size_t>(spec.offset + i);
+      const double dc = static_cast<double>(ref.params[k]) - ref.params0[k];
+      const double dg = static_cast<double>(got.params[k]) - got.params0[k];
+      num += (dg - dc) * (dg - dc);
+      den += dc * dc;
+      ASSERT_TRUE(std::isfinite(got.params[k])) << spec.name << "[" << i << "]";
+    }
+    const double e = std::sqrt(num / std::max(den, 1e-300));
+    if (verbose())
+      std::printf("  %-16s displacement rel err %.3e (bound %.0e)\n", spec.name.c_str(), e, kDisplacementTol);
+    EXPECT_GT(den, 0) << spec.name << " did not move on the CPU: the test cannot see its updates";
+    EXPECT_LE(e, kDisplacementTol) << spec.name << ": relative 2-norm error of p - p0 after " << kTrainSteps
+                                   << " steps";
+  }
+  if (perf_mode())
+    std::printf("[perf] train step (small config, %d clips)  cpu %.3f ms  cuda %.3f ms (captured)\n", 3 * kTriplets,
+                ref.seconds_per_step * 1e3, got.seconds_per_step * 1e3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Padding, TrainStepCuda, ::testing::Values(Padding::Valid, Padding::Same),
+                         [](const ::testing::TestParamInfo<Padding>& p) {
+                           return std::string(p.param == Padding::Valid ? "valid" : "same");
+                         });
+
+// Capture records exactly the eager work: a replayed graph must give the eager run's bits.
+// Deterministic mode, so that any difference comes from capture and not from algorithm choice.
+TEST(TrainStepCudaBits, CaptureOnAndOffAreBitIdentical) {
+  CudaAttempt cuda = try_cuda(true);
+  MG_SKIP_WITHOUT_CUDA(cuda);
+  const Config c = train_config(Padding::Same);
+  const TrainResult on = train(*cuda.be, c, true);
+  const TrainResult off = train(*cuda.be, c, false);
+  if (!cuda.stand_in) {
+    EXPECT_TRUE(on.replaying) << "capture on: the step should be replayed from a CUDA Graph";
+  }
+  EXPECT_FALSE(off.replaying);
+  expect_bit_identical(on, off, "capture on vs off");
+}
+
+// BackendOptions.deterministic: two runs on fresh backends give the same bits.
+TEST(TrainStepCudaBits, DeterministicModeRunsAreBitIdentical) {
+  const Config c = train_config(Padding::Valid);
+  TrainResult first;
+  {
+    CudaAttempt cuda = try_cuda(true);
+    MG_SKIP_WITHOUT_CUDA(cuda);
+    first = train(*cuda.be, c, true);
+  }
+  CudaAttempt cuda = try_cuda(true);
+  MG_SKIP_WITHOUT_CUDA(cuda);
+  const TrainResult second = train(*cuda.be, c, true);
+  expect_bit_identical(first, second, "two deterministic CUDA runs");
+}
+
+}  // namespace
+}  // namespace mg
