@@ -222,7 +222,12 @@ int cuda_device_count(std::string* why) {
   const cudaError_t st = cudaGetDeviceCount(&n);
   if (st != cudaSuccess) {
     cudaGetLastError();
-    if (why) *why = std::string(cudaGetErrorString(st)) + " (" + cudaGetErrorName(st) + ")";
+    if (why) {
+      *why = std::string(cudaGetErrorString(st)) + " (" + cudaGetErrorName(st) + ")";
+      // Both mean "no usable NVIDIA driver here" far more often than a version problem.
+      if (st == cudaErrorInsufficientDriver || st == cudaErrorNoDevice)
+        *why += "; is there an NVIDIA GPU and driver on this machine?";
+    }
     return 0;
   }
   if (n == 0 && why) *why = "no CUDA device present";

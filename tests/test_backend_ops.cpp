@@ -31,6 +31,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <ostream>
 #include <random>
 #include <string>
 #include <utility>
@@ -1031,6 +1032,14 @@ void expect_bit_identical(const TrainResult& a, const TrainResult& b, const std:
 }
 
 class TrainStepCuda : public ::testing::TestWithParam<Padding> {};
+
+}  // namespace
+
+// gtest shows the parameter in test names (and ctest's): the padding's name, not its bytes.
+// (In namespace mg, beside Padding, where gtest's lookup finds it.)
+void PrintTo(Padding p, std::ostream* os) { *os << (p == Padding::Valid ? "valid" : "same"); }
+
+namespace {
 
 // Bounds, calibrated on the CPU by adding noise of 1e-6 of each op's largest output (about
 // 10x the float32 rounding differences expected between cuDNN/cuBLAS and the CPU kernels) to
