@@ -3,17 +3,11 @@
 
 #include "engine/cudnn_ops_detail.h"
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_launch.cuh"
 
 namespace mg::detail {
 
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 4096;  // grid-stride loops cover the rest
-
-int grid_for(int64_t n) {
-  return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
-}
 
 // One thread per output element: reads of `full` are contiguous within a row (shifted by
 // offset), writes of y are fully coalesced.
@@ -57,7 +51,7 @@ void conv_slice_bias_cuda(const float* full, const float* bias, float* y, int64_
                           int Tout, int offset, cudaStream_t stream) {
   const int64_t n = rows * Tout;
   if (n <= 0 || C <= 0) return;
-  conv_slice_bias_kernel<<<grid_for(n), kThreads, 0, stream>>>(full, bias, y, n, C, Tfull, Tout, offset);
+  conv_slice_bias_kernel<<<grid_for(n), kBlockThreads, 0, stream>>>(full, bias, y, n, C, Tfull, Tout, offset);
   MG_CUDA_CHECK_LAUNCH();
 }
 
@@ -65,7 +59,7 @@ void conv_pad_grad_cuda(const float* dy, float* full, int64_t rows, int Tout, in
                         cudaStream_t stream) {
   const int64_t n = rows * Tfull;
   if (n <= 0 || Tout <= 0) return;
-  conv_pad_grad_kernel<<<grid_for(n), kThreads, 0, stream>>>(dy, full, n, Tout, Tfull, offset);
+  conv_pad_grad_kernel<<<grid_for(n), kBlockThreads, 0, stream>>>(dy, full, n, Tout, Tfull, offset);
   MG_CUDA_CHECK_LAUNCH();
 }
 
@@ -73,7 +67,7 @@ void zero_tail_cuda(float* x, int64_t rows, int T, int start, cudaStream_t strea
   start = std::max(start, 0);
   if (rows <= 0 || start >= T) return;
   const int64_t n = rows * (T - start);
-  zero_tail_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, n, T, start);
+  zero_tail_kernel<<<grid_for(n), kBlockThreads, 0, stream>>>(x, n, T, start);
   MG_CUDA_CHECK_LAUNCH();
 }
 

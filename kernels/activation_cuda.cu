@@ -3,17 +3,11 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/cuda_kernels.cuh"
+#include "kernels/cuda_launch.cuh"
 
 namespace mg {
 
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 4096;  // grid-stride loops cover the rest
-
-int grid_for(int64_t n) {
-  return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
-}
 
 // No __restrict__: y may alias x (and dx may alias dy); each element is read before it is
 // written by the same thread, so in-place use is safe.
@@ -37,13 +31,13 @@ __global__ void relu_backward_kernel(const float* dy, const float* y, float* dx,
 
 void relu_forward_cuda(const float* x, float* y, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
-  relu_forward_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, y, n);
+  relu_forward_kernel<<<grid_for(n), kBlockThreads, 0, stream>>>(x, y, n);
   MG_CUDA_CHECK_LAUNCH();
 }
 
 void relu_backward_cuda(const float* dy, const float* y, float* dx, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
-  relu_backward_kernel<<<grid_for(n), kThreads, 0, stream>>>(dy, y, dx, n);
+  relu_backward_kernel<<<grid_for(n), kBlockThreads, 0, stream>>>(dy, y, dx, n);
   MG_CUDA_CHECK_LAUNCH();
 }
 

@@ -3,18 +3,12 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/cuda_kernels.cuh"
+#include "kernels/cuda_launch.cuh"
 #include "kernels/philox.h"
 
 namespace mg {
 
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 4096;  // grid-stride loops cover the rest
-
-int grid_for(int64_t n) {
-  return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
-}
 
 __global__ void fill_kernel(float* __restrict__ p, int64_t n, float value) {
   const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
@@ -36,14 +30,14 @@ __global__ void fill_uniform_kernel(float* __restrict__ p, int64_t n, float lo, 
 
 void fill_cuda(float* p, int64_t n, float value, cudaStream_t stream) {
   if (n <= 0) return;
-  fill_kernel<<<grid_for(n), kThreads, 0, stream>>>(p, n, value);
+  fill_kernel<<<grid_for(n), kBlockThreads, 0, stream>>>(p, n, value);
   MG_CUDA_CHECK_LAUNCH();
 }
 
 void fill_uniform_cuda(float* p, int64_t n, float lo, float hi, uint64_t seed, uint64_t stream_id,
                        cudaStream_t stream) {
   if (n <= 0) return;
-  fill_uniform_kernel<<<grid_for(n), kThreads, 0, stream>>>(p, n, lo, hi, seed, stream_id);
+  fill_uniform_kernel<<<grid_for(n), kBlockThreads, 0, stream>>>(p, n, lo, hi, seed, stream_id);
   MG_CUDA_CHECK_LAUNCH();
 }
 

@@ -3,17 +3,11 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/cuda_kernels.cuh"
+#include "kernels/cuda_launch.cuh"
 
 namespace mg {
 
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 4096;  // grid-stride loops cover the rest
-
-int grid_for(int64_t n) {
-  return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
-}
 
 __global__ void bias_broadcast_kernel(const float* __restrict__ b, float* __restrict__ y, int64_t total, int E) {
   const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
@@ -39,13 +33,13 @@ __global__ void bias_grad_kernel(const float* __restrict__ dy, float* __restrict
 void bias_broadcast_cuda(const float* b, float* y, int B, int E, cudaStream_t stream) {
   if (B <= 0 || E <= 0) return;
   const int64_t total = static_cast<int64_t>(B) * E;
-  bias_broadcast_kernel<<<grid_for(total), kThreads, 0, stream>>>(b, y, total, E);
+  bias_broadcast_kernel<<<grid_for(total), kBlockThreads, 0, stream>>>(b, y, total, E);
   MG_CUDA_CHECK_LAUNCH();
 }
 
 void bias_grad_cuda(const float* dy, float* db, int B, int E, cudaStream_t stream) {
   if (B <= 0 || E <= 0) return;  // B == 0 adds nothing
-  bias_grad_kernel<<<grid_for(E), kThreads, 0, stream>>>(dy, db, B, E);
+  bias_grad_kernel<<<grid_for(E), kBlockThreads, 0, stream>>>(dy, db, B, E);
   MG_CUDA_CHECK_LAUNCH();
 }
 

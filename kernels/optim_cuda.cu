@@ -3,26 +3,15 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/cuda_kernels.cuh"
+#include "kernels/cuda_launch.cuh"
 
 namespace mg {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
-constexpr int64_t kMaxBlocks = 4096;  // grid-stride loops cover the rest
-constexpr unsigned kFullMask = 0xffffffffu;
+constexpr int kWarps = kBlockThreads / 32;
 // global_norm_cpu's blocking: each partial covers the same elements as one CPU block sum.
 constexpr int64_t kNormBlock = int64_t{1} << 14;
-
-int grid_for(int64_t n) {
-  return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
-}
-
-__device__ __forceinline__ double warp_sum(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
-}
 
 // Block sum with a fixed shape (lane butterflies, then warp totals in order by thread 0);
 // the result is valid in thread 0 only. Callers loop block-uniformly, and the trailing
@@ -81,7 +70,7 @@ __global__ void adam_kernel(float* __restrict__ p, const float* __restrict__ g, 
 // chunk: threads stride through the chunk (coalesced), then a fixed-shape block sum. The chunk
 // boundaries are the CPU's; inside a chunk the order differs from its sequential sum (a
 // relative difference of ~1e-15 in double, invisible after the float cast in most cases).
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kBlockThreads)
     norm_partials_kernel(const float* __restrict__ g, int64_t n, int64_t nparts, double* __restrict__ partials) {
   __shared__ double scratch[kWarps];
   for (int64_t b = blockIdx.x; b < nparts; b += gridDim.x) {
@@ -100,7 +89,7 @@ __global__ void __launch_bounds__(kThreads)
 // One block: the partials in a fixed order, the norm, and the clip coefficient, which
 // overwrites partials[0] (after every thread has read it) for the scale kernel to read
 // without a host round trip.
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kBlockThreads)
     norm_finish_kernel(double* __restrict__ partials, int64_t nparts, double max_norm, float* __restrict__ norm_out) {
   __shared__ double scratch[kWarps];
   double s = 0;
@@ -128,7 +117,7 @@ __global__ void clip_scale_kernel(float* __restrict__ g, int64_t n, const double
 void adam_step_cuda(float* p, const float* g, float* m, float* v, int64_t n, const AdamParams& a,
                     const double* scalars, cudaStream_t stream) {
   if (n <= 0) return;
-  adam_kernel<<<grid_for(n), kThreads, 0, stream>>>(p, g, m, v, n, a.beta1, a.beta2, a.eps, a.weight_decay,
+  adam_kernel<<<grid_for(n), kBlockThreads, 0, stream>>>(p, g, m, v, n, a.beta1, a.beta2, a.eps, a.weight_decay,
                                                      a.decoupled, scalars);
   MG_CUDA_CHECK_LAUNCH();
 }
@@ -144,13 +133,13 @@ void clip_grad_norm_cuda(float* g, int64_t n, double max_norm, float* norm_out, 
     return;
   }
   const int64_t nparts = (n + kNormBlock - 1) / kNormBlock;
-  const int part_blocks = static_cast<int>(std::min<int64_t>(nparts, kMaxBlocks));
-  norm_partials_kernel<<<part_blocks, kThreads, 0, stream>>>(g, n, nparts, partials);
+  const int part_blocks = static_cast<int>(std::min<int64_t>(nparts, kMaxGridBlocks));
+  norm_partials_kernel<<<part_blocks, kBlockThreads, 0, stream>>>(g, n, nparts, partials);
   MG_CUDA_CHECK_LAUNCH();
-  norm_finish_kernel<<<1, kThreads, 0, stream>>>(partials, nparts, max_norm, norm_out);
+  norm_finish_kernel<<<1, kBlockThreads, 0, stream>>>(partials, nparts, max_norm, norm_out);
   MG_CUDA_CHECK_LAUNCH();
   if (max_norm > 0) {  // max_norm <= 0 only measures (the CPU backend's rule)
-    clip_scale_kernel<<<grid_for(n), kThreads, 0, stream>>>(g, n, partials);
+    clip_scale_kernel<<<grid_for(n), kBlockThreads, 0, stream>>>(g, n, partials);
     MG_CUDA_CHECK_LAUNCH();
   }
 }

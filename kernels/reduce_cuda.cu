@@ -5,27 +5,13 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/cuda_kernels.cuh"
+#include "kernels/cuda_launch.cuh"
 
 namespace mg {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarpsPerBlock = kThreads / 32;
-constexpr int64_t kMaxBlocks = 4096;  // grid-stride loops cover the rest
-constexpr unsigned kFullMask = 0xffffffffu;
-
-int grid_for(int64_t work_items, int per_block) {
-  return static_cast<int>(std::min<int64_t>((work_items + per_block - 1) / per_block, kMaxBlocks));
-}
-
-// Butterfly sum: lane i adds its partner's value to its own and the partner does the same,
-// and IEEE addition is commutative, so every lane ends with the same bits (branches taken on
-// the result are therefore warp-uniform). The order is fixed by E alone: deterministic.
-__device__ __forceinline__ double warp_sum(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
-}
+constexpr int kWarpsPerBlock = kBlockThreads / 32;
 
 // ---- mean over time ----
 
@@ -129,7 +115,7 @@ void mean_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, cuda
   if (Tn <= kSmallT) {
     mean_time_small_kernel<<<grid_for(rows, kRowsPerBlock), kRowsPerBlock, 0, stream>>>(x, y, rows, Tn);
   } else {
-    mean_time_warp_kernel<<<grid_for(rows, kWarpsPerBlock), kThreads, 0, stream>>>(x, y, rows, Tn);
+    mean_time_warp_kernel<<<grid_for(rows, kWarpsPerBlock), kBlockThreads, 0, stream>>>(x, y, rows, Tn);
   }
   MG_CUDA_CHECK_LAUNCH();
 }
@@ -138,20 +124,20 @@ void mean_time_backward_cuda(const float* dy, float* dx, int64_t rows, int Tn, c
   if (rows <= 0 || Tn <= 0) return;
   const float inv = 1.0f / static_cast<float>(Tn);  // the CPU's float reciprocal, then one multiply
   const int64_t total = rows * Tn;
-  mean_time_backward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream>>>(dy, dx, total, Tn, inv);
+  mean_time_backward_kernel<<<grid_for(total, kBlockThreads), kBlockThreads, 0, stream>>>(dy, dx, total, Tn, inv);
   MG_CUDA_CHECK_LAUNCH();
 }
 
 void l2norm_forward_cuda(const float* x, float* y, int B, int E, double eps, cudaStream_t stream) {
   if (B <= 0 || E <= 0) return;
-  l2norm_forward_kernel<<<grid_for(B, kWarpsPerBlock), kThreads, 0, stream>>>(x, y, B, E, eps);
+  l2norm_forward_kernel<<<grid_for(B, kWarpsPerBlock), kBlockThreads, 0, stream>>>(x, y, B, E, eps);
   MG_CUDA_CHECK_LAUNCH();
 }
 
 void l2norm_backward_cuda(const float* dy, const float* x, const float* y, float* dx, int B, int E, double eps,
                           cudaStream_t stream) {
   if (B <= 0 || E <= 0) return;
-  l2norm_backward_kernel<<<grid_for(B, kWarpsPerBlock), kThreads, 0, stream>>>(dy, x, y, dx, B, E, eps);
+  l2norm_backward_kernel<<<grid_for(B, kWarpsPerBlock), kBlockThreads, 0, stream>>>(dy, x, y, dx, B, E, eps);
   MG_CUDA_CHECK_LAUNCH();
 }
 

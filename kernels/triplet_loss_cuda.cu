@@ -37,6 +37,7 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/cuda_kernels.cuh"
+#include "kernels/cuda_launch.cuh"
 
 namespace mg {
 
@@ -45,17 +46,10 @@ namespace {
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
 constexpr int kChunk = 512;  // triplets per pass; shared memory: 40 bytes each (20 KiB)
-constexpr unsigned kFullMask = 0xffffffffu;
 
 constexpr int kActive = 1;   // hinge >= 0: carries loss and gradient
 constexpr int kSwapped = 2;  // the negative pair is (p, n)
 constexpr int kInvalid = 4;  // a row index outside [0, N)
-
-__device__ __forceinline__ double warp_sum(double v) {
-  // Partners add the same two values (commutative), so all lanes end with identical bits.
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
-}
 
 struct Dist {
   double d;
@@ -168,7 +162,7 @@ __global__ void __launch_bounds__(kThreads)
             const int4 q = tri[j];
             hit = (q.w & kActive) && (q.x == r || q.y == r || q.z == r);
           }
-          unsigned mask = __ballot_sync(kFullMask, hit);
+          unsigned mask = __ballot_sync(kFullWarpMask, hit);
           while (mask) {  // lowest lane first = triplet order
             const int k = __ffs(mask) - 1;
             mask &= mask - 1;
