@@ -1,0 +1,143 @@
+#include "graph/catalog.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "graph/text_input.h"
+
+namespace mg::graph {
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+std::string resolve(const std::filesystem::path& dir, std::string_view p) {
+  const std::filesystem::path path{std::string(p)};
+  if (path.is_absolute() || dir.empty()) return path.lexically_normal().string();
+  return (dir / path).lexically_normal().string();
+}
+
+}  // namespace
+
+Catalog load_catalog(const std::string& path, bool skip_bad_lines) {
+  Catalog cat;
+  cat.source = path;
+  detail::LineReader reader(detail::open_file(path, "catalog", nullptr), path);
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+
+  std::string_view line;
+  std::vector<std::string> scratch;
+  std::vector<std::string_view> f;
+  char delim = ',';
+  int ncol = 0, id_col = -1, path_col = -1;
+  const char* quote_error = nullptr;
+
+  // The header: the first line that is neither blank nor a comment.
+  bool have_header = false;
+  while (reader.next(line)) {
+    if (detail::is_blank(line) || detail::is_comment(line)) continue;
+    delim = line.find('\t') != std::string_view::npos ? '\t' : ',';
+    constexpr int kMaxColumns = 1024;
+    f.resize(kMaxColumns + 1);
+    const int n = detail::split_fields(line, delim, f.data(), kMaxColumns, scratch, &quote_error);
+    if (n < 0) throw GraphInputError(path + ":" + std::to_string(reader.line_number()) + ": header: " + quote_error);
+    if (n > kMaxColumns)
+      throw GraphInputError(path + ": header has more than " + std::to_string(kMaxColumns) + " columns");
+    ncol = n;
+    for (int c = 0; c < n; ++c) {
+      const std::string name = lower(f[static_cast<size_t>(c)]);
+      if (name.empty())
+        throw GraphInputError(path + ":" + std::to_string(reader.line_number()) + ": header column " +
+                              std::to_string(c + 1) + " has no name");
+      if (std::find_if(cat.columns.begin(), cat.columns.end(), [&](const std::string& o) { return lower(o) == name; }) !=
+          cat.columns.end())
+        throw GraphInputError(path + ":" + std::to_string(reader.line_number()) + ": header column '" + name +
+                              "' appears twice");
+      if (name == "id") id_col = c;
+      else if (name == "path") path_col = c;
+      cat.columns.emplace_back(f[static_cast<size_t>(c)]);
+      if (name != "id" && name != "path") cat.extra_columns.emplace_back(f[static_cast<size_t>(c)]);
+    }
+    have_header = true;
+    break;
+  }
+  if (!have_header)
+    throw GraphInputError("catalog " + path + ": empty, expected a header row with columns id,path[,...]");
+  for (const auto& [col, name] : {std::pair{id_col, "id"}, std::pair{path_col, "path"}}) {
+    if (col >= 0) continue;
+    std::string have;
+    for (const auto& c : cat.columns) have += (have.empty() ? "" : ",") + c;
+    throw GraphInputError("catalog " + path + ": missing required column '" + name + "' (the header has: " + have +
+                          "); the catalog needs columns id and path");
+  }
+
+  f.resize(static_cast<size_t>(ncol) + 1);
+  std::string what;
+  while (reader.next(line)) {
+    if (detail::is_blank(line) || detail::is_comment(line)) continue;
+    const int n = detail::split_fields(line, delim, f.data(), ncol, scratch, &quote_error);
+    what.clear();
+    if (n < 0) {
+      what = quote_error;
+    } else if (n != ncol) {
+      what = (n > ncol ? "more than " + std::to_string(ncol) : std::to_string(n)) + " fields, the header has " +
+             std::to_string(ncol);
+    } else if (f[static_cast<size_t>(id_col)].empty()) {
+      what = "empty id";
+    } else if (f[static_cast<size_t>(path_col)].empty()) {
+      what = "empty path";
+    } else if (cat.index.count(std::string(f[static_cast<size_t>(id_col)])) != 0) {
+      if (skip_bad_lines) {
+        ++cat.duplicates;
+        continue;
+      }
+      what = "duplicate id '" + std::string(f[static_cast<size_t>(id_col)]) + "'";
+    }
+    if (!what.empty()) {
+      if (skip_bad_lines) {
+        ++cat.bad_lines;
+        continue;
+      }
+      throw GraphInputError(detail::bad_line_message(path, reader.line_number(), what, line));
+    }
+    Catalog::Item item;
+    item.id = f[static_cast<size_t>(id_col)];
+    item.path = resolve(dir, f[static_cast<size_t>(path_col)]);
+    item.extra.reserve(cat.extra_columns.size());
+    for (int c = 0; c < ncol; ++c)
+      if (c != id_col && c != path_col) item.extra.emplace_back(f[static_cast<size_t>(c)]);
+    cat.index.emplace(item.id, static_cast<int64_t>(cat.items.size()));
+    cat.items.push_back(std::move(item));
+  }
+  return cat;
+}
+
+AudioCoverage audio_coverage(const EdgeList& graph, const Catalog& catalog) {
+  AudioCoverage cov;
+  const auto n = static_cast<size_t>(graph.num_nodes());
+  cov.has_audio.assign(n, false);
+  cov.item_of_node.assign(n, -1);
+  for (size_t v = 0; v < n; ++v) {
+    const auto it = catalog.index.find(graph.ids[v]);
+    if (it == catalog.index.end()) {
+      ++cov.nodes_without_audio;
+      continue;
+    }
+    cov.has_audio[v] = true;
+    cov.item_of_node[v] = it->second;
+  }
+  for (const auto& item : catalog.items)
+    if (graph.index.find(item.id) == graph.index.end()) ++cov.items_not_in_graph;
+  return cov;
+}
+
+std::vector<bool> audio_mask(const EdgeList& graph, const Catalog& catalog) {
+  return audio_coverage(graph, catalog).has_audio;
+}
+
+}  // namespace mg::graph
