@@ -15,5 +15,6 @@ struct UsageError : std::runtime_error {
 
 void register_model(CLI::App& app);
 void register_demo(CLI::App& app);
+void register_graph(CLI::App& app);
 
 }  // namespace mg::cli

@@ -8,6 +8,7 @@
 #include "apps/commands.h"
 #include "build_info.h"
 #include "engine/config.h"
+#include "graph/edge_list.h"
 
 namespace {
 
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
 
   mg::cli::register_model(app);
   mg::cli::register_demo(app);
+  mg::cli::register_graph(app);
 
   try {
     app.parse(argc, argv);
@@ -42,6 +44,8 @@ int main(int argc, char** argv) {
   } catch (const mg::ConfigError& e) {
     return report(e.what(), kExitUsage);
   } catch (const mg::cli::UsageError& e) {
+    return report(e.what(), kExitUsage);
+  } catch (const mg::graph::GraphInputError& e) {  // bad graph/catalog input: the message says where
     return report(e.what(), kExitUsage);
   } catch (const std::exception& e) {
     return report(e.what(), kExitRuntime);
