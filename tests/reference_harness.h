@@ -1,9 +1,10 @@
-// Helpers for tests that compare against PyTorch/torchaudio through the Python scripts in
-// tests/reference/. The scripts run under Debian's interpreter (/usr/bin/python3 unless
-// MELGRAPH_PYTHON says otherwise), which has python3-torch and python3-torchaudio.
+// Helpers for tests that compare against PyTorch/torchaudio or networkx through the Python
+// scripts in tests/reference/. The scripts run under Debian's interpreter (/usr/bin/python3
+// unless MELGRAPH_PYTHON says otherwise), which has python3-torch, python3-torchaudio and
+// python3-networkx.
 //
-// Without torch the tests skip with the reason; with MELGRAPH_REQUIRE_REFERENCE=1 (CI sets it)
-// a missing torch is a failure instead, so CI can never pass by skipping them.
+// Without those libraries the tests skip with the reason; with MELGRAPH_REQUIRE_REFERENCE=1
+// (CI sets it) a missing library is a failure instead, so CI can never pass by skipping them.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -47,14 +48,24 @@ inline int run_command(const std::string& cmd, std::string* out) {
 }
 
 // Empty string when torch + torchaudio + soundfile import; otherwise the reason.
+// Empty when `python -c "import <modules>"` works; otherwise the reason, naming the Debian
+// packages that provide them.
+inline std::string python_import_problem(const std::string& modules, const std::string& packages) {
+  std::string out;
+  const int rc = run_command(python_exe() + " -c 'import " + modules + "'", &out);
+  if (rc == 0) return std::string();
+  return python_exe() + " cannot import " + modules + " (install " + packages + "; scripts/setup does): " +
+         out.substr(0, 300);
+}
+
 inline std::string torch_unavailable_reason() {
-  static const std::string reason = [] {
-    std::string out;
-    const int rc = run_command(python_exe() + " -c 'import torch, torchaudio, soundfile, numpy'", &out);
-    if (rc == 0) return std::string();
-    return python_exe() + " cannot import torch/torchaudio/soundfile (install python3-torch "
-           "python3-torchaudio python3-soundfile; scripts/setup does): " + out.substr(0, 300);
-  }();
+  static const std::string reason = python_import_problem(
+      "torch, torchaudio, soundfile, numpy", "python3-torch python3-torchaudio python3-soundfile python3-numpy");
+  return reason;
+}
+
+inline std::string networkx_unavailable_reason() {
+  static const std::string reason = python_import_problem("networkx", "python3-networkx");
   return reason;
 }
 
@@ -63,14 +74,19 @@ inline bool reference_required() {
   return r && std::string(r) == "1";
 }
 
-#define MG_REQUIRE_TORCH()                                                              \
-  do {                                                                                  \
-    const std::string why_ = ::mg::test::torch_unavailable_reason();                    \
-    if (!why_.empty()) {                                                                \
+// Skips the test with `why` (a reference library is missing), or fails it when
+// MELGRAPH_REQUIRE_REFERENCE=1; does nothing when `why` is empty.
+#define MG_REQUIRE_REFERENCE_LIBS(why_expr)                                                     \
+  do {                                                                                          \
+    const std::string why_ = (why_expr);                                                        \
+    if (!why_.empty()) {                                                                        \
       if (::mg::test::reference_required()) FAIL() << "MELGRAPH_REQUIRE_REFERENCE=1: " << why_; \
-      GTEST_SKIP() << why_;                                                             \
-    }                                                                                   \
+      GTEST_SKIP() << why_;                                                                     \
+    }                                                                                           \
   } while (0)
+
+#define MG_REQUIRE_TORCH() MG_REQUIRE_REFERENCE_LIBS(::mg::test::torch_unavailable_reason())
+#define MG_REQUIRE_NETWORKX() MG_REQUIRE_REFERENCE_LIBS(::mg::test::networkx_unavailable_reason())
 
 // Runs tests/reference/<script> with args; fails the test with the script's output when it
 // exits non-zero.

@@ -33,31 +33,10 @@ namespace {
 
 using nlohmann::json;
 
-// Empty when networkx imports; otherwise the reason.
-std::string networkx_unavailable_reason() {
-  static const std::string reason = [] {
-    std::string out;
-    const int rc = test::run_command(test::python_exe() + " -c 'import networkx'", &out);
-    if (rc == 0) return std::string();
-    return test::python_exe() + " cannot import networkx (install python3-networkx; scripts/setup does): " +
-           out.substr(0, 300);
-  }();
-  return reason;
-}
-
-#define MG_REQUIRE_NETWORKX()                                                                 \
-  do {                                                                                        \
-    const std::string why_ = networkx_unavailable_reason();                                   \
-    if (!why_.empty()) {                                                                      \
-      if (::mg::test::reference_required()) FAIL() << "MELGRAPH_REQUIRE_REFERENCE=1: " << why_; \
-      GTEST_SKIP() << why_;                                                                   \
-    }                                                                                         \
-  } while (0)
-
 class GraphNetworkx : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!networkx_unavailable_reason().empty()) return;
+    if (!test::networkx_unavailable_reason().empty()) return;
     dir_ = new test::TempDir();
     std::string out;
     const std::string cmd = test::python_exe() + " " + test::reference_script("ref_graph.py") + " " +
