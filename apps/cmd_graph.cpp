@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "apps/commands.h"
@@ -45,6 +46,14 @@ struct InputOptions {
   std::string header = "auto";
   bool skip_bad_lines = false;
   bool json = false;
+};
+
+// Stats with --top K also report how the top K would fare as anchors (the select step's counts).
+struct StatsOptions {
+  InputOptions in;
+  int64_t top = 0;
+  int pos_hops = 1, neg_hops = 3;
+  bool directed = false;
 };
 
 struct SelectOptions {
@@ -180,6 +189,46 @@ void print_catalog(const Loaded& l) {
               static_cast<long long>(l.coverage.items_not_in_graph));
 }
 
+// ---- selection and its triplet tables (shared by stats --top and select) ----
+
+struct Selected {
+  graph::Selection sel;
+  graph::TripletTables tables;
+  int32_t with_pos = 0, isolated = 0;
+};
+
+graph::Selection select_items(const Loaded& l, const InputOptions& in, int64_t top, double min_in_degree,
+                              bool weighted) {
+  try {
+    return top > 0 ? graph::select_top_k(*l.graph, l.coverage.has_audio, top, weighted)
+                   : graph::select_min_in_degree(*l.graph, l.coverage.has_audio, min_in_degree, weighted);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string(e.what()) + " (catalog " + in.catalog + ", edges " + in.edges + ")");
+  }
+}
+
+Selected build_tables(const Loaded& l, graph::Selection sel, const graph::DistanceOptions& dopt) {
+  Selected r;
+  r.sel = std::move(sel);
+  try {
+    r.tables = graph::TripletTables::build(*l.graph, r.sel, dopt);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string(e.what()) + " (check --pos-hops and --neg-hops)");
+  }
+  for (int32_t a = 0; a < r.tables.n_items(); ++a) r.isolated += r.tables.near(a).empty() ? 1 : 0;
+  r.with_pos = r.tables.anchors_with_positive();
+  return r;
+}
+
+graph::DistanceOptions distance_options(int pos_hops, int neg_hops, bool directed, int threads) {
+  graph::DistanceOptions d;
+  d.pos_hops = pos_hops;
+  d.neg_hops = neg_hops;
+  d.directed = directed;
+  d.threads = threads;
+  return d;
+}
+
 // ---- stats ----
 
 // Nearest-rank percentile of sorted values: the smallest value with at least p of them <= it.
@@ -190,8 +239,15 @@ int32_t percentile(const std::vector<int32_t>& sorted, double p) {
   return sorted[static_cast<size_t>(rank - 1)];
 }
 
-void run_stats(const InputOptions& in) {
+void run_stats(const StatsOptions& o) {
+  const InputOptions& in = o.in;
   const Loaded l = load_inputs(in);
+  std::unique_ptr<Selected> top;
+  if (o.top > 0) {
+    if (!l.has_catalog) throw UsageError("graph stats --top needs --catalog (only items with audio are selected)");
+    top = std::make_unique<Selected>(build_tables(l, select_items(l, in, o.top, -1, false),
+                                                  distance_options(o.pos_hops, o.neg_hops, o.directed, 0)));
+  }
   std::vector<int32_t> deg = l.graph->in_degree();
   std::sort(deg.begin(), deg.end());
   // Histogram bins [0], [1], [2, 3], [4, 7], ...: in-degrees are heavy-tailed, so powers of two
@@ -222,6 +278,14 @@ void run_stats(const InputOptions& in) {
                           {"histogram", hist}};
     j["weak_components"] = comps;
     if (l.has_catalog) j["catalog"] = catalog_json(l);
+    if (top)
+      j["top"] = Json{{"k", o.top},
+                      {"pos_hops", o.pos_hops},
+                      {"neg_hops", o.neg_hops},
+                      {"directed", o.directed},
+                      {"anchors_with_positive", top->with_pos},
+                      {"anchors_without_positive", top->tables.anchors_without_positive()},
+                      {"isolated", top->isolated}};
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
@@ -234,6 +298,11 @@ void run_stats(const InputOptions& in) {
   }
   std::printf("weakly connected components: %d\n", comps);
   if (l.has_catalog) print_catalog(l);
+  if (top)
+    std::printf("top %lld: %d with at least one positive (within %d hop%s), %d without (%d isolated: no selected "
+                "item within %d hops)\n",
+                static_cast<long long>(o.top), top->with_pos, o.pos_hops, o.pos_hops == 1 ? "" : "s",
+                top->tables.anchors_without_positive(), top->isolated, top->tables.max_depth());
 }
 
 // ---- select ----
@@ -247,33 +316,17 @@ void run_select(const SelectOptions& o) {
   const Loaded l = load_inputs(o.in);
   const PreferenceGraph& g = *l.graph;
   const bool weights_present = !l.edges.weight.empty();
-
-  graph::Selection sel;
-  try {
-    sel = o.top > 0 ? graph::select_top_k(g, l.coverage.has_audio, o.top, o.weighted)
-                    : graph::select_min_in_degree(g, l.coverage.has_audio, o.min_in_degree, o.weighted);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string(e.what()) + " (catalog " + o.in.catalog + ", edges " + o.in.edges + ")");
-  }
-  if (o.in.json && sel.size() > kMaxJsonMatrixItems)
-    throw UsageError("--json prints a K x K distance matrix; --min-in-degree selected " + std::to_string(sel.size()) +
-                     " items, more than " + std::to_string(kMaxJsonMatrixItems) +
+  graph::Selection chosen = select_items(l, o.in, o.top, o.min_in_degree, o.weighted);
+  if (o.in.json && chosen.size() > kMaxJsonMatrixItems)
+    throw UsageError("--json prints a K x K distance matrix; --min-in-degree selected " +
+                     std::to_string(chosen.size()) + " items, more than " + std::to_string(kMaxJsonMatrixItems) +
                      ": use --out FILE to save the triplet tables instead, or raise --min-in-degree");
-
-  graph::DistanceOptions dopt;
-  dopt.pos_hops = o.pos_hops;
-  dopt.neg_hops = o.neg_hops;
-  dopt.directed = o.directed;
-  dopt.threads = o.threads;
-  graph::TripletTables tables;
-  try {
-    tables = graph::TripletTables::build(g, sel, dopt);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string(e.what()) + " (check --pos-hops and --neg-hops)");
-  }
-  int32_t isolated = 0;
-  for (int32_t a = 0; a < tables.n_items(); ++a) isolated += tables.near(a).empty() ? 1 : 0;
-  const int32_t with_pos = tables.anchors_with_positive();
+  const Selected r =
+      build_tables(l, std::move(chosen), distance_options(o.pos_hops, o.neg_hops, o.directed, o.threads));
+  const graph::Selection& sel = r.sel;
+  const graph::TripletTables& tables = r.tables;
+  const int32_t isolated = r.isolated;
+  const int32_t with_pos = r.with_pos;
   const double seconds = seconds_since(t0);
 
   if (with_pos == 0) {
@@ -346,11 +399,19 @@ void register_graph(CLI::App& app) {
   CLI::App* graph_cmd = app.add_subcommand("graph", "The preference graph: statistics, item selection, triplet tables");
   graph_cmd->require_subcommand(1);
 
-  auto in = std::make_shared<InputOptions>();
+  auto st = std::make_shared<StatsOptions>();
   CLI::App* stats = graph_cmd->add_subcommand(
       "stats", "Nodes, edges, dropped lines, in-degree distribution, components and catalog coverage");
-  add_input_options(stats, *in, false);
-  stats->callback([in] { run_stats(*in); });
+  add_input_options(stats, st->in, false);
+  stats->add_option("--top", st->top,
+                    "Also report how many of the top K items with audio have a positive and how many are isolated")
+      ->check(CLI::PositiveNumber);
+  stats->add_option("--pos-hops", st->pos_hops, "With --top: positives at 1..N hops")
+      ->capture_default_str()->check(CLI::Range(1, 254));
+  stats->add_option("--neg-hops", st->neg_hops, "With --top: negatives at >= N hops")
+      ->capture_default_str()->check(CLI::Range(2, 255));
+  stats->add_flag("--directed", st->directed, "With --top: follow edge direction");
+  stats->callback([st] { run_stats(*st); });
 
   auto so = std::make_shared<SelectOptions>();
   CLI::App* select = graph_cmd->add_subcommand(
