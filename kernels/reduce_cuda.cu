@@ -66,15 +66,20 @@ __global__ void mean_time_backward_kernel(const float* __restrict__ dy, float* _
 
 // ---- L2 normalisation: one warp per row (E is the embedding size, ~128) ----
 
+// |x| of one row, in double with a fixed order; every lane of the warp gets the same bits.
+// Products of floats are exact in double, so FMA contraction cannot change them.
+__device__ __forceinline__ double warp_row_norm(const float* __restrict__ xr, int E, int lane) {
+  double s = 0;
+  for (int e = lane; e < E; e += 32) s += static_cast<double>(xr[e]) * static_cast<double>(xr[e]);
+  return sqrt(warp_sum(s));
+}
+
 __global__ void l2norm_forward_kernel(const float* __restrict__ x, float* __restrict__ y, int B, int E, double eps) {
   const int lane = threadIdx.x & 31;
   const int nwarps = gridDim.x * (blockDim.x >> 5);
   for (int b = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); b < B; b += nwarps) {
     const int64_t o = static_cast<int64_t>(b) * E;
-    double s = 0;
-    // Products of floats are exact in double, so FMA contraction cannot change them.
-    for (int e = lane; e < E; e += 32) s += static_cast<double>(x[o + e]) * static_cast<double>(x[o + e]);
-    const double n = sqrt(warp_sum(s));
+    const double n = warp_row_norm(x + o, E, lane);
     const double inv = 1.0 / (n < eps ? eps : n);  // std::max's rule: a NaN norm stays NaN
     for (int e = lane; e < E; e += 32) y[o + e] = static_cast<float>(static_cast<double>(x[o + e]) * inv);
   }
@@ -88,9 +93,7 @@ __global__ void l2norm_backward_kernel(const float* dy, const float* __restrict_
   const int nwarps = gridDim.x * (blockDim.x >> 5);
   for (int b = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); b < B; b += nwarps) {
     const int64_t o = static_cast<int64_t>(b) * E;
-    double s = 0;
-    for (int e = lane; e < E; e += 32) s += static_cast<double>(x[o + e]) * static_cast<double>(x[o + e]);
-    const double n = sqrt(warp_sum(s));
+    const double n = warp_row_norm(x + o, E, lane);
     if (n >= eps) {  // warp-uniform (every lane holds the same n); clamp_min passes at equality
       double ydy = 0;
       for (int e = lane; e < E; e += 32) ydy += static_cast<double>(y[o + e]) * static_cast<double>(dy[o + e]);
