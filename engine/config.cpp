@@ -6,7 +6,9 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -121,6 +123,17 @@ struct Choice {
 constexpr Choice<MelScale> kMelScales[] = {{"htk", MelScale::HTK}, {"slaney", MelScale::Slaney}};
 constexpr Choice<MelNorm> kMelNorms[] = {{"none", MelNorm::None}, {"slaney", MelNorm::Slaney}};
 constexpr Choice<Padding> kPaddings[] = {{"valid", Padding::Valid}, {"same", Padding::Same}};
+constexpr Choice<Excerpt> kExcerpts[] = {{"middle", Excerpt::Middle}, {"start", Excerpt::Start}};
+constexpr Choice<ShortClip> kShortClips[] = {{"repeat", ShortClip::Repeat}, {"zero", ShortClip::Zero}};
+constexpr Choice<CacheDtype> kCacheDtypes[] = {{"int16", CacheDtype::Int16},
+                                               {"float16", CacheDtype::Float16}};
+constexpr Choice<GlobalPool> kGlobalPools[] = {
+    {"mean", GlobalPool::Mean}, {"mean_max", GlobalPool::MeanMax}, {"mean_max_l2", GlobalPool::MeanMaxL2}};
+constexpr Choice<Mining> kMinings[] = {
+    {"offline", Mining::Offline}, {"batch_hard", Mining::BatchHard}, {"semi_hard", Mining::SemiHard}};
+constexpr Choice<LrSchedule> kLrSchedules[] = {{"cosine", LrSchedule::Cosine},
+                                               {"constant", LrSchedule::Constant}};
+constexpr Choice<NonFinite> kNonFinites[] = {{"stop", NonFinite::Stop}, {"skip", NonFinite::Skip}};
 constexpr Choice<bool> kOptimNames[] = {{"adam", false}, {"adamw", true}};
 
 // Every section and key in canonical order. The reader and the writer both walk this one
@@ -131,6 +144,10 @@ void visit_fields(C& c, V& v) {
   v.section("audio");
   v.field("sample_rate", c.audio.sample_rate);
   v.field("clip_seconds", c.audio.clip_seconds);
+  v.choice("excerpt", c.audio.excerpt, kExcerpts);
+  v.field("excerpt_seconds", c.audio.excerpt_seconds);
+  v.choice("short_clip", c.audio.short_clip, kShortClips);
+  v.choice("cache_dtype", c.audio.cache_dtype, kCacheDtypes);
 
   v.section("mel");
   v.field("n_fft", c.mel.n_fft);
@@ -150,6 +167,8 @@ void visit_fields(C& c, V& v) {
   v.field("pool", c.model.pool);
   v.field("embedding", c.model.embedding);
   v.field("l2_eps", c.model.l2_eps);
+  v.choice("pooling", c.model.pooling, kGlobalPools);
+  v.field("dropout", c.model.dropout);
 
   v.section("loss");
   v.field("margin", c.loss.margin);
@@ -168,6 +187,35 @@ void visit_fields(C& c, V& v) {
   v.section("train");
   v.field("batch_triplets", c.train.batch_triplets);
   v.field("seed", c.train.seed);
+  v.field("steps", c.train.steps);
+  v.field("epochs", c.train.epochs);
+  v.choice("mining", c.train.mining, kMinings);
+  v.field("pos_hops", c.train.pos_hops);
+  v.field("neg_hops", c.train.neg_hops);
+  v.field("warmup_steps", c.train.warmup_steps);
+  v.choice("lr_schedule", c.train.lr_schedule, kLrSchedules);
+  v.field("min_lr_ratio", c.train.min_lr_ratio);
+  v.field("checkpoint_every", c.train.checkpoint_every);
+  v.field("validate_every", c.train.validate_every);
+  v.field("early_stopping", c.train.early_stopping);
+  v.choice("nonfinite", c.train.nonfinite, kNonFinites);
+  v.field("loader_threads", c.train.loader_threads);
+
+  v.section("augment");
+  v.field("gain_db", c.augment.gain_db);
+  v.field("noise_snr_db", c.augment.noise_snr_db);
+  v.field("shift_seconds", c.augment.shift_seconds);
+
+  v.section("data");
+  v.field("edges", c.data.edges);
+  v.field("catalog", c.data.catalog);
+  v.field("cache", c.data.cache);
+  v.field("run_dir", c.data.run_dir);
+  v.field("top_k", c.data.top_k);
+  v.field("weighted", c.data.weighted);
+  v.field("val_items", c.data.val_items);
+  v.field("val_edges", c.data.val_edges);
+  v.field("recall_k", c.data.recall_k);
 
   v.end();
 }
@@ -220,6 +268,13 @@ class TomlReader {
     if (!v) return;
     if (!v->is_boolean()) fail(*v, name(key) + " must be true or false, got " + type_name(*v));
     out = v->as_boolean();
+  }
+
+  void field(const char* key, std::string& out) {
+    const toml::value* v = find(key);
+    if (!v) return;
+    if (!v->is_string()) fail(*v, name(key) + " must be a string, got " + type_name(*v));
+    out = v->as_string().str;
   }
 
   void field(const char* key, std::vector<int>& out) {
@@ -355,6 +410,24 @@ class TomlWriter {
   void field(const char* key, uint64_t v) { line(key, std::to_string(v)); }
   void field(const char* key, double v) { line(key, format_double(v)); }
   void field(const char* key, bool v) { line(key, v ? "true" : "false"); }
+  void field(const char* key, const std::string& v) {
+    // A TOML basic string: quotes, backslashes and control characters escaped.
+    std::string q = "\"";
+    for (const char ch : v) {
+      const auto u = static_cast<unsigned char>(ch);
+      if (ch == '"' || ch == '\\') {
+        q += '\\';
+        q += ch;
+      } else if (u < 0x20 || u == 0x7f) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", u);
+        q += buf;
+      } else {
+        q += ch;
+      }
+    }
+    line(key, q + "\"");
+  }
   void field(const char* key, const std::vector<int>& v) {
     std::string s = "[";
     for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
@@ -417,6 +490,16 @@ void validate(const Config& c, const std::string& source) {
     check.fail("audio.clip_seconds = " + format_double(c.audio.clip_seconds) + " at " +
                std::to_string(c.audio.sample_rate) + " Hz exceeds the limit of " +
                std::to_string(std::numeric_limits<int>::max()) + " samples per clip");
+  check.positive("audio.excerpt_seconds", c.audio.excerpt_seconds);
+  if (!(c.audio.excerpt_seconds >= c.audio.clip_seconds))
+    check.fail("audio.excerpt_seconds", ">= audio.clip_seconds (" +
+               format_double(c.audio.clip_seconds) + "): a training clip is cut from the excerpt",
+               format_double(c.audio.excerpt_seconds));
+  if (!(c.audio.excerpt_seconds * c.audio.sample_rate + 0.5 <
+        static_cast<double>(std::numeric_limits<int>::max())))
+    check.fail("audio.excerpt_seconds", "at most " +
+               std::to_string(std::numeric_limits<int>::max()) + " samples",
+               format_double(c.audio.excerpt_seconds));
   if (c.mel.sample_rate != c.audio.sample_rate)
     check.fail("mel.sample_rate (" + std::to_string(c.mel.sample_rate) +
                ") must equal audio.sample_rate (" + std::to_string(c.audio.sample_rate) +
@@ -435,6 +518,7 @@ void validate(const Config& c, const std::string& source) {
   check.at_least("model.pool", c.model.pool, 1);
   check.at_least("model.embedding", c.model.embedding, 1);
   check.positive("model.l2_eps", c.model.l2_eps);
+  check.unit_interval("model.dropout", c.model.dropout);
 
   check.non_negative("loss.margin", c.loss.margin);
   check.positive("loss.eps", c.loss.eps);
@@ -447,6 +531,36 @@ void validate(const Config& c, const std::string& source) {
   check.non_negative("optim.clip_norm", c.optim.clip_norm);
 
   check.at_least("train.batch_triplets", c.train.batch_triplets, 1);
+  check.at_least("train.steps", c.train.steps, 0);
+  check.at_least("train.epochs", c.train.epochs, 0);
+  if (c.train.steps == 0 && c.train.epochs == 0)
+    check.fail("train.steps and train.epochs are both 0: set one of them");
+  check.at_least("train.pos_hops", c.train.pos_hops, 1);
+  if (!(c.train.neg_hops > c.train.pos_hops))
+    check.fail("train.neg_hops", "> train.pos_hops (" + std::to_string(c.train.pos_hops) +
+               "): a negative must be farther than every positive", std::to_string(c.train.neg_hops));
+  if (c.train.neg_hops > 254)
+    check.fail("train.neg_hops", "<= 254 (hop distances are stored in one byte)",
+               std::to_string(c.train.neg_hops));
+  check.at_least("train.warmup_steps", c.train.warmup_steps, 0);
+  check.unit_interval("train.min_lr_ratio", c.train.min_lr_ratio);
+  check.at_least("train.checkpoint_every", c.train.checkpoint_every, 1);
+  check.at_least("train.validate_every", c.train.validate_every, 1);
+  check.at_least("train.early_stopping", c.train.early_stopping, 0);
+  check.at_least("train.loader_threads", c.train.loader_threads, 1);
+
+  check.non_negative("augment.gain_db", c.augment.gain_db);
+  check.non_negative("augment.noise_snr_db", c.augment.noise_snr_db);
+  check.non_negative("augment.shift_seconds", c.augment.shift_seconds);
+  if (c.augment.shift_seconds > c.audio.clip_seconds)
+    check.fail("augment.shift_seconds", "<= audio.clip_seconds (" +
+               format_double(c.audio.clip_seconds) + ")", format_double(c.augment.shift_seconds));
+
+  check.at_least("data.top_k", c.data.top_k, 0);
+  check.unit_interval("data.val_items", c.data.val_items);
+  check.unit_interval("data.val_edges", c.data.val_edges);
+  check.at_least("data.recall_k", c.data.recall_k, 1);
+  if (c.data.run_dir.empty()) check.fail("data.run_dir must not be empty");
   // TOML integers are signed 64-bit: a larger seed could not be written back by to_toml.
   if (c.train.seed > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
     check.fail("train.seed", "<= " + std::to_string(std::numeric_limits<int64_t>::max()),
@@ -483,6 +597,54 @@ Config load_config(const std::string& path) {
 }
 
 void validate_config(const Config& c) { validate(c, "config"); }
+
+Config apply_overrides(const Config& c, const std::vector<std::string>& overrides) {
+  if (overrides.empty()) return c;
+  std::istringstream base(to_toml(c));
+  toml::value root = toml::parse(base, "config");
+  for (const std::string& o : overrides) {
+    const std::string source = "--set " + o;
+    const size_t eq = o.find('=');
+    const size_t dot = o.find('.');
+    if (eq == std::string::npos || dot == std::string::npos || dot > eq || dot == 0 || dot + 1 == eq)
+      throw ConfigError(source + ": expected section.key=value, e.g. train.steps=100");
+    const std::string section = o.substr(0, dot), key = o.substr(dot + 1, eq - dot - 1);
+    const std::string text = o.substr(eq + 1);
+    toml::value value;
+    try {
+      std::istringstream in("v = " + text + "\n");
+      value = toml::parse(in, source).as_table().at("v");
+    } catch (const std::exception&) {
+      // Not a TOML value: taken as a bare string (paths, choices), so data.edges=e.csv works.
+      value = toml::value(text);
+    }
+    auto& table = root.as_table();
+    if (table.find(section) == table.end()) table[section] = toml::table{};
+    if (!table[section].is_table())
+      throw ConfigError(source + ": " + section + " is not a section");
+    table[section].as_table()[key] = value;
+    // Checked one at a time, so an error names the override that caused it.
+    Config next = default_config();
+    TomlReader reader(root, source);
+    visit_fields(next, reader);
+    next.mel.sample_rate = next.audio.sample_rate;
+    validate(next, source);
+  }
+  Config out = default_config();
+  TomlReader reader(root, "--set");
+  visit_fields(out, reader);
+  out.mel.sample_rate = out.audio.sample_rate;
+  validate(out, "--set");
+  return out;
+}
+
+void resolve_paths(Config& c, const std::string& base_dir) {
+  const std::filesystem::path base(base_dir.empty() ? "." : base_dir);
+  for (std::string* p : {&c.data.edges, &c.data.catalog, &c.data.cache, &c.data.run_dir}) {
+    if (p->empty() || std::filesystem::path(*p).is_absolute()) continue;
+    *p = (base / *p).lexically_normal().string();
+  }
+}
 
 std::string to_toml(const Config& c) {
   TomlWriter w;

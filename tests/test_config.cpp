@@ -14,6 +14,10 @@ namespace {
 void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.audio.sample_rate, b.audio.sample_rate);
   EXPECT_EQ(a.audio.clip_seconds, b.audio.clip_seconds);
+  EXPECT_EQ(a.audio.excerpt, b.audio.excerpt);
+  EXPECT_EQ(a.audio.excerpt_seconds, b.audio.excerpt_seconds);
+  EXPECT_EQ(a.audio.short_clip, b.audio.short_clip);
+  EXPECT_EQ(a.audio.cache_dtype, b.audio.cache_dtype);
   EXPECT_EQ(a.mel.sample_rate, b.mel.sample_rate);
   EXPECT_EQ(a.mel.n_fft, b.mel.n_fft);
   EXPECT_EQ(a.mel.hop, b.mel.hop);
@@ -30,6 +34,8 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.model.pool, b.model.pool);
   EXPECT_EQ(a.model.embedding, b.model.embedding);
   EXPECT_EQ(a.model.l2_eps, b.model.l2_eps);
+  EXPECT_EQ(a.model.pooling, b.model.pooling);
+  EXPECT_EQ(a.model.dropout, b.model.dropout);
   EXPECT_EQ(a.loss.margin, b.loss.margin);
   EXPECT_EQ(a.loss.swap, b.loss.swap);
   EXPECT_EQ(a.loss.eps, b.loss.eps);
@@ -42,6 +48,31 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.optim.clip_norm, b.optim.clip_norm);
   EXPECT_EQ(a.train.batch_triplets, b.train.batch_triplets);
   EXPECT_EQ(a.train.seed, b.train.seed);
+  EXPECT_EQ(a.train.steps, b.train.steps);
+  EXPECT_EQ(a.train.epochs, b.train.epochs);
+  EXPECT_EQ(a.train.mining, b.train.mining);
+  EXPECT_EQ(a.train.pos_hops, b.train.pos_hops);
+  EXPECT_EQ(a.train.neg_hops, b.train.neg_hops);
+  EXPECT_EQ(a.train.warmup_steps, b.train.warmup_steps);
+  EXPECT_EQ(a.train.lr_schedule, b.train.lr_schedule);
+  EXPECT_EQ(a.train.min_lr_ratio, b.train.min_lr_ratio);
+  EXPECT_EQ(a.train.checkpoint_every, b.train.checkpoint_every);
+  EXPECT_EQ(a.train.validate_every, b.train.validate_every);
+  EXPECT_EQ(a.train.early_stopping, b.train.early_stopping);
+  EXPECT_EQ(a.train.nonfinite, b.train.nonfinite);
+  EXPECT_EQ(a.train.loader_threads, b.train.loader_threads);
+  EXPECT_EQ(a.augment.gain_db, b.augment.gain_db);
+  EXPECT_EQ(a.augment.noise_snr_db, b.augment.noise_snr_db);
+  EXPECT_EQ(a.augment.shift_seconds, b.augment.shift_seconds);
+  EXPECT_EQ(a.data.edges, b.data.edges);
+  EXPECT_EQ(a.data.catalog, b.data.catalog);
+  EXPECT_EQ(a.data.cache, b.data.cache);
+  EXPECT_EQ(a.data.run_dir, b.data.run_dir);
+  EXPECT_EQ(a.data.top_k, b.data.top_k);
+  EXPECT_EQ(a.data.weighted, b.data.weighted);
+  EXPECT_EQ(a.data.val_items, b.data.val_items);
+  EXPECT_EQ(a.data.val_edges, b.data.val_edges);
+  EXPECT_EQ(a.data.recall_k, b.data.recall_k);
 }
 
 // The message of the ConfigError that parsing `text` throws ("" when it parses).
@@ -179,6 +210,37 @@ TEST(Config, EveryFieldRoundTripsThroughToml) {
   Config c;
   c.audio.sample_rate = 44100;
   c.audio.clip_seconds = 3.0 / 7.0;  // no short decimal: needs all 17 digits to survive
+  c.audio.excerpt = Excerpt::Start;
+  c.audio.excerpt_seconds = 600.0 / 7.0;
+  c.audio.short_clip = ShortClip::Zero;
+  c.audio.cache_dtype = CacheDtype::Float16;
+  c.model.pooling = GlobalPool::MeanMaxL2;
+  c.model.dropout = 0.25;
+  c.train.steps = 17;
+  c.train.epochs = 3;
+  c.train.mining = Mining::SemiHard;
+  c.train.pos_hops = 2;
+  c.train.neg_hops = 5;
+  c.train.warmup_steps = 7;
+  c.train.lr_schedule = LrSchedule::Constant;
+  c.train.min_lr_ratio = 0.05;
+  c.train.checkpoint_every = 11;
+  c.train.validate_every = 13;
+  c.train.early_stopping = 4;
+  c.train.nonfinite = NonFinite::Skip;
+  c.train.loader_threads = 3;
+  c.augment.gain_db = 6.0;
+  c.augment.noise_snr_db = 30.0;
+  c.augment.shift_seconds = 0.1;
+  c.data.edges = "graph/edges \"quoted\" \\ tab\there.csv";
+  c.data.catalog = "catalog.csv";
+  c.data.cache = "/abs/cache";
+  c.data.run_dir = "runs/one";
+  c.data.top_k = 5000;
+  c.data.weighted = true;
+  c.data.val_items = 0.2;
+  c.data.val_edges = 0.15;
+  c.data.recall_k = 50;
   c.mel.sample_rate = 44100;
   c.mel.n_fft = 2048;
   c.mel.hop = 441;
@@ -215,7 +277,9 @@ TEST(Config, EveryFieldRoundTripsThroughToml) {
 
 TEST(Config, ToTomlWritesEveryKey) {
   const std::string text = to_toml(default_config());
-  for (const char* key : {"[audio]", "sample_rate =", "clip_seconds = 10.0", "[mel]", "n_fft =",
+  for (const char* key : {"[audio]", "sample_rate =", "clip_seconds = 10.0",
+                          "excerpt = \"middle\"", "excerpt_seconds = 30.0",
+                          "short_clip = \"repeat\"", "cache_dtype = \"int16\"", "[mel]", "n_fft =",
                           "hop =", "n_mels =", "f_min =", "f_max =", "mel_scale = \"htk\"",
                           "norm = \"none\"", "power =", "log_eps =", "[model]",
                           "channels = [128, 128, 128]", "kernel = 4", "padding = \"valid\"",
@@ -275,6 +339,18 @@ TEST(Config, OutOfRangeValuesNameTheField) {
   EXPECT_PARSE_ERROR("[audio]\nclip_seconds = -2.5\n", "audio.clip_seconds", "-2.5");
   EXPECT_PARSE_ERROR("[audio]\nclip_seconds = nan\n", "audio.clip_seconds");
   EXPECT_PARSE_ERROR("[audio]\nclip_seconds = 1e9\n", "audio.clip_seconds", "samples per clip");
+  EXPECT_PARSE_ERROR("[audio]\nclip_seconds = 40.0\n", "audio.excerpt_seconds",
+                     ">= audio.clip_seconds", "(got 30.0)");
+  EXPECT_PARSE_ERROR("[audio]\nexcerpt_seconds = 0.0\n", "audio.excerpt_seconds", "> 0");
+  EXPECT_PARSE_ERROR("[audio]\nexcerpt = \"end\"\n", "audio.excerpt", "\"middle\", \"start\"");
+  EXPECT_PARSE_ERROR("[audio]\ncache_dtype = \"int8\"\n", "audio.cache_dtype", "\"int16\"");
+  EXPECT_PARSE_ERROR("[model]\ndropout = 1.0\n", "model.dropout", "[0, 1)");
+  EXPECT_PARSE_ERROR("[train]\nneg_hops = 1\n", "train.neg_hops", "> train.pos_hops (1)");
+  EXPECT_PARSE_ERROR("[train]\nsteps = 0\n", "train.steps and train.epochs are both 0");
+  EXPECT_PARSE_ERROR("[train]\nmining = \"hard\"\n", "train.mining", "\"batch_hard\"");
+  EXPECT_PARSE_ERROR("[augment]\nshift_seconds = 11.0\n", "augment.shift_seconds", "<= audio.clip_seconds");
+  EXPECT_PARSE_ERROR("[data]\nedges = 3\n", "data.edges must be a string");
+  EXPECT_PARSE_ERROR("[data]\nval_items = 1.0\n", "data.val_items");
   EXPECT_PARSE_ERROR("[model]\nchannels = []\n", "model.channels", "at least one");
   EXPECT_PARSE_ERROR("[model]\nchannels = [64, 0, 32]\n", "model.channels[1] must be >= 1 (got 0)");
   EXPECT_PARSE_ERROR("[model]\npool = 0\n", "model.pool", ">= 1");
@@ -326,6 +402,43 @@ TEST(Config, TomlSyntaxErrorsKeepToml11Location) {
   EXPECT_NE(msg.find("2"), std::string::npos) << "no line number in: " << msg;
   // Duplicate keys are TOML errors too.
   EXPECT_PARSE_ERROR("[model]\nkernel = 3\nkernel = 4\n", "kernel");
+}
+
+TEST(Config, OverridesSetFieldsAndNameTheOverrideInErrors) {
+  const Config c = apply_overrides(default_config(), {"train.steps=42", "data.edges=graph/e.csv",
+                                                      "data.catalog=\"c d.csv\"", "optim.lr=3e-4",
+                                                      "train.mining=batch_hard", "model.channels=[8, 9]"});
+  EXPECT_EQ(c.train.steps, 42);
+  EXPECT_EQ(c.data.edges, "graph/e.csv");
+  EXPECT_EQ(c.data.catalog, "c d.csv");
+  EXPECT_EQ(c.optim.adam.lr, 3e-4);
+  EXPECT_EQ(c.train.mining, Mining::BatchHard);
+  EXPECT_EQ(c.model.channels, (std::vector<int>{8, 9}));
+  auto error_of = [](const std::string& o) {
+    try {
+      apply_overrides(default_config(), {"train.steps=5", o});
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error_of("train.stepz=3").find("--set train.stepz=3"), std::string::npos);
+  EXPECT_NE(error_of("train.stepz=3").find("train.steps"), std::string::npos) << "did-you-mean";
+  EXPECT_NE(error_of("model.kernel=0").find("model.kernel must be >= 1"), std::string::npos);
+  EXPECT_NE(error_of("steps=3").find("section.key=value"), std::string::npos);
+  EXPECT_NE(error_of("train.steps=abc").find("train.steps must be an integer"), std::string::npos);
+}
+
+TEST(Config, ResolvePathsIsRelativeToTheConfigDirectory) {
+  Config c = default_config();
+  c.data.edges = "e.csv";
+  c.data.catalog = "/abs/c.csv";
+  c.data.run_dir = "runs/../run";
+  resolve_paths(c, "/cfg/dir");
+  EXPECT_EQ(c.data.edges, "/cfg/dir/e.csv");
+  EXPECT_EQ(c.data.catalog, "/abs/c.csv");
+  EXPECT_EQ(c.data.cache, "") << "empty stays empty (the default is chosen later)";
+  EXPECT_EQ(c.data.run_dir, "/cfg/dir/run");
 }
 
 TEST(Config, LoadConfigReadsAFileAndNamesItInErrors) {
