@@ -57,6 +57,34 @@ def music_audio(music_dir, files, start_s, S):
     return np.stack(rows).astype(np.float32)
 
 
+def reference_log_mel(c, audio):
+    """log(MelSpectrogram(audio) + log_eps) for the MelParams fields of `c` on float32 audio
+    [B, S]: (expected, torch_f32), both float64 [B, n_mels, 1 + S // hop]. `expected` is
+    computed in float64 from the float32 samples; `torch_f32` is torchaudio's own float32
+    result, i.e. how far float32 arithmetic alone moves the log-mel (weak bands near log_eps
+    sit at the float32 FFT's noise floor). Also used by ref_audio_mel.py."""
+    import torch
+    import torchaudio
+
+    # The filterbank and window are built in the default dtype: make that float64 so the
+    # reference is double throughout (torchaudio would otherwise build them in float32).
+    torch.set_default_dtype(torch.float64)
+    tf = torchaudio.transforms.MelSpectrogram(
+        sample_rate=c["sample_rate"], n_fft=c["n_fft"], win_length=c["n_fft"],
+        hop_length=c["hop"], f_min=c["f_min"], f_max=c["f_max"] if c["f_max"] > 0 else None,
+        pad=0, n_mels=c["n_mels"], window_fn=torch.hann_window, power=c["power"],
+        normalized=False, center=True, pad_mode="reflect", onesided=True,
+        norm=None if c["norm"] == "none" else c["norm"], mel_scale=c["scale"])
+    assert tf.mel_scale.fb.dtype == torch.float64
+    with torch.no_grad():
+        mel = tf(torch.from_numpy(audio.astype(np.float64)))
+        mel32 = tf.to(torch.float32)(torch.from_numpy(audio))
+    expected = torch.log(mel + c["log_eps"]).numpy()
+    torch_f32 = torch.log(mel32.double() + c["log_eps"]).numpy()
+    return (np.ascontiguousarray(expected, dtype=np.float64),
+            np.ascontiguousarray(torch_f32, dtype=np.float64))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("cases")
@@ -66,10 +94,6 @@ def main():
 
     import torch
     import torchaudio
-
-    # The filterbank and window are built in the default dtype: make that float64 so the
-    # reference is double throughout (torchaudio would otherwise build them in float32).
-    torch.set_default_dtype(torch.float64)
 
     with open(args.cases) as f:
         cases = json.load(f)
@@ -83,25 +107,12 @@ def main():
             audio = music_audio(args.music_dir, c["files"], c["start_s"], c["S"])
         else:
             raise SystemExit(f"case {c['name']}: unknown source {c['source']!r}")
-        tf = torchaudio.transforms.MelSpectrogram(
-            sample_rate=c["sample_rate"], n_fft=c["n_fft"], win_length=c["n_fft"],
-            hop_length=c["hop"], f_min=c["f_min"], f_max=c["f_max"] if c["f_max"] > 0 else None,
-            pad=0, n_mels=c["n_mels"], window_fn=torch.hann_window, power=c["power"],
-            normalized=False, center=True, pad_mode="reflect", onesided=True,
-            norm=None if c["norm"] == "none" else c["norm"], mel_scale=c["scale"])
-        assert tf.mel_scale.fb.dtype == torch.float64
-        with torch.no_grad():
-            mel = tf(torch.from_numpy(audio.astype(np.float64)))
-            # torchaudio's own float32 result: how far float32 arithmetic alone moves the
-            # log-mel (weak bands near log_eps sit at the float32 FFT's noise floor).
-            mel32 = tf.to(torch.float32)(torch.from_numpy(audio))
-        expected = torch.log(mel + c["log_eps"]).numpy()
-        torch_f32 = torch.log(mel32.double() + c["log_eps"]).numpy()
+        expected, torch_f32 = reference_log_mel(c, audio)
         F = 1 + c["S"] // c["hop"]
         assert expected.shape == (audio.shape[0], c["n_mels"], F), expected.shape
         tensors[c["name"] + ".audio"] = audio
-        tensors[c["name"] + ".expected"] = np.ascontiguousarray(expected, dtype=np.float64)
-        tensors[c["name"] + ".torch_f32"] = np.ascontiguousarray(torch_f32, dtype=np.float64)
+        tensors[c["name"] + ".expected"] = expected
+        tensors[c["name"] + ".torch_f32"] = torch_f32
     st.save(args.out, tensors, {"torch": torch.__version__, "torchaudio": torchaudio.__version__})
 
 

@@ -1,0 +1,65 @@
+// One open audio file: libavformat's demuxer (format probed from the content only) and
+// libavcodec's decoder for its best audio stream, yielding decoded frames in the source's own
+// rate, layout and sample format. Opening classifies every way a file can fail to be audio
+// and throws AudioError with the reason; mid-stream damage is recorded, not thrown.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "engine/audio/ffmpeg_util.h"
+
+namespace mg::audio {
+
+class AudioSource {
+ public:
+  explicit AudioSource(const std::string& path);  // throws AudioError
+
+  const std::string& path() const { return path_; }
+  std::string container() const;  // libavformat's short name
+  std::string codec() const;      // libavcodec's codec name
+  int sample_rate() const;        // as declared by the stream (0 if it does not say)
+  int channels() const;
+  // Length of the whole stream in seconds as the container declares it, -1 if unknown.
+  // `estimated` is set when it is only a guess from the bitrate (e.g. an MP3 without a
+  // Xing/Info header): good enough to aim a seek, not to call a file truncated.
+  double declared_seconds(bool* estimated = nullptr) const;
+
+  // The next decoded frame, owned by the source and valid until the next call; nullptr at the
+  // end of the stream (or where the rest cannot be read: see problems()).
+  const AVFrame* next_frame();
+  // Seeks to the last seek point at or before `seconds` from the start of the stream; the
+  // decoder is flushed. False if the demuxer cannot seek there.
+  bool seek(double seconds);
+  // Where `frame` starts, in source samples from the start of the stream, from its
+  // timestamp; nullopt if it has none.
+  std::optional<int64_t> frame_position(const AVFrame& frame) const;
+
+  int64_t packets_read() const { return packets_read_; }
+  int corrupt_packets() const { return corrupt_packets_; }
+  // Damage met while decoding, for DecodedAudio::warning: "" when none.
+  std::string problems() const;
+
+ private:
+  void open_container();
+  void open_stream();
+  void check_not_encrypted(const AVPacket& packet) const;
+  void note_corrupt(const std::string& what);
+
+  std::string path_;
+  IoPtr io_;         // our own AVIOContext, so probing sees bytes, never the file name;
+  FormatPtr fmt_;    // declared after io_: closed first, as FFmpeg requires for custom I/O
+  CodecPtr dec_;
+  FramePtr frame_;
+  PacketPtr packet_;
+  int stream_ = -1;
+  bool flushing_ = false;  // end of input reached, the decoder is being drained
+  bool ended_ = false;
+  int64_t packets_read_ = 0;
+  int corrupt_packets_ = 0;     // the decoder rejected them
+  int incomplete_packets_ = 0;  // the demuxer could not read them whole
+  std::string first_corruption_;
+  std::string read_error_;
+};
+
+}  // namespace mg::audio

@@ -1,0 +1,25 @@
+// The progress of a long run on one line: redrawn in place (\r) when the stream is a
+// terminal, else printed as a new line every few seconds so logs stay readable.
+#pragma once
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+namespace mg::audio {
+
+class ProgressLine {
+ public:
+  explicit ProgressLine(FILE* out);  // null: prints nothing
+  // Shows `text` if enough time has passed since the last line (or `force`).
+  void update(const std::string& text, bool force = false);
+  void finish();  // ends a redrawn line with a newline
+
+ private:
+  FILE* out_;
+  bool tty_ = false;
+  bool drawn_ = false;
+  size_t last_width_ = 0;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+}  // namespace mg::audio

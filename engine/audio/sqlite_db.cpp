@@ -1,0 +1,95 @@
+#include "engine/audio/sqlite_db.h"
+
+namespace mg::audio {
+
+SqliteDb::SqliteDb(const std::string& path, int flags) : path_(path) {
+  const int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    const std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw SqliteError(path + ": cannot open the SQLite database: " + msg);
+  }
+  sqlite3_extended_result_codes(db_, 1);
+  sqlite3_busy_timeout(db_, 10000);
+}
+
+SqliteDb::~SqliteDb() { sqlite3_close(db_); }
+
+void SqliteDb::fail(const std::string& what) const {
+  throw SqliteError(path_ + ": " + what + ": " + sqlite3_errmsg(db_));
+}
+
+void SqliteDb::exec(const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    const std::string msg = err ? err : sqlite3_errmsg(db_);
+    sqlite3_free(err);
+    throw SqliteError(path_ + ": " + sql + ": " + msg);
+  }
+}
+
+SqliteStmt::SqliteStmt(SqliteDb& db, const std::string& sql) : db_(db), sql_(sql) {
+  if (sqlite3_prepare_v2(db.get(), sql.c_str(), static_cast<int>(sql.size()), &st_, nullptr) != SQLITE_OK)
+    db.fail("cannot prepare '" + sql + "'");
+}
+
+SqliteStmt::~SqliteStmt() { sqlite3_finalize(st_); }
+
+SqliteStmt& SqliteStmt::bind(int i, int64_t v) {
+  if (sqlite3_bind_int64(st_, i, v) != SQLITE_OK) db_.fail("bind " + std::to_string(i) + " of '" + sql_ + "'");
+  return *this;
+}
+
+SqliteStmt& SqliteStmt::bind(int i, double v) {
+  if (sqlite3_bind_double(st_, i, v) != SQLITE_OK) db_.fail("bind " + std::to_string(i) + " of '" + sql_ + "'");
+  return *this;
+}
+
+SqliteStmt& SqliteStmt::bind(int i, const std::string& v) {
+  if (sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT) != SQLITE_OK)
+    db_.fail("bind " + std::to_string(i) + " of '" + sql_ + "'");
+  return *this;
+}
+
+SqliteStmt& SqliteStmt::bind_null(int i) {
+  if (sqlite3_bind_null(st_, i) != SQLITE_OK) db_.fail("bind " + std::to_string(i) + " of '" + sql_ + "'");
+  return *this;
+}
+
+SqliteStmt& SqliteStmt::bind_blob(int i, const void* data, size_t bytes) {
+  if (sqlite3_bind_blob64(st_, i, data, bytes, SQLITE_TRANSIENT) != SQLITE_OK)
+    db_.fail("bind " + std::to_string(i) + " of '" + sql_ + "'");
+  return *this;
+}
+
+bool SqliteStmt::step() {
+  const int rc = sqlite3_step(st_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  db_.fail("'" + sql_ + "' failed");
+}
+
+void SqliteStmt::run() {
+  while (step()) {
+  }
+  reset();
+}
+
+void SqliteStmt::reset() {
+  sqlite3_reset(st_);
+  sqlite3_clear_bindings(st_);
+}
+
+int64_t SqliteStmt::int64(int col) const { return sqlite3_column_int64(st_, col); }
+double SqliteStmt::real(int col) const { return sqlite3_column_double(st_, col); }
+std::string SqliteStmt::text(int col) const {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st_, col));
+  return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st_, col))) : std::string();
+}
+
+bool SqliteStmt::is_null(int col) const { return sqlite3_column_type(st_, col) == SQLITE_NULL; }
+const void* SqliteStmt::blob(int col) const { return sqlite3_column_blob(st_, col); }
+size_t SqliteStmt::bytes(int col) const { return static_cast<size_t>(sqlite3_column_bytes(st_, col)); }
+
+}  // namespace mg::audio
