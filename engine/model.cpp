@@ -14,7 +14,8 @@ TensorLayout Model::param_layout(const Config& c) {
     l.add("conv." + std::to_string(i) + ".bias", {cout});
     cin = cout;
   }
-  l.add("linear.weight", {c.model.embedding, cin});
+  // The head's fan-in: the pooled features of the last stage, k per channel.
+  l.add("linear.weight", {c.model.embedding, pooled_features(c.model.pooling) * cin});
   l.add("linear.bias", {c.model.embedding});
   return l;
 }
@@ -28,8 +29,11 @@ TensorLayout Model::activation_layout(const ModelPlan& p) {
     l.add("conv." + std::to_string(i), {B, s.conv.Cout, s.t_conv});  // post-ReLU
     if (s.pool) l.add("pool." + std::to_string(i), {B, s.conv.Cout, s.t_out});
   }
-  const int64_t C = p.stages.back().conv.Cout;
-  l.add("mean", {B, C});
+  l.add("pooled", {B, p.head_width()});  // [mean | max | l2] per clip row
+  if (p.dropout > 0) {
+    l.add("dropout", {B, p.head_width()});       // the linear layer's input in training
+    l.add("dropout_mask", {B, p.head_width()});  // 0 or 1 / (1 - p); its gradient twin is unused
+  }
   l.add("linear", {B, p.embedding});
   l.add("emb", {B, p.embedding});
   return l;
@@ -42,7 +46,22 @@ Model::Model(const Config& c, Backend& be, int max_batch)
       params_(be, param_layout(c)),
       grads_(be, param_layout(c)),
       acts_(be, activation_layout(plan_)),
-      dacts_(be, activation_layout(plan_)) {}
+      dacts_(be, activation_layout(plan_)) {
+  dropout_rng_ = be_.alloc<uint64_t>(2);
+  try {
+    set_dropout_step(c.train.seed, 0);
+  } catch (...) {
+    be_.free_bytes(dropout_rng_);
+    throw;
+  }
+}
+
+Model::~Model() { be_.free_bytes(dropout_rng_); }
+
+void Model::set_dropout_step(uint64_t seed, uint64_t step) {
+  const uint64_t host[2] = {seed, dropout_stream(step)};
+  be_.to_device(dropout_rng_, host, sizeof host);
+}
 
 void Model::init_params(uint64_t seed) {
   const auto& specs = params_.layout().specs();
@@ -94,12 +113,25 @@ const float* Model::forward(const float* audio, int B) {
       be_.maxpool_forward(conv, acts_.ptr("pool." + n), static_cast<int64_t>(B) * d.Cout, s.t_conv,
                           config_.model.pool);
   }
+  // Global pooling: each feature writes its C-wide block of the clip's row of `pooled`.
   const StagePlan& last = plan_.stages.back();
-  const int C = last.conv.Cout;
-  be_.mean_time_forward(acts_.ptr(stage_output(plan_.stages.size() - 1)), acts_.ptr("mean"),
-                        static_cast<int64_t>(B) * C, last.t_out);
-  be_.linear_forward(acts_.ptr("mean"), params_.ptr("linear.weight"), params_.ptr("linear.bias"),
-                     acts_.ptr("linear"), B, C, E);
+  const int C = last.conv.Cout, D = plan_.head_width(), k = plan_.pooled_features();
+  const int64_t rows = static_cast<int64_t>(B) * C;
+  const RowOut out{C, D};
+  const float* feat = acts_.ptr(stage_output(plan_.stages.size() - 1));  // [B, C, T]
+  float* pooled = acts_.ptr("pooled");                                     // [B, D]
+  be_.mean_time_forward(feat, pooled, rows, last.t_out, out);
+  if (k >= 2) be_.max_time_forward(feat, pooled + C, rows, last.t_out, out);
+  if (k >= 3) be_.l2_time_forward(feat, pooled + 2 * C, rows, last.t_out, out);
+  dropped_ = training_ && plan_.dropout > 0;
+  const float* head_in = pooled;  // [B, D]
+  if (dropped_) {
+    be_.dropout_forward(pooled, acts_.ptr("dropout"), acts_.ptr("dropout_mask"), static_cast<int64_t>(B) * D,
+                        plan_.dropout, dropout_rng_);
+    head_in = acts_.ptr("dropout");
+  }
+  be_.linear_forward(head_in, params_.ptr("linear.weight"), params_.ptr("linear.bias"), acts_.ptr("linear"), B, D,
+                     E);
   be_.l2norm_forward(acts_.ptr("linear"), acts_.ptr("emb"), B, E, config_.model.l2_eps);
   return acts_.ptr("emb");
 }
@@ -107,13 +139,25 @@ const float* Model::forward(const float* audio, int B) {
 void Model::backward(const float* demb, int B) {
   const int E = plan_.embedding;
   const StagePlan& last = plan_.stages.back();
-  const int C = last.conv.Cout;
+  const int C = last.conv.Cout, D = plan_.head_width(), k = plan_.pooled_features();
+  const int64_t head_rows = static_cast<int64_t>(B) * C;
+  const RowOut out{C, D};
   be_.l2norm_backward(demb, acts_.ptr("linear"), acts_.ptr("emb"), dacts_.ptr("linear"), B, E,
                       config_.model.l2_eps);
-  be_.linear_backward(dacts_.ptr("linear"), acts_.ptr("mean"), params_.ptr("linear.weight"),
-                      dacts_.ptr("mean"), grads_.ptr("linear.weight"), grads_.ptr("linear.bias"), B, C, E);
-  be_.mean_time_backward(dacts_.ptr("mean"), dacts_.ptr(stage_output(plan_.stages.size() - 1)),
-                         static_cast<int64_t>(B) * C, last.t_out);
+  const std::string head_in = dropped_ ? "dropout" : "pooled";
+  be_.linear_backward(dacts_.ptr("linear"), acts_.ptr(head_in), params_.ptr("linear.weight"), dacts_.ptr(head_in),
+                      grads_.ptr("linear.weight"), grads_.ptr("linear.bias"), B, D, E);
+  if (dropped_)
+    be_.dropout_backward(dacts_.ptr("dropout"), acts_.ptr("dropout_mask"), dacts_.ptr("pooled"),
+                         static_cast<int64_t>(B) * D);
+  // The pooled features' gradients meet in dfeat: the mean's backward writes it, the max's
+  // and the L2's add theirs, in that fixed order on every backend.
+  const float* feat = acts_.ptr(stage_output(plan_.stages.size() - 1));  // [B, C, T]
+  const float* dpooled = dacts_.ptr("pooled");                             // [B, D]
+  float* dfeat = dacts_.ptr(stage_output(plan_.stages.size() - 1));
+  be_.mean_time_backward(dpooled, dfeat, head_rows, last.t_out, out);
+  if (k >= 2) be_.max_time_backward(dpooled + C, feat, dfeat, head_rows, last.t_out, out, true);
+  if (k >= 3) be_.l2_time_backward(dpooled + 2 * C, feat, dfeat, head_rows, last.t_out, out, true);
   for (size_t i = plan_.stages.size(); i-- > 0;) {
     const StagePlan& s = plan_.stages[i];
     const Conv1dDims d = stage_dims(i, B);

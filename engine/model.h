@@ -1,8 +1,13 @@
 // The embedding model on a Backend, with hand-written backward:
-//   mel -> [conv -> relu -> (pool)] x stages -> mean over time -> linear -> l2norm
+//   mel -> [conv -> relu -> (pool)] x stages -> global pooling over time -> (dropout)
+//       -> linear -> l2norm
+// Global pooling (model.pooling) writes one row per clip, [mean | max | l2] over time of each
+// channel of the last stage (mean: [mean] only; mean_max: [mean | max]), each block C_last
+// wide; dropout (model.dropout > 0) acts in training mode only.
 // Memory (all on the backend's device, allocated once here):
 //   params_ / grads_      one TensorBuffer each, same layout (names in param_layout())
 //   acts_ / dacts_        the activation arena and its gradient twin, planned for max_batch
+//   dropout_rng_          device uint64 [2] = {seed, Philox stream} of the dropout mask
 // A smaller batch uses the leading part of every activation tensor.
 #pragma once
 #include <cstdint>
@@ -18,10 +23,13 @@ namespace mg {
 class Model {
  public:
   Model(const Config& c, Backend& be, int max_batch);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
 
   // Parameter names and shapes (the checkpoint's tensor names):
   //   conv.{i}.weight [C_i, C_{i-1}, K], conv.{i}.bias [C_i]   (C_{-1} = n_mels)
-  //   linear.weight [E, C_last], linear.bias [E]
+  //   linear.weight [E, k C_last], linear.bias [E]   (k = 1, 2, 3 for model.pooling)
   static TensorLayout param_layout(const Config& c);
 
   // PyTorch's default Conv1d/Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and
@@ -32,8 +40,23 @@ class Model {
   // forward). B <= max_batch.
   const float* forward(const float* audio, int B);
   // demb [B, E] (device) -> parameter gradients accumulate into grads(); activation
-  // gradients are overwritten. Uses the activations of the last forward(B).
+  // gradients are overwritten. Uses the activations of the last forward(B), and takes the
+  // path that forward took (with or without dropout).
   void backward(const float* demb, int B);
+
+  // Training mode (the default, as a fresh torch module) applies dropout when model.dropout >
+  // 0; eval mode (validation, embedding export) skips it: the linear layer reads the pooled
+  // features as they are. Without dropout the two modes compute the same thing.
+  void set_training(bool on) { training_ = on; }
+  bool training() const { return training_; }
+  // The dropout mask of the following forward passes: Philox key `seed`, stream
+  // dropout_stream(step) (kernels/dropout_cpu.h), element b * k C_last + j. Uploads the pair to
+  // device memory, where the dropout kernel reads it, so a step captured once (a CUDA graph)
+  // draws each step's mask when this is called before each replay, as Optimizer::set_scalars
+  // is. The trainer calls it once per step before the forward, with train.seed and the
+  // optimizer's step count: masks are then reproducible for a seed, identical on CPU and
+  // CUDA, and continue unchanged across a resume. Set at construction to (train.seed, 0).
+  void set_dropout_step(uint64_t seed, uint64_t step);
   void zero_grad() { grads_.zero(); }
 
   // The arena slot for dloss/demb [max_batch, E], so a loss can write there directly.
@@ -61,6 +84,9 @@ class Model {
   ModelPlan plan_;
   TensorBuffer params_, grads_;
   TensorBuffer acts_, dacts_;
+  uint64_t* dropout_rng_ = nullptr;  // device [2] = {seed, stream}
+  bool training_ = true;
+  bool dropped_ = false;  // whether the last forward applied dropout (its backward must too)
 };
 
 }  // namespace mg

@@ -49,8 +49,6 @@ std::string shape(std::initializer_list<int64_t> dims) {
 
 int64_t conv_params(const Conv1dDims& d) { return int64_t{d.Cout} * d.Cin * d.K + d.Cout; }
 int64_t linear_params(int64_t in, int64_t out) { return out * in + out; }
-int64_t last_channels(const ModelPlan& p) { return p.stages.empty() ? 0 : p.stages.back().conv.Cout; }
-
 const char* padding_name(Padding p) { return p == Padding::Valid ? "valid" : "same"; }
 
 }  // namespace
@@ -82,6 +80,8 @@ ModelPlan make_model_plan(const Config& c, int batch) {
   p.samples = c.audio.clip_samples();
   p.n_mels = c.mel.n_mels;
   p.embedding = c.model.embedding;
+  p.pooling = c.model.pooling;
+  p.dropout = c.model.dropout;
 
   auto too_short = [&](const std::string& why) {
     const int64_t shortest = min_clip_samples(c);
@@ -128,10 +128,19 @@ ModelPlan make_model_plan(const Config& c, int batch) {
   return p;
 }
 
+int pooled_features(GlobalPool p) {
+  switch (p) {
+    case GlobalPool::Mean: return 1;
+    case GlobalPool::MeanMax: return 2;
+    case GlobalPool::MeanMaxL2: return 3;
+  }
+  return 1;
+}
+
 int64_t ModelPlan::param_count() const {
   int64_t total = 0;
   for (const auto& s : stages) total += conv_params(s.conv);
-  return total + linear_params(last_channels(*this), embedding);
+  return total + linear_params(head_width(), embedding);
 }
 
 std::string ModelPlan::describe(const Config& c) const {
@@ -164,9 +173,15 @@ std::string ModelPlan::describe(const Config& c) const {
     if (s.pool)
       row("pool." + idx, shape({b, s.conv.Cout, s.t_out}), 0, "max, window " + std::to_string(c.model.pool));
   }
-  const int64_t c_last = last_channels(*this);
-  row("mean", shape({b, c_last}), 0, "over time");
-  row("linear", shape({b, embedding}), linear_params(c_last, embedding), "");
+  const int64_t width = head_width();
+  if (pooling == GlobalPool::Mean)
+    row("mean", shape({b, width}), 0, "over time");
+  else
+    row("pooled", shape({b, width}), 0,
+        std::string(pooling == GlobalPool::MeanMax ? "[mean | max]" : "[mean | max | l2]") + " over time, " +
+            std::to_string(channels_last()) + " each");
+  if (dropout > 0) row("dropout", shape({b, width}), 0, "p " + num(dropout) + ", training only");
+  row("linear", shape({b, embedding}), linear_params(width, embedding), "");
   row("l2norm", shape({b, embedding}), 0, "eps " + num(c.model.l2_eps));
 
   const int64_t total = param_count();

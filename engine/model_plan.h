@@ -5,8 +5,10 @@
 //   stage i: conv_i [B, C_i, Tc_i]      Tc_i = T_{i-1} + pad - K + 1   (T_0 = F, C_0 = n_mels)
 //            relu in place
 //            pool_i [B, C_i, Tc_i / P]  (every stage but the last)
-//   mean    [B, C_last]
-//   linear  [B, E]
+//   pooled  [B, k C_last]               global pooling over time, per clip row [mean | max | l2]:
+//                                       k = 1 (mean), 2 (mean_max), 3 (mean_max_l2)
+//   dropout [B, k C_last]               training only, model.dropout > 0
+//   linear  [B, E]                      fan-in k C_last
 //   emb     [B, E]                      L2-normalised
 //
 // Building a plan validates the shapes: a clip too short for the stack is an error that names
@@ -21,6 +23,9 @@
 
 namespace mg {
 
+// Features per channel of the global pooling (k): mean 1, mean_max 2, mean_max_l2 3.
+int pooled_features(GlobalPool p);
+
 struct StagePlan {
   Conv1dDims conv;   // B, Cin, Cout, Tin, K, padding
   int t_conv = 0;    // conv output length
@@ -34,7 +39,13 @@ struct ModelPlan {
   int frames = 0;       // F
   int n_mels = 0;
   std::vector<StagePlan> stages;
+  GlobalPool pooling = GlobalPool::Mean;
+  double dropout = 0;  // probability before the linear layer (training only)
   int embedding = 0;
+
+  int channels_last() const { return stages.empty() ? 0 : stages.back().conv.Cout; }
+  int pooled_features() const { return mg::pooled_features(pooling); }
+  int head_width() const { return pooled_features() * channels_last(); }  // the linear layer's fan-in
 
   int64_t param_count() const;
   // Human-readable table: every layer with its output shape and parameter count.

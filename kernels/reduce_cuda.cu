@@ -6,12 +6,16 @@
 #include "kernels/cuda_check.h"
 #include "kernels/cuda_kernels.cuh"
 #include "kernels/cuda_launch.cuh"
+#include "kernels/reduce_cpu.h"
 
 namespace mg {
 
 namespace {
 
 constexpr int kWarpsPerBlock = kBlockThreads / 32;
+
+// Index in y of row r's result (RowOut's layout, kernels/reduce_cpu.h).
+__device__ __forceinline__ int64_t out_index(int64_t r, int C, int64_t ld) { return (r / C) * ld + r % C; }
 
 // ---- mean over time ----
 
@@ -23,7 +27,8 @@ constexpr int kSmallT = 64;
 constexpr int kRowsPerBlock = 128;  // = the block size of the kernel below
 
 __global__ void __launch_bounds__(kRowsPerBlock)
-    mean_time_small_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t rows, int Tn) {
+    mean_time_small_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t rows, int Tn, int C,
+                           int64_t ld) {
   __shared__ float tile[kRowsPerBlock * kSmallT];
   const int64_t step = static_cast<int64_t>(gridDim.x) * kRowsPerBlock;
   for (int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock; r0 < rows; r0 += step) {
@@ -36,7 +41,7 @@ __global__ void __launch_bounds__(kRowsPerBlock)
       const float* t = tile + threadIdx.x * Tn;
       double s = 0;
       for (int k = 0; k < Tn; ++k) s += static_cast<double>(t[k]);
-      y[r0 + threadIdx.x] = static_cast<float>(s / Tn);
+      y[out_index(r0 + threadIdx.x, C, ld)] = static_cast<float>(s / Tn);
     }
     __syncthreads();  // the tile is rewritten by the next iteration
   }
@@ -44,7 +49,8 @@ __global__ void __launch_bounds__(kRowsPerBlock)
 
 // Long rows: one warp per row, lane-strided partial sums in double and a butterfly. Not the
 // CPU's sequential order; the difference is a few ulps of double, below float rounding.
-__global__ void mean_time_warp_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t rows, int Tn) {
+__global__ void mean_time_warp_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t rows, int Tn, int C,
+                                      int64_t ld) {
   const int lane = threadIdx.x & 31;
   const int64_t nwarps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
@@ -53,15 +59,120 @@ __global__ void mean_time_warp_kernel(const float* __restrict__ x, float* __rest
     double s = 0;
     for (int t = lane; t < Tn; t += 32) s += static_cast<double>(xr[t]);
     s = warp_sum(s);
-    if (lane == 0) y[r] = static_cast<float>(s / Tn);
+    if (lane == 0) y[out_index(r, C, ld)] = static_cast<float>(s / Tn);
   }
 }
 
 __global__ void mean_time_backward_kernel(const float* __restrict__ dy, float* __restrict__ dx, int64_t total,
-                                          int Tn, float inv) {
+                                          int Tn, float inv, int C, int64_t ld) {
   const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride)
-    dx[i] = dy[i / Tn] * inv;
+    dx[i] = dy[out_index(i / Tn, C, ld)] * inv;
+}
+
+// ---- max over time: one warp per row ----
+
+// A row's maximum as the CPU finds it (max_time_forward_cpu): the first NaN if there is one,
+// else the first maximum. Each lane scans its strided share with that rule, then a butterfly
+// keeps the better of two candidates by a total order (NaN before numbers, then larger value,
+// then smaller index), so every lane ends with the same winner: the CPU's. t = -1: no candidate
+// (a lane past the row's end), below everything.
+struct MaxCandidate {
+  float v;
+  int t;
+};
+
+__device__ __forceinline__ bool better(const MaxCandidate& a, const MaxCandidate& b) {
+  if (a.t < 0) return false;
+  if (b.t < 0) return true;
+  const bool an = a.v != a.v, bn = b.v != b.v;
+  if (an || bn) return an && (!bn || a.t < b.t);
+  return a.v > b.v || (a.v == b.v && a.t < b.t);
+}
+
+__device__ __forceinline__ MaxCandidate warp_row_argmax(const float* __restrict__ xr, int Tn, int lane) {
+  MaxCandidate c{0.0f, -1};
+  for (int t = lane; t < Tn; t += 32) {
+    const float v = xr[t];
+    if (c.t < 0 || (c.v == c.v && (v > c.v || v != v))) c = MaxCandidate{v, t};
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    const MaxCandidate other{__shfl_xor_sync(kFullWarpMask, c.v, o), __shfl_xor_sync(kFullWarpMask, c.t, o)};
+    if (better(other, c)) c = other;
+  }
+  return c;
+}
+
+__global__ void max_time_forward_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t rows, int Tn,
+                                        int C, int64_t ld) {
+  const int lane = threadIdx.x & 31;
+  const int64_t nwarps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
+       r += nwarps) {
+    const MaxCandidate c = warp_row_argmax(x + r * Tn, Tn, lane);
+    if (lane == 0) y[out_index(r, C, ld)] = c.v;
+  }
+}
+
+// dx must not alias x (other lanes still read the row while one writes).
+__global__ void max_time_backward_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+                                         float* __restrict__ dx, int64_t rows, int Tn, int C, int64_t ld,
+                                         bool accumulate) {
+  const int lane = threadIdx.x & 31;
+  const int64_t nwarps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
+       r += nwarps) {
+    const int arg = warp_row_argmax(x + r * Tn, Tn, lane).t;
+    const float g = dy[out_index(r, C, ld)];
+    float* dxr = dx + r * Tn;
+    if (accumulate) {
+      if (lane == 0) dxr[arg] += g;
+    } else {
+      for (int t = lane; t < Tn; t += 32) dxr[t] = t == arg ? g : 0.0f;
+    }
+  }
+}
+
+// ---- L2 norm over time: one warp per row ----
+
+// sqrt(sum x^2) in double; every lane gets the same bits. The CPU sums in order, so the two
+// differ by a few ulps of double, below float rounding of the result.
+__device__ __forceinline__ double warp_row_l2(const float* __restrict__ xr, int Tn, int lane) {
+  double s = 0;
+  for (int t = lane; t < Tn; t += 32) s += static_cast<double>(xr[t]) * static_cast<double>(xr[t]);
+  return sqrt(warp_sum(s));
+}
+
+__global__ void l2_time_forward_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t rows, int Tn,
+                                       int C, int64_t ld) {
+  const int lane = threadIdx.x & 31;
+  const int64_t nwarps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
+       r += nwarps) {
+    const double n = warp_row_l2(x + r * Tn, Tn, lane);
+    if (lane == 0) y[out_index(r, C, ld)] = static_cast<float>(n);
+  }
+}
+
+// dx must not alias x (declared __restrict__).
+__global__ void l2_time_backward_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+                                        float* __restrict__ dx, int64_t rows, int Tn, int C, int64_t ld,
+                                        bool accumulate) {
+  const int lane = threadIdx.x & 31;
+  const int64_t nwarps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
+       r += nwarps) {
+    const float* xr = x + r * Tn;
+    float* dxr = dx + r * Tn;
+    const double n = warp_row_l2(xr, Tn, lane);  // warp-uniform
+    const double g = static_cast<double>(dy[out_index(r, C, ld)]);
+    for (int t = lane; t < Tn; t += 32) {
+      // _rn: the CPU rounds the product before the division (exact here: two floats' product
+      // fits a double, but keep the CPU's order explicit).
+      const float d = n == 0.0 ? 0.0f : static_cast<float>(__dmul_rn(g, static_cast<double>(xr[t])) / n);
+      dxr[t] = accumulate ? dxr[t] + d : d;
+    }
+  }
 }
 
 // ---- L2 normalisation: one warp per row (E is the embedding size, ~128) ----
@@ -110,24 +221,61 @@ __global__ void l2norm_backward_kernel(const float* dy, const float* __restrict_
 
 }  // namespace
 
-void mean_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, cudaStream_t stream) {
+void mean_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, const RowOut& out, cudaStream_t stream) {
+  check_row_out("mean_time_forward_cuda", rows, Tn, out);
   if (rows <= 0) return;
-  if (Tn <= 0)
-    throw std::invalid_argument("mean_time_forward_cuda: mean over " + std::to_string(Tn) +
-                                " time steps; the input must have at least one frame");
   if (Tn <= kSmallT) {
-    mean_time_small_kernel<<<grid_for(rows, kRowsPerBlock), kRowsPerBlock, 0, stream>>>(x, y, rows, Tn);
+    mean_time_small_kernel<<<grid_for(rows, kRowsPerBlock), kRowsPerBlock, 0, stream>>>(x, y, rows, Tn, out.C,
+                                                                                        out.ld);
   } else {
-    mean_time_warp_kernel<<<grid_for(rows, kWarpsPerBlock), kBlockThreads, 0, stream>>>(x, y, rows, Tn);
+    mean_time_warp_kernel<<<grid_for(rows, kWarpsPerBlock), kBlockThreads, 0, stream>>>(x, y, rows, Tn, out.C,
+                                                                                        out.ld);
   }
   MG_CUDA_CHECK_LAUNCH();
 }
 
-void mean_time_backward_cuda(const float* dy, float* dx, int64_t rows, int Tn, cudaStream_t stream) {
-  if (rows <= 0 || Tn <= 0) return;
+void mean_time_backward_cuda(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out,
+                             cudaStream_t stream) {
+  check_row_out("mean_time_backward_cuda", rows, Tn, out);
+  if (rows <= 0) return;
   const float inv = 1.0f / static_cast<float>(Tn);  // the CPU's float reciprocal, then one multiply
   const int64_t total = rows * Tn;
-  mean_time_backward_kernel<<<grid_for(total, kBlockThreads), kBlockThreads, 0, stream>>>(dy, dx, total, Tn, inv);
+  mean_time_backward_kernel<<<grid_for(total, kBlockThreads), kBlockThreads, 0, stream>>>(dy, dx, total, Tn, inv,
+                                                                                          out.C, out.ld);
+  MG_CUDA_CHECK_LAUNCH();
+}
+
+void max_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, const RowOut& out, cudaStream_t stream) {
+  check_row_out("max_time_forward_cuda", rows, Tn, out);
+  if (rows <= 0) return;
+  max_time_forward_kernel<<<grid_for(rows, kWarpsPerBlock), kBlockThreads, 0, stream>>>(x, y, rows, Tn, out.C,
+                                                                                         out.ld);
+  MG_CUDA_CHECK_LAUNCH();
+}
+
+void max_time_backward_cuda(const float* dy, const float* x, float* dx, int64_t rows, int Tn, const RowOut& out,
+                            bool accumulate, cudaStream_t stream) {
+  check_row_out("max_time_backward_cuda", rows, Tn, out);
+  if (rows <= 0) return;
+  max_time_backward_kernel<<<grid_for(rows, kWarpsPerBlock), kBlockThreads, 0, stream>>>(dy, x, dx, rows, Tn, out.C,
+                                                                                          out.ld, accumulate);
+  MG_CUDA_CHECK_LAUNCH();
+}
+
+void l2_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, const RowOut& out, cudaStream_t stream) {
+  check_row_out("l2_time_forward_cuda", rows, Tn, out);
+  if (rows <= 0) return;
+  l2_time_forward_kernel<<<grid_for(rows, kWarpsPerBlock), kBlockThreads, 0, stream>>>(x, y, rows, Tn, out.C,
+                                                                                        out.ld);
+  MG_CUDA_CHECK_LAUNCH();
+}
+
+void l2_time_backward_cuda(const float* dy, const float* x, float* dx, int64_t rows, int Tn, const RowOut& out,
+                           bool accumulate, cudaStream_t stream) {
+  check_row_out("l2_time_backward_cuda", rows, Tn, out);
+  if (rows <= 0) return;
+  l2_time_backward_kernel<<<grid_for(rows, kWarpsPerBlock), kBlockThreads, 0, stream>>>(dy, x, dx, rows, Tn, out.C,
+                                                                                         out.ld, accumulate);
   MG_CUDA_CHECK_LAUNCH();
 }
 

@@ -3,13 +3,18 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/backend.h"
 #include "engine/model.h"
 #include "engine/optimizer.h"
 #include "engine/train_step.h"
+#include "kernels/dropout_cpu.h"
+#include "kernels/philox.h"
 #include "tests/test_support.h"
 
 namespace mg {
@@ -33,6 +38,22 @@ TEST(Model, ParameterLayoutNamesAndShapes) {
   EXPECT_EQ(l.find("linear.weight").shape, (std::vector<int64_t>{128, 128}));
   EXPECT_EQ(l.param_count(), 213504);
   for (const auto& s : l.specs()) EXPECT_EQ(s.offset % 64, 0) << s.name << " is not 256-byte aligned";
+}
+
+// The head's fan-in follows model.pooling: [mean | max | l2] of the last stage's channels.
+TEST(Model, LinearFanInFollowsPooling) {
+  Config c = default_config();
+  c.model.channels = {16, 24};
+  c.model.embedding = 10;
+  const int64_t k[] = {1, 2, 3};
+  const GlobalPool pools[] = {GlobalPool::Mean, GlobalPool::MeanMax, GlobalPool::MeanMaxL2};
+  for (int i = 0; i < 3; ++i) {
+    c.model.pooling = pools[i];
+    c.model.dropout = i == 2 ? 0.5 : 0.0;  // no parameters: the layout does not change
+    const TensorLayout l = Model::param_layout(c);
+    EXPECT_EQ(l.find("linear.weight").shape, (std::vector<int64_t>{10, 24 * k[i]})) << i;
+    EXPECT_EQ(l.param_count(), make_model_plan(c, 1).param_count()) << i;
+  }
 }
 
 TEST(Model, InitFollowsFanInBoundsAndIsSeeded) {
@@ -76,10 +97,10 @@ TEST(Model, EmbeddingsAreUnitRowsAndIndependentOfBatchSize) {
   EXPECT_THROW(m.forward(audio.data(), 6), std::invalid_argument);
 }
 
-// Trains a few steps and returns the parameters.
-std::vector<float> train_params(int threads, uint64_t seed) {
+// Trains a few steps and returns the parameters. The dropout mask of each step is set from
+// the seed and the optimizer's step, as the trainer does.
+std::vector<float> train_params(int threads, uint64_t seed, const Config& c = small_config()) {
   auto be = make_cpu_backend(threads);
-  const Config c = small_config();
   const int n = 3;
   Model m(c, *be, 3 * n);
   m.init_params(seed);
@@ -87,7 +108,10 @@ std::vector<float> train_params(int threads, uint64_t seed) {
   TrainStep step(m);
   step.set_triplets(TrainStep::offline_triplets(n));
   const auto audio = random_audio(3 * n, c.audio.clip_samples(), 5);
-  for (int i = 0; i < 3; ++i) step.step(audio.data(), 3 * n, c.loss, opt, c.optim.adam.lr);
+  for (int i = 0; i < 3; ++i) {
+    m.set_dropout_step(seed, static_cast<uint64_t>(opt.step_count() + 1));
+    step.step(audio.data(), 3 * n, c.loss, opt, c.optim.adam.lr);
+  }
   return host_copy(*be, m.params().data(), m.params().size());
 }
 
@@ -96,6 +120,69 @@ TEST(Model, TrainingIsDeterministicAcrossRunsAndThreadCounts) {
   EXPECT_EQ(a, train_params(2, 9)) << "same seed, same threads: bitwise identical";
   EXPECT_EQ(a, train_params(1, 9)) << "1 vs 2 threads: bitwise identical";
   EXPECT_NE(a, train_params(2, 10));
+}
+
+Config pooling_dropout_config() {
+  Config c = small_config();
+  c.model.pooling = GlobalPool::MeanMaxL2;
+  c.model.dropout = 0.3;
+  return c;
+}
+
+TEST(Model, TrainingWithPoolingAndDropoutIsDeterministic) {
+  const Config c = pooling_dropout_config();
+  const auto a = train_params(2, 9, c);
+  EXPECT_EQ(a, train_params(2, 9, c)) << "same seed, same threads: bitwise identical";
+  EXPECT_EQ(a, train_params(1, 9, c)) << "1 vs 2 threads: bitwise identical";
+  EXPECT_NE(a, train_params(2, 10, c));
+  Config no_dropout = c;
+  no_dropout.model.dropout = 0;
+  EXPECT_NE(a, train_params(2, 9, no_dropout)) << "dropout must change the training";
+}
+
+// Training mode applies the mask of the step set last; eval mode is the identity, bit for bit
+// the model without dropout. The mask is a function of (seed, step) only.
+TEST(Model, DropoutMaskFollowsSeedAndStepAndEvalSkipsIt) {
+  auto be = make_cpu_backend();
+  const Config c = pooling_dropout_config();
+  Config plain = c;
+  plain.model.dropout = 0;
+  const int B = 4, E = c.model.embedding;
+  Model m(c, *be, B), ref(plain, *be, B);
+  m.init_params(3);
+  ref.init_params(3);
+  const ModelPlan& p = m.plan();
+  ASSERT_EQ(p.head_width(), 3 * 8);
+  const int64_t D = static_cast<int64_t>(B) * p.head_width();
+  const auto audio = random_audio(B, c.audio.clip_samples(), 4);
+  const auto e_ref = host_copy(*be, ref.forward(audio.data(), B), B * E);
+
+  m.set_dropout_step(7, 1);
+  const auto e1 = host_copy(*be, m.forward(audio.data(), B), B * E);
+  const auto mask1 = host_copy(*be, m.activations().ptr("dropout_mask"), D);
+  const auto pooled = host_copy(*be, m.activations().ptr("pooled"), D);
+  const auto dropped = host_copy(*be, m.activations().ptr("dropout"), D);
+  int64_t zeros = 0;
+  for (int64_t i = 0; i < D; ++i) {
+    const size_t k = static_cast<size_t>(i);
+    const bool drop = philox_uniform(7, dropout_stream(1), static_cast<uint64_t>(i)) < 0.3;
+    ASSERT_EQ(mask1[k], drop ? 0.0f : dropout_scale<float>(0.3));
+    ASSERT_EQ(dropped[k], pooled[k] * mask1[k]);
+    zeros += mask1[k] == 0.0f;
+  }
+  EXPECT_GT(zeros, 0);
+  EXPECT_LT(zeros, D);
+  EXPECT_NE(e1, e_ref) << "training mode must drop features";
+
+  m.set_dropout_step(7, 2);
+  m.forward(audio.data(), B);
+  EXPECT_NE(host_copy(*be, m.activations().ptr("dropout_mask"), D), mask1) << "step 2 draws another mask";
+  m.set_dropout_step(7, 1);
+  EXPECT_EQ(host_copy(*be, m.forward(audio.data(), B), B * E), e1) << "(seed, step) decides the mask";
+
+  m.set_training(false);
+  EXPECT_EQ(host_copy(*be, m.forward(audio.data(), B), B * E), e_ref) << "eval mode: dropout is the identity";
+  m.set_training(true);
 }
 
 TEST(Model, TrainingLowersTheLossOnAFixedBatch) {
@@ -127,9 +214,8 @@ TEST(Model, TrainingLowersTheLossOnAFixedBatch) {
 // gradients (|g| ~ 0.04). h = 3e-4 with a 5% bound keeps 2x margin. A wrong sign or index in
 // any backward pass is an O(1) error; the exact double-precision checks are per op in
 // test_ops_gradcheck, and the whole model is compared with PyTorch in test_reference_model.
-TEST(Model, EndToEndGradientMatchesCentralDifferences) {
+void expect_end_to_end_gradient(Config c) {
   auto be = make_cpu_backend();
-  Config c = small_config();
   c.loss.margin = 1.0;  // every triplet active: all paths carry gradient
   const int n = 4;
   Model m(c, *be, 3 * n);
@@ -160,9 +246,32 @@ TEST(Model, EndToEndGradientMatchesCentralDifferences) {
       minus[s.offset + i] = static_cast<float>(p0[s.offset + i] - h * v);
     }
     const double fd = (loss_at(plus) - loss_at(minus)) / (2 * h);
+    if (const char* v = std::getenv("MELGRAPH_TEST_VERBOSE"); v && std::string(v) == "1")
+      std::printf("  %-16s |g| %.4g  slope / |g| %.4f\n", s.name.c_str(), gn, fd / gn);
     EXPECT_NEAR(fd / gn, 1.0, 0.05) << s.name << ": |g| = " << gn << ", slope = " << fd;
   }
 }
+
+TEST(Model, EndToEndGradientMatchesCentralDifferences) { expect_end_to_end_gradient(small_config()); }
+
+// The pooled head [mean | max | l2] adds the global max's kink (an argmax switching
+// inside the step h) to the ReLU and max-pool ones; the same h and bound hold (measured worst
+// ratios in the comment above). Dropout's mask is fixed by the step set at construction:
+// every evaluation of the loss sees the same mask, so it is a fixed linear map here.
+TEST(Model, EndToEndGradientWithMeanMaxL2Pooling) {
+  Config c = small_config();
+  c.model.pooling = GlobalPool::MeanMaxL2;
+  expect_end_to_end_gradient(c);
+}
+
+TEST(Model, EndToEndGradientWithMeanMaxPoolingAndDropout) {
+  Config c = small_config();
+  c.model.pooling = GlobalPool::MeanMax;
+  c.model.dropout = 0.25;
+  expect_end_to_end_gradient(c);
+}
+
+TEST(Model, EndToEndGradientWithMeanMaxL2PoolingAndDropout) { expect_end_to_end_gradient(pooling_dropout_config()); }
 
 }  // namespace
 }  // namespace mg

@@ -196,6 +196,30 @@ TEST(ModelPlan, DescribeListsEveryLayer) {
         "16512", "l2norm", "213504 parameters", "854016 bytes"})
     EXPECT_NE(d.find(part), std::string::npos) << "'" << part << "' missing from:\n" << d;
   EXPECT_EQ(d.find("pool.2"), std::string::npos) << "the last stage has no pool:\n" << d;
+  EXPECT_EQ(d.find("dropout"), std::string::npos) << "no dropout by default:\n" << d;
+}
+
+// Global pooling widens the head to k C_last ([mean | max | l2] per clip row); dropout adds a
+// row of the same width and no parameters.
+TEST(ModelPlan, PoolingOptionsWidenTheHead) {
+  Config c = default_config();
+  const int64_t convs = 3 * (128 * 128 * 4 + 128);
+  const GlobalPool pools[] = {GlobalPool::Mean, GlobalPool::MeanMax, GlobalPool::MeanMaxL2};
+  for (int k = 1; k <= 3; ++k) {
+    SCOPED_TRACE("k = " + std::to_string(k));
+    c.model.pooling = pools[k - 1];
+    const ModelPlan p = make_model_plan(c, 6);
+    EXPECT_EQ(p.pooled_features(), k);
+    EXPECT_EQ(p.head_width(), 128 * k);
+    EXPECT_EQ(p.param_count(), convs + 128 * 128 * k + 128);
+  }
+  c.model.dropout = 0.25;
+  const ModelPlan p = make_model_plan(c, 6);
+  EXPECT_EQ(p.param_count(), convs + 128 * 384 + 128);
+  const std::string d = p.describe(c);
+  for (const char* part : {"pooled", "[6, 384]", "[mean | max | l2] over time, 128 each", "dropout",
+                           "p 0.25, training only", "49280", "246272 parameters"})
+    EXPECT_NE(d.find(part), std::string::npos) << "'" << part << "' missing from:\n" << d;
 }
 
 }  // namespace

@@ -28,7 +28,9 @@
 
 #include "kernels/activation_cpu.h"
 #include "kernels/conv1d_cpu.h"
+#include "kernels/dropout_cpu.h"
 #include "kernels/linear_cpu.h"
+#include "kernels/philox.h"
 #include "kernels/pool_cpu.h"
 #include "kernels/reduce_cpu.h"
 #include "kernels/triplet_loss_cpu.h"
@@ -191,6 +193,115 @@ struct MeanTimeCase : GradCase {
   }
 };
 
+// Reductions over time through a strided output (RowOut): rows of C channels per clip, each
+// clip's results C apart in a row of ld >= C values. The objective reads only the slots the
+// layout names; dy holds R there and NaN everywhere else, so a backward that reads another
+// slot leaves a NaN in dx. accumulate: dx starts from random values and what the backward
+// added is compared (the head's max and L2 add to the mean's gradient).
+enum class TimeOp { Mean, Max, L2 };
+
+struct TimeReduceCase : GradCase {
+  TimeOp op;
+  int64_t rows;
+  int Tn;
+  RowOut out;
+  bool accumulate;
+  Vec x, r;
+  std::mt19937 rng{8};
+  TimeReduceCase(TimeOp op_, int64_t rows_, int Tn_, RowOut out_, bool accumulate_)
+      : op(op_), rows(rows_), Tn(Tn_), out(out_), accumulate(accumulate_) {
+    const size_t n = static_cast<size_t>(rows) * Tn;
+    x = op == TimeOp::Max ? distinct_values(n, rng) : random_vec(n, rng);
+    r = random_vec(static_cast<size_t>(rows), rng);
+    inputs = {{"x", &x, {}}};
+  }
+  size_t slot(int64_t row) const { return static_cast<size_t>((row / out.C) * out.ld + row % out.C); }
+  size_t y_size() const { return static_cast<size_t>((rows / out.C) * out.ld); }
+  double objective() override {
+    Vec y(y_size(), kNaN);
+    if (op == TimeOp::Mean) mean_time_forward_cpu(x.data(), y.data(), rows, Tn, out);
+    if (op == TimeOp::Max) max_time_forward_cpu(x.data(), y.data(), rows, Tn, out);
+    if (op == TimeOp::L2) l2_time_forward_cpu(x.data(), y.data(), rows, Tn, out);
+    double s = 0;
+    for (int64_t row = 0; row < rows; ++row) s += y[slot(row)] * r[static_cast<size_t>(row)];
+    return s;
+  }
+  void gradients() override {
+    Vec dy(y_size(), kNaN);
+    for (int64_t row = 0; row < rows; ++row) dy[slot(row)] = r[static_cast<size_t>(row)];
+    Accum dx(x.size(), rng);
+    if (!accumulate) std::fill(dx.buf.begin(), dx.buf.end(), kNaN);
+    if (op == TimeOp::Mean) mean_time_backward_cpu(dy.data(), dx.buf.data(), rows, Tn, out);
+    if (op == TimeOp::Max) max_time_backward_cpu(dy.data(), x.data(), dx.buf.data(), rows, Tn, out, accumulate);
+    if (op == TimeOp::L2) l2_time_backward_cpu(dy.data(), x.data(), dx.buf.data(), rows, Tn, out, accumulate);
+    inputs[0].grad = accumulate ? dx.delta() : dx.buf;
+  }
+};
+
+// The model's head in double: x [B, C, T] -> [mean | max | l2] per clip row [B, 3C] ->
+// inverted dropout with a fixed Philox mask, through the same calls and the same write-then-add
+// order as Model::backward.
+struct PoolingHeadCase : GradCase {
+  int B, C, Tn;
+  double p;
+  Vec x, r;
+  PoolingHeadCase(int B_, int C_, int Tn_, double p_) : B(B_), C(C_), Tn(Tn_), p(p_) {
+    std::mt19937 rng(9);
+    x = distinct_values(static_cast<size_t>(B) * C * Tn, rng);
+    r = random_vec(static_cast<size_t>(B) * 3 * C, rng);
+    inputs = {{"x", &x, {}}};
+  }
+  int64_t rows() const { return static_cast<int64_t>(B) * C; }
+  RowOut out() const { return RowOut{C, 3 * int64_t{C}}; }
+  void forward(Vec& pooled, Vec& dropped, Vec& mask) {
+    pooled.assign(r.size(), kNaN);
+    mean_time_forward_cpu(x.data(), pooled.data(), rows(), Tn, out());
+    max_time_forward_cpu(x.data(), pooled.data() + C, rows(), Tn, out());
+    l2_time_forward_cpu(x.data(), pooled.data() + 2 * C, rows(), Tn, out());
+    dropped.assign(r.size(), kNaN);
+    mask.assign(r.size(), kNaN);
+    dropout_forward_cpu(pooled.data(), dropped.data(), mask.data(), static_cast<int64_t>(r.size()), p, 77,
+                        dropout_stream(3));
+  }
+  double objective() override {
+    Vec pooled, dropped, mask;
+    forward(pooled, dropped, mask);
+    return dot(dropped, r);
+  }
+  void gradients() override {
+    Vec pooled, dropped, mask;
+    forward(pooled, dropped, mask);
+    Vec dpooled(r.size(), kNaN), dx(x.size(), kNaN);
+    dropout_backward_cpu(r.data(), mask.data(), dpooled.data(), static_cast<int64_t>(r.size()));
+    mean_time_backward_cpu(dpooled.data(), dx.data(), rows(), Tn, out());
+    max_time_backward_cpu(dpooled.data() + C, x.data(), dx.data(), rows(), Tn, out(), true);
+    l2_time_backward_cpu(dpooled.data() + 2 * C, x.data(), dx.data(), rows(), Tn, out(), true);
+    inputs[0].grad = dx;
+  }
+};
+
+struct DropoutCase : GradCase {
+  double p;
+  Vec x, r;
+  DropoutCase(size_t n, double p_) : p(p_) {
+    std::mt19937 rng(10);
+    x = random_vec(n, rng);
+    r = random_vec(n, rng);
+    inputs = {{"x", &x, {}}};
+  }
+  double objective() override {
+    Vec y(x.size(), kNaN), mask(x.size(), kNaN);
+    dropout_forward_cpu(x.data(), y.data(), mask.data(), static_cast<int64_t>(x.size()), p, 5, dropout_stream(1));
+    return dot(y, r);
+  }
+  void gradients() override {
+    Vec y(x.size(), kNaN), mask(x.size(), kNaN), dx(x.size(), kNaN);
+    dropout_forward_cpu(x.data(), y.data(), mask.data(), static_cast<int64_t>(x.size()), p, 5, dropout_stream(1));
+    dropout_backward_cpu(r.data(), mask.data(), dx.data(), static_cast<int64_t>(x.size()));
+    inputs[0].grad = dx;
+  }
+};
+
 struct LinearCase : GradCase {
   int B, C, E;
   Vec x, w, b, r;
@@ -278,6 +389,14 @@ struct TripletCase : GradCase {
   }
 };
 
+// In-batch mining's unmined rows (-1, -1, -1) among shared rows: skipped, and the mean runs
+// over the valid rows, so the gradient's 1 / valid scale must match the loss's.
+struct UnminedTripletCase : TripletCase {
+  explicit UnminedTripletCase(bool swap) : TripletCase(12, 8, 1.0, swap, true) {
+    for (size_t i = 0; i < trip.size(); i += 9) trip[i] = trip[i + 1] = trip[i + 2] = -1;  // rows 0, 3, 6, 9
+  }
+};
+
 struct NamedCase {
   std::string name;
   std::function<std::unique_ptr<GradCase>()> make;
@@ -288,6 +407,9 @@ void PrintTo(const NamedCase& c, std::ostream* os) { *os << c.name; }
 
 std::vector<NamedCase> all_cases() {
   auto conv = [](Conv1dDims d) { return [d] { return std::unique_ptr<GradCase>(new Conv1dCase(d)); }; };
+  auto time = [](TimeOp op, int64_t rows, int Tn, RowOut out, bool acc) {
+    return [=] { return std::unique_ptr<GradCase>(new TimeReduceCase(op, rows, Tn, out, acc)); };
+  };
   return {
       {"conv1d_valid_k4", conv({3, 5, 7, 29, 4, 0, 0})},
       {"conv1d_valid_k1", conv({2, 6, 3, 17, 1, 0, 0})},
@@ -298,6 +420,20 @@ std::vector<NamedCase> all_cases() {
       {"maxpool_w4_tail", [] { return std::unique_ptr<GradCase>(new MaxPoolCase(7, 43, 4)); }},
       {"maxpool_w3", [] { return std::unique_ptr<GradCase>(new MaxPoolCase(5, 30, 3)); }},
       {"mean_time", [] { return std::unique_ptr<GradCase>(new MeanTimeCase(13, 23)); }},
+      {"mean_time_strided", time(TimeOp::Mean, 15, 7, {5, 17}, false)},
+      {"max_time", time(TimeOp::Max, 13, 23, {}, false)},
+      {"max_time_strided", time(TimeOp::Max, 15, 7, {5, 17}, false)},
+      {"max_time_strided_accumulate", time(TimeOp::Max, 12, 9, {3, 9}, true)},
+      {"max_time_one_step", time(TimeOp::Max, 6, 1, {2, 6}, false)},
+      {"max_time_long_rows", time(TimeOp::Max, 4, 97, {}, false)},
+      {"l2_time", time(TimeOp::L2, 13, 23, {}, false)},
+      {"l2_time_strided", time(TimeOp::L2, 15, 7, {5, 17}, false)},
+      {"l2_time_strided_accumulate", time(TimeOp::L2, 12, 9, {3, 9}, true)},
+      {"l2_time_one_step", time(TimeOp::L2, 6, 1, {2, 6}, false)},
+      {"dropout_p03", [] { return std::unique_ptr<GradCase>(new DropoutCase(1001, 0.3)); }},
+      {"dropout_p0", [] { return std::unique_ptr<GradCase>(new DropoutCase(101, 0.0)); }},
+      {"pooling_head_mean_max_l2_dropout",
+       [] { return std::unique_ptr<GradCase>(new PoolingHeadCase(3, 5, 11, 0.25)); }},
       {"linear", [] { return std::unique_ptr<GradCase>(new LinearCase(6, 37, 11)); }},
       {"l2norm", [] { return std::unique_ptr<GradCase>(new L2NormCase(5, 17, 1.0, 1e-12)); }},
       {"l2norm_below_eps", [] { return std::unique_ptr<GradCase>(new L2NormCase(3, 7, 1e-3, 1.0)); }},
@@ -305,6 +441,8 @@ std::vector<NamedCase> all_cases() {
       {"triplet_m1_swap", [] { return std::unique_ptr<GradCase>(new TripletCase(9, 16, 1.0, true, false)); }},
       {"triplet_shared_rows", [] { return std::unique_ptr<GradCase>(new TripletCase(12, 8, 1.0, false, true)); }},
       {"triplet_shared_rows_swap", [] { return std::unique_ptr<GradCase>(new TripletCase(12, 8, 1.0, true, true)); }},
+      {"triplet_unmined_rows", [] { return std::unique_ptr<GradCase>(new UnminedTripletCase(false)); }},
+      {"triplet_unmined_rows_swap", [] { return std::unique_ptr<GradCase>(new UnminedTripletCase(true)); }},
   };
 }
 
@@ -364,6 +502,84 @@ TEST(MaxPool, NaNPropagates) {
   maxpool1d_backward_cpu(dy, x, dx, 1, 8, 4);
   const double want[8] = {0, 5, 0, 0, 7, 0, 0, 0};  // the gradient goes to the NaN
   for (int i = 0; i < 8; ++i) EXPECT_EQ(dx[i], want[i]) << i;
+}
+
+// Global max over time: the first maximum of a row wins ties and takes the gradient; a NaN
+// wins over numbers (the first NaN), as in max-pool. Overwrite vs accumulate.
+TEST(MaxTime, FirstMaximumWinsOnTiesAndNaNPropagates) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double x[12] = {1, 3, 3, 0, /**/ 2, nan, 5, nan, /**/ -1, -1, -1, -1};
+  double y[3];
+  max_time_forward_cpu(x, y, 3, 4);
+  EXPECT_EQ(y[0], 3);
+  EXPECT_TRUE(std::isnan(y[1]));
+  EXPECT_EQ(y[2], -1);
+  const double dy[3] = {5, 7, 9};
+  double dx[12];
+  max_time_backward_cpu(dy, x, dx, 3, 4, RowOut{}, false);
+  const double want[12] = {0, 5, 0, 0, 0, 7, 0, 0, 9, 0, 0, 0};
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(dx[i], want[i]) << i;
+  max_time_backward_cpu(dy, x, dx, 3, 4, RowOut{}, true);  // adds the same again
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(dx[i], 2 * want[i]) << i;
+}
+
+// An all-zero row (a channel the ReLU silenced for the whole clip) has norm 0 and passes no
+// gradient (torch's choice for the norm at 0), not NaN; a tiny row is still exact, since
+// |x / n| <= 1 needs no eps.
+TEST(L2Time, AllZeroRowPassesNoGradientAndTinyRowsStayExact) {
+  const double x[6] = {0, 0, 0, 3e-30, -4e-30, 0};
+  double y[2];
+  l2_time_forward_cpu(x, y, 2, 3);
+  EXPECT_EQ(y[0], 0.0);
+  EXPECT_NEAR(y[1], 5e-30, 1e-44);
+  const double dy[2] = {2, 10};
+  double dx[6];
+  l2_time_backward_cpu(dy, x, dx, 2, 3, RowOut{}, false);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(dx[i], 0.0) << i;
+  EXPECT_NEAR(dx[3], 6.0, 1e-14);
+  EXPECT_NEAR(dx[4], -8.0, 1e-14);
+  EXPECT_EQ(dx[5], 0.0);
+  const float xf[3] = {0, 0, 0}, dyf[1] = {1};
+  float dxf[3] = {1, 2, 3};
+  l2_time_backward_cpu(dyf, xf, dxf, 1, 3, RowOut{}, true);  // accumulate: adds nothing
+  EXPECT_EQ(dxf[0], 1.0f);
+  EXPECT_EQ(dxf[2], 3.0f);
+}
+
+// Bad layouts are refused with the op's name, not run out of bounds.
+TEST(TimeReductions, RejectBadLayouts) {
+  const double x[6] = {1, 2, 3, 4, 5, 6};
+  double y[6];
+  EXPECT_THROW(max_time_forward_cpu(x, y, 3, 2, RowOut{2, 4}), std::invalid_argument);  // 3 rows, C = 2
+  EXPECT_THROW(l2_time_forward_cpu(x, y, 2, 3, RowOut{2, 1}), std::invalid_argument);   // ld < C
+  EXPECT_THROW(mean_time_forward_cpu(x, y, 2, 0, RowOut{}), std::invalid_argument);     // no steps
+}
+
+// The mask is the documented function of (seed, stream, i): 0 where philox_uniform < p, else
+// exactly dropout_scale(p); about a fraction p is dropped; another step draws another mask.
+TEST(Dropout, MaskFollowsPhiloxAndTheScaleIsExact) {
+  const int64_t n = 20000;
+  const double p = 0.3;
+  std::vector<float> x(n), y(n), mask(n), mask2(n);
+  for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i)] = 0.5f + static_cast<float>(i % 7);
+  dropout_forward_cpu(x.data(), y.data(), mask.data(), n, p, 42, dropout_stream(9));
+  const float scale = dropout_scale<float>(p);
+  EXPECT_EQ(scale, static_cast<float>(1.0 / 0.7));
+  int64_t dropped = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t k = static_cast<size_t>(i);
+    const bool drop = philox_uniform(42, dropout_stream(9), static_cast<uint64_t>(i)) < p;
+    ASSERT_EQ(mask[k], drop ? 0.0f : scale) << i;
+    ASSERT_EQ(y[k], x[k] * mask[k]) << i;
+    dropped += drop;
+  }
+  // Binomial(20000, 0.3): standard deviation 65; 5 of them.
+  EXPECT_NEAR(static_cast<double>(dropped), p * n, 5 * std::sqrt(n * p * (1 - p)));
+  dropout_forward_cpu(x.data(), y.data(), mask2.data(), n, p, 42, dropout_stream(10));
+  EXPECT_NE(mask, mask2) << "another step must draw another mask";
+  dropout_forward_cpu(x.data(), y.data(), mask2.data(), n, p, 42, dropout_stream(9));
+  EXPECT_EQ(mask, mask2) << "the same (seed, step) must draw the same mask";
+  EXPECT_THROW(dropout_forward_cpu(x.data(), y.data(), mask.data(), n, 1.0, 42, 0), std::invalid_argument);
 }
 
 // The eps clamp: a positive identical to its anchor has 2(1 - a.p) = 0 < eps, so d(a, p) is

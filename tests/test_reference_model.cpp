@@ -2,7 +2,7 @@
 // CPU backend versus the same model, loss and optimizer built in torch float64 from the
 // checkpoint this test saves (save_checkpoint, weights only) and the exact float32 samples.
 //
-// Two cases, both 3 triplets (9 clips) in the offline layout:
+// Four cases, all 3 triplets (9 clips) in the offline layout:
 //   small  tests/test_support.h small_config(): valid padding; margin 1.0 with swap; Adam with
 //          a clip_norm below the gradient norm, so both steps clip.
 //   mid    22050 Hz, 1.5 s, n_fft 1024, hop 512 -> 65 frames, 32 Slaney-scale Slaney-normed
@@ -10,6 +10,13 @@
 //          pool 4 the 65 frames die in stage 3 (62 -> 15 -> 12 -> 3 -> 0); "same" gives
 //          65 -> 16 -> 16 -> 4 -> 4. AdamW (weight decay 0.01), margin 0.2 without swap, and a
 //          clip_norm above the gradient norm (measured and compared, no clipping).
+//   pooled_mean_max   small, with [mean | max] global pooling (torch: cat([x.mean(-1),
+//          x.amax(-1)], 1)); Adam, margin 0.5, no clipping.
+//   pooled_l2_dropout small, with [mean | max | l2] pooling (adding x.norm(dim=-1)) and dropout
+//          0.3 before the linear layer; AdamW, margin 1.0 with swap, clipping. The engine's
+//          mask of each step (Model::set_dropout_step(train.seed, step): the one the
+//          trainer draws) is exported beside the audio, and torch applies the same keep
+//          pattern as F.dropout does, x * keep / (1 - p); eval mode (no dropout) is compared too.
 // Checked: (1) Model::forward embeddings; (2) TrainStep::forward_backward loss, active count
 // and every parameter gradient; (3) two TrainStep::step calls with an Optimizer: loss and
 // pre-clip gradient norm of each step, the clipped gradients the optimizer used, and the
@@ -18,7 +25,8 @@
 // Float32 and float64 must take the same branch at every kink, or a comparison measures a
 // branch flip instead of rounding: the script rejects triplets within 1e-4 of the hinge or of a
 // swap tie, and this test checks that every ReLU and max-pool decision of every forward pass
-// agrees with torch's. If a case trips either check after a change, pick other seeds for it.
+// agrees with torch's, and so does every global max over time (pooled cases). If a case trips
+// either check after a change, pick other seeds for it.
 //
 // Tolerances: norm-wise relative error max|got - want| / max|want|, each 5-10x above the worst
 // error measured over both cases, 1 and 2 threads, two clip_norm settings and two engine
@@ -113,7 +121,24 @@ const std::vector<ModelCase>& model_cases() {
     mid.config.optim.adam.weight_decay = 0.01;
     mid.config.optim.adam.lr = 3e-3;
     mid.config.optim.clip_norm = 5.0;
-    return std::vector<ModelCase>{small, mid};
+    ModelCase pooled{"pooled_mean_max", test::small_config(), 11, 29, false};
+    pooled.config.model.pooling = GlobalPool::MeanMax;
+    pooled.config.loss.margin = 0.5;
+    pooled.config.optim.adam.decoupled = false;
+    pooled.config.optim.adam.lr = 1e-2;
+    pooled.config.optim.clip_norm = 100.0;
+
+    ModelCase dropout{"pooled_l2_dropout", test::small_config(), 13, 31, true};
+    dropout.config.model.pooling = GlobalPool::MeanMaxL2;
+    dropout.config.model.dropout = 0.3;
+    dropout.config.train.seed = 1234;
+    dropout.config.loss.margin = 1.0;
+    dropout.config.loss.swap = true;
+    dropout.config.optim.adam.decoupled = true;
+    dropout.config.optim.adam.weight_decay = 0.01;
+    dropout.config.optim.adam.lr = 1e-2;
+    dropout.config.optim.clip_norm = 0.5;
+    return std::vector<ModelCase>{small, mid, pooled, dropout};
   }();
   return cases;
 }
@@ -134,7 +159,9 @@ Suite& suite() {
 std::string ckpt_path(const ModelCase& c) { return suite().dir->file(c.name + ".ckpt.safetensors"); }
 std::string audio_path(const ModelCase& c) { return suite().dir->file(c.name + ".audio.safetensors"); }
 
-// Writes the case's checkpoint and audio for the script.
+// Writes the case's checkpoint and audio for the script; with dropout, also the engine's mask
+// of steps 1 .. kSteps, dropout_mask [kSteps, kBatch, k C_last], read from the arena after a
+// forward pass at each step's key.
 void write_inputs(const ModelCase& c, std::vector<float>& audio) {
   validate_config(c.config);
   auto be = make_cpu_backend();
@@ -145,6 +172,17 @@ void write_inputs(const ModelCase& c, std::vector<float>& audio) {
   audio = test::random_audio(kBatch, S, c.audio_seed, c.config.audio.sample_rate);
   StFile f;
   f.put_f32("audio", {kBatch, S}, audio.data());
+  if (c.config.model.dropout > 0) {
+    const int64_t D = m.plan().head_width();
+    std::vector<float> masks(static_cast<size_t>(kSteps * kBatch * D));
+    for (int step = 1; step <= kSteps; ++step) {
+      m.set_dropout_step(c.config.train.seed, static_cast<uint64_t>(step));
+      m.forward(audio.data(), kBatch);  // the CPU backend's "device" memory is host memory
+      be->to_host(masks.data() + static_cast<size_t>((step - 1) * kBatch * D), m.activations().ptr("dropout_mask"),
+                  static_cast<size_t>(kBatch * D) * sizeof(float));
+    }
+    f.put_f32("dropout_mask", {kSteps, kBatch, D}, masks.data());
+  }
   f.metadata = {{"n_triplets", std::to_string(kTriplets)}, {"steps", std::to_string(kSteps)}};
   write_safetensors(audio_path(c), f);
 }
@@ -223,6 +261,8 @@ class RefModel : public ::testing::TestWithParam<size_t> {
     // The checkpoint the script read, so both sides start from the same parameters by
     // construction (and the checkpoint round trip is part of what is compared).
     load_checkpoint(ckpt_path(c), *model_, nullptr);
+    // Forward pass s (0-based) of the script uses the mask of step s + 1.
+    model_->set_dropout_step(c.config.train.seed, 1);
     const auto& a = suite().audio[GetParam()];
     audio_ = be_->alloc<float>(static_cast<int64_t>(a.size()));
     be_->to_device(audio_, a.data(), a.size() * sizeof(float));
@@ -270,9 +310,22 @@ class RefModel : public ::testing::TestWithParam<size_t> {
           }
         }
       }
+      // The global max over time of the last stage: a row whose maximum is 0 passes nothing
+      // through its ReLU, whichever element wins.
+      if (i + 1 == p.stages.size() && p.pooled_features() >= 2) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const size_t base = static_cast<size_t>(r * sp.t_conv);
+          size_t a = base, b = base;
+          for (size_t t = base; t < base + static_cast<size_t>(sp.t_conv); ++t) {
+            if (ours[t] > ours[a]) a = t;
+            if (std::max(pre[t], 0.0) > std::max(pre[b], 0.0)) b = t;
+          }
+          if (pre[b] > 0 && a != b) ++pool_flips, nearest = std::min(nearest, pre[b] - std::max(pre[a], 0.0));
+        }
+      }
       EXPECT_EQ(relu_flips + pool_flips, 0)
           << mcase().name << " forward " << fwd << ", stage " << i << ": " << relu_flips << " ReLU and "
-          << pool_flips << " max-pool decisions differ from torch's (nearest kink " << nearest
+          << pool_flips << " max-pool / global max decisions differ from torch's (nearest kink " << nearest
           << "): float32 rounding took the other branch; choose other seeds for this case";
     }
   }
@@ -290,6 +343,15 @@ TEST_P(RefModel, ForwardEmbeddings) {
   expect_close(mel, want(key("logmel"), mel.size()), kTolLogMel, key("logmel"));
   const auto e = host(emb, static_cast<int64_t>(kBatch) * p.embedding);
   expect_close(e, want(key("fwd0/emb"), e.size()), kTolEmb, key("emb"));
+}
+
+// Eval mode skips dropout: torch's forward without it, at the initial parameters.
+TEST_P(RefModel, EvalEmbeddings) {
+  model_->set_training(false);
+  const float* emb = model_->forward(audio_, kBatch);
+  expect_same_decisions(0);
+  const auto e = host(emb, static_cast<int64_t>(kBatch) * model_->plan().embedding);
+  expect_close(e, want(key("eval/emb"), e.size()), kTolEmb, key("eval/emb"));
 }
 
 TEST_P(RefModel, LossAndGradients) {
@@ -319,6 +381,7 @@ TEST_P(RefModel, TwoOptimizerSteps) {
   for (int step = 1; step <= kSteps; ++step) {
     SCOPED_TRACE("step " + std::to_string(step));
     const std::string fwd = "fwd" + std::to_string(step - 1) + "/", st_key = "step" + std::to_string(step) + "/";
+    model_->set_dropout_step(c.config.train.seed, static_cast<uint64_t>(step));  // as the trainer
     ts.step(audio_, kBatch, c.config.loss, opt, c.config.optim.adam.lr);
     const StepStats st = ts.read_stats(&opt);
     expect_same_decisions(step - 1);

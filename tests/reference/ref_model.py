@@ -6,11 +6,15 @@ CHECKPOINT is a melgraph checkpoint (engine/checkpoint.h): parameters conv.{i}.w
 [Cout, Cin, K], conv.{i}.bias, linear.weight [E, C], linear.bias as float32, and the run's
 TOML config in __metadata__["config"]; the model, loss and optimizer settings all come from
 that config. AUDIO holds "audio" (float32 [B, S], B = 3 * n_triplets in the offline layout:
-anchors, positives, negatives) and __metadata__ {"n_triplets", "steps"}.
+anchors, positives, negatives) and __metadata__ {"n_triplets", "steps"}; with model.dropout > 0
+also "dropout_mask" (float32 [steps, B, k C_last], the engine's mask of each step: 0 or
+1 / (1 - p) in float32).
 
 The same model is built in torch float64 from the exact float32 parameters and samples:
 torchaudio MelSpectrogram -> log(mel + log_eps) -> [Conv1d -> ReLU -> MaxPool1d (not after the
-last stage)] -> mean over time -> Linear -> F.normalize, with
+last stage)] -> global pooling over time (model.pooling: x.mean(-1); cat([x.mean(-1),
+x.amax(-1)], 1); cat([x.mean(-1), x.amax(-1), x.norm(dim=-1)], 1)) -> dropout with the
+engine's keep pattern, x * keep / (1 - p) (F.dropout's formula) -> Linear -> F.normalize, with
 nn.TripletMarginWithDistanceLoss(distance sqrt(clamp(2 (1 - x.y), eps))) and torch.optim
 Adam / AdamW after clip_grad_norm_. For s in 0 .. steps-1, forward pass s runs at the
 parameters after s optimizer steps, on the same batch. OUT gets, in float64:
@@ -19,6 +23,7 @@ parameters after s optimizer steps, on the same batch. OUT gets, in float64:
                                                    side to check that no ReLU / max-pool
                                                    decision flips between float32 and float64)
   NAME/fwd{s}/emb                   [B, E]
+  NAME/eval/emb                     [B, E]          eval mode (no dropout), initial parameters
   NAME/fwd{s}/loss, /active         [1]             mean loss, triplets with a positive hinge
   NAME/fwd{s}/grad.<param>                          d loss / d param (before clipping)
   NAME/step{s+1}/grad_norm          [1]             global gradient norm before clipping
@@ -80,6 +85,20 @@ def run_case(name, ckpt_path, audio_path, out):
         raise CaseError(f"{audio_path}: batch {B} is not 3 * n_triplets = {3 * n}")
 
     channels = model_cfg["channels"]
+    pooling, p_drop = model_cfg["pooling"], model_cfg["dropout"]
+    n_feat = {"mean": 1, "mean_max": 2, "mean_max_l2": 3}[pooling]
+    keep = None  # [steps, B, k C_last] bool
+    if p_drop > 0:
+        if "dropout_mask" not in a:
+            raise CaseError(f"{audio_path}: model.dropout = {p_drop} but no 'dropout_mask'")
+        m = a["dropout_mask"]
+        if m.shape != (steps, B, n_feat * channels[-1]):
+            raise CaseError(f"{audio_path}: dropout_mask shape {m.shape}, expected {(steps, B, n_feat * channels[-1])}")
+        scale = np.float32(1.0 / (1.0 - p_drop))
+        if not np.all((m == 0) | (m == scale)):
+            raise CaseError(f"{audio_path}: dropout_mask holds values other than 0 and {scale}")
+        keep = torch.from_numpy(m != 0)
+        print(f"{name}: dropout {p_drop}, dropped fraction {float((m == 0).mean()):.3f}")
     names = param_names(len(channels))
     if sorted(ckpt) != sorted(names):
         raise CaseError(f"{ckpt_path}: tensors {sorted(ckpt)}, expected {sorted(names)}")
@@ -104,7 +123,7 @@ def run_case(name, ckpt_path, audio_path, out):
     same = model_cfg["padding"] == "same"
     params = [P[k] for k in names]
 
-    def forward():
+    def forward(s=None):  # s: the step whose dropout mask applies; None: eval mode
         pre, h = [], logmel
         for i in range(len(channels)):
             if same:
@@ -115,7 +134,15 @@ def run_case(name, ckpt_path, audio_path, out):
             h = torch.relu(z)
             if i + 1 < len(channels):
                 h = F.max_pool1d(h, pool)
-        lin = F.linear(h.mean(dim=2), P["linear.weight"], P["linear.bias"])
+        feats = [h.mean(dim=2)]
+        if n_feat >= 2:
+            feats.append(h.amax(dim=2))
+        if n_feat >= 3:
+            feats.append(h.norm(dim=2))
+        pooled = torch.cat(feats, 1)
+        if keep is not None and s is not None:
+            pooled = pooled * keep[s] / (1.0 - p_drop)
+        lin = F.linear(pooled, P["linear.weight"], P["linear.bias"])
         return F.normalize(lin, p=2.0, dim=1, eps=model_cfg["l2_eps"]), pre
 
     eps = loss_cfg["eps"]
@@ -131,10 +158,13 @@ def run_case(name, ckpt_path, audio_path, out):
                   eps=optim_cfg["eps"], weight_decay=optim_cfg["weight_decay"])
     clip = optim_cfg["clip_norm"]
 
+    with torch.no_grad():
+        out[f"{name}/eval/emb"] = forward()[0]
+
     for s in range(steps):
         for p in params:
             p.grad = None
-        emb, pre = forward()
+        emb, pre = forward(s)
         anc, pos, neg = emb[:n], emb[n:2 * n], emb[2 * n:]
         loss = loss_fn(anc, pos, neg)
         loss.backward()
