@@ -28,6 +28,9 @@ Dist cos_dist(const T* x, const T* y, int E, double eps) {
   return {std::sqrt(eps), 0.0};
 }
 
+// In-batch mining's marker for an anchor without a negative.
+bool is_invalid_row(const int32_t* t) { return t[0] == -1 && t[1] == -1 && t[2] == -1; }
+
 template <class T>
 void axpy(T* out, double a, const T* x, int E) {
   for (int e = 0; e < E; ++e) out[e] = static_cast<T>(out[e] + a * x[e]);
@@ -40,17 +43,25 @@ TripletLossResult triplet_loss_cpu(const T* emb, const int32_t* triplets, int n_
                                    int E, const TripletLossParams& p, T* demb) {
   TripletLossResult r;
   if (n_triplets <= 0) throw std::invalid_argument("triplet_loss: no triplets");
-  for (int i = 0; i < 3 * n_triplets; ++i)
-    if (triplets[i] < 0 || triplets[i] >= N)
-      throw std::out_of_range("triplet_loss: triplet " + std::to_string(i / 3) + " refers to row " +
-                              std::to_string(triplets[i]) + " of " + std::to_string(N));
+  for (int i = 0; i < n_triplets; ++i) {
+    const int32_t* t = triplets + 3 * static_cast<int64_t>(i);
+    if (is_invalid_row(t)) continue;
+    ++r.valid;
+    for (int k = 0; k < 3; ++k)
+      if (t[k] < 0 || t[k] >= N)
+        throw std::out_of_range("triplet_loss: triplet " + std::to_string(i) + " refers to row " +
+                                std::to_string(t[k]) + " of " + std::to_string(N) +
+                                " (only a whole row of -1 marks a triplet as invalid)");
+  }
   if (demb) std::fill(demb, demb + static_cast<int64_t>(N) * E, T(0));
-  const double scale = 1.0 / n_triplets;
+  if (r.valid == 0) return r;  // loss 0, zero gradient
+  const double scale = 1.0 / static_cast<double>(r.valid);
   double total = 0;
   // Sequential over triplets: a row may appear in several triplets, and a fixed summation
   // order keeps the CPU backend deterministic. The cost is O(n_triplets * E), negligible
   // next to the conv stack.
   for (int i = 0; i < n_triplets; ++i) {
+    if (is_invalid_row(triplets + 3 * static_cast<int64_t>(i))) continue;
     const T* a = emb + static_cast<int64_t>(triplets[3 * i + 0]) * E;
     const T* pp = emb + static_cast<int64_t>(triplets[3 * i + 1]) * E;
     const T* n = emb + static_cast<int64_t>(triplets[3 * i + 2]) * E;

@@ -26,10 +26,15 @@
 // The only difference from the CPU is the summation order inside the three dot products
 // (lane-strided + butterfly versus sequential): ~1e-16 relative in double.
 //
-// Invalid rows: the CPU throws std::out_of_range; a kernel cannot, and the host cannot read the
-// device table without a synchronisation. A triplet with a row outside [0, N) is skipped and
-// the kernel reports stats = {NaN, -1}; callers that read the stats (the trainer does, after
-// each step) must treat active < 0 as "the triplet table refers to rows outside the batch".
+// Unmined rows (-1, -1, -1) (kernels/mining_cpu.h) are skipped, and the mean runs over the
+// other rows: a first pass counts them (an integer count in shared memory: order-free), so the
+// scale 1 / valid is known before phase 1. With no valid row: loss 0, zero gradient.
+//
+// Bad rows: the CPU throws std::out_of_range; a kernel cannot, and the host cannot read the
+// device table without a synchronisation. A triplet with a row outside [0, N) (other than an
+// unmined row) is skipped and the kernel reports stats = {NaN, -1}; callers that read the stats
+// (the trainer does, after each step) must treat active < 0 as "the triplet table refers to rows
+// outside the batch".
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -50,6 +55,8 @@ constexpr int kChunk = 512;  // triplets per pass; shared memory: 40 bytes each 
 constexpr int kActive = 1;   // hinge >= 0: carries loss and gradient
 constexpr int kSwapped = 2;  // the negative pair is (p, n)
 constexpr int kInvalid = 4;  // a row index outside [0, N)
+
+__device__ __forceinline__ bool unmined(int ia, int ip, int in) { return ia == -1 && ip == -1 && in == -1; }
 
 struct Dist {
   double d;
@@ -81,12 +88,22 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ double coef_neg[kChunk];
   __shared__ double hinge[kChunk];
   __shared__ int bad;
+  __shared__ int valid;
 
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
-  const double scale = 1.0 / n_triplets;
 
-  if (threadIdx.x == 0) bad = 0;
+  if (threadIdx.x == 0) {
+    bad = 0;
+    valid = 0;
+  }
+  __syncthreads();
+  {
+    int mine = 0;
+    for (int64_t t = threadIdx.x; t < n_triplets; t += blockDim.x)
+      if (!unmined(triplets[3 * t + 0], triplets[3 * t + 1], triplets[3 * t + 2])) ++mine;
+    if (mine) atomicAdd(&valid, mine);
+  }
   // Overwrite contract: rows no triplet touches stay 0. Phase 2 reads these after the first
   // barrier below, which makes the zeros visible to every thread of the block.
   if (demb) {
@@ -94,6 +111,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int64_t i = threadIdx.x; i < total; i += blockDim.x) demb[i] = 0.0f;
   }
   __syncthreads();
+  const double scale = valid > 0 ? 1.0 / static_cast<double>(valid) : 0.0;
 
   double loss = 0;     // thread 0's
   long long active = 0;  // thread 0's
@@ -106,7 +124,9 @@ __global__ void __launch_bounds__(kThreads)
       const int ia = triplets[3 * t + 0], ip = triplets[3 * t + 1], in = triplets[3 * t + 2];
       int flags = 0;
       double ca = 0, cn = 0, h = 0;
-      if (ia < 0 || ia >= N || ip < 0 || ip >= N || in < 0 || in >= N) {
+      if (unmined(ia, ip, in)) {
+        // skipped: no loss, no gradient (flags 0)
+      } else if (ia < 0 || ia >= N || ip < 0 || ip >= N || in < 0 || in >= N) {
         flags = kInvalid;  // warp-uniform: every lane read the same indices
       } else {
         const float* a = emb + static_cast<int64_t>(ia) * E;
