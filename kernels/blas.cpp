@@ -16,6 +16,10 @@ void gemm(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, 
   cblas_dgemm(CblasRowMajor, tr(ta), tr(tb), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void gemv(bool ta, int M, int N, float alpha, const float* A, int lda, const float* x, float beta, float* y) {
+  cblas_sgemv(CblasRowMajor, tr(ta), M, N, alpha, A, lda, x, 1, beta, y, 1);
+}
+
 void blas_set_threads(int n) { openblas_set_num_threads(n); }
 
 }  // namespace mg

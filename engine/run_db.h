@@ -1,0 +1,118 @@
+// The results database of training runs: one SQLite file that any SQLite client can read.
+//
+// Schema (version kSchemaVersion, stored in PRAGMA user_version):
+//   runs(id INTEGER PRIMARY KEY, name TEXT, config TEXT (the run's TOML), seed INTEGER,
+//        device TEXT, git_commit TEXT, started_at TEXT, ended_at TEXT (NULL while running),
+//        status TEXT: running | finished | interrupted | failed | diverged, message TEXT)
+//   metrics(run INTEGER REFERENCES runs(id), step INTEGER, name TEXT, value REAL, time REAL)
+//        index metrics_run_name_step (run, name, step)
+// Times: started_at / ended_at are UTC ISO 8601 text ("2024-05-01T12:34:56.789Z");
+// metrics.time is Unix seconds (REAL; datetime(time, 'unixepoch') in SQL). A NaN value is
+// stored as NULL (SQLite has no NaN); +-inf are stored as such. (The column is git_commit,
+// not commit: COMMIT is an SQL keyword that every reader would have to quote.)
+//
+// Durability: WAL journal, synchronous = FULL, every write in one transaction. log() only
+// buffers; flush() writes the buffer in one transaction, so a crash loses at most the metrics
+// logged since the last flush and never leaves a partial write. Other processes may read
+// (sqlite3 CLI, Python) while a run writes; concurrent writers wait up to busy_timeout_ms.
+//
+// Errors throw RunDbError naming the database file and the SQL operation that failed.
+// A RunDb is one connection: use it from one thread at a time.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct sqlite3;
+
+namespace mg {
+
+struct RunDbError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+enum class RunStatus { Running, Finished, Interrupted, Failed, Diverged };
+const char* to_string(RunStatus s);
+// Throws RunDbError for an unknown name.
+RunStatus parse_run_status(std::string_view s);
+
+struct RunInfo {
+  std::string name;
+  std::string config;  // TOML (to_toml(config))
+  uint64_t seed = 0;
+  std::string device;  // e.g. "cpu" or "cuda:0 (NVIDIA H200)"
+  std::string git_commit;  // empty: the build's commit (MELGRAPH_GIT_COMMIT, "unknown" outside git)
+};
+
+struct RunRecord {
+  int64_t id = 0;
+  RunInfo info;
+  std::string started_at;
+  std::optional<std::string> ended_at;
+  RunStatus status = RunStatus::Running;
+  std::string message;
+};
+
+struct MetricRow {
+  int64_t run = 0, step = 0;
+  std::string name;
+  double value = 0;  // NaN when stored as NULL
+  double time = 0;   // Unix seconds
+};
+
+class RunDb {
+ public:
+  static constexpr int kSchemaVersion = 1;
+
+  // Opens (creating it and its schema if missing) the database at `path`. Refuses a file
+  // written by a newer schema version, and a file that has tables but no melgraph schema.
+  explicit RunDb(const std::string& path, int busy_timeout_ms = 10000);
+  // Flushes buffered metrics; errors there are swallowed (destructors cannot throw): call
+  // flush() or end_run() to see them.
+  ~RunDb();
+  RunDb(const RunDb&) = delete;
+  RunDb& operator=(const RunDb&) = delete;
+
+  const std::string& path() const { return path_; }
+
+  // A new run with status running; returns its id.
+  int64_t begin_run(const RunInfo& info);
+  // Continues run `id` (after --resume from a checkpoint at `from_step`): status back to
+  // running, ended_at cleared, and the metrics with step > from_step deleted, since the
+  // resumed run logs those steps again. Works from any status: a run whose process was killed
+  // is still marked running. Returns the status it had. Throws RunDbError for an unknown id.
+  RunStatus resume_run(int64_t id, int64_t from_step);
+  // Flushes buffered metrics and sets the final status, ended_at and message, in one
+  // transaction. The run must be running (RunDbError otherwise, e.g. when ended twice) and
+  // `status` must not be Running.
+  void end_run(int64_t id, RunStatus status, std::string_view message = {});
+
+  // Buffers one metric (time = now). Nothing is written until flush().
+  void log(int64_t run, int64_t step, std::string_view name, double value);
+  // Writes the buffered metrics in one transaction and empties the buffer; on failure the
+  // buffer is kept (a later flush retries) and RunDbError is thrown.
+  void flush();
+  size_t pending() const { return buffer_.size(); }
+
+  // Readers (for tests, eval and reports).
+  std::optional<RunRecord> run(int64_t id) const;
+  std::vector<RunRecord> runs() const;
+  // The run's metrics ordered by (name, step, rowid); all names when `name` is empty.
+  std::vector<MetricRow> metrics(int64_t run, std::string_view name = {}) const;
+
+ private:
+  class Transaction;
+  void exec(const char* sql, const char* what) const;
+  RunStatus status_of(int64_t id, const char* what) const;
+  void insert_buffer();
+  [[noreturn]] void fail(const std::string& what, int rc) const;
+
+  std::string path_;
+  sqlite3* db_ = nullptr;
+  std::vector<MetricRow> buffer_;
+};
+
+}  // namespace mg

@@ -1,0 +1,275 @@
+// Results database: round trip of runs and metrics, status transitions, reopen + resume,
+// atomic flushes (a failing flush writes nothing and keeps its buffer), a writer blocked by
+// another process's lock, refusal of newer and foreign files, and a reader in Python's sqlite3
+// (another tool reading the file while the run is open).
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <regex>
+#include <string>
+
+#include "build_info.h"
+#include "engine/run_db.h"
+#include "tests/reference_harness.h"
+
+namespace mg {
+namespace {
+
+RunInfo info(const std::string& name, uint64_t seed = 17) {
+  RunInfo i;
+  i.name = name;
+  i.config = "[train]\nsteps = 10\nseed = " + std::to_string(seed) + "\n";
+  i.seed = seed;
+  i.device = "cpu";
+  return i;
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// Raw SQL on the file through a second connection (what another tool would do).
+void raw_exec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const RunDbError& e) {
+    return e.what();
+  }
+  return "(no RunDbError thrown)";
+}
+
+TEST(RunDb, RoundTrip) {
+  test::TempDir dir;
+  const std::string path = dir.file("runs.sqlite");
+  RunDb db(path);
+  const int64_t id = db.begin_run(info("first"));
+  EXPECT_EQ(id, 1);
+  db.log(id, 1, "loss", 0.75);
+  db.log(id, 2, "loss", 0.5);
+  db.log(id, 2, "val/recall@10", std::numeric_limits<double>::quiet_NaN());
+  db.log(id, 3, "grad_norm", std::numeric_limits<double>::infinity());
+  EXPECT_EQ(db.pending(), 4u);
+  EXPECT_TRUE(db.metrics(id).empty());  // buffered, not written
+  db.flush();
+  EXPECT_EQ(db.pending(), 0u);
+
+  const std::optional<RunRecord> r = db.run(id);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->info.name, "first");
+  EXPECT_EQ(r->info.config, info("first").config);
+  EXPECT_EQ(r->info.seed, 17u);
+  EXPECT_EQ(r->info.device, "cpu");
+  EXPECT_EQ(r->info.git_commit, MELGRAPH_GIT_COMMIT);  // empty in RunInfo: the build's commit
+  EXPECT_FALSE(r->info.git_commit.empty());
+  EXPECT_TRUE(std::regex_match(r->started_at, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)"))) << r->started_at;
+  EXPECT_FALSE(r->ended_at.has_value());
+  EXPECT_EQ(r->status, RunStatus::Running);
+  EXPECT_FALSE(db.run(id + 1).has_value());
+
+  const std::vector<MetricRow> loss = db.metrics(id, "loss");
+  ASSERT_EQ(loss.size(), 2u);
+  EXPECT_EQ(loss[0].step, 1);
+  EXPECT_EQ(loss[0].value, 0.75);
+  EXPECT_EQ(loss[1].value, 0.5);
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  EXPECT_NEAR(loss[0].time, now, 60.0);
+  const std::vector<MetricRow> all = db.metrics(id);
+  ASSERT_EQ(all.size(), 4u);  // by name: grad_norm, loss, loss, val/recall@10
+  EXPECT_EQ(all[0].name, "grad_norm");
+  EXPECT_TRUE(std::isinf(all[0].value));
+  EXPECT_EQ(all[3].name, "val/recall@10");
+  EXPECT_TRUE(std::isnan(all[3].value));  // stored as NULL
+
+  RunInfo explicit_commit = info("second", 3);
+  explicit_commit.git_commit = "abc123";
+  const int64_t id2 = db.begin_run(explicit_commit);
+  EXPECT_EQ(db.run(id2)->info.git_commit, "abc123");
+  EXPECT_EQ(db.runs().size(), 2u);
+  EXPECT_TRUE(db.metrics(id2).empty());
+}
+
+TEST(RunDb, StatusTransitions) {
+  test::TempDir dir;
+  RunDb db(dir.file("runs.sqlite"));
+  const int64_t id = db.begin_run(info("t"));
+  db.log(id, 5, "loss", 0.1);
+  db.end_run(id, RunStatus::Finished, "done at step 5");
+  EXPECT_EQ(db.pending(), 0u);  // end_run writes the buffer with the status
+  RunRecord r = *db.run(id);
+  EXPECT_EQ(r.status, RunStatus::Finished);
+  EXPECT_EQ(r.message, "done at step 5");
+  ASSERT_TRUE(r.ended_at.has_value());
+  EXPECT_GE(*r.ended_at, r.started_at);
+  EXPECT_EQ(db.metrics(id).size(), 1u);
+
+  const std::string twice = error_of([&] { db.end_run(id, RunStatus::Failed, "x"); });
+  EXPECT_NE(twice.find("already finished"), std::string::npos) << twice;
+  EXPECT_NE(error_of([&] { db.end_run(id, RunStatus::Running); }).find("cannot be 'running'"), std::string::npos);
+  EXPECT_NE(error_of([&] { db.end_run(99, RunStatus::Failed); }).find("no run with id 99"), std::string::npos);
+
+  EXPECT_EQ(db.resume_run(id, 5), RunStatus::Finished);
+  r = *db.run(id);
+  EXPECT_EQ(r.status, RunStatus::Running);
+  EXPECT_FALSE(r.ended_at.has_value());
+  EXPECT_EQ(r.message, "");
+  for (RunStatus s : {RunStatus::Interrupted, RunStatus::Diverged, RunStatus::Failed}) {
+    db.end_run(id, s, to_string(s));
+    EXPECT_EQ(db.run(id)->status, s);
+    EXPECT_EQ(db.resume_run(id, 5), s);
+  }
+  EXPECT_EQ(parse_run_status("diverged"), RunStatus::Diverged);
+  EXPECT_THROW(parse_run_status("crashed"), RunDbError);
+}
+
+TEST(RunDb, ReopenAndResumeAppendsToTheSameRun) {
+  test::TempDir dir;
+  const std::string path = dir.file("runs.sqlite");
+  int64_t id = 0;
+  {
+    RunDb db(path);
+    id = db.begin_run(info("long"));
+    for (int s = 1; s <= 10; ++s) db.log(id, s, "loss", 1.0 / s);
+    db.flush();
+    db.log(id, 11, "loss", 1.0 / 11);  // unflushed: the destructor writes it
+  }  // the process "dies" without end_run: the run stays running
+  RunDb db(path);
+  ASSERT_EQ(db.metrics(id).size(), 11u);
+  // Resume from the checkpoint at step 6: steps 7..11 will be logged again.
+  EXPECT_EQ(db.resume_run(id, 6), RunStatus::Running);
+  std::vector<MetricRow> m = db.metrics(id, "loss");
+  ASSERT_EQ(m.size(), 6u);
+  EXPECT_EQ(m.back().step, 6);
+  for (int s = 7; s <= 12; ++s) db.log(id, s, "loss", 0.5 / s);
+  db.end_run(id, RunStatus::Finished);
+  m = db.metrics(id, "loss");
+  ASSERT_EQ(m.size(), 12u);
+  for (int s = 1; s <= 12; ++s) EXPECT_EQ(m[static_cast<size_t>(s - 1)].step, s);
+  EXPECT_EQ(m[6].value, 0.5 / 7);
+  EXPECT_EQ(db.runs().size(), 1u);
+  EXPECT_NE(error_of([&] { db.resume_run(42, 0); }).find("no run with id 42"), std::string::npos);
+}
+
+TEST(RunDb, FailedFlushWritesNothingAndKeepsItsBuffer) {
+  test::TempDir dir;
+  const std::string path = dir.file("runs.sqlite");
+  RunDb db(path);
+  const int64_t id = db.begin_run(info("a"));
+  db.log(id, 1, "loss", 1.0);
+  db.log(id + 1, 1, "loss", 1.0);  // no such run: the foreign key fails the transaction
+  const std::string e = error_of([&] { db.flush(); });
+  EXPECT_NE(e.find(path), std::string::npos) << e;
+  EXPECT_NE(e.find("INSERT INTO metrics"), std::string::npos) << e;
+  EXPECT_NE(e.find("FOREIGN KEY"), std::string::npos) << e;
+  EXPECT_TRUE(db.metrics(id).empty());  // the valid row was rolled back with the rest
+  EXPECT_EQ(db.pending(), 2u);
+}
+
+TEST(RunDb, WaitsForAndReportsAnotherWritersLock) {
+  test::TempDir dir;
+  const std::string path = dir.file("runs.sqlite");
+  RunDb db(path, /*busy_timeout_ms=*/100);
+  const int64_t id = db.begin_run(info("a"));
+  db.log(id, 1, "loss", 1.0);
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  const std::string e = error_of([&] { db.flush(); });
+  EXPECT_NE(e.find("BEGIN IMMEDIATE"), std::string::npos) << e;
+  EXPECT_NE(e.find("locked"), std::string::npos) << e;
+  EXPECT_EQ(db.pending(), 1u);
+  ASSERT_EQ(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  db.flush();  // retried once the lock is gone
+  EXPECT_EQ(db.metrics(id).size(), 1u);
+}
+
+TEST(RunDb, RefusesANewerSchemaUntouched) {
+  test::TempDir dir;
+  const std::string path = dir.file("runs.sqlite");
+  { RunDb db(path); }
+  raw_exec(path, "PRAGMA user_version = " + std::to_string(RunDb::kSchemaVersion + 1));
+  raw_exec(path, "PRAGMA journal_mode = DELETE");  // so that a WAL switch would show in the bytes
+  const std::string before = read_bytes(path);
+  const std::string e = error_of([&] { RunDb db(path); });
+  EXPECT_NE(e.find(path), std::string::npos) << e;
+  EXPECT_NE(e.find("schema version " + std::to_string(RunDb::kSchemaVersion + 1)), std::string::npos) << e;
+  EXPECT_NE(e.find("newer melgraph"), std::string::npos) << e;
+  EXPECT_EQ(read_bytes(path), before);
+}
+
+TEST(RunDb, RefusesForeignFiles) {
+  test::TempDir dir;
+  const std::string other_db = dir.file("other.sqlite");
+  raw_exec(other_db, "CREATE TABLE songs (id INTEGER)");
+  std::string e = error_of([&] { RunDb db(other_db); });
+  EXPECT_NE(e.find("not a melgraph run database"), std::string::npos) << e;
+
+  const std::string text = dir.file("notes.txt");
+  std::ofstream(text) << "this is not a database, just a long enough line of text to fill a header ........\n";
+  e = error_of([&] { RunDb db(text); });
+  EXPECT_NE(e.find(text), std::string::npos) << e;
+  EXPECT_NE(e.find("not a database"), std::string::npos) << e;
+
+  e = error_of([&] { RunDb db(dir.file("no/such/dir/runs.sqlite")); });
+  EXPECT_NE(e.find("no/such/dir/runs.sqlite: open"), std::string::npos) << e;
+}
+
+TEST(RunDb, TwoWritersShareTheFile) {
+  test::TempDir dir;
+  const std::string path = dir.file("runs.sqlite");
+  RunDb a(path), b(path);
+  const int64_t ia = a.begin_run(info("a")), ib = b.begin_run(info("b"));
+  EXPECT_NE(ia, ib);
+  a.log(ia, 1, "loss", 1.0);
+  b.log(ib, 1, "loss", 2.0);
+  b.flush();
+  a.flush();
+  EXPECT_EQ(a.metrics(ib).size(), 1u);
+  EXPECT_EQ(b.metrics(ia).size(), 1u);
+}
+
+TEST(RunDb, PythonSqlite3ReadsItWhileTheRunIsOpen) {
+  const std::string py = test::python_exe();
+  std::string out;
+  if (test::run_command(py + " -c 'import sqlite3'", &out) != 0)
+    GTEST_SKIP() << py << " cannot import sqlite3 (Debian's python3 has it): " << out;
+  test::TempDir dir;
+  const std::string path = dir.file("runs.sqlite");
+  RunDb db(path);
+  const int64_t id = db.begin_run(info("py", 5));
+  for (int s = 1; s <= 4; ++s) db.log(id, s, "loss", 0.25 * s);
+  db.log(id, 4, "val/recall@10", std::numeric_limits<double>::quiet_NaN());
+  db.flush();
+  const std::string script = dir.file("read.py");
+  std::ofstream(script) << "import sqlite3, sys\n"
+                           "con = sqlite3.connect(sys.argv[1])\n"
+                           "print(con.execute('PRAGMA user_version').fetchone()[0])\n"
+                           "print(con.execute('PRAGMA journal_mode').fetchone()[0])\n"
+                           "print(*con.execute('SELECT id, name, seed, status, git_commit FROM runs').fetchone())\n"
+                           "print(*con.execute(\"SELECT count(*), sum(value), max(step) FROM metrics WHERE name = 'loss'\").fetchone())\n"
+                           "print(con.execute(\"SELECT value FROM metrics WHERE name = 'val/recall@10'\").fetchone()[0])\n";
+  ASSERT_EQ(test::run_command(py + " " + script + " " + path, &out), 0) << out;
+  const std::string want = std::to_string(RunDb::kSchemaVersion) + "\nwal\n1 py 5 running " + MELGRAPH_GIT_COMMIT +
+                           "\n4 2.5 4\nNone\n";
+  EXPECT_EQ(out, want);
+}
+
+}  // namespace
+}  // namespace mg
