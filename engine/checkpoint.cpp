@@ -1,5 +1,6 @@
 #include "engine/checkpoint.h"
 
+#include <cmath>
 #include <sstream>
 #include <vector>
 
@@ -16,6 +17,12 @@ void put_buffer(StFile& f, const std::string& prefix, const TensorBuffer& buf, B
   for (const TensorSpec& s : buf.layout().specs()) {
     std::vector<float> host(static_cast<size_t>(s.numel()));
     be.to_host(host.data(), buf.data() + s.offset, host.size() * sizeof(float));
+    // A checkpoint is what a run falls back to: it must never hold a NaN or an infinity.
+    for (size_t i = 0; i < host.size(); ++i) {
+      if (!std::isfinite(host[i]))
+        throw CheckpointError("refusing to write a checkpoint with a non-finite value: " + prefix + s.name +
+                              "[" + std::to_string(i) + "] = " + std::to_string(host[i]));
+    }
     f.put_f32(prefix + s.name, s.shape, host.data());
   }
 }
@@ -108,6 +115,7 @@ void save_checkpoint(const std::string& path, Model& model, const Optimizer* opt
       {"optimizer", !opt ? "none" : opt->config().adam.decoupled ? "adamw" : "adam"},
       {"optimizer_step", std::to_string(opt ? opt->step_count() : 0)},
   };
+  if (!state.trainer.empty()) f.metadata["trainer"] = state.trainer;
   try {
     write_safetensors(path, f);
   } catch (const SafetensorsError& e) {
@@ -156,6 +164,7 @@ TrainState load_checkpoint(const std::string& path, Model& model, Optimizer* opt
   st.step = meta_int(f, "step");
   st.epoch = meta_int(f, "epoch");
   st.seed = static_cast<uint64_t>(meta_int(f, "seed"));
+  if (auto it = f.metadata.find("trainer"); it != f.metadata.end()) st.trainer = it->second;
   load_buffer(f, "", model.params(), model.backend());
   if (opt) {
     load_buffer(f, "optim.m.", opt->m(), model.backend());

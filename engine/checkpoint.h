@@ -2,7 +2,9 @@
 //   tensors:  <param>                 F32, e.g. conv.0.weight [128, 128, 4] (Model::param_layout)
 //             optim.m.<param>, optim.v.<param>   Adam moments (when saved with an optimizer)
 //   metadata: format = "melgraph-checkpoint", format_version = "1", config = the run's TOML,
-//             step, epoch, seed, optimizer = "adam" | "adamw" | "none", melgraph_version
+//             step, epoch, seed, optimizer = "adam" | "adamw" | "none", melgraph_version,
+//             trainer = the trainer's own state (JSON: run id, best validation, ...), if any
+// A parameter or moment that is not finite is refused (CheckpointError naming the tensor).
 // Written atomically (temp file, fsync, rename, fsync of the directory): a crash leaves the
 // previous checkpoint or the new one, never half of one.
 #pragma once
@@ -20,6 +22,7 @@ struct TrainState {
   int64_t step = 0;   // optimizer steps taken
   int64_t epoch = 0;
   uint64_t seed = 0;
+  std::string trainer;  // opaque to the checkpoint: what the trainer needs to resume
 };
 
 struct CheckpointError : std::runtime_error {

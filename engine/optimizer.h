@@ -30,6 +30,7 @@ class Optimizer {
   int64_t step_count() const { return step_; }
   void set_step_count(int64_t s) { step_ = s; }
   const float* norm_device() const { return norm_; }
+  float* norm_device() { return norm_; }
   const OptimConfig& config() const { return cfg_; }
   TensorBuffer& m() { return m_; }
   TensorBuffer& v() { return v_; }

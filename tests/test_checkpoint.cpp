@@ -41,7 +41,7 @@ TEST(Checkpoint, RoundTripsParametersOptimizerAndPosition) {
   TempDir dir;
   Trained t;
   const std::string path = dir.file("ckpt.safetensors");
-  save_checkpoint(path, t.model, &t.opt, TrainState{2, 1, 4});
+  save_checkpoint(path, t.model, &t.opt, TrainState{2, 1, 4, ""});
 
   const Config c2 = read_checkpoint_config(path);
   EXPECT_EQ(to_toml(c2), to_toml(t.c));
@@ -141,8 +141,8 @@ TEST(Checkpoint, SavingReplacesAtomicallyAndLeavesNoTempFiles) {
   TempDir dir;
   Trained t;
   const std::string path = dir.file("ckpt.safetensors");
-  save_checkpoint(path, t.model, &t.opt, TrainState{1, 0, 0});
-  save_checkpoint(path, t.model, &t.opt, TrainState{2, 0, 0});
+  save_checkpoint(path, t.model, &t.opt, TrainState{1, 0, 0, ""});
+  save_checkpoint(path, t.model, &t.opt, TrainState{2, 0, 0, ""});
   int files = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir.path)) {
     (void)e;

@@ -1,0 +1,120 @@
+// `melgraph train --config run.toml [--set key=value ...] [--resume]`: the training run of
+// apps/train/trainer.h. SIGINT/SIGTERM finish the current step, write a checkpoint and exit 0
+// with the command that resumes; a second signal ends the process at once.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "apps/commands.h"
+#include "apps/train/trainer.h"
+#include "engine/config.h"
+
+namespace mg::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_stop_signal(int sig) {
+  if (g_stop.load()) {  // the second signal: the default action (terminate) right away
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  g_stop.store(true);
+  static const char msg[] = "\nmelgraph: stopping after this step (checkpoint follows); signal again to abort now\n";
+  const ssize_t ignored = write(2, msg, sizeof msg - 1);  // async-signal-safe
+  (void)ignored;
+}
+
+struct TrainCliOptions {
+  std::string config_path;
+  std::vector<std::string> overrides;
+  bool resume = false;
+  int threads = 0;
+  int prepare_threads = 0;
+  std::string device = "auto";
+  bool deterministic = false;
+  bool tf32 = false;
+  bool no_graph = false;
+  bool quiet = false;
+  int64_t stop_after = 0;
+};
+
+void run_train(const TrainCliOptions& o) {
+  Config cfg = apply_overrides(load_config(o.config_path), o.overrides);
+  resolve_paths(cfg, std::filesystem::path(o.config_path).parent_path().string());
+
+  train::TrainOptions to;
+  to.config_path = o.config_path;
+  to.backend.device = parse_device_choice(o.device);
+  to.backend.threads = o.threads;
+  to.backend.deterministic = o.deterministic;
+  to.backend.tf32 = o.tf32;
+  to.capture = !o.no_graph;
+  to.resume = o.resume;
+  to.prepare_threads = o.prepare_threads;
+  to.quiet = o.quiet;
+  to.stop = &g_stop;
+  to.stop_after = o.stop_after;
+  for (const std::string& s : o.overrides) to.config_path += " --set '" + s + "'";
+
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  struct sigaction old_int {}, old_term {};
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  struct Restore {
+    struct sigaction i, t;
+    ~Restore() {
+      sigaction(SIGINT, &i, nullptr);
+      sigaction(SIGTERM, &t, nullptr);
+    }
+  } restore{old_int, old_term};
+
+  train::TrainResult r;
+  try {
+    r = train::run_training(cfg, to);
+  } catch (const std::invalid_argument& e) {  // the trainer's word for "bad input": exit code 2
+    throw UsageError(e.what());
+  }
+  std::printf("%s\n", r.message.c_str());
+  if (r.status == train::TrainStatus::Diverged) throw std::runtime_error("training diverged (see above)");
+}
+
+}  // namespace
+
+void register_train(CLI::App& app) {
+  auto opts = std::make_shared<TrainCliOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "train", "Train on a preference graph and an audio catalog (config [data] section); checkpoints, "
+               "validation and metrics go to data.run_dir");
+  cmd->add_option("--config", opts->config_path, "Run config (TOML); relative data paths are taken from its folder")
+      ->required();
+  cmd->add_option("--set", opts->overrides, "Override a config field: section.key=value (repeatable)");
+  cmd->add_flag("--resume", opts->resume, "Continue the run in data.run_dir from its last checkpoint");
+  cmd->add_option("--threads", opts->threads, "CPU threads for the CPU backend (0: all cores)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--prepare-threads", opts->prepare_threads, "Decoding threads for the audio cache (0: all cores)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--device", opts->device, "auto (CUDA when a GPU is present), cpu or cuda")
+      ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_flag("--deterministic", opts->deterministic, "CUDA: deterministic algorithms only");
+  cmd->add_flag("--tf32", opts->tf32, "CUDA: allow TF32 tensor-core math (faster, ~1e-3 relative error)");
+  cmd->add_flag("--no-graph", opts->no_graph, "CUDA: run every step eagerly instead of replaying CUDA Graphs");
+  cmd->add_option("--stop-after", opts->stop_after,
+                  "Stop after this step with a checkpoint, as if interrupted (--resume continues)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--quiet", opts->quiet, "No progress line; summaries only");
+  cmd->callback([opts] { run_train(*opts); });
+}
+
+}  // namespace mg::cli

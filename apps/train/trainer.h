@@ -1,0 +1,66 @@
+// `melgraph train`: from a config (edge list, catalog) to a trained model, written as one
+// straight loop:
+//
+//   graph:  build_training_data (selection, splits, triplet tables, validation sets)
+//   audio:  prepare_cache (incremental: only new or changed files are decoded)
+//   model:  init, or resume from <run_dir>/last.safetensors
+//   step 0: validation of the untrained model and of the mean-log-mel baseline
+//   for each step:
+//     batch  <- BatchLoader (background threads, built ahead)
+//     upload (CUDA: async copy into one of two device buffers, overlapping the previous step)
+//     gradients (forward, [mining], loss, backward, gradient norm)  -- captured as a graph
+//     check: loss and gradient norm finite, else skip the step or stop (train.nonfinite)
+//     update (clip, Adam/AdamW at the schedule's learning rate)      -- captured as a graph
+//     every validate_every: validation -> metrics, best.safetensors, early stopping
+//     every checkpoint_every, at the end and on SIGINT/SIGTERM: last.safetensors
+//
+// Outputs in data.run_dir: config.toml (the resolved config), last.safetensors,
+// best.safetensors, runs.sqlite (runs and metrics tables, see engine/run_db.h), and the cache
+// (data.cache, default <run_dir>/cache).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "apps/train/validation.h"
+#include "engine/backend_factory.h"
+#include "engine/config.h"
+
+namespace mg::train {
+
+struct TrainOptions {
+  std::string config_path;     // for messages ("resume with ...")
+  BackendOptions backend;
+  bool resume = false;
+  bool capture = true;         // CUDA graphs
+  int prepare_threads = 0;     // decoding threads for the cache (0: all cores)
+  bool quiet = false;          // no progress line (summary lines only)
+  // Set from a signal handler: finish the step, checkpoint, return Interrupted.
+  const std::atomic<bool>* stop = nullptr;
+  // > 0: stop after this step as if interrupted (checkpoint; --resume continues), e.g. to
+  // split a long run into jobs of a cluster's time limit.
+  int64_t stop_after = 0;
+};
+// Test hook: with the environment variable MELGRAPH_TRAIN_POISON_STEP=N the trainer writes a
+// NaN into the first sample of step N's batch, to exercise the non-finite guard end to end.
+
+enum class TrainStatus { Finished, Interrupted, EarlyStopped, Diverged };
+
+struct TrainResult {
+  TrainStatus status = TrainStatus::Finished;
+  int64_t skipped_steps = 0;     // non-finite steps skipped (train.nonfinite = "skip")
+  int64_t steps = 0;             // optimizer steps taken in total (including before a resume)
+  int64_t run_id = 0;            // in runs.sqlite
+  double best_recall = -1;       // held-out items recall@k of best.safetensors
+  int64_t best_step = 0;
+  std::string message;           // why it stopped, for the user
+  // The first validation of this invocation (step 0 of a new run: the untrained model, with
+  // the mean-log-mel baseline and chance) and the last one.
+  std::optional<ValidationReport> initial, last;
+};
+
+// Throws for bad input (ConfigError, GraphInputError, std::invalid_argument) and failures.
+TrainResult run_training(const Config& cfg, const TrainOptions& options);
+
+}  // namespace mg::train

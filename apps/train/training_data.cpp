@@ -1,0 +1,215 @@
+#include "apps/train/training_data.h"
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+
+#include "graph/edge_list_io.h"
+
+namespace mg::train {
+
+namespace {
+
+// Streams of the split draws, so that items and edges are split independently of each other
+// and of the triplet sampler (which uses train.seed with its own streams).
+constexpr uint64_t kEdgeSplitSeedSalt = 0x65646765ull;  // "edge"
+
+graph::DistanceOptions distance_options(const TrainConfig& t, int threads) {
+  graph::DistanceOptions o;
+  o.pos_hops = t.pos_hops;
+  o.neg_hops = t.neg_hops;
+  o.threads = threads;
+  return o;
+}
+
+// The full graph minus the held-out item pairs (both directions), with the same node numbering.
+graph::EdgeList without_pairs(const graph::EdgeList& full, const graph::Selection& sel,
+                              const std::vector<std::pair<int32_t, int32_t>>& pairs) {
+  std::vector<uint64_t> drop;
+  drop.reserve(pairs.size() * 2);
+  for (const auto& [a, b] : pairs) {
+    const auto na = static_cast<uint64_t>(sel.nodes[static_cast<size_t>(a)]);
+    const auto nb = static_cast<uint64_t>(sel.nodes[static_cast<size_t>(b)]);
+    drop.push_back(na << 32 | nb);
+    drop.push_back(nb << 32 | na);
+  }
+  std::sort(drop.begin(), drop.end());
+  graph::EdgeList out;
+  for (const std::string& id : full.ids) out.intern(id);
+  const bool weighted = !full.weight.empty();
+  for (size_t e = 0; e < full.src.size(); ++e) {
+    const uint64_t key = static_cast<uint64_t>(full.src[e]) << 32 | static_cast<uint64_t>(full.dst[e]);
+    if (std::binary_search(drop.begin(), drop.end(), key)) continue;
+    out.add_edge_nodes(full.src[e], full.dst[e], weighted ? full.weight[e] : 1.0f, weighted);
+  }
+  return out;
+}
+
+// Selected items within max_hops of `item` (both edge directions), with their distances.
+Query neighbours(const graph::PreferenceGraph& g, const graph::Selection& sel, int32_t item, int max_hops,
+                 std::vector<int32_t>& dist, std::vector<int32_t>& scratch) {
+  Query q;
+  q.item = item;
+  g.bfs(sel.nodes[static_cast<size_t>(item)], /*directed=*/false, max_hops, dist, scratch);
+  std::vector<std::pair<int32_t, int32_t>> found;  // (hops, item)
+  for (const int32_t node : scratch) {
+    const int32_t other = sel.item_of_node[static_cast<size_t>(node)];
+    const int32_t h = dist[static_cast<size_t>(node)];
+    if (other < 0 || other == item || h < 1) continue;
+    found.emplace_back(h, other);
+  }
+  std::sort(found.begin(), found.end());
+  for (const auto& [h, other] : found) {
+    q.relevant.push_back(other);
+    q.hops.push_back(static_cast<uint8_t>(h));
+  }
+  return q;
+}
+
+}  // namespace
+
+TrainingData build_training_data(const Config& cfg, int threads, const std::unordered_set<std::string>& no_audio) {
+  if (cfg.data.edges.empty())
+    throw std::invalid_argument("data.edges is not set: the training run needs the preference graph's edge list");
+  if (cfg.data.catalog.empty())
+    throw std::invalid_argument("data.catalog is not set: the training run needs the audio catalog (id, path)");
+  TrainingData d;
+  const graph::EdgeList edges = graph::load_edge_list(cfg.data.edges);
+  graph::Catalog catalog = graph::load_catalog(cfg.data.catalog);
+  if (!no_audio.empty()) {
+    graph::Catalog kept;
+    kept.source = catalog.source;
+    kept.columns = catalog.columns;
+    kept.extra_columns = catalog.extra_columns;
+    for (auto& row : catalog.items) {
+      if (no_audio.count(row.id)) continue;
+      kept.index[row.id] = static_cast<int64_t>(kept.items.size());
+      kept.items.push_back(std::move(row));
+    }
+    catalog = std::move(kept);
+  }
+  const graph::PreferenceGraph g(edges);
+  const graph::AudioCoverage cov = graph::audio_coverage(edges, catalog);
+  d.graph_nodes = g.num_nodes();
+  d.graph_edges = g.num_edges();
+  d.catalog_items = static_cast<int64_t>(catalog.items.size());
+  d.nodes_with_audio = std::count(cov.has_audio.begin(), cov.has_audio.end(), true);
+  if (d.nodes_with_audio < 2)
+    throw std::invalid_argument(cfg.data.catalog + ": only " + std::to_string(d.nodes_with_audio) +
+                                " of the graph's items have audio; training needs at least 2");
+
+  const int64_t k = cfg.data.top_k > 0 ? std::min<int64_t>(cfg.data.top_k, d.nodes_with_audio) : d.nodes_with_audio;
+  const graph::Selection sel = graph::select_top_k(g, cov.has_audio, k, cfg.data.weighted);
+
+  d.catalog.source = catalog.source;
+  d.catalog.columns = catalog.columns;
+  d.catalog.extra_columns = catalog.extra_columns;
+  for (int32_t i = 0; i < sel.size(); ++i) {
+    const int32_t node = sel.nodes[static_cast<size_t>(i)];
+    const auto& row = catalog.items[static_cast<size_t>(cov.item_of_node[static_cast<size_t>(node)])];
+    d.items.push_back({row.id, row.path, sel.score[static_cast<size_t>(i)]});
+    d.catalog.index[row.id] = static_cast<int64_t>(d.catalog.items.size());
+    d.catalog.items.push_back(row);
+  }
+
+  // Item split, then the edge split among the training items only.
+  const graph::HeldOutSplit split = graph::split_items(sel.size(), cfg.data.val_items, cfg.train.seed);
+  d.train_items = split.train;
+  d.val_items = split.held_out;
+  if (d.train_items.size() < 2)
+    throw std::invalid_argument("data.val_items = " + std::to_string(cfg.data.val_items) + " leaves " +
+                                std::to_string(d.train_items.size()) + " of " + std::to_string(sel.size()) +
+                                " items for training; lower it or select more items (data.top_k)");
+  graph::Selection train_sel;  // the training items, same nodes; item t = train_items[t]
+  train_sel.item_of_node.assign(static_cast<size_t>(g.num_nodes()), -1);
+  for (size_t t = 0; t < d.train_items.size(); ++t) {
+    const auto i = static_cast<size_t>(d.train_items[t]);
+    train_sel.nodes.push_back(sel.nodes[i]);
+    train_sel.score.push_back(sel.score[i]);
+    train_sel.item_of_node[static_cast<size_t>(sel.nodes[i])] = static_cast<int32_t>(t);
+  }
+  const graph::EdgeSplit esplit = graph::split_edges(g, train_sel, cfg.data.val_edges, cfg.train.seed ^ kEdgeSplitSeedSalt);
+  for (const auto& [a, b] : esplit.held_out) {
+    const int32_t ia = d.train_items[static_cast<size_t>(a)], ib = d.train_items[static_cast<size_t>(b)];
+    d.held_out_edges.emplace_back(std::min(ia, ib), std::max(ia, ib));
+  }
+  std::sort(d.held_out_edges.begin(), d.held_out_edges.end());
+
+  const graph::PreferenceGraph train_graph(without_pairs(edges, train_sel, esplit.held_out));
+  d.tables = graph::TripletTables::build(train_graph, train_sel, distance_options(cfg.train, threads));
+  for (int32_t t = 0; t < d.tables.n_items(); ++t) {
+    if (d.tables.has_positive(t) && d.tables.num_negatives(t) > 0) d.anchors.push_back(t);
+  }
+  if (d.anchors.empty())
+    throw std::invalid_argument("no training item has a positive within train.pos_hops = " +
+                                std::to_string(cfg.train.pos_hops) + " and a negative beyond train.neg_hops = " +
+                                std::to_string(cfg.train.neg_hops) +
+                                " in the training graph; check the edge list, select more items or raise pos_hops");
+
+  // Validation sets.
+  std::vector<int32_t> dist, scratch;
+  const auto all = [&] {
+    std::vector<int32_t> v(static_cast<size_t>(sel.size()));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int32_t>(i);
+    return v;
+  }();
+  d.val_items_set.name = "held-out items";
+  d.val_items_set.candidates = all;
+  for (const int32_t q : d.val_items) {
+    Query query = neighbours(g, sel, q, cfg.train.pos_hops, dist, scratch);
+    if (!query.relevant.empty()) d.val_items_set.queries.push_back(std::move(query));
+  }
+
+  d.val_edges_set.name = "held-out edges";
+  d.val_edges_set.candidates = d.train_items;
+  {
+    std::vector<std::vector<int32_t>> partners(static_cast<size_t>(sel.size()));
+    for (const auto& [a, b] : d.held_out_edges) {
+      partners[static_cast<size_t>(a)].push_back(b);
+      partners[static_cast<size_t>(b)].push_back(a);
+    }
+    for (const int32_t a : d.train_items) {
+      auto& p = partners[static_cast<size_t>(a)];
+      if (p.empty()) continue;
+      std::sort(p.begin(), p.end());
+      Query q;
+      q.item = a;
+      q.relevant = p;
+      q.hops.assign(p.size(), 1);
+      d.val_edges_set.queries.push_back(std::move(q));
+    }
+  }
+
+  // Training fit on at most 1000 anchors, evenly spaced (deterministic).
+  d.train_fit_set.name = "training fit";
+  d.train_fit_set.candidates = d.train_items;
+  const size_t n_fit = std::min<size_t>(d.anchors.size(), 1000);
+  for (size_t j = 0; j < n_fit; ++j) {
+    const int32_t t = d.anchors[j * d.anchors.size() / n_fit];
+    Query q;
+    q.item = d.train_items[static_cast<size_t>(t)];
+    const auto near = d.tables.near(t);
+    const auto nd = d.tables.near_distance(t);
+    for (int32_t r = 0; r < d.tables.num_positives(t); ++r) {
+      q.relevant.push_back(d.train_items[static_cast<size_t>(near[static_cast<size_t>(r)])]);
+      q.hops.push_back(nd[static_cast<size_t>(r)]);
+    }
+    d.train_fit_set.queries.push_back(std::move(q));
+  }
+  return d;
+}
+
+std::string TrainingData::summary() const {
+  std::ostringstream o;
+  o << "graph: " << graph_nodes << " items, " << graph_edges << " edges; " << nodes_with_audio
+    << " with audio (catalog: " << catalog_items << ")\n"
+    << "selected " << items.size() << " items: " << train_items.size() << " for training ("
+    << anchors.size() << " anchors with a positive), " << val_items.size() << " held out; "
+    << held_out_edges.size() << " held-out edges among training items\n"
+    << "validation queries: " << val_items_set.queries.size() << " held-out items, "
+    << val_edges_set.queries.size() << " held-out edges, " << train_fit_set.queries.size()
+    << " training items";
+  return o.str();
+}
+
+}  // namespace mg::train

@@ -1,0 +1,45 @@
+// Validation of a training run: embeds every selected item (one centred crop each, the model
+// in evaluation mode) and scores retrieval of graph neighbours on the three validation sets
+// of TrainingData (held-out items, held-out edges, training fit), plus triplet accuracy
+// (every (query, relevant, irrelevant candidate) triple of the held-out items: the fraction
+// ranked right). The same numbers for the mean-log-mel baseline come from the same pass, and
+// chance is what a random ranking scores in expectation (recall@k ~ k / candidates).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "apps/train/training_data.h"
+#include "engine/audio/audio_cache.h"
+#include "engine/model.h"
+#include "engine/retrieval_metrics.h"
+
+namespace mg::train {
+
+struct SetScores {
+  std::string name;            // "held-out items", ...
+  RetrievalMetrics model, baseline;
+  double chance_recall = 0;    // expected recall@k of a random ranking
+  double triplet_accuracy = -1, baseline_triplet_accuracy = -1;  // held-out items only
+};
+
+struct ValidationReport {
+  int k = 10;
+  std::vector<SetScores> sets;  // held-out items, held-out edges, training fit
+  double seconds = 0;
+  // Recall@k of the held-out items set: what best.safetensors is chosen by (falls back to
+  // held-out edges when no item is held out).
+  double selection_recall() const;
+  // "name.metric" -> value, for the metrics table (model numbers; baseline with "baseline.").
+  std::vector<std::pair<std::string, double>> metrics(bool with_baseline) const;
+};
+
+// cache_index[i]: the cache entry of TrainingData::items[i].
+ValidationReport validate(Model& model, const audio::AudioCache& cache, const std::vector<int64_t>& cache_index,
+                          const TrainingData& data, int k, bool with_baseline);
+
+// A small table: one row per set, columns recall@k / nDCG@k / mAP for model (and baseline,
+// chance when given).
+std::string format_report(const ValidationReport& r, bool with_baseline);
+
+}  // namespace mg::train
