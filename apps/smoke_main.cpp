@@ -1,8 +1,9 @@
-// `melgraph demo`: the built-in end-to-end job until `melgraph train` lands. It builds the
-// model from a config, generates triplets of synthetic audio (see synth_batch), and runs
+// `melgraph-smoke`: a few training steps on generated triplets, needing no files. It builds
+// the model from a config, generates triplets of synthetic audio (see synth_batch), and runs
 // forward, fused loss, backward and Adam for a few steps, printing shapes, loss and time per
-// step. The loss falls when the whole chain is right, so the demo is a smoke test a user can
-// read.
+// step. The loss falls when the whole chain is right, so it is a smoke test a user can read.
+// A separate binary that links only the engine (no FFmpeg, no SQLite), so that it travels in
+// the GPU bundle (scripts/gpu-check) to machines without those libraries.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -10,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/commands.h"
+#include <CLI/CLI.hpp>
 #include "engine/backend.h"
 #include "engine/backend_factory.h"
 #include "engine/checkpoint.h"
@@ -20,7 +21,7 @@
 #include "engine/train_step.h"
 #include "kernels/philox.h"
 
-namespace mg::cli {
+namespace mg {
 
 namespace {
 
@@ -89,7 +90,7 @@ void run_demo(const DemoOptions& o) {
   bo.tf32 = o.tf32;
   std::string note;
   auto be = make_backend(bo, &note);
-  std::printf("melgraph demo: %d triplets (%d clips of %.2f s) per step, %d steps, seed %llu\n",
+  std::printf("melgraph-smoke: %d triplets (%d clips of %.2f s) per step, %d steps, seed %llu\n",
               o.triplets, B, c.audio.clip_seconds, o.steps, static_cast<unsigned long long>(o.seed));
   std::printf("%s\n", note.c_str());
 
@@ -123,17 +124,24 @@ void run_demo(const DemoOptions& o) {
                 B * (o.steps - 2) / (total_ms / 1000.0));
   be->free_bytes(audio);
   if (!o.save.empty()) {
-    save_checkpoint(o.save, model, &opt, TrainState{opt.step_count(), 0, o.seed});
+    TrainState state;
+    state.step = opt.step_count();
+    state.seed = o.seed;
+    save_checkpoint(o.save, model, &opt, state);
     std::printf("checkpoint: %s\n", o.save.c_str());
   }
 }
 
 }  // namespace
 
-void register_demo(CLI::App& app) {
+}  // namespace mg
+
+int main(int argc, char** argv) {
+  using namespace mg;
   auto opts = std::make_shared<DemoOptions>();
-  CLI::App* cmd = app.add_subcommand(
-      "demo", "Train the model for a few steps on generated audio: shapes, loss and time per step");
+  CLI::App app{"melgraph-smoke: train the model for a few steps on generated audio (shapes, loss, time per step)",
+               "melgraph-smoke"};
+  CLI::App* cmd = &app;
   cmd->add_option("--config", opts->config_path, "Run config (TOML); default: the built-in defaults");
   cmd->add_option("--triplets", opts->triplets, "Triplets per step (3 clips each)")
       ->capture_default_str()->check(CLI::PositiveNumber);
@@ -147,7 +155,16 @@ void register_demo(CLI::App& app) {
   cmd->add_flag("--no-graph", opts->no_graph, "CUDA: run every step eagerly instead of replaying a CUDA Graph");
   cmd->add_option("--seed", opts->seed, "Seed for the weights and the generated audio")->capture_default_str();
   cmd->add_option("--save", opts->save, "Write a checkpoint (safetensors) after the last step");
-  cmd->callback([opts] { run_demo(*opts); });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    run_demo(*opts);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "melgraph-smoke: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
 }
-
-}  // namespace mg::cli
