@@ -1,0 +1,58 @@
+// `melgraph eval`: how well an index's nearest neighbours agree with a preference graph.
+//
+// Queries: every index item that is a node of the graph. Its relevant items are the other
+// index items within `hops` hops of it in the graph, edges walked both ways (undirected), each
+// with its hop distance (PreferenceGraph::bfs). Candidates: every index item but the query.
+// Ranking: exact top-k by cosine (Searcher, index_query.h). Scores: engine/retrieval_metrics.h
+// (recall@k capped at min(k, |R|), hit@k, mAP@k, nDCG@k with gain 1/hops). A query without
+// an indexed item within `hops` is skipped and counted; index items outside the graph are
+// counted apart and never queried.
+//
+// In-degree buckets (the graph's in-degree of the query, the number of items recommending it):
+// bucket 0 = in-degree 0, bucket b >= 1 = [2^(b-1), 2^b - 1] (1, 2-3, 4-7, ...): log2 buckets,
+// so hubs and the long tail of rarely recommended items are scored apart.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "apps/index/index_format.h"
+#include "engine/backend.h"
+#include "engine/retrieval_metrics.h"
+#include "graph/preference_graph.h"
+
+namespace mg::index {
+
+struct EvalOptions {
+  int k = 10;     // >= 1
+  int hops = 1;   // 1..255
+  int64_t query_batch = 1024;  // queries per top-k call
+};
+
+struct EvalBucket {
+  int64_t lo = 0, hi = 0;  // in-degree range, inclusive
+  std::string label;       // "0", "1", "2-3", ...
+  RetrievalMetrics metrics;
+};
+
+struct EvalReport {
+  int k = 10, hops = 1;
+  std::string index_path, edges_path;
+  int64_t items = 0;          // in the index
+  int64_t not_in_graph = 0;   // index items that are no graph node
+  RetrievalMetrics overall;   // queries scored, skipped (no indexed neighbour within hops)
+  double chance_recall = 0;   // mean over scored queries of a random ranking's expected recall@k
+  std::vector<EvalBucket> buckets;  // non-empty buckets, ascending in-degree
+  double seconds = 0;
+};
+
+// Bucket of an in-degree: 0 for 0, else floor(log2(d)) + 1.
+int in_degree_bucket(int64_t in_degree);
+
+// Throws IndexInputError for k < 1, hops outside 1..255, or when no index item is in the graph.
+EvalReport evaluate_index(Backend& be, const Index& index, const graph::PreferenceGraph& graph, const EvalOptions& o);
+
+std::string format_eval(const EvalReport& r);
+std::string eval_json(const EvalReport& r);
+
+}  // namespace mg::index

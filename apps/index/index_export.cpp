@@ -1,0 +1,268 @@
+#include "apps/index/index_export.h"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <unordered_map>
+#include <unordered_set>
+#include <tuple>
+#include <utility>
+
+#include "apps/index/sha256.h"
+#include "apps/train/embedder.h"
+#include "build_info.h"
+#include "engine/audio/audio_cache.h"
+#include "engine/audio/prepare.h"
+#include "engine/checkpoint.h"
+#include "engine/model.h"
+#include "engine/npy.h"
+#include "graph/catalog.h"
+#include "graph/edge_list_io.h"
+#include "graph/preference_graph.h"
+
+namespace mg::index {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// The mel front end's parameters, as the index's meta "mel" (JSON).
+std::string mel_json(const MelParams& m) {
+  return Json{{"sample_rate", m.sample_rate},
+              {"n_fft", m.n_fft},
+              {"hop", m.hop},
+              {"n_mels", m.n_mels},
+              {"f_min", m.f_min},
+              {"f_max", m.f_max_resolved()},
+              {"scale", m.scale == MelScale::HTK ? "htk" : "slaney"},
+              {"norm", m.norm == MelNorm::None ? "none" : "slaney"},
+              {"power", m.power},
+              {"log_eps", m.log_eps}}
+      .dump();
+}
+
+// Catalog columns -> title, artist (case-insensitive names) and the rest as a JSON object.
+struct ColumnMap {
+  int title = -1, artist = -1;
+  std::vector<std::pair<int, std::string>> extra;  // (position in Item::extra, column name)
+};
+
+ColumnMap map_columns(const graph::Catalog& c) {
+  ColumnMap m;
+  for (size_t j = 0; j < c.extra_columns.size(); ++j) {
+    const std::string name = lower(c.extra_columns[j]);
+    if (name == "title" && m.title < 0)
+      m.title = static_cast<int>(j);
+    else if (name == "artist" && m.artist < 0)
+      m.artist = static_cast<int>(j);
+    else
+      m.extra.emplace_back(static_cast<int>(j), c.extra_columns[j]);
+  }
+  return m;
+}
+
+void write_text_atomic(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) throw std::runtime_error(tmp.string() + ": write failed");
+  }
+  fs::rename(tmp, path);
+}
+
+}  // namespace
+
+std::string default_cache_dir(const std::string& out) {
+  const fs::path p(out);
+  return (p.parent_path() / (p.stem().string() + ".cache")).string();
+}
+
+std::pair<std::string, std::string> write_npy_export(const Index& index, const std::string& prefix) {
+  if (prefix.empty()) throw IndexInputError("--npy needs a path prefix, e.g. --npy out/embeddings");
+  const std::string npy = prefix + ".npy", ids = prefix + ".ids.txt";
+  if (const fs::path dir = fs::path(npy).parent_path(); !dir.empty()) fs::create_directories(dir);
+  write_npy(npy, index.vectors.data(), {index.size(), static_cast<int64_t>(index.dim)});
+  std::string text;
+  for (const IndexItem& it : index.items) {
+    // One id per line: an id holding a line break would shift every later line.
+    if (it.id.find_first_of("\r\n") != std::string::npos)
+      throw IndexInputError("id '" + it.id + "' holds a line break: it cannot be written to " + ids + " one per line");
+    text += it.id + "\n";
+  }
+  write_text_atomic(ids, text);
+  return {npy, ids};
+}
+
+ExportSummary export_index(const ExportOptions& o) {
+  ExportSummary s;
+  s.out = o.out;
+  s.crops = o.crops;
+  s.cache_dir = o.cache_dir.empty() ? default_cache_dir(o.out) : o.cache_dir;
+  if (o.crops < 1) throw IndexInputError("--crops must be >= 1 (got " + std::to_string(o.crops) + ")");
+  if (o.out.empty()) throw IndexInputError("--out: the index file to write is not set");
+  if (!fs::exists(o.checkpoint))
+    throw IndexInputError(o.checkpoint + ": no such checkpoint (a training run writes best.safetensors and "
+                                         "last.safetensors in its data.run_dir)");
+
+  // ---- model -----------------------------------------------------------------------------
+  Config cfg;
+  try {
+    cfg = read_checkpoint_config(o.checkpoint);
+  } catch (const CheckpointError& e) {
+    throw IndexInputError(e.what());
+  }
+  s.checkpoint_sha256 = sha256_file_hex(o.checkpoint);
+  const graph::Catalog catalog = graph::load_catalog(o.catalog);
+  s.catalog_items = static_cast<int64_t>(catalog.items.size());
+
+  // ---- audio -----------------------------------------------------------------------------
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<audio::PrepareItem> items;
+  items.reserve(catalog.items.size());
+  // Absolute paths, as `melgraph prepare` uses: the cache matches files by path.
+  for (const auto& it : catalog.items) items.push_back({it.id, fs::absolute(it.path).lexically_normal().string()});
+  audio::PrepareOptions po;
+  po.threads = o.prepare_threads;
+  po.progress = o.progress;
+  audio::PrepareSummary ps;
+  try {
+    ps = audio::prepare_cache(items, cfg.audio, s.cache_dir, po);
+  } catch (const audio::CacheMismatchError& e) {
+    throw IndexInputError(std::string(e.what()) + " (the export's cache is set by --cache)");
+  }
+  s.decode_seconds = seconds_since(t0);
+  std::unordered_set<std::string> failed;
+  for (const audio::PrepareIssue& f : ps.failures) {
+    failed.insert(f.id);
+    s.failures.push_back({f.id, f.path, f.message});
+  }
+  const audio::AudioCache cache = audio::AudioCache::open(s.cache_dir);
+  std::vector<int64_t> cache_index;
+  std::vector<size_t> catalog_row;  // catalog position of each indexed item
+  for (size_t i = 0; i < catalog.items.size(); ++i) {
+    const std::string& id = catalog.items[i].id;
+    if (failed.count(id)) continue;
+    const int64_t ci = cache.find(id);
+    if (ci < 0) {  // prepare reported neither audio nor a failure: the cache was changed under us
+      s.failures.push_back({id, items[i].path, "not in the cache " + s.cache_dir + " after decoding"});
+      continue;
+    }
+    cache_index.push_back(ci);
+    catalog_row.push_back(i);
+  }
+  if (cache_index.empty())
+    throw std::runtime_error("nothing to index: none of the " + std::to_string(s.catalog_items) + " items of " +
+                             o.catalog + " gave audio (" + std::to_string(s.failures.size()) + " failed)");
+
+  // ---- embeddings --------------------------------------------------------------------------
+  t0 = std::chrono::steady_clock::now();
+  std::string note;
+  std::unique_ptr<Backend> be = make_backend(o.backend, &note);
+  s.device = be->describe();
+  const int64_t clips = static_cast<int64_t>(cache_index.size()) * o.crops;
+  Model model(cfg, *be, static_cast<int>(std::clamp<int64_t>(clips, 1, 64)));
+  TrainState st;
+  try {
+    st = load_checkpoint(o.checkpoint, model, nullptr);
+  } catch (const CheckpointError& e) {
+    throw IndexInputError(e.what());
+  }
+  model.set_training(false);
+  const train::Embeddings emb = train::embed_cached(model, cache, cache_index, o.crops, false);
+  s.embed_seconds = seconds_since(t0);
+  s.dim = emb.dim;
+
+  // ---- in-degree ----------------------------------------------------------------------------
+  std::vector<int64_t> in_degree(cache_index.size(), -1);
+  if (!o.edges.empty()) {
+    const graph::PreferenceGraph g(graph::load_edge_list(o.edges));
+    for (size_t r = 0; r < cache_index.size(); ++r) {
+      const auto node = g.find(catalog.items[catalog_row[r]].id);
+      in_degree[r] = node ? g.in_degree()[static_cast<size_t>(*node)] : 0;
+    }
+  }
+
+  // ---- the index ------------------------------------------------------------------------------
+  t0 = std::chrono::steady_clock::now();
+  Index x;
+  x.dim = emb.dim;
+  x.vectors = emb.emb;
+  const ColumnMap cols = map_columns(catalog);
+  for (size_t r = 0; r < cache_index.size(); ++r) {
+    const graph::Catalog::Item& c = catalog.items[catalog_row[r]];
+    IndexItem it;
+    it.id = c.id;
+    it.path = items[catalog_row[r]].path;
+    if (cols.title >= 0) it.title = c.extra[static_cast<size_t>(cols.title)];
+    if (cols.artist >= 0) it.artist = c.extra[static_cast<size_t>(cols.artist)];
+    it.in_degree = in_degree[r];
+    Json extra = Json::object();
+    for (const auto& [j, name] : cols.extra) extra[name] = c.extra[static_cast<size_t>(j)];
+    it.extra = extra.dump();
+    x.items.push_back(std::move(it));
+  }
+  x.failures = s.failures;
+  x.meta = {
+      {"config", to_toml(cfg)},
+      {"mel", mel_json(cfg.mel)},
+      {"checkpoint", fs::absolute(o.checkpoint).lexically_normal().string()},
+      {"checkpoint_sha256", s.checkpoint_sha256},
+      {"checkpoint_step", std::to_string(st.step)},
+      {"crops", std::to_string(o.crops)},
+      {"clip_seconds", std::to_string(cfg.audio.clip_seconds)},
+      {"sample_rate", std::to_string(cfg.audio.sample_rate)},
+      {"catalog", fs::absolute(o.catalog).lexically_normal().string()},
+      {"edges", o.edges.empty() ? std::string() : fs::absolute(o.edges).lexically_normal().string()},
+      {"cache", fs::absolute(s.cache_dir).lexically_normal().string()},
+      {"device", s.device},
+      {"created_at", utc_now_iso8601()},
+      {"melgraph_version", MELGRAPH_VERSION},
+      {"git_commit", MELGRAPH_GIT_COMMIT},
+  };
+  write_index(o.out, x);
+  s.indexed = x.size();
+  if (!o.npy_prefix.empty()) std::tie(s.npy_path, s.ids_path) = write_npy_export(x, o.npy_prefix);
+  s.write_seconds = seconds_since(t0);
+  return s;
+}
+
+std::string ExportSummary::describe(size_t max_listed) const {
+  char buf[256];
+  std::string r;
+  std::snprintf(buf, sizeof buf, "catalog: %lld items, %lld indexed, %zu without audio\n",
+                static_cast<long long>(catalog_items), static_cast<long long>(indexed), failures.size());
+  r += buf;
+  for (size_t i = 0; i < failures.size() && i < max_listed; ++i)
+    r += "  " + failures[i].id + "  " + failures[i].path + ": " + failures[i].reason + "\n";
+  if (failures.size() > max_listed) r += "  ... and " + std::to_string(failures.size() - max_listed) + " more\n";
+  std::snprintf(buf, sizeof buf, "embeddings: %lld x %d, mean of %d crops, on %s\n", static_cast<long long>(indexed), dim,
+                crops, device.c_str());
+  r += buf;
+  std::snprintf(buf, sizeof buf, "time: decode %.1f s, embed %.1f s, write %.1f s\n", decode_seconds, embed_seconds,
+                write_seconds);
+  r += buf;
+  r += "audio cache: " + cache_dir + "\n";
+  r += "index: " + out + "\n";
+  if (!npy_path.empty()) r += "npy: " + npy_path + " + " + ids_path + "\n";
+  return r;
+}
+
+}  // namespace mg::index

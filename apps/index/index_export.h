@@ -1,0 +1,62 @@
+// `melgraph export`: embeds every catalog item with audio using a trained checkpoint and writes
+// the index (index_format.h):
+//
+//   checkpoint -> config (its [audio], [mel], [model]) -> model on the backend, eval mode
+//   catalog    -> prepare_cache into the cache directory (incremental: a cache that already
+//                 holds the items under the same settings, e.g. the training run's, is reused)
+//              -> items with audio, catalog order; items that gave no audio go to `failures`
+//   embeddings -> train::embed_cached: the L2-normalised mean of `crops` evenly spaced clips
+//   edges      -> in-degree of every item (optional)
+//   index      -> write_index (temporary file, one transaction, rename); optionally .npy + ids
+//
+// The library function is what `melgraph export` and `melgraph demo` call.
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "apps/index/index_format.h"
+#include "engine/backend_factory.h"
+
+namespace mg::index {
+
+struct ExportOptions {
+  std::string checkpoint;      // a melgraph checkpoint (best.safetensors, last.safetensors)
+  std::string catalog;         // CSV id,path[,title,artist,...]
+  std::string edges;           // optional edge list: in-degree per item
+  std::string out;             // the index file
+  std::string cache_dir;       // empty: default_cache_dir(out)
+  std::string npy_prefix;      // non-empty: also <prefix>.npy and <prefix>.ids.txt
+  int crops = 3;               // clips per item (evenly spaced), >= 1
+  int prepare_threads = 0;     // decoding threads (0: all cores)
+  BackendOptions backend;
+  FILE* progress = nullptr;    // decoding progress line (stderr in the CLI); null: none
+};
+
+struct ExportSummary {
+  std::string out, cache_dir, device, npy_path, ids_path;
+  int64_t catalog_items = 0, indexed = 0;
+  std::vector<IndexFailure> failures;
+  int dim = 0, crops = 0;
+  std::string checkpoint_sha256;
+  double decode_seconds = 0, embed_seconds = 0, write_seconds = 0;
+  // A few lines for the terminal: counts, failures (at most max_listed), timings, files.
+  std::string describe(size_t max_listed = 10) const;
+};
+
+// <dir of out>/<stem of out>.cache, e.g. runs/index.sqlite -> runs/index.cache.
+std::string default_cache_dir(const std::string& out);
+
+// Throws IndexInputError for unusable inputs (checkpoint, catalog, crops, a cache made for other
+// audio settings), graph::GraphInputError for a bad catalog or edge list, std::runtime_error
+// when no catalog item has audio or when writing fails. The previous index at `out` is kept
+// whenever this throws.
+ExportSummary export_index(const ExportOptions& options);
+
+// <prefix>.npy: float32 [n, dim] (the index's vectors, row order) and <prefix>.ids.txt: one id
+// per line in the same order. Both written atomically. Returns the two paths.
+std::pair<std::string, std::string> write_npy_export(const Index& index, const std::string& prefix);
+
+}  // namespace mg::index

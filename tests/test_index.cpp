@@ -1,0 +1,652 @@
+// The embedding index (apps/index): SHA-256 against FIPS 180-4, the SQLite file export writes
+// (schema, meta, vectors bit-exact against the embedder, failures listed), crash safety of the
+// write (the melgraph binary killed mid-write by its test hook leaves the previous index
+// byte-identical), read-only queries (bytes and mtime unchanged), query by item and by audio,
+// the .npy export read back by NumPy and the index read by Python's sqlite3, eval's metrics on
+// a hand-worked example, and every bad-input error.
+//
+// The fixture: a generated collection (apps/demo_collection.h, 24 clips of 2 s at 8 kHz) plus
+// two catalog rows without audio, and an untrained model of tests/test_support.h's small config
+// saved as a checkpoint. An untrained model embeds deterministically, which is all these tests
+// need: what they check is the plumbing, not the quality of the embedding.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <numbers>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "apps/demo_collection.h"
+#include "apps/index/index_eval.h"
+#include "apps/index/index_export.h"
+#include "apps/index/index_format.h"
+#include "apps/index/index_query.h"
+#include "apps/index/sha256.h"
+#include "apps/train/embedder.h"
+#include "engine/audio/audio_cache.h"
+#include "engine/audio/decode.h"
+#include "engine/backend.h"
+#include "engine/checkpoint.h"
+#include "engine/model.h"
+#include "engine/npy.h"
+#include "graph/catalog.h"
+#include "graph/edge_list_io.h"
+#include "graph/preference_graph.h"
+#include "tests/reference_harness.h"
+#include "tests/test_support.h"
+
+namespace mg::index {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+std::string read_bytes(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+int64_t mtime_ns(const std::string& p) {
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) return -1;
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+std::string melgraph() { return MELGRAPH_EXE; }
+
+// ---- SHA-256 ---------------------------------------------------------------------------------
+
+TEST(Sha256, Fips180_4Vectors) {
+  EXPECT_EQ(sha256_hex("", 0), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex("abc", 3), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  EXPECT_EQ(sha256_hex(two_blocks.data(), two_blocks.size()),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  const std::string long_msg =
+      "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
+  EXPECT_EQ(sha256_hex(long_msg.data(), long_msg.size()),
+            "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
+  const std::string million(1000000, 'a');
+  EXPECT_EQ(sha256_hex(million.data(), million.size()),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST(Sha256, ChunkedUpdatesMatchOneShotAndFiles) {
+  std::string msg(1000, '\0');
+  for (size_t i = 0; i < msg.size(); ++i) msg[i] = static_cast<char>((i * 131 + 7) & 0xff);
+  const std::string whole = sha256_hex(msg.data(), msg.size());
+  for (size_t step : {1, 3, 63, 64, 65, 500}) {
+    Sha256 h;
+    for (size_t i = 0; i < msg.size(); i += step) h.update(msg.data() + i, std::min(step, msg.size() - i));
+    EXPECT_EQ(to_hex(h.finish()), whole) << "updates of " << step << " bytes";
+  }
+  test::TempDir d;
+  std::ofstream(d.file("m.bin"), std::ios::binary) << msg;
+  EXPECT_EQ(sha256_file_hex(d.file("m.bin")), whole);
+  EXPECT_THROW(sha256_file_hex(d.file("absent.bin")), std::runtime_error);
+}
+
+// ---- crop rule -------------------------------------------------------------------------------
+
+TEST(CropStarts, EvenlySpacedCentredOrWhole) {
+  EXPECT_EQ(train::crop_starts(16000, 8000, 3), (std::vector<int64_t>{0, 4000, 8000}));
+  EXPECT_EQ(train::crop_starts(16001, 8000, 2), (std::vector<int64_t>{0, 8001}));
+  EXPECT_EQ(train::crop_starts(16000, 8000, 1), (std::vector<int64_t>{4000}));
+  EXPECT_EQ(train::crop_starts(8000, 8000, 3), (std::vector<int64_t>{0}));
+  EXPECT_EQ(train::crop_starts(100, 8000, 3), (std::vector<int64_t>{0}));
+  EXPECT_THROW(train::crop_starts(100, 8000, 0), std::invalid_argument);
+}
+
+// A track shorter than a clip is padded as audio.short_clip says, like the cache's read_clip.
+TEST(EmbedTrack, ShortTrackIsPaddedLikeTheCache) {
+  const auto be = make_cpu_backend(1);
+  for (const ShortClip pad : {ShortClip::Repeat, ShortClip::Zero}) {
+    Config c = test::small_config();
+    c.audio.short_clip = pad;
+    Model m(c, *be, 3);
+    m.init_params(5);
+    m.set_training(false);
+    const int64_t S = c.audio.clip_samples(), L = 3000;
+    const std::vector<float> a = test::random_audio(1, L, 3);
+    std::vector<float> clip(static_cast<size_t>(S));
+    for (int64_t j = 0; j < S; ++j)
+      clip[static_cast<size_t>(j)] = j < L ? a[static_cast<size_t>(j)] : pad == ShortClip::Zero ? 0.0f : a[static_cast<size_t>(j % L)];
+    const train::Embeddings got = train::embed_track(m, a, 3), want = train::embed_clips(m, clip, 1, false);
+    ASSERT_EQ(got.emb.size(), want.emb.size());
+    for (size_t j = 0; j < got.emb.size(); ++j) EXPECT_EQ(got.emb[j], want.emb[j]) << "element " << j;
+  }
+}
+
+// ---- the fixture -----------------------------------------------------------------------------
+
+constexpr int kClips = 24;
+constexpr int kCrops = 3;
+
+Config fixture_config() {
+  Config c = test::small_config();  // 1 s clips at 8 kHz: the 2 s tracks give 3 distinct crops
+  c.audio.excerpt = Excerpt::Start;
+  return c;
+}
+
+void save_model(const Config& c, uint64_t seed, const std::string& path) {
+  const auto be = make_cpu_backend(1);
+  Model m(c, *be, 4);
+  m.init_params(seed);
+  save_checkpoint(path, m, nullptr, TrainState{});
+}
+
+class IndexTest : public ::testing::Test {
+ protected:
+  // A failure here is reported by every test (SetUp), and the directory is still removed.
+  static void SetUpTestSuite() {
+    dir_ = std::make_unique<test::TempDir>();
+    try {
+      make_fixture();
+    } catch (const std::exception& e) {
+      setup_error_ = e.what();
+    }
+  }
+  void SetUp() override {
+    if (!setup_error_.empty()) FAIL() << "the fixture could not be made: " << setup_error_;
+  }
+  static void make_fixture() {
+    demo::DemoCollectionOptions o;
+    o.clips = kClips;
+    o.styles = 3;
+    o.clip_seconds = 2.0;
+    o.sample_rate = 8000;
+    o.seed = 11;
+    o.threads = 1;
+    coll_ = std::make_unique<demo::DemoCollectionSummary>(make_demo_collection(file("coll"), o));
+    // Two more rows whose files give no audio: listed as failures, not fatal.
+    std::ofstream(file("notes.txt")) << "not audio\n";
+    std::string cat = read_bytes(coll_->catalog_path);
+    cat += "bad_text," + file("notes.txt") + ",Plain Text,Nobody,none\n";
+    cat += "bad_missing," + file("no-such.wav") + ",Missing,Nobody,none\n";
+    // Beside the collection's catalog: its paths are relative to the catalog's directory.
+    std::ofstream(file("coll/catalog_plus.csv"), std::ios::binary) << cat;
+    save_model(fixture_config(), 3, file("model.safetensors"));
+    ExportOptions e;
+    e.checkpoint = file("model.safetensors");
+    e.catalog = file("coll/catalog_plus.csv");
+    e.edges = coll_->edges_path;
+    e.out = file("index.sqlite");
+    e.crops = kCrops;
+    e.prepare_threads = 1;
+    e.backend.device = DeviceChoice::Cpu;
+    e.backend.threads = 1;
+    summary_ = std::make_unique<ExportSummary>(export_index(e));
+  }
+  static void TearDownTestSuite() {
+    summary_.reset();
+    coll_.reset();
+    dir_.reset();
+  }
+  static std::string file(const std::string& name) { return dir_->file(name); }
+  static std::unique_ptr<Backend> cpu() { return make_cpu_backend(1); }
+
+  static std::unique_ptr<test::TempDir> dir_;
+  static std::unique_ptr<demo::DemoCollectionSummary> coll_;
+  static std::unique_ptr<ExportSummary> summary_;
+  static std::string setup_error_;
+};
+std::string IndexTest::setup_error_;
+std::unique_ptr<test::TempDir> IndexTest::dir_;
+std::unique_ptr<demo::DemoCollectionSummary> IndexTest::coll_;
+std::unique_ptr<ExportSummary> IndexTest::summary_;
+
+TEST_F(IndexTest, ExportWritesEveryItemWithAudioAndListsFailures) {
+  EXPECT_EQ(summary_->catalog_items, kClips + 2);
+  EXPECT_EQ(summary_->indexed, kClips);
+  ASSERT_EQ(summary_->failures.size(), 2u);
+  const Index x = read_index(file("index.sqlite"));
+  ASSERT_EQ(x.size(), kClips);
+  EXPECT_EQ(x.dim, fixture_config().model.embedding);
+  ASSERT_EQ(x.failures.size(), 2u);
+  std::vector<std::string> failed{x.failures[0].id, x.failures[1].id};
+  std::sort(failed.begin(), failed.end());
+  EXPECT_EQ(failed, (std::vector<std::string>{"bad_missing", "bad_text"}));
+  for (const IndexFailure& f : x.failures) EXPECT_FALSE(f.reason.empty()) << f.id;
+
+  // Items in catalog order, with the catalog's columns and the graph's in-degree.
+  const graph::Catalog cat = graph::load_catalog(coll_->catalog_path);
+  const graph::PreferenceGraph g(graph::load_edge_list(coll_->edges_path));
+  for (int64_t i = 0; i < x.size(); ++i) {
+    const IndexItem& it = x.items[static_cast<size_t>(i)];
+    const auto& c = cat.items[static_cast<size_t>(i)];
+    EXPECT_EQ(it.id, c.id);
+    EXPECT_EQ(it.path, fs::absolute(c.path).lexically_normal().string());
+    ASSERT_TRUE(it.title && it.artist);
+    EXPECT_EQ(*it.title, c.extra[0]);
+    EXPECT_EQ(*it.artist, c.extra[1]);
+    EXPECT_EQ(Json::parse(it.extra), (Json{{"style", c.extra[2]}}));
+    const auto node = g.find(it.id);
+    EXPECT_EQ(it.in_degree, node ? g.in_degree()[static_cast<size_t>(*node)] : 0) << it.id;
+    EXPECT_EQ(x.find(it.id), i);
+  }
+
+  // Meta: the model and how the vectors were made.
+  EXPECT_EQ(x.meta_value("format"), "melgraph-index");
+  EXPECT_EQ(x.meta_value("schema_version"), "1");
+  EXPECT_EQ(x.meta_value("dim"), std::to_string(x.dim));
+  EXPECT_EQ(x.meta_value("items"), std::to_string(kClips));
+  EXPECT_EQ(x.meta_value("metric"), "cosine");
+  EXPECT_EQ(x.meta_value("normalized"), "true");
+  EXPECT_EQ(x.meta_value("crops"), std::to_string(kCrops));
+  EXPECT_EQ(x.meta_value("checkpoint_sha256"), sha256_file_hex(file("model.safetensors")));
+  EXPECT_EQ(x.meta_value("checkpoint"), fs::absolute(file("model.safetensors")).lexically_normal().string());
+  EXPECT_EQ(to_toml(parse_config(x.meta_value("config"), "meta")), to_toml(fixture_config()));
+  EXPECT_EQ(Json::parse(x.meta_value("mel")).at("n_mels"), fixture_config().mel.n_mels);
+  for (const char* key : {"created_at", "melgraph_version", "git_commit", "device", "catalog", "edges", "cache"})
+    EXPECT_FALSE(x.meta_value(key).empty()) << key;
+  EXPECT_THROW(x.meta_value("no-such-key"), IndexInputError);
+}
+
+// The stored vectors are the embedder's, bit for bit (float32 LE BLOBs), and unit rows.
+TEST_F(IndexTest, VectorsAreTheEmbeddersBitForBit) {
+  const Index x = read_index(file("index.sqlite"));
+  const auto be = cpu();
+  Model m(fixture_config(), *be, 64);
+  load_checkpoint(file("model.safetensors"), m, nullptr);
+  m.set_training(false);
+  const audio::AudioCache cache = audio::AudioCache::open(default_cache_dir(file("index.sqlite")));
+  std::vector<int64_t> ci;
+  for (const IndexItem& it : x.items) ci.push_back(cache.find(it.id));
+  const train::Embeddings e = train::embed_cached(m, cache, ci, kCrops, false);
+  ASSERT_EQ(e.emb.size(), x.vectors.size());
+  EXPECT_EQ(std::memcmp(e.emb.data(), x.vectors.data(), e.emb.size() * sizeof(float)), 0);
+  for (int64_t i = 0; i < x.size(); ++i) {
+    double ss = 0;
+    for (int j = 0; j < x.dim; ++j) ss += std::pow(static_cast<double>(x.vector(i)[j]), 2);
+    EXPECT_NEAR(std::sqrt(ss), 1.0, 1e-6) << "row " << i;
+  }
+  // The schema's own bookkeeping, read with plain SQLite.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(file("index.sqlite").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  auto one_int = [&](const char* sql) {
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &st, nullptr), SQLITE_OK) << sql;
+    int64_t v = -1;
+    if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+  };
+  EXPECT_EQ(one_int("PRAGMA user_version"), kIndexSchemaVersion);
+  EXPECT_EQ(one_int("PRAGMA application_id"), kIndexApplicationId);
+  EXPECT_EQ(one_int("SELECT count(*) FROM embeddings WHERE length(vector) = 4 * 8"), kClips);
+  EXPECT_EQ(one_int("SELECT count(*) FROM items JOIN embeddings USING (item)"), kClips);
+  sqlite3_close(db);
+}
+
+// embed_track on an item's samples (as the cache holds them) gives embed_cached's vector.
+TEST_F(IndexTest, EmbedTrackAgreesWithEmbedCached) {
+  const auto be = cpu();
+  Model m(fixture_config(), *be, kCrops);
+  load_checkpoint(file("model.safetensors"), m, nullptr);
+  m.set_training(false);
+  const audio::AudioCache cache = audio::AudioCache::open(default_cache_dir(file("index.sqlite")));
+  for (const int64_t i : {int64_t{0}, int64_t{7}}) {
+    const int64_t L = cache.entry(i).length;
+    ASSERT_GT(L, fixture_config().audio.clip_samples()) << "the tracks must be longer than a clip to have crops";
+    std::vector<float> samples(static_cast<size_t>(L));
+    cache.read_clip(i, 0, L, ShortClip::Repeat, samples.data());
+    const train::Embeddings a = train::embed_track(m, samples, kCrops), b = train::embed_cached(m, cache, {i}, kCrops, false);
+    ASSERT_EQ(a.emb.size(), b.emb.size());
+    // The same clips in the same batch positions: the same bits.
+    for (size_t j = 0; j < a.emb.size(); ++j) EXPECT_EQ(a.emb[j], b.emb[j]) << "item " << i << " element " << j;
+  }
+}
+
+// The float64 reference ranking of one row against all others.
+std::vector<std::pair<double, int32_t>> brute_force(const Index& x, const float* q, int64_t exclude) {
+  std::vector<std::pair<double, int32_t>> all;
+  for (int64_t i = 0; i < x.size(); ++i) {
+    if (i == exclude) continue;
+    double s = 0;
+    for (int j = 0; j < x.dim; ++j) s += static_cast<double>(q[j]) * x.vector(i)[j];
+    all.emplace_back(s, static_cast<int32_t>(i));
+  }
+  std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  return all;
+}
+
+TEST_F(IndexTest, QueryByItemIsTheExactTopKWithoutItself) {
+  const Index x = read_index(file("index.sqlite"));
+  const auto be = cpu();
+  for (const int64_t row : {int64_t{0}, int64_t{5}, int64_t{kClips - 1}}) {
+    const QueryResult r = query_item(*be, x, x.items[static_cast<size_t>(row)].id, 5);
+    EXPECT_EQ(r.query_row, row);
+    ASSERT_EQ(r.hits.size(), 5u);
+    const auto want = brute_force(x, x.vector(row), row);
+    for (size_t j = 0; j < r.hits.size(); ++j) {
+      EXPECT_NE(r.hits[j].row, row);
+      // float32 dot products of unit rows vs float64: 1e-6 absolute; the ranks agree unless two
+      // similarities are closer than that (not the case for these vectors, checked first).
+      EXPECT_NEAR(r.hits[j].similarity, want[j].first, 1e-6);
+      if (j + 1 < want.size() && want[j].first - want[j + 1].first > 1e-5) {
+        EXPECT_EQ(r.hits[j].row, want[j].second);
+      }
+    }
+  }
+  // k beyond the index: every other item once.
+  EXPECT_EQ(query_item(*be, x, x.items[0].id, 100).hits.size(), static_cast<size_t>(kClips - 1));
+}
+
+TEST_F(IndexTest, QueryByAudioOfAnIndexedFileRanksThatItemFirst) {
+  const Index x = read_index(file("index.sqlite"));
+  const auto be = cpu();
+  for (const int64_t row : {int64_t{2}, int64_t{13}}) {
+    const IndexItem& it = x.items[static_cast<size_t>(row)];
+    const QueryResult r = query_audio(*be, x, it.path, 3, "");
+    ASSERT_FALSE(r.hits.empty());
+    EXPECT_EQ(r.hits[0].row, row) << it.path;
+    // The file decoded afresh vs the cache's int16 copy: nearly the same vector.
+    EXPECT_GT(r.hits[0].similarity, 0.9999f);
+  }
+}
+
+TEST_F(IndexTest, QueriesNeverModifyTheIndex) {
+  const std::string path = file("index.sqlite");
+  const std::string before = read_bytes(path);
+  const int64_t t_before = mtime_ns(path);
+  std::vector<std::string> listing_before;
+  for (const auto& e : fs::directory_iterator(dir_->path)) listing_before.push_back(e.path().filename().string());
+  std::sort(listing_before.begin(), listing_before.end());
+
+  std::string out;
+  ASSERT_EQ(test::run_command(melgraph() + " query --device cpu --index " + path + " --item " + coll_->ids[3] + " -k 4", &out), 0) << out;
+  ASSERT_EQ(test::run_command(melgraph() + " query --device cpu --json --index " + path + " --audio " +
+                                  read_index(path).items[4].path,
+                              &out),
+            0)
+      << out;
+  const Json j = Json::parse(out);
+  EXPECT_EQ(j.at("results").at(0).at("id"), coll_->ids[4]);
+  EXPECT_EQ(j.at("results").size(), 10u);
+  ASSERT_EQ(test::run_command(melgraph() + " eval --device cpu --index " + path + " --edges " + coll_->edges_path, &out), 0) << out;
+
+  EXPECT_TRUE(read_bytes(path) == before) << "the index file's bytes changed";
+  EXPECT_EQ(mtime_ns(path), t_before);
+  std::vector<std::string> listing_after;
+  for (const auto& e : fs::directory_iterator(dir_->path)) listing_after.push_back(e.path().filename().string());
+  std::sort(listing_after.begin(), listing_after.end());
+  EXPECT_EQ(listing_after, listing_before) << "a query left a file beside the index (journal, -wal, -shm)";
+}
+
+// The melgraph binary killed mid-write (its test hook: _exit(137) after N embedding rows, before
+// the commit) leaves the previous index byte for byte; the next export replaces it whole.
+TEST_F(IndexTest, InterruptedExportLeavesThePreviousIndexIntact) {
+  const std::string path = file("crash.sqlite");
+  fs::copy_file(file("index.sqlite"), path, fs::copy_options::overwrite_existing);
+  const std::string before = read_bytes(path);
+  const std::string args = " export --device cpu --threads 1 --prepare-threads 1 --checkpoint " + file("model.safetensors") +
+                           " --catalog " + coll_->catalog_path + " --crops 1 --cache " + file("index.cache") + " --out " + path;
+  std::string out;
+  const int rc = test::run_command("MELGRAPH_EXPORT_CRASH_AFTER=5 " + melgraph() + args, &out);
+  EXPECT_EQ(rc, 137) << out;
+  EXPECT_TRUE(read_bytes(path) == before) << "the interrupted export changed the previous index";
+  EXPECT_TRUE(fs::exists(path + ".tmp")) << "the hook fires mid-write, after the temporary file was started";
+  EXPECT_EQ(read_index(path).meta_value("crops"), std::to_string(kCrops));
+
+  ASSERT_EQ(test::run_command(melgraph() + args, &out), 0) << out;
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  const Index x = read_index(path);
+  EXPECT_EQ(x.meta_value("crops"), "1");
+  EXPECT_EQ(x.size(), kClips);
+  EXPECT_TRUE(x.failures.empty());
+  EXPECT_EQ(x.items[0].in_degree, -1) << "no --edges: in-degree NULL";
+}
+
+// export-npy: the vectors bit-exact as .npy, the ids in the same order; then Python reads the
+// index with sqlite3 + NumPy and compares its BLOBs with the .npy byte for byte.
+TEST_F(IndexTest, NpyExportAndPythonReadTheSameBits) {
+  const std::string prefix = file("npy/emb");
+  std::string out;
+  ASSERT_EQ(test::run_command(melgraph() + " export-npy --index " + file("index.sqlite") + " --out " + prefix, &out), 0) << out;
+  const Index x = read_index(file("index.sqlite"));
+  const NpyArray a = read_npy(prefix + ".npy");
+  EXPECT_EQ(a.shape, (std::vector<int64_t>{kClips, x.dim}));
+  ASSERT_EQ(a.data.size(), x.vectors.size());
+  EXPECT_EQ(std::memcmp(a.data.data(), x.vectors.data(), x.vectors.size() * sizeof(float)), 0);
+  std::ifstream ids(prefix + ".ids.txt");
+  std::string line;
+  for (const IndexItem& it : x.items) {
+    ASSERT_TRUE(std::getline(ids, line));
+    EXPECT_EQ(line, it.id);
+  }
+  EXPECT_FALSE(std::getline(ids, line));
+
+  MG_REQUIRE_REFERENCE_LIBS(test::python_import_problem("numpy", "python3-numpy"));
+  test::run_reference("read_index.py", file("index.sqlite") + " " + prefix);
+}
+
+// ---- bad input -------------------------------------------------------------------------------
+
+void expect_error(const std::function<void()>& f, const std::string& part) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one containing: " << part;
+  } catch (const IndexInputError& e) {
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(IndexTest, ForeignMissingAndNewerFilesAreRefused) {
+  expect_error([] { read_index(file("absent.sqlite")); }, "no such index file");
+  expect_error([] { read_index(file("notes.txt")); }, "not a melgraph index (not an SQLite database)");
+  expect_error([] { read_index(dir_->path.string()); }, "is a directory");
+  // Another program's SQLite file (here: the audio cache's index).
+  expect_error([] { read_index(default_cache_dir(file("index.sqlite")) + "/index.sqlite"); },
+               "not a melgraph index (an SQLite file without melgraph's application_id");
+  // A newer schema.
+  const std::string newer = file("newer.sqlite");
+  fs::copy_file(file("index.sqlite"), newer, fs::copy_options::overwrite_existing);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(newer.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 2", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  expect_error([&] { read_index(newer); }, "written by a newer melgraph (index schema version 2, this melgraph reads up to 1)");
+}
+
+TEST_F(IndexTest, UnknownItemSuggestsCloseIds) {
+  const Index x = read_index(file("index.sqlite"));
+  const auto be = cpu();
+  const std::string id = coll_->ids[5];
+  const std::string typo = id + "x";  // one edit from id, two or more from every other id
+  expect_error([&] { query_item(*be, x, typo, 3); }, "no item '" + typo + "' in the index");
+  expect_error([&] { query_item(*be, x, typo, 3); }, "did you mean '");
+  const std::vector<std::string> near = similar_ids(x, typo);
+  ASSERT_FALSE(near.empty());
+  EXPECT_EQ(near[0], id);
+  expect_error([&] { query_item(*be, x, "zzzzzzzzzzzzzzzzzzzzzz", 3); }, "in the index (24 items)");
+}
+
+TEST_F(IndexTest, AnotherCheckpointOrWidthIsRefused) {
+  const Index x = read_index(file("index.sqlite"));
+  const auto be = cpu();
+  save_model(fixture_config(), 4, file("other.safetensors"));  // same architecture, other weights
+  expect_error([&] { query_audio(*be, x, x.items[0].path, 3, file("other.safetensors")); }, "has SHA-256 ");
+  expect_error([&] { query_audio(*be, x, x.items[0].path, 3, file("absent.safetensors")); }, "no such file");
+  // An index whose recorded hash is this checkpoint's but whose vectors are 4-d.
+  Index y;
+  y.dim = 4;
+  y.items.push_back({"a", "a.wav", std::nullopt, std::nullopt, -1, "{}"});
+  y.vectors = {0.5f, 0.5f, 0.5f, 0.5f};
+  y.meta = {{"checkpoint", file("model.safetensors")}, {"checkpoint_sha256", sha256_file_hex(file("model.safetensors"))}, {"crops", "1"}};
+  write_index(file("dim4.sqlite"), y);
+  const Index z = read_index(file("dim4.sqlite"));
+  expect_error([&] { check_index_checkpoint(z, ""); }, "embeds into 8 dimensions, the index");
+}
+
+TEST_F(IndexTest, UndecodableQueryAudioNamesTheFile) {
+  const Index x = read_index(file("index.sqlite"));
+  const auto be = cpu();
+  try {
+    query_audio(*be, x, file("notes.txt"), 3, "");
+    ADD_FAILURE() << "no error";
+  } catch (const audio::AudioError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(file("notes.txt") + ": ", 0), 0u) << e.what();
+    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << "one line";
+  }
+}
+
+TEST_F(IndexTest, CliExitCodes) {
+  std::string out;
+  const std::string idx = " --index " + file("index.sqlite");
+  EXPECT_EQ(test::run_command(melgraph() + " query --device cpu" + idx + " --item nope", &out), 2) << out;
+  EXPECT_NE(out.find("melgraph: error: "), std::string::npos) << out;
+  EXPECT_EQ(test::run_command(melgraph() + " query --device cpu" + idx + " --audio " + file("notes.txt"), &out), 1) << out;
+  EXPECT_NE(out.find(file("notes.txt") + ": "), std::string::npos) << out;
+  EXPECT_EQ(test::run_command(melgraph() + " query --device cpu" + idx + " --audio " + file("a.wav") + " --checkpoint " +
+                                  file("other.safetensors"),
+                              &out),
+            2)
+      << out;
+  EXPECT_EQ(test::run_command(melgraph() + " query --device cpu --index " + file("notes.txt") + " --item x", &out), 2) << out;
+  EXPECT_NE(out.find("not a melgraph index"), std::string::npos) << out;
+  EXPECT_EQ(test::run_command(melgraph() + " eval --device cpu" + idx + " --edges " + file("absent.csv"), &out), 2) << out;
+  EXPECT_EQ(test::run_command(melgraph() + " export --checkpoint " + file("absent.safetensors") + " --catalog " +
+                                  file("coll/catalog_plus.csv") + " --out " + file("x.sqlite"),
+                              &out),
+            2)
+      << out;
+  EXPECT_NE(out.find("no such checkpoint"), std::string::npos) << out;
+  // The eval JSON of the fixture: every clip is in the graph.
+  ASSERT_EQ(test::run_command(melgraph() + " eval --device cpu --json -k 5" + idx + " --edges " + coll_->edges_path, &out), 0) << out;
+  const Json j = Json::parse(out);
+  EXPECT_EQ(j.at("items"), kClips);
+  EXPECT_EQ(j.at("not_in_graph"), 0);
+  EXPECT_EQ(j.at("k"), 5);
+  EXPECT_EQ(j.at("overall").at("queries").get<int64_t>() + j.at("overall").at("skipped").get<int64_t>(), kClips);
+}
+
+// ---- eval on a hand-worked example -----------------------------------------------------------
+
+// Unit vectors at angles (degrees) in the plane.
+Index plane_index(const std::vector<std::pair<std::string, double>>& items) {
+  Index x;
+  x.dim = 2;
+  for (const auto& [id, deg] : items) {
+    x.items.push_back({id, id + ".wav", std::nullopt, std::nullopt, -1, "{}"});
+    const double r = deg * std::numbers::pi / 180.0;
+    x.vectors.push_back(static_cast<float>(std::cos(r)));
+    x.vectors.push_back(static_cast<float>(std::sin(r)));
+  }
+  x.rebuild_lookup();
+  return x;
+}
+
+graph::PreferenceGraph graph_of(const std::string& csv) {
+  std::istringstream in(csv);
+  return graph::PreferenceGraph(graph::parse_edge_list(in, "edges"));
+}
+
+TEST(IndexEval, HandWorkedRecallAndBuckets) {
+  // a 0, b 10, c 25, d 90 degrees; e is not in the graph. Edges a -> b, c -> d.
+  // Nearest (k = 1): a -> b (relevant), b -> a (relevant), c -> b (relevant is d: miss),
+  // d -> c (relevant). e at 200 degrees is nobody's nearest.
+  const Index x = plane_index({{"a", 0}, {"b", 10}, {"c", 25}, {"d", 90}, {"e", 200}});
+  const graph::PreferenceGraph g = graph_of("a,b\nc,d\n");
+  const auto be = make_cpu_backend(1);
+  EvalOptions o;
+  o.k = 1;
+  const EvalReport r = evaluate_index(*be, x, g, o);
+  EXPECT_EQ(r.items, 5);
+  EXPECT_EQ(r.not_in_graph, 1);
+  EXPECT_EQ(r.overall.queries, 4);
+  EXPECT_EQ(r.overall.skipped, 0);
+  EXPECT_DOUBLE_EQ(r.overall.recall, 0.75);
+  EXPECT_DOUBLE_EQ(r.overall.hit_rate, 0.75);
+  EXPECT_DOUBLE_EQ(r.overall.map, 0.75);
+  EXPECT_DOUBLE_EQ(r.overall.ndcg, 0.75);
+  // In-degree: a 0, c 0 (bucket "0": a hit, c a miss); b 1, d 1 (bucket "1": both hits).
+  ASSERT_EQ(r.buckets.size(), 2u);
+  EXPECT_EQ(r.buckets[0].label, "0");
+  EXPECT_EQ(r.buckets[0].metrics.queries, 2);
+  EXPECT_DOUBLE_EQ(r.buckets[0].metrics.recall, 0.5);
+  EXPECT_EQ(r.buckets[1].label, "1");
+  EXPECT_DOUBLE_EQ(r.buckets[1].metrics.recall, 1.0);
+  // Chance: one relevant among 4 candidates, k = 1: 1/4.
+  EXPECT_DOUBLE_EQ(r.chance_recall, 0.25);
+  const Json j = Json::parse(eval_json(r));
+  EXPECT_EQ(j.at("buckets").size(), 2u);
+  EXPECT_NE(format_eval(r).find("all"), std::string::npos);
+}
+
+TEST(IndexEval, HopsWidenTheRelevantSetAndWeighNdcg) {
+  // A chain a -> b -> c -> d, vectors in chain order at 0, 30, 60, 90 degrees.
+  const Index x = plane_index({{"a", 0}, {"b", 30}, {"c", 60}, {"d", 90}});
+  const graph::PreferenceGraph g = graph_of("a,b\nb,c\nc,d\n");
+  const auto be = make_cpu_backend(1);
+  EvalOptions o;
+  o.k = 2;
+  o.hops = 2;
+  const EvalReport r = evaluate_index(*be, x, g, o);
+  // a: top 2 = b (1 hop), c (2 hops); relevant {b:1, c:2}: recall 1, nDCG 1 (ideal order).
+  // b: top 2 = a, c (both 30 degrees away, in either order: their float32 dot products differ
+  //    in the last bits); relevant {a:1, c:1, d:2}: recall 2/2, nDCG 1 (equal gains). c
+  //    likewise: b, d, both 1 hop. d: top 2 = c (1 hop), b (2 hops): the ideal order.
+  EXPECT_EQ(r.overall.queries, 4);
+  EXPECT_NEAR(r.overall.recall, 1.0, 1e-12);
+  EXPECT_NEAR(r.overall.ndcg, 1.0, 1e-12);
+  // With 1 hop, a's relevant set is {b}: k = 2 still finds it; nothing is skipped.
+  o.hops = 1;
+  EXPECT_EQ(evaluate_index(*be, x, g, o).overall.skipped, 0);
+  // Bad options.
+  o.hops = 0;
+  EXPECT_THROW(evaluate_index(*be, x, g, o), IndexInputError);
+  o.hops = 1;
+  o.k = 0;
+  EXPECT_THROW(evaluate_index(*be, x, g, o), IndexInputError);
+  EXPECT_THROW(evaluate_index(*be, x, graph_of("p,q\n"), EvalOptions{}), IndexInputError);
+}
+
+TEST(IndexEval, InDegreeBucketsAreLog2) {
+  EXPECT_EQ(in_degree_bucket(0), 0);
+  EXPECT_EQ(in_degree_bucket(1), 1);
+  EXPECT_EQ(in_degree_bucket(2), 2);
+  EXPECT_EQ(in_degree_bucket(3), 2);
+  EXPECT_EQ(in_degree_bucket(4), 3);
+  EXPECT_EQ(in_degree_bucket(1023), 10);
+  EXPECT_EQ(in_degree_bucket(1024), 11);
+}
+
+// ---- the writer's contract -------------------------------------------------------------------
+
+TEST(IndexWriter, RefusesInconsistentContents) {
+  test::TempDir d;
+  Index x;
+  x.dim = 2;
+  x.items.push_back({"a", "a.wav", std::nullopt, std::nullopt, -1, "{}"});
+  x.vectors = {1.0f, 0.0f};
+  EXPECT_NO_THROW(write_index(d.file("ok.sqlite"), x));
+  Index bad = x;
+  bad.vectors = {1.0f, 1.0f};
+  EXPECT_THROW(write_index(d.file("bad.sqlite"), bad), std::invalid_argument);  // not unit
+  bad = x;
+  bad.items.push_back(x.items[0]);
+  bad.vectors = {1.0f, 0.0f, 0.0f, 1.0f};
+  EXPECT_THROW(write_index(d.file("bad.sqlite"), bad), std::invalid_argument);  // duplicate id
+  bad = x;
+  bad.vectors = {1.0f};
+  EXPECT_THROW(write_index(d.file("bad.sqlite"), bad), std::invalid_argument);  // wrong length
+  EXPECT_FALSE(fs::exists(d.file("bad.sqlite")));
+  const Index back = read_index(d.file("ok.sqlite"));
+  EXPECT_EQ(back.items[0].in_degree, -1);
+  EXPECT_FALSE(back.items[0].title.has_value());
+}
+
+}  // namespace
+}  // namespace mg::index
