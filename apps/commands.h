@@ -16,5 +16,12 @@ struct UsageError : std::runtime_error {
 void register_model(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_graph(CLI::App& app);
+void register_bench(CLI::App& app);
+void register_prepare(CLI::App& app);
+void register_mel(CLI::App& app);
+void register_train(CLI::App& app);
+void register_export(CLI::App& app);  // export and export-npy
+void register_query(CLI::App& app);
+void register_eval(CLI::App& app);
 
 }  // namespace mg::cli

@@ -34,6 +34,13 @@ int main(int argc, char** argv) {
   mg::cli::register_model(app);
   mg::cli::register_demo(app);
   mg::cli::register_graph(app);
+  mg::cli::register_bench(app);
+  mg::cli::register_prepare(app);
+  mg::cli::register_mel(app);
+  mg::cli::register_train(app);
+  mg::cli::register_export(app);
+  mg::cli::register_query(app);
+  mg::cli::register_eval(app);
 
   try {
     app.parse(argc, argv);

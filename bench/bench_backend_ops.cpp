@@ -1,12 +1,33 @@
-// Ops and the whole training step through the Backend interface, on the CPU and (when a GPU
-// is present) the CUDA backend, at the reference configuration. Each iteration is timed
-// from launch to synchronize() (manual time), after a warm-up run, so device work is
-// measured whole. Counters: items_per_second = clips/s.
+// Every op of the training step, and the whole step, through the Backend interface on each
+// backend this build has (cpu, and cuda when a GPU is present), in three families:
 //
-//   bench_backend_ops --benchmark_filter=cuda     # the GPU only
+//   ref/<op>/<device>/...    the reference configuration (22050 Hz, 10 s clips, n_fft 1024,
+//                            hop 512, 128 mels, channels 128, kernel 4, pool 4, embedding 128,
+//                            64 triplets = 192 clips, Adam); conv and pool per stage of the model
+//   small/<op>/<device>/...  a tiny model (6 clips of 2 s, 16 channels): seconds in all, for CI
+//   sweep/<op>/<device>/...  mel, conv and the whole step over batch x clip seconds x channels;
+//                            registered only when --benchmark_filter names "sweep" (minutes on
+//                            a CPU)
+//
+// Arguments are named: B (clips), sec (clip seconds), C (channels of every stage), stage.
+// Counters: FLOPS (the op's arithmetic per second, counted as engine/roofline.h does),
+// bytes_per_second (its inputs read and outputs written once), clips/s.
+//
+// Timing: every iteration is measured by the backend's stopwatch (CUDA events on the GPU, the
+// host clock on the CPU) as manual time, after one untimed run of each input set (plans,
+// algorithm searches, first touches). On the GPU the inputs and outputs rotate among as many
+// copies as it takes to span twice the L2 cache, so consecutive iterations do not find their
+// data there. Examples:
+//
+//   bench_backend_ops                                         # ref and small, both devices
+//   bench_backend_ops --benchmark_filter='^ref/.*/cuda'       # the GPU at the reference config
+//   bench_backend_ops --benchmark_filter=sweep/train_step/cpu
+//   bench_backend_ops --benchmark_format=json > ops.json      # Google Benchmark's JSON
 #include <benchmark/benchmark.h>
 
-#include <chrono>
+#include <algorithm>
+#include <cmath>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -15,15 +36,20 @@
 
 #include "engine/backend_factory.h"
 #include "engine/model.h"
+#include "engine/model_plan.h"
 #include "engine/optimizer.h"
+#include "engine/roofline.h"
 #include "engine/train_step.h"
 
 namespace mg {
 namespace {
 
+// ---- backends -----------------------------------------------------------------------------
+
 struct Ctx {
   std::unique_ptr<Backend> be;
-  std::string skip;
+  std::string skip;        // why there is no backend
+  int64_t cache_bytes = 0; // GPU L2, the size the rotation must exceed
 };
 
 Ctx& backend_for(const std::string& device) {
@@ -35,6 +61,7 @@ Ctx& backend_for(const std::string& device) {
     std::string note;
     c.be = make_backend(BackendOptions{parse_device_choice(device)}, &note);
     if (device == "cuda" && c.be->device() != Device::CUDA) c.be.reset();
+    if (c.be && c.be->device() == Device::CUDA) c.cache_bytes = cuda_peak(0).cache_bytes;
   } catch (const std::exception& e) {
     c.skip = e.what();
   }
@@ -42,94 +69,423 @@ Ctx& backend_for(const std::string& device) {
   return cache.emplace(device, std::move(c)).first->second;
 }
 
-float* upload_random(Backend& be, int64_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> h(static_cast<size_t>(n));
-  for (auto& x : h) x = u(rng);
-  float* d = be.alloc<float>(n);
-  be.to_device(d, h.data(), h.size() * sizeof(float));
+// ---- shapes -------------------------------------------------------------------------------
+
+// The reference configuration with B clips of `seconds`, every stage C channels.
+Config shape_config(int B, double seconds, int C) {
+  Config c = default_config();
+  c.audio.clip_seconds = seconds;
+  c.model.channels.assign(c.model.channels.size(), C);
+  c.train.batch_triplets = B / 3;
+  return c;
+}
+
+struct Shape {
+  Config cfg;
+  ModelPlan plan;
+  int B;
+  int stage;  // -1 when the op is not per stage
+};
+
+Shape shape_of(const benchmark::State& st, bool per_stage = false) {
+  const int B = static_cast<int>(st.range(0));
+  Config c = shape_config(B, static_cast<double>(st.range(1)), static_cast<int>(st.range(2)));
+  ModelPlan p = make_model_plan(c, B);
+  const int stage = per_stage ? static_cast<int>(st.range(3)) : -1;
+  return Shape{c, p, B, stage};
+}
+
+Conv1dDims stage_dims(const Shape& s) {
+  Conv1dDims d = s.plan.stages.at(static_cast<size_t>(s.stage)).conv;
+  d.B = s.B;
   return d;
 }
 
-template <class F>
-void timed(benchmark::State& st, Backend& be, F&& run) {
-  run();  // warm-up: plans, algorithm searches, first touches
+// ---- buffers ------------------------------------------------------------------------------
+
+// `copies` copies of an n-float tensor in one allocation, each on a 256-byte boundary, filled
+// with uniform random values (random inputs: never zeros).
+class Rotating {
+ public:
+  Rotating(Backend& be, int64_t n, int copies, float lo, float hi, uint64_t stream)
+      : be_(be), stride_((n + 63) / 64 * 64), copies_(copies) {
+    base_ = be.alloc<float>(stride_ * copies);
+    be.fill_uniform(base_, stride_ * copies, lo, hi, 7, stream);
+  }
+  ~Rotating() { be_.free_bytes(base_); }
+  Rotating(const Rotating&) = delete;
+  Rotating& operator=(const Rotating&) = delete;
+  float* at(int r) const { return base_ + stride_ * (r % copies_); }
+
+ private:
+  Backend& be_;
+  int64_t stride_;
+  int copies_;
+  float* base_ = nullptr;
+};
+
+// How many copies of a working set of `bytes` span twice the GPU's L2 (1 on the CPU, whose
+// caches are far smaller than the reference shapes and would need gigabytes to defeat).
+int copies_for(const Ctx& c, double bytes) {
+  if (c.cache_bytes <= 0 || bytes <= 0) return 1;
+  return static_cast<int>(std::clamp(std::ceil(2.0 * static_cast<double>(c.cache_bytes) / bytes), 1.0, 4096.0));
+}
+
+// ---- timing -------------------------------------------------------------------------------
+
+// One untimed run per copy, then every iteration between stopwatch marks (manual time).
+void timed(benchmark::State& st, Backend& be, int copies, const std::function<void(int)>& run) {
+  for (int r = 0; r < copies; ++r) run(r);
   be.synchronize();
+  auto sw = be.stopwatch();
+  int r = 0;
   for (auto _ : st) {
-    const auto t0 = std::chrono::steady_clock::now();
-    run();
-    be.synchronize();
-    st.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    sw->start();
+    run(r);
+    sw->stop();
+    st.SetIterationTime(sw->seconds());
+    r = (r + 1) % copies;
   }
 }
 
-void BM_Mel(benchmark::State& st, const std::string& device) {
-  Ctx& c = backend_for(device);
-  if (!c.be) return st.SkipWithError(c.skip.c_str());
-  Backend& be = *c.be;
-  const MelParams p;
-  const int B = static_cast<int>(st.range(0));
-  const int64_t S = 220500;
-  float* audio = upload_random(be, B * S, 1);
-  float* out = be.alloc<float>(static_cast<int64_t>(B) * p.n_mels * mel_frames(S, p.hop));
-  timed(st, be, [&] { be.mel_forward(audio, out, B, S, p); });
-  st.SetItemsProcessed(st.iterations() * B);
-  be.free_bytes(audio);
-  be.free_bytes(out);
+void counters(benchmark::State& st, double flops, double bytes, int clips) {
+  const double it = static_cast<double>(st.iterations());
+  st.counters["FLOPS"] = benchmark::Counter(flops * it, benchmark::Counter::kIsRate);
+  st.counters["clips/s"] = benchmark::Counter(clips * it, benchmark::Counter::kIsRate);
+  st.SetBytesProcessed(static_cast<int64_t>(bytes * it));
 }
 
-void BM_Conv1d(benchmark::State& st, const std::string& device) {
-  Ctx& c = backend_for(device);
-  if (!c.be) return st.SkipWithError(c.skip.c_str());
-  Backend& be = *c.be;
-  const Conv1dDims d{192, 128, 128, static_cast<int>(st.range(0)), 4, 0, 0};
-  float* x = upload_random(be, static_cast<int64_t>(d.B) * d.Cin * d.Tin, 1);
-  float* w = upload_random(be, static_cast<int64_t>(d.Cout) * d.Cin * d.K, 2);
-  float* b = upload_random(be, d.Cout, 3);
-  float* y = be.alloc<float>(static_cast<int64_t>(d.B) * d.Cout * d.Tout());
-  float* dx = be.alloc<float>(static_cast<int64_t>(d.B) * d.Cin * d.Tin);
-  float* dw = upload_random(be, static_cast<int64_t>(d.Cout) * d.Cin * d.K, 4);
-  float* db = upload_random(be, d.Cout, 5);
-  timed(st, be, [&] {
-    be.conv1d_forward(x, w, b, y, d);
-    be.conv1d_backward(y, x, w, dx, dw, db, d);
+#define MG_BACKEND_OR_SKIP(dev)                                 \
+  Ctx& ctx = backend_for(dev);                                  \
+  if (!ctx.be) return st.SkipWithError(ctx.skip.c_str());       \
+  Backend& be = *ctx.be
+
+constexpr double kF = 4.0;  // bytes per float
+
+// ---- ops ----------------------------------------------------------------------------------
+
+void BM_Mel(benchmark::State& st, const std::string& dev) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const int64_t S = s.plan.samples, out_n = static_cast<int64_t>(s.B) * s.plan.n_mels * s.plan.frames;
+  const double bytes = kF * static_cast<double>(s.B * S + out_n);
+  const int k = copies_for(ctx, bytes);
+  Rotating audio(be, s.B * S, k, -0.5f, 0.5f, 1), out(be, out_n, k, 0.f, 1.f, 2);
+  timed(st, be, k, [&](int r) { be.mel_forward(audio.at(r), out.at(r), s.B, S, s.cfg.mel); });
+  const int64_t nnz = static_cast<int64_t>(make_mel_filterbank(s.cfg.mel).weights.size());
+  counters(st, mel_flops(s.cfg.mel, s.B, S, nnz), bytes, s.B);
+}
+
+enum class ConvOp { Forward, BackwardFilter, BackwardDataFilter };
+
+// The Backend has one conv backward: with dx null it computes the weight and bias gradients
+// only (what stage 0 runs, its input being the log-mel); with dx, the input gradient as well.
+// The input gradient's cost is the difference of the two.
+void BM_Conv(benchmark::State& st, const std::string& dev, ConvOp op) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st, true);
+  const Conv1dDims d = stage_dims(s);
+  const int64_t nx = static_cast<int64_t>(d.B) * d.Cin * d.Tin, ny = static_cast<int64_t>(d.B) * d.Cout * d.Tout(),
+                nw = static_cast<int64_t>(d.Cout) * d.Cin * d.K;
+  double flops = 0, bytes = 0;
+  switch (op) {
+    case ConvOp::Forward:
+      flops = conv_forward_flops(d);
+      bytes = kF * static_cast<double>(nx + nw + d.Cout + ny);
+      break;
+    case ConvOp::BackwardFilter:
+      flops = conv_backward_filter_flops(d);
+      bytes = kF * static_cast<double>(ny + nx + 2 * (nw + d.Cout));  // dy, x read; dw, db accumulated
+      break;
+    case ConvOp::BackwardDataFilter:
+      flops = conv_backward_filter_flops(d) + conv_backward_data_flops(d);
+      bytes = kF * static_cast<double>(ny + 2 * nx + nw + 2 * (nw + d.Cout));  // + w read, dx written
+      break;
+  }
+  const int k = copies_for(ctx, bytes);
+  Rotating x(be, nx, k, -1.f, 1.f, 1), y(be, ny, k, -1.f, 1.f, 2), dx(be, nx, k, -1.f, 1.f, 3);
+  Rotating w(be, nw, 1, -0.1f, 0.1f, 4), b(be, d.Cout, 1, -0.1f, 0.1f, 5), dw(be, nw, 1, -1.f, 1.f, 6),
+      db(be, d.Cout, 1, -1.f, 1.f, 7);
+  timed(st, be, k, [&](int r) {
+    if (op == ConvOp::Forward)
+      be.conv1d_forward(x.at(r), w.at(0), b.at(0), y.at(r), d);
+    else
+      be.conv1d_backward(y.at(r), x.at(r), w.at(0), op == ConvOp::BackwardDataFilter ? dx.at(r) : nullptr, dw.at(0),
+                         db.at(0), d);
   });
-  st.counters["FLOP/s"] = benchmark::Counter(6.0 * d.B * d.Cout * d.Cin * d.K * d.Tout(),
-                                             benchmark::Counter::kIsIterationInvariantRate);
-  st.SetItemsProcessed(st.iterations() * d.B);
-  for (float* p : {x, w, b, y, dx, dw, db}) be.free_bytes(p);
+  counters(st, flops, bytes, s.B);
 }
 
-// The whole step at the reference configuration: 64 triplets = 192 clips of 10 s, Adam.
-void BM_TrainStep(benchmark::State& st, const std::string& device) {
-  Ctx& c = backend_for(device);
-  if (!c.be) return st.SkipWithError(c.skip.c_str());
-  Backend& be = *c.be;
-  const Config cfg = default_config();
-  const int n = cfg.train.batch_triplets, B = 3 * n;
-  Model model(cfg, be, B);
+// ReLU over a stage's conv output, in place as the model runs it.
+void BM_Relu(benchmark::State& st, const std::string& dev, bool backward) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st, true);
+  const StagePlan& sp = s.plan.stages.at(static_cast<size_t>(s.stage));
+  const int64_t n = static_cast<int64_t>(s.B) * sp.conv.Cout * sp.t_conv;
+  const double bytes = kF * static_cast<double>(n) * (backward ? 3 : 2);
+  const int k = copies_for(ctx, bytes);
+  Rotating y(be, n, k, -1.f, 1.f, 1), dy(be, n, k, -1.f, 1.f, 2);
+  timed(st, be, k, [&](int r) {
+    if (backward)
+      be.relu_backward(dy.at(r), y.at(r), dy.at(r), n);
+    else
+      be.relu_forward(y.at(r), y.at(r), n);
+  });
+  counters(st, static_cast<double>(n), bytes, s.B);
+}
+
+void BM_Pool(benchmark::State& st, const std::string& dev, bool backward) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st, true);
+  const StagePlan& sp = s.plan.stages.at(static_cast<size_t>(s.stage));
+  if (!sp.pool) return st.SkipWithError("this stage has no max-pool");
+  const int64_t rows = static_cast<int64_t>(s.B) * sp.conv.Cout, nx = rows * sp.t_conv, ny = rows * sp.t_out;
+  const int P = s.cfg.model.pool;
+  const double bytes = kF * static_cast<double>(backward ? 2 * nx + ny : nx + ny);
+  const double flops = backward ? static_cast<double>(nx) : static_cast<double>(ny) * (P - 1);
+  const int k = copies_for(ctx, bytes);
+  Rotating x(be, nx, k, -1.f, 1.f, 1), y(be, ny, k, -1.f, 1.f, 2), dx(be, nx, k, -1.f, 1.f, 3);
+  timed(st, be, k, [&](int r) {
+    if (backward)
+      be.maxpool_backward(y.at(r), x.at(r), dx.at(r), rows, sp.t_conv, P);
+    else
+      be.maxpool_forward(x.at(r), y.at(r), rows, sp.t_conv, P);
+  });
+  counters(st, flops, bytes, s.B);
+}
+
+// Mean over time of the last stage's output [B, C, T] -> [B, C].
+void BM_Mean(benchmark::State& st, const std::string& dev, bool backward) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const StagePlan& last = s.plan.stages.back();
+  const int64_t rows = static_cast<int64_t>(s.B) * last.conv.Cout, nx = rows * last.t_out;
+  const double bytes = kF * static_cast<double>(nx + rows);
+  const int k = copies_for(ctx, bytes);
+  Rotating x(be, nx, k, -1.f, 1.f, 1), y(be, rows, k, -1.f, 1.f, 2);
+  timed(st, be, k, [&](int r) {
+    if (backward)
+      be.mean_time_backward(y.at(r), x.at(r), rows, last.t_out);
+    else
+      be.mean_time_forward(x.at(r), y.at(r), rows, last.t_out);
+  });
+  counters(st, static_cast<double>(nx), bytes, s.B);
+}
+
+void BM_Linear(benchmark::State& st, const std::string& dev, bool backward) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const int B = s.B, C = s.plan.head_width(), E = s.plan.embedding;
+  const int64_t nx = static_cast<int64_t>(B) * C, ny = static_cast<int64_t>(B) * E, nw = static_cast<int64_t>(E) * C;
+  const double bytes = kF * static_cast<double>(backward ? ny + 2 * nx + nw + 2 * (nw + E) : nx + nw + E + ny);
+  const int k = copies_for(ctx, bytes);
+  Rotating x(be, nx, k, -1.f, 1.f, 1), y(be, ny, k, -1.f, 1.f, 2), dx(be, nx, k, -1.f, 1.f, 3);
+  Rotating w(be, nw, 1, -0.1f, 0.1f, 4), b(be, E, 1, -0.1f, 0.1f, 5), dw(be, nw, 1, -1.f, 1.f, 6),
+      db(be, E, 1, -1.f, 1.f, 7);
+  timed(st, be, k, [&](int r) {
+    if (backward)
+      be.linear_backward(y.at(r), x.at(r), w.at(0), dx.at(r), dw.at(0), db.at(0), B, C, E);
+    else
+      be.linear_forward(x.at(r), w.at(0), b.at(0), y.at(r), B, C, E);
+  });
+  counters(st, backward ? linear_backward_flops(B, C, E) : linear_forward_flops(B, C, E), bytes, B);
+}
+
+void BM_L2(benchmark::State& st, const std::string& dev, bool backward) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const int B = s.B, E = s.plan.embedding;
+  const int64_t n = static_cast<int64_t>(B) * E;
+  const double eps = s.cfg.model.l2_eps;
+  const double bytes = kF * static_cast<double>(n) * (backward ? 4 : 2);
+  const int k = copies_for(ctx, bytes);
+  Rotating x(be, n, k, -1.f, 1.f, 1), y(be, n, k, -1.f, 1.f, 2), dy(be, n, k, -1.f, 1.f, 3), dx(be, n, k, 0.f, 1.f, 4);
+  be.l2norm_forward(x.at(0), y.at(0), B, E, eps);  // y: the forward's output, as the backward expects
+  timed(st, be, k, [&](int r) {
+    if (backward)
+      be.l2norm_backward(dy.at(r), x.at(r), y.at(r), dx.at(r), B, E, eps);
+    else
+      be.l2norm_forward(x.at(r), y.at(r), B, E, eps);
+  });
+  counters(st, backward ? l2norm_backward_flops(B, E) : l2norm_forward_flops(B, E), bytes, B);
+}
+
+// The fused triplet loss with its gradient, offline triplets (i, n + i, 2n + i).
+void BM_Loss(benchmark::State& st, const std::string& dev) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const int n = s.B / 3, N = 3 * n, E = s.plan.embedding;
+  const int64_t ne = static_cast<int64_t>(N) * E;
+  const double bytes = kF * 2.0 * static_cast<double>(ne);
+  const int k = copies_for(ctx, bytes);
+  Rotating raw(be, ne, k, -1.f, 1.f, 1), emb(be, ne, k, -1.f, 1.f, 2), demb(be, ne, k, -1.f, 1.f, 3);
+  for (int r = 0; r < k; ++r) be.l2norm_forward(raw.at(r), emb.at(r), N, E, 1e-12);  // unit rows, as the model's
+  const std::vector<int32_t> table = TrainStep::offline_triplets(n);
+  int32_t* trip = be.alloc<int32_t>(static_cast<int64_t>(table.size()));
+  be.to_device(trip, table.data(), table.size() * sizeof(int32_t));
+  float* stats = be.alloc<float>(2);
+  timed(st, be, k, [&](int r) { be.triplet_loss(emb.at(r), trip, n, N, E, s.cfg.loss, stats, demb.at(r)); });
+  counters(st, triplet_loss_flops(n, E, s.cfg.loss.swap), bytes, N);
+  be.free_bytes(trip);
+  be.free_bytes(stats);
+}
+
+// In-batch mining (batch-hard) over B / 2 anchors and their positives: the masked scan of all
+// 2A x 2A pairs (semi-hard scans the same pairs). About 60% of the pairs are far in the graph.
+void BM_Mine(benchmark::State& st, const std::string& dev) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const int A = std::max(s.B / 2, 1), N = 2 * A, E = s.plan.embedding;
+  const int64_t ne = static_cast<int64_t>(N) * E;
+  const double bytes = kF * static_cast<double>(ne) + static_cast<double>(N) * N + 12.0 * A;
+  const int k = copies_for(ctx, bytes);
+  Rotating raw(be, ne, k, -1.f, 1.f, 1), emb(be, ne, k, -1.f, 1.f, 2);
+  for (int r = 0; r < k; ++r) be.l2norm_forward(raw.at(r), emb.at(r), N, E, 1e-12);  // unit rows
+  std::mt19937 rng(5);
+  std::vector<uint8_t> h(static_cast<size_t>(N) * N);
+  for (size_t i = 0; i < h.size(); ++i)  // 0 on the diagonal, else 1..5 (neg_hops 3)
+    h[i] = i % (static_cast<size_t>(N) + 1) == 0 ? 0 : static_cast<uint8_t>(1 + rng() % 5);
+  uint8_t* hops = be.alloc<uint8_t>(static_cast<int64_t>(h.size()));
+  be.to_device(hops, h.data(), h.size());
+  int32_t* trip = be.alloc<int32_t>(3 * static_cast<int64_t>(A));
+  float* counts = be.alloc<float>(2);
+  const MiningParams p{NegativeMining::BatchHard, 3, s.cfg.loss.margin, s.cfg.loss.eps};
+  timed(st, be, k, [&](int r) { be.mine_triplets(emb.at(r), hops, A, E, p, trip, counts); });
+  counters(st, 2.0 * A * N * E, bytes, N);
+  for (void* q : {static_cast<void*>(hops), static_cast<void*>(trip), static_cast<void*>(counts)}) be.free_bytes(q);
+}
+
+// Adam (and the global-norm clip when the config has one) over the model's parameters.
+void BM_Adam(benchmark::State& st, const std::string& dev) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const TensorLayout layout = Model::param_layout(s.cfg);
+  const int64_t n = layout.total();
+  const double bytes = kF * 7.0 * static_cast<double>(n);
+  const int k = copies_for(ctx, bytes);
+  Rotating p(be, n, k, -0.1f, 0.1f, 1), g(be, n, k, -1e-2f, 1e-2f, 2), m(be, n, k, -1e-3f, 1e-3f, 3),
+      v(be, n, k, 0.f, 1e-4f, 4);
+  double* scalars = be.alloc<double>(2);
+  const double host[2] = {s.cfg.optim.adam.lr, 1.0};
+  be.to_device(scalars, host, sizeof host);
+  timed(st, be, k, [&](int r) { be.adam_step(p.at(r), g.at(r), m.at(r), v.at(r), n, s.cfg.optim.adam, scalars); });
+  counters(st, adam_flops(layout.param_count(), s.cfg.optim), bytes, s.B);
+  be.free_bytes(scalars);
+}
+
+// The whole training step (zero grads, forward, fused loss, backward, Adam): eager, or
+// replayed as a CUDA Graph. One audio batch: the step's working set (activations, gradients)
+// is far larger than any cache at these shapes.
+void BM_TrainStep(benchmark::State& st, const std::string& dev, bool replay) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const int n = s.B / 3, B = 3 * n;
+  Model model(s.cfg, be, B);
   model.init_params(1);
-  Optimizer opt(be, model.params().layout(), cfg.optim);
+  Optimizer opt(be, model.params().layout(), s.cfg.optim);
   TrainStep step(model);
-  step.set_capture(st.range(0) != 0);
+  step.set_capture(replay);
   step.set_triplets(TrainStep::offline_triplets(n));
-  float* audio = upload_random(be, B * cfg.audio.clip_samples(), 7);
-  step.step(audio, B, cfg.loss, opt, 1e-4);  // eager: plans every shape; the next one is recorded
-  timed(st, be, [&] { step.step(audio, B, cfg.loss, opt, 1e-4); });
-  st.SetItemsProcessed(st.iterations() * B);
+  const int64_t S = s.plan.samples;
+  Rotating audio(be, B * S, 1, -0.5f, 0.5f, 9);
+  // Eager plans every shape; with capture, the second step records the graph.
+  for (int i = 0; i < 2; ++i) step.step(audio.at(0), B, s.cfg.loss, opt, 1e-4);
+  if (replay && !step.replaying()) return st.SkipWithError("the step was not captured (the backend cannot replay)");
+  timed(st, be, 1, [&](int) { step.step(audio.at(0), B, s.cfg.loss, opt, 1e-4); });
+  const StepCost cost = training_step_cost(s.cfg, B, n);
+  counters(st, cost.flops(), cost.bytes(), B);
   st.SetLabel(step.replaying() ? "graph replay" : "eager");
-  be.free_bytes(audio);
 }
 
-BENCHMARK_CAPTURE(BM_Mel, cpu, std::string("cpu"))->Arg(192)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Mel, cuda, std::string("cuda"))->Arg(192)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Conv1d, cpu, std::string("cpu"))->Arg(431)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Conv1d, cuda, std::string("cuda"))->Arg(431)->Arg(107)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_TrainStep, cpu, std::string("cpu"))->Arg(0)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
-BENCHMARK_CAPTURE(BM_TrainStep, cuda, std::string("cuda"))->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+// ---- registration -------------------------------------------------------------------------
+
+using Fn = std::function<void(benchmark::State&)>;
+
+benchmark::internal::Benchmark* add(const std::string& name, Fn fn) {
+  return benchmark::RegisterBenchmark(name.c_str(), [fn](benchmark::State& st) { fn(st); })
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
+}
+
+// One family (ref or small) at one shape: every op, per stage where the op is per stage.
+void register_family(const std::string& family, int B, int sec, int C, const std::string& dev) {
+  const int stages = static_cast<int>(default_config().model.channels.size());
+  const std::vector<int64_t> shape{B, sec, C};
+  auto at = [&](benchmark::internal::Benchmark* b, bool per_stage, int first_stage = 0) {
+    b->ArgNames(per_stage ? std::vector<std::string>{"B", "sec", "C", "stage"} : std::vector<std::string>{"B", "sec", "C"});
+    if (!per_stage) return b->Args(shape);
+    for (int i = first_stage; i < stages; ++i) b->Args({B, sec, C, i});
+    return b;
+  };
+  const Config c = shape_config(B, sec, C);
+  const ModelPlan plan = make_model_plan(c, B);
+  const std::string p = family + "/";
+  const std::string d = "/" + dev;
+  at(add(p + "mel" + d, [dev](auto& st) { BM_Mel(st, dev); }), false);
+  at(add(p + "conv_fwd" + d, [dev](auto& st) { BM_Conv(st, dev, ConvOp::Forward); }), true);
+  at(add(p + "conv_bwd_filter" + d, [dev](auto& st) { BM_Conv(st, dev, ConvOp::BackwardFilter); }), true);
+  at(add(p + "conv_bwd_data_filter" + d, [dev](auto& st) { BM_Conv(st, dev, ConvOp::BackwardDataFilter); }), true, 1);
+  at(add(p + "relu_fwd" + d, [dev](auto& st) { BM_Relu(st, dev, false); }), true);
+  at(add(p + "relu_bwd" + d, [dev](auto& st) { BM_Relu(st, dev, true); }), true);
+  // Max-pool follows every stage but the last.
+  auto pool = [&](const std::string& name, bool bwd) {
+    auto* b = add(p + name + d, [dev, bwd](auto& st) { BM_Pool(st, dev, bwd); });
+    b->ArgNames({"B", "sec", "C", "stage"});
+    for (size_t i = 0; i < plan.stages.size(); ++i)
+      if (plan.stages[i].pool) b->Args({B, sec, C, static_cast<int64_t>(i)});
+  };
+  pool("pool_fwd", false);
+  pool("pool_bwd", true);
+  at(add(p + "mean_fwd" + d, [dev](auto& st) { BM_Mean(st, dev, false); }), false);
+  at(add(p + "mean_bwd" + d, [dev](auto& st) { BM_Mean(st, dev, true); }), false);
+  at(add(p + "linear_fwd" + d, [dev](auto& st) { BM_Linear(st, dev, false); }), false);
+  at(add(p + "linear_bwd" + d, [dev](auto& st) { BM_Linear(st, dev, true); }), false);
+  at(add(p + "l2_fwd" + d, [dev](auto& st) { BM_L2(st, dev, false); }), false);
+  at(add(p + "l2_bwd" + d, [dev](auto& st) { BM_L2(st, dev, true); }), false);
+  at(add(p + "loss" + d, [dev](auto& st) { BM_Loss(st, dev); }), false);
+  at(add(p + "mine" + d, [dev](auto& st) { BM_Mine(st, dev); }), false);
+  at(add(p + "adam" + d, [dev](auto& st) { BM_Adam(st, dev); }), false);
+  at(add(p + "train_step_eager" + d, [dev](auto& st) { BM_TrainStep(st, dev, false); }), false);
+  // Only the CUDA backend captures; on the CPU "replay" would be the eager step again.
+  if (dev == "cuda") at(add(p + "train_step_replay" + d, [dev](auto& st) { BM_TrainStep(st, dev, true); }), false);
+}
+
+// The sweep: batch x clip seconds x channels, for the ops whose cost scales with all three.
+void register_sweep(const std::string& dev) {
+  const std::vector<int64_t> batches{48, 192, 576}, seconds{5, 10, 30}, channels{64, 128, 256};
+  const std::string d = "/" + dev;
+  add("sweep/mel" + d, [dev](auto& st) { BM_Mel(st, dev); })
+      ->ArgNames({"B", "sec", "C"})
+      ->ArgsProduct({batches, seconds, {128}});
+  add("sweep/conv_fwd" + d, [dev](auto& st) { BM_Conv(st, dev, ConvOp::Forward); })
+      ->ArgNames({"B", "sec", "C", "stage"})
+      ->ArgsProduct({batches, seconds, channels, {0}});
+  add("sweep/conv_bwd_data_filter" + d, [dev](auto& st) { BM_Conv(st, dev, ConvOp::BackwardDataFilter); })
+      ->ArgNames({"B", "sec", "C", "stage"})
+      ->ArgsProduct({batches, seconds, channels, {1}});
+  auto* step = add("sweep/train_step" + d, [dev](auto& st) { BM_TrainStep(st, dev, dev == "cuda"); })
+                   ->ArgNames({"B", "sec", "C"})
+                   ->ArgsProduct({batches, seconds, channels});
+  if (dev == "cpu") step->Iterations(2);  // seconds per step on a CPU
+}
 
 }  // namespace
 }  // namespace mg
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  bool want_sweep = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("--benchmark_filter=", 0) == 0 && a.find("sweep") != std::string::npos) want_sweep = true;
+  }
+  for (const std::string dev : {"cpu", "cuda"}) {
+    mg::register_family("ref", 192, 10, 128, dev);
+    mg::register_family("small", 6, 2, 16, dev);
+    if (want_sweep) mg::register_sweep(dev);
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

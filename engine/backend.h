@@ -13,17 +13,25 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <memory>
+#include <new>
 #include <string>
 
 #include "engine/tensor.h"
 #include "kernels/conv1d_cpu.h"
+#include "kernels/dropout_cpu.h"
 #include "kernels/mel_cpu.h"
+#include "kernels/mining_cpu.h"
 #include "kernels/optim_cpu.h"
+#include "kernels/reduce_cpu.h"
 #include "kernels/triplet_loss_cpu.h"
 
 namespace mg {
+
+// The largest k the CUDA backend's topk_cosine selects (kernels/topk_cuda.cu: half a tile).
+constexpr int kMaxTopkCuda = 1024;
 
 class Backend {
  public:
@@ -39,6 +47,21 @@ class Backend {
   virtual void fill(float* p, int64_t n, float value) = 0;
   virtual void synchronize() = 0;
 
+  // ---- staging for the input pipeline ----
+  // Host memory the device can copy from asynchronously (CUDA: page-locked). The CPU backend
+  // reads host memory directly, so its "upload" is a memcpy the trainer can skip.
+  virtual void* alloc_host(size_t bytes) {
+    void* p = std::aligned_alloc(256, (bytes + 255) / 256 * 256 + (bytes == 0 ? 256 : 0));
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  virtual void free_host(void* p) { std::free(p); }
+  // Copies host memory from alloc_host() to the device on a copy stream, so the copy overlaps
+  // device work already enqueued; work enqueued after this call waits for the copy. The caller
+  // guarantees that no pending device work still reads dst and that src stays untouched until
+  // the next synchronize(). Default: to_device.
+  virtual void upload_async(void* dst, const void* src_host, size_t bytes) { to_device(dst, src_host, bytes); }
+
   // ---- random init: p[i] = lo + (hi - lo) * philox_uniform(seed, stream, i) ----
   virtual void fill_uniform(float* p, int64_t n, float lo, float hi, uint64_t seed, uint64_t stream) = 0;
 
@@ -52,18 +75,55 @@ class Backend {
   virtual void relu_backward(const float* dy, const float* y, float* dx, int64_t n) = 0;
   virtual void maxpool_forward(const float* x, float* y, int64_t rows, int Tin, int window) = 0;
   virtual void maxpool_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tin, int window) = 0;
-  virtual void mean_time_forward(const float* x, float* y, int64_t rows, int Tn) = 0;
-  virtual void mean_time_backward(const float* dy, float* dx, int64_t rows, int Tn) = 0;
+  // Reductions over time: x [rows, Tn] -> one value per row, written through `out`
+  // (kernels/reduce_cpu.h RowOut; the default is a contiguous y [rows]), so the head can
+  // concatenate [mean | max | l2] per clip in one buffer. Their backward passes read dy through
+  // the same layout. max and l2 backward take `accumulate` (dx += instead of dx =): the head's
+  // mean backward writes dx, the max's and the L2's add to it.
+  virtual void mean_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out = {}) = 0;
+  virtual void mean_time_backward(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out = {}) = 0;
+  virtual void max_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out) = 0;
+  virtual void max_time_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tn, const RowOut& out,
+                                 bool accumulate) = 0;
+  virtual void l2_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out) = 0;
+  virtual void l2_time_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tn, const RowOut& out,
+                                bool accumulate) = 0;
+  // Inverted dropout (kernels/dropout_cpu.h) over x, y, mask [n]: rng is device uint64 [2] =
+  // {seed, stream}, read on the device so a captured step draws each replay's mask; the mask
+  // (0 or 1 / (1 - p)) is stored for the backward, dx = dy * mask. Bit-identical across backends.
+  virtual void dropout_forward(const float* x, float* y, float* mask, int64_t n, double p, const uint64_t* rng) = 0;
+  virtual void dropout_backward(const float* dy, const float* mask, float* dx, int64_t n) = 0;
   virtual void linear_forward(const float* x, const float* w, const float* b, float* y, int B, int C, int E) = 0;
   virtual void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
                                float* db, int B, int C, int E) = 0;
   virtual void l2norm_forward(const float* x, float* y, int B, int E, double eps) = 0;
   virtual void l2norm_backward(const float* dy, const float* x, const float* y, float* dx, int B, int E,
                                double eps) = 0;
-  // Fused loss + gradient. triplets: device int32 [n_triplets, 3]. stats: device float [2] =
-  // {mean loss, active triplets}. demb [N, E] overwritten.
+  // Fused loss + gradient. triplets: device int32 [n_triplets, 3]; rows (-1, -1, -1) are
+  // invalid (unmined) and skipped. stats: device float [2] = {mean loss over the valid rows (0
+  // when none), active triplets}. demb [N, E] overwritten.
   virtual void triplet_loss(const float* emb, const int32_t* triplets, int n_triplets, int N, int E,
                             const TripletLossParams& p, float* stats, float* demb) = 0;
+  // In-batch mining (kernels/mining_cpu.h): emb [2B, E] = B anchors then their B positives,
+  // hops: device uint8 [2B, 2B] graph distances. Writes triplets: device int32 [B, 3], row i =
+  // (i, B + i, negative) or (-1, -1, -1) when anchor i has none, and counts: device float [2] =
+  // {valid triplets, candidate (anchor, row) pairs}. Bit-identical across backends; no host
+  // synchronisation (capturable). 1 <= B <= kMaxMiningAnchors.
+  virtual void mine_triplets(const float* emb, const uint8_t* hops, int B, int E, const MiningParams& p,
+                             int32_t* triplets, float* counts) = 0;
+
+  // ---- retrieval ----
+  // Exact top-k by cosine similarity with engine/retrieval_metrics.h topk_cosine's contract:
+  // queries [Q, D] and items [N, D] unit rows (similarity = dot product), exclude null or
+  // int32 [Q] (an item to leave out per query, -1 none), out_items int32 [Q, k] and out_sims
+  // [Q, k]: best first, ties to the lower item index, NaN below every number, rows with fewer
+  // than k candidates padded with item -1 and similarity -inf. The CPU backend calls
+  // topk_cosine; the CUDA backend multiplies with cuBLAS in FP32 (TF32 off, whatever --tf32
+  // says) and selects with kernels/topk_cuda.cu, for k <= kMaxTopkCuda (std::invalid_argument
+  // beyond). The backends' GEMMs sum in different orders, so two items whose similarities
+  // differ by a rounding error may come in either order; equal similarities are ordered alike.
+  virtual void topk_cosine(const float* queries, int64_t Q, const float* items, int64_t N, int D, int k,
+                           const int32_t* exclude, int32_t* out_items, float* out_sims) = 0;
 
   // ---- optimizer ops over flat buffers ----
   // The learning rate and the 1-based step count come from device memory, scalars [2] =
@@ -88,6 +148,19 @@ class Backend {
     (void)work;
     return nullptr;
   }
+
+  // ---- timing (benchmarks) ----
+  // Measures the device work enqueued between start() and stop(). The CUDA backend records
+  // events on its stream (no host synchronisation until seconds()); the default synchronises
+  // at both ends and reads the host clock. seconds() waits for the work to finish.
+  class Stopwatch {
+   public:
+    virtual ~Stopwatch() = default;
+    virtual void start() = 0;
+    virtual void stop() = 0;
+    virtual double seconds() = 0;
+  };
+  virtual std::unique_ptr<Stopwatch> stopwatch();
 
   template <class T>
   T* alloc(int64_t n) {

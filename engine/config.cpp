@@ -227,7 +227,10 @@ void visit_fields(C& c, V& v) {
 // know, with the closest known name.
 class TomlReader {
  public:
-  TomlReader(const toml::value& root, std::string source) : root_(root), source_(std::move(source)) {}
+  // with_lines: append the value's line to the source in errors (not for --set overrides,
+  // whose document is generated).
+  TomlReader(const toml::value& root, std::string source, bool with_lines = true)
+      : root_(root), source_(std::move(source)), with_lines_(with_lines) {}
 
   void section(const char* name) {
     schema_.push_back({name, {}});
@@ -392,11 +395,12 @@ class TomlReader {
   // "<source>:<line>: <what>": the line points at the offending value.
   [[noreturn]] void fail(const toml::value& at, const std::string& what) const {
     const auto line = at.location().line();
-    throw ConfigError(source_ + (line > 0 ? ":" + std::to_string(line) : std::string()) + ": " + what);
+    throw ConfigError(source_ + (line > 0 && with_lines_ ? ":" + std::to_string(line) : std::string()) + ": " + what);
   }
 
   const toml::value& root_;
   std::string source_;
+  bool with_lines_ = true;
   const toml::table* table_ = nullptr;  // the current section's table; null when absent
   std::vector<std::pair<std::string, std::vector<std::string>>> schema_;  // section -> keys
 };
@@ -625,13 +629,13 @@ Config apply_overrides(const Config& c, const std::vector<std::string>& override
     table[section].as_table()[key] = value;
     // Checked one at a time, so an error names the override that caused it.
     Config next = default_config();
-    TomlReader reader(root, source);
+    TomlReader reader(root, source, /*with_lines=*/false);
     visit_fields(next, reader);
     next.mel.sample_rate = next.audio.sample_rate;
     validate(next, source);
   }
   Config out = default_config();
-  TomlReader reader(root, "--set");
+  TomlReader reader(root, "--set", /*with_lines=*/false);
   visit_fields(out, reader);
   out.mel.sample_rate = out.audio.sample_rate;
   validate(out, "--set");

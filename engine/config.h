@@ -68,6 +68,7 @@ struct AudioConfig {
 
 // Global pooling over time after the last conv stage. mean_max concatenates the mean and the
 // max over time ([B, 2C]); mean_max_l2 adds the L2 norm over time, sqrt(sum_t x^2) ([B, 3C]).
+// Each clip's row is [mean | max | l2], each block C wide in channel order (engine/model.h).
 enum class GlobalPool { Mean, MeanMax, MeanMaxL2 };
 
 struct ModelConfig {

@@ -6,12 +6,15 @@
 #include <cstring>
 #include <map>
 #include <new>
+#include <span>
 #include <stdexcept>
 #include <tuple>
 
 #include "engine/backend.h"
+#include "engine/retrieval_metrics.h"
 #include "kernels/activation_cpu.h"
 #include "kernels/blas.h"
+#include "kernels/dropout_cpu.h"
 #include "kernels/linear_cpu.h"
 #include "kernels/philox.h"
 #include "kernels/pool_cpu.h"
@@ -83,11 +86,31 @@ class CpuBackend final : public Backend {
   void maxpool_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tin, int w) override {
     maxpool1d_backward_cpu(dy, x, dx, rows, Tin, w);
   }
-  void mean_time_forward(const float* x, float* y, int64_t rows, int Tn) override {
-    mean_time_forward_cpu(x, y, rows, Tn);
+  void mean_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out) override {
+    mean_time_forward_cpu(x, y, rows, Tn, out);
   }
-  void mean_time_backward(const float* dy, float* dx, int64_t rows, int Tn) override {
-    mean_time_backward_cpu(dy, dx, rows, Tn);
+  void mean_time_backward(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out) override {
+    mean_time_backward_cpu(dy, dx, rows, Tn, out);
+  }
+  void max_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out) override {
+    max_time_forward_cpu(x, y, rows, Tn, out);
+  }
+  void max_time_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tn, const RowOut& out,
+                         bool accumulate) override {
+    max_time_backward_cpu(dy, x, dx, rows, Tn, out, accumulate);
+  }
+  void l2_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out) override {
+    l2_time_forward_cpu(x, y, rows, Tn, out);
+  }
+  void l2_time_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tn, const RowOut& out,
+                        bool accumulate) override {
+    l2_time_backward_cpu(dy, x, dx, rows, Tn, out, accumulate);
+  }
+  void dropout_forward(const float* x, float* y, float* mask, int64_t n, double p, const uint64_t* rng) override {
+    dropout_forward_cpu(x, y, mask, n, p, rng[0], rng[1]);  // "device" memory is host memory here
+  }
+  void dropout_backward(const float* dy, const float* mask, float* dx, int64_t n) override {
+    dropout_backward_cpu(dy, mask, dx, n);
   }
   void linear_forward(const float* x, const float* w, const float* b, float* y, int B, int C, int E) override {
     linear_forward_cpu(x, w, b, y, B, C, E);
@@ -108,6 +131,21 @@ class CpuBackend final : public Backend {
     const TripletLossResult r = triplet_loss_cpu(emb, triplets, n_triplets, N, E, p, demb);
     stats[0] = static_cast<float>(r.loss);
     stats[1] = static_cast<float>(r.active);
+  }
+  void mine_triplets(const float* emb, const uint8_t* hops, int B, int E, const MiningParams& p, int32_t* triplets,
+                     float* counts) override {
+    if (B > kMaxMiningAnchors)  // the CUDA backend's limit, so both accept the same batches
+      throw std::invalid_argument("mine_triplets: " + std::to_string(B) + " anchors; at most " +
+                                  std::to_string(kMaxMiningAnchors) + " per batch (the float counts must stay exact)");
+    const MiningCounts c = mine_triplets_cpu(emb, hops, B, E, p, triplets);
+    counts[0] = static_cast<float>(c.valid);
+    counts[1] = static_cast<float>(c.candidates);
+  }
+  void topk_cosine(const float* queries, int64_t Q, const float* items, int64_t N, int D, int k,
+                   const int32_t* exclude, int32_t* out_items, float* out_sims) override {
+    const std::span<const int32_t> ex = exclude ? std::span<const int32_t>(exclude, static_cast<size_t>(Q))
+                                                : std::span<const int32_t>();
+    mg::topk_cosine(queries, Q, items, N, D, k, ex, out_items, out_sims);
   }
   void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamParams& a,
                  const double* scalars) override {

@@ -4,11 +4,15 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "engine/cuda_backend.h"
@@ -47,6 +51,32 @@ class CudaCaptured final : public Backend::Captured {
   cudaStream_t stream_;
 };
 
+// CUDA events on the backend's stream: the GPU's own clock, with no host synchronisation
+// between start() and stop(), so launch gaps inside the timed work are measured as they are.
+class CudaStopwatch final : public Backend::Stopwatch {
+ public:
+  explicit CudaStopwatch(cudaStream_t s) : stream_(s) {
+    MG_CUDA_CHECK(cudaEventCreate(&start_));
+    MG_CUDA_CHECK(cudaEventCreate(&stop_));
+  }
+  ~CudaStopwatch() override {
+    cudaEventDestroy(start_);  // destructors must not throw; statuses ignored
+    cudaEventDestroy(stop_);
+  }
+  void start() override { MG_CUDA_CHECK(cudaEventRecord(start_, stream_)); }
+  void stop() override { MG_CUDA_CHECK(cudaEventRecord(stop_, stream_)); }
+  double seconds() override {
+    MG_CUDA_CHECK(cudaEventSynchronize(stop_));
+    float ms = 0;
+    MG_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
+    return ms / 1000.0;
+  }
+
+ private:
+  cudaStream_t stream_;
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+};
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(const CudaOptions& o) : opts_(o) {
@@ -56,6 +86,8 @@ class CudaBackend final : public Backend {
     name_ = prop.name;
     cc_ = std::to_string(prop.major) + "." + std::to_string(prop.minor);
     MG_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    MG_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
+    MG_CUDA_CHECK(cudaEventCreateWithFlags(&copied_, cudaEventDisableTiming));
     MG_CUBLAS_CHECK(cublasCreate(&cublas_));
     MG_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
     // Default math is plain FP32; TF32 tensor-core math only when asked for.
@@ -67,8 +99,11 @@ class CudaBackend final : public Backend {
     mel_.clear();
     cudnn_.reset();
     if (norm_partials_) cudaFree(norm_partials_);
+    if (topk_ws_) cudaFree(topk_ws_);
     for (void* p : retired_) cudaFree(p);
     cublasDestroy(cublas_);
+    cudaEventDestroy(copied_);
+    cudaStreamDestroy(copy_stream_);
     cudaStreamDestroy(stream_);
   }
 
@@ -103,6 +138,27 @@ class CudaBackend final : public Backend {
     MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
     MG_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
+  void* alloc_host(size_t bytes) override {
+    void* p = nullptr;
+    const cudaError_t st = cudaMallocHost(&p, bytes ? bytes : 256);
+    if (st == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      throw CudaError("cudaMallocHost of " + mib(bytes) +
+                      " failed: not enough page-locked host memory; try fewer loader threads or a smaller batch");
+    }
+    MG_CUDA_CHECK(st);
+    return p;
+  }
+  void free_host(void* p) override {
+    if (p) cudaFreeHost(p);
+  }
+  // The copy runs on copy_stream_; the compute stream waits on its event, so the copy
+  // overlaps the compute work enqueued before this call and precedes everything after it.
+  void upload_async(void* dst, const void* src, size_t bytes) override {
+    MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, copy_stream_));
+    MG_CUDA_CHECK(cudaEventRecord(copied_, copy_stream_));
+    MG_CUDA_CHECK(cudaStreamWaitEvent(stream_, copied_, 0));
+  }
   void fill(float* p, int64_t n, float value) override { fill_cuda(p, n, value, stream_); }
   void synchronize() override { MG_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
@@ -133,11 +189,31 @@ class CudaBackend final : public Backend {
   void maxpool_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tin, int w) override {
     cudnn_->maxpool_backward(dy, x, dx, rows, Tin, w);
   }
-  void mean_time_forward(const float* x, float* y, int64_t rows, int Tn) override {
-    mean_time_forward_cuda(x, y, rows, Tn, stream_);
+  void mean_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out) override {
+    mean_time_forward_cuda(x, y, rows, Tn, out, stream_);
   }
-  void mean_time_backward(const float* dy, float* dx, int64_t rows, int Tn) override {
-    mean_time_backward_cuda(dy, dx, rows, Tn, stream_);
+  void mean_time_backward(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out) override {
+    mean_time_backward_cuda(dy, dx, rows, Tn, out, stream_);
+  }
+  void max_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out) override {
+    max_time_forward_cuda(x, y, rows, Tn, out, stream_);
+  }
+  void max_time_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tn, const RowOut& out,
+                         bool accumulate) override {
+    max_time_backward_cuda(dy, x, dx, rows, Tn, out, accumulate, stream_);
+  }
+  void l2_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out) override {
+    l2_time_forward_cuda(x, y, rows, Tn, out, stream_);
+  }
+  void l2_time_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tn, const RowOut& out,
+                        bool accumulate) override {
+    l2_time_backward_cuda(dy, x, dx, rows, Tn, out, accumulate, stream_);
+  }
+  void dropout_forward(const float* x, float* y, float* mask, int64_t n, double p, const uint64_t* rng) override {
+    dropout_forward_cuda(x, y, mask, n, p, rng, stream_);
+  }
+  void dropout_backward(const float* dy, const float* mask, float* dx, int64_t n) override {
+    dropout_backward_cuda(dy, mask, dx, n, stream_);
   }
 
   // Row-major y [B, E] = x [B, C] w^T + b. cuBLAS is column-major, where a row-major [R, K]
@@ -168,6 +244,10 @@ class CudaBackend final : public Backend {
                     const TripletLossParams& p, float* stats, float* demb) override {
     triplet_loss_cuda(emb, triplets, n_triplets, N, E, p, stats, demb, stream_);
   }
+  void mine_triplets(const float* emb, const uint8_t* hops, int B, int E, const MiningParams& p, int32_t* triplets,
+                     float* counts) override {
+    mine_triplets_cuda(emb, hops, B, E, p, triplets, counts, stream_);
+  }
   void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamParams& a,
                  const double* scalars) override {
     adam_step_cuda(p, g, m, v, n, a, scalars, stream_);
@@ -182,6 +262,75 @@ class CudaBackend final : public Backend {
     }
     clip_grad_norm_cuda(g, n, max_norm, norm_out, norm_partials_, stream_);
   }
+
+  // Backend::topk_cosine: per block of up to kTopkQueries queries and per chunk of up to
+  // kTopkChunk items, sims [qb, nc] = queries x items^T (cuBLAS), the chunk's best k of every
+  // tile written beside the running best k, and selection passes until k keys are left
+  // (kernels/topk_cuda.cu). Workspace: sims [qb, chunk] floats and two key buffers [qb, ld],
+  // ld = k + tiles(chunk) * k, kept between calls.
+  void topk_cosine(const float* queries, int64_t Q, const float* items, int64_t N, int D, int k,
+                   const int32_t* exclude, int32_t* out_items, float* out_sims) override {
+    if (Q < 0 || N < 0 || D < 1 || k < 1 || k > kMaxTopkCuda)
+      throw std::invalid_argument("topk_cosine (CUDA): need Q >= 0, N >= 0, D >= 1, 1 <= k <= " +
+                                  std::to_string(kMaxTopkCuda) + " (got Q " + std::to_string(Q) + ", N " +
+                                  std::to_string(N) + ", D " + std::to_string(D) + ", k " + std::to_string(k) + ")");
+    if (N > std::numeric_limits<int32_t>::max())
+      throw std::invalid_argument("topk_cosine: " + std::to_string(N) + " items exceed the int32 item index");
+    if (Q == 0) return;
+    const int64_t qmax = std::min<int64_t>(Q, kTopkQueries);
+    const int64_t chunk = std::clamp<int64_t>(N, 1, kTopkChunk);
+    const int64_t ld = k + topk_tiles(chunk) * k;
+    const size_t sims_bytes = (static_cast<size_t>(qmax * chunk) * sizeof(float) + 255) / 256 * 256;
+    const size_t keys_bytes = (static_cast<size_t>(qmax * ld) * sizeof(uint64_t) + 255) / 256 * 256;
+    if (sims_bytes + 2 * keys_bytes > topk_ws_bytes_) {
+      if (topk_ws_) cudaFree(topk_ws_);  // waits for the work that used it
+      topk_ws_ = nullptr;
+      topk_ws_bytes_ = 0;
+      topk_ws_ = alloc_bytes(sims_bytes + 2 * keys_bytes);
+      topk_ws_bytes_ = sims_bytes + 2 * keys_bytes;
+    }
+    auto* sims = static_cast<float*>(topk_ws_);
+    auto* run = reinterpret_cast<uint64_t*>(static_cast<char*>(topk_ws_) + sims_bytes);  // running best k first
+    auto* alt = reinterpret_cast<uint64_t*>(static_cast<char*>(topk_ws_) + sims_bytes + keys_bytes);
+
+    // FP32 products whatever --tf32 says: TF32 would rank by 10-bit mantissas.
+    cublasMath_t mode = CUBLAS_DEFAULT_MATH;
+    MG_CUBLAS_CHECK(cublasGetMathMode(cublas_, &mode));
+    MG_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
+    struct RestoreMath {
+      cublasHandle_t h;
+      cublasMath_t m;
+      ~RestoreMath() { cublasSetMathMode(h, m); }
+    } restore{cublas_, mode};
+
+    const float one = 1.0f, zero = 0.0f;
+    for (int64_t q0 = 0; q0 < Q; q0 += qmax) {
+      const int64_t qb = std::min(qmax, Q - q0);
+      MG_CUDA_CHECK(cudaMemsetAsync(run, 0, static_cast<size_t>(qb * ld) * sizeof(uint64_t), stream_));
+      for (int64_t i0 = 0; i0 < N; i0 += chunk) {
+        const int64_t nc = std::min(chunk, N - i0);
+        // Row-major sims [qb, nc] is column-major sims^T [nc, qb] = items_c [nc, D] x queries^T [D, qb],
+        // the row-major items read as op_T of column-major [D, nc].
+        MG_CUBLAS_CHECK(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(nc), static_cast<int>(qb), D,
+                                    &one, items + i0 * D, D, queries + q0 * D, D, &zero, sims, static_cast<int>(nc)));
+        topk_select_sims_cuda(sims, qb, nc, i0, exclude ? exclude + q0 : nullptr, k, run + k, ld, stream_);
+        int64_t m = k + topk_tiles(nc) * k;
+        uint64_t *in = run, *out = alt;
+        while (m > k) {
+          topk_select_keys_cuda(in, ld, qb, m, k, out, ld, stream_);
+          m = topk_tiles(m) * k;
+          std::swap(in, out);
+        }
+        if (in != run)
+          MG_CUDA_CHECK(cudaMemcpy2DAsync(run, static_cast<size_t>(ld) * sizeof(uint64_t), in,
+                                          static_cast<size_t>(ld) * sizeof(uint64_t), static_cast<size_t>(k) * sizeof(uint64_t),
+                                          static_cast<size_t>(qb), cudaMemcpyDeviceToDevice, stream_));
+      }
+      topk_decode_cuda(run, ld, qb, k, out_items + q0 * k, out_sims + q0 * k, stream_);
+    }
+  }
+
+  std::unique_ptr<Stopwatch> stopwatch() override { return std::make_unique<CudaStopwatch>(stream_); }
 
   std::unique_ptr<Captured> capture(const std::function<void()>& work) override {
     if (!cudnn_->ready_for_capture()) return nullptr;  // run eagerly until every shape is planned
@@ -207,11 +356,17 @@ class CudaBackend final : public Backend {
   CudaOptions opts_;
   std::string name_, cc_;
   cudaStream_t stream_ = nullptr;
+  cudaStream_t copy_stream_ = nullptr;  // upload_async: input batches, overlapping compute
+  cudaEvent_t copied_ = nullptr;        // the last upload's completion
   cublasHandle_t cublas_ = nullptr;
   std::unique_ptr<CudnnOps> cudnn_;
   std::map<decltype(mel_key(MelParams{})), std::unique_ptr<MelCuda>> mel_;
   double* norm_partials_ = nullptr;
   int64_t norm_partials_size_ = 0;
+  static constexpr int64_t kTopkQueries = 256;   // queries per block (grid rows <= 65535)
+  static constexpr int64_t kTopkChunk = 65536;   // items per GEMM
+  void* topk_ws_ = nullptr;                      // topk_cosine's workspace
+  size_t topk_ws_bytes_ = 0;
   std::vector<void*> retired_;
 };
 

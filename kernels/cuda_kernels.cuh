@@ -8,7 +8,9 @@
 
 #include <cstdint>
 
+#include "kernels/mining_cpu.h"
 #include "kernels/optim_cpu.h"
+#include "kernels/reduce_cpu.h"
 #include "kernels/triplet_loss_cpu.h"
 
 namespace mg {
@@ -24,11 +26,29 @@ void relu_forward_cuda(const float* x, float* y, int64_t n, cudaStream_t stream)
 void relu_backward_cuda(const float* dy, const float* y, float* dx, int64_t n, cudaStream_t stream);  // dx may alias dy
 
 // ---- reduce_cuda.cu ----
-void mean_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, cudaStream_t stream);
-void mean_time_backward_cuda(const float* dy, float* dx, int64_t rows, int Tn, cudaStream_t stream);
+// Reductions over time write through RowOut (kernels/reduce_cpu.h). max: bit-identical to the
+// CPU (a selection); mean: bit-identical for T <= 64, else a few ulps of double apart; l2: the
+// norm summed in another order (a few ulps of double), so forward and backward may differ by
+// one float rounding. Backward dx must not alias x.
+void mean_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, const RowOut& out, cudaStream_t stream);
+void mean_time_backward_cuda(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out,
+                             cudaStream_t stream);
+void max_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, const RowOut& out, cudaStream_t stream);
+void max_time_backward_cuda(const float* dy, const float* x, float* dx, int64_t rows, int Tn, const RowOut& out,
+                            bool accumulate, cudaStream_t stream);
+void l2_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, const RowOut& out, cudaStream_t stream);
+void l2_time_backward_cuda(const float* dy, const float* x, float* dx, int64_t rows, int Tn, const RowOut& out,
+                           bool accumulate, cudaStream_t stream);
 void l2norm_forward_cuda(const float* x, float* y, int B, int E, double eps, cudaStream_t stream);
 void l2norm_backward_cuda(const float* dy, const float* x, const float* y, float* dx, int B, int E, double eps,
                           cudaStream_t stream);
+
+// ---- dropout_cuda.cu ----
+// rng: device uint64 [2] = {seed, stream}, read by the kernel (capturable). Bit-identical to
+// dropout_forward_cpu / dropout_backward_cpu.
+void dropout_forward_cuda(const float* x, float* y, float* mask, int64_t n, double p, const uint64_t* rng,
+                          cudaStream_t stream);
+void dropout_backward_cuda(const float* dy, const float* mask, float* dx, int64_t n, cudaStream_t stream);
 
 // ---- linear_cuda.cu (the GEMMs are cuBLAS calls in the backend) ----
 // y [B, E] = bias broadcast over rows (before the GEMM accumulates x w^T into it).
@@ -43,6 +63,13 @@ void bias_grad_cuda(const float* dy, float* db, int B, int E, cudaStream_t strea
 void triplet_loss_cuda(const float* emb, const int32_t* triplets, int n_triplets, int N, int E,
                        const TripletLossParams& p, float* stats, float* demb, cudaStream_t stream);
 
+// ---- mining_cuda.cu ----
+// In-batch mining (kernels/mining_cpu.h): emb [2B, E], hops [2B, 2B] uint8 -> triplets [B, 3]
+// (invalid rows (-1, -1, -1)), counts [2] = {valid, candidates} as floats. Bit-identical to the
+// CPU (the same dot-product order). Zeroes counts with a memset on the stream; B <= 2896.
+void mine_triplets_cuda(const float* emb, const uint8_t* hops, int B, int E, const MiningParams& p, int32_t* triplets,
+                        float* counts, cudaStream_t stream);
+
 // ---- optim_cuda.cu ----
 // scalars [2] = {lr, step} in device memory (so a captured graph reads each replay's values).
 void adam_step_cuda(float* p, const float* g, float* m, float* v, int64_t n, const AdamParams& a,
@@ -53,5 +80,24 @@ void adam_step_cuda(float* p, const float* g, float* m, float* v, int64_t n, con
 int64_t global_norm_partials_size(int64_t n);
 void clip_grad_norm_cuda(float* g, int64_t n, double max_norm, float* norm_out, double* partials,
                          cudaStream_t stream);
+
+// ---- topk_cuda.cu ----
+// Exact top-k selection for the backend's topk_cosine (its cuBLAS product gives the
+// similarities). Keys are uint64 whose unsigned order is the ranking order (descending
+// similarity, then lower item; NaN as -inf); key 0 = no candidate. Every selection writes, per
+// row and per tile of kTopkTile inputs, that tile's best k keys in descending order at
+// out[row * ld_out + tile * k ...]. 1 <= k <= kTopkTile / 2, rows <= 65535.
+constexpr int kTopkTile = 2048;
+int64_t topk_tiles(int64_t n);  // tiles of n inputs
+// sims [rows, n] (row stride n) of items item0 .. item0 + n - 1; exclude: null or [rows] items
+// to leave out (-1 none).
+void topk_select_sims_cuda(const float* sims, int64_t rows, int64_t n, int64_t item0, const int32_t* exclude, int k,
+                           uint64_t* out, int64_t ld_out, cudaStream_t stream);
+// keys [rows, m] (row stride ld_in) -> topk_tiles(m) runs of k keys per row. out must not alias in.
+void topk_select_keys_cuda(const uint64_t* in, int64_t ld_in, int64_t rows, int64_t m, int k, uint64_t* out,
+                           int64_t ld_out, cudaStream_t stream);
+// keys [rows, k] (row stride ld) -> out_items [rows, k] (-1 for key 0), out_sims [rows, k] (-inf).
+void topk_decode_cuda(const uint64_t* keys, int64_t ld, int64_t rows, int k, int32_t* out_items, float* out_sims,
+                      cudaStream_t stream);
 
 }  // namespace mg

@@ -779,6 +779,148 @@ void add_triplet_cases(std::vector<OpCase>& cases, uint32_t& seed) {
   }
 }
 
+// ---- in-batch mining ----
+
+std::vector<double> get_i32(Dev& d, const int32_t* p, size_t n) {
+  std::vector<int32_t> h(n);
+  d.be.synchronize();
+  d.be.to_host(h.data(), p, n * sizeof(int32_t));
+  return {h.begin(), h.end()};
+}
+
+struct MineData {
+  std::vector<float> emb;     // [2B, E] unit rows
+  std::vector<uint8_t> hops;  // [2B, 2B]
+};
+
+// Unit rows (E = 1: +-1, nearly every distance a tie); with `duplicates`, about one row in six
+// is an exact copy of another (ties between rows the CUDA kernel gives to different warps).
+// Hops: near, neg_hops and far up to 255, asymmetric, the positive at 1, a few rows of the
+// same item (0), and (B >= 3) anchor 1 with no candidate at all.
+MineData draw_mining(int B, int E, int neg_hops, bool duplicates, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const int N = 2 * B;
+  const size_t sE = static_cast<size_t>(E), sN = static_cast<size_t>(N);
+  MineData m;
+  m.emb.resize(sN * sE);
+  std::normal_distribution<double> g(0.0, 1.0);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::uniform_int_distribution<int> row(0, N - 1), near(1, neg_hops - 1), far(neg_hops, 255);
+  for (size_t r = 0; r < sN; ++r) {
+    std::vector<double> x(sE);
+    double n2 = 0;
+    for (auto& v : x) {
+      v = E == 1 ? (u(rng) < 0.5 ? -1.0 : 1.0) : g(rng);
+      n2 += v * v;
+    }
+    for (size_t k = 0; k < sE; ++k) m.emb[r * sE + k] = static_cast<float>(x[k] / std::sqrt(n2));
+  }
+  if (duplicates)
+    for (int k = 0; k < N / 6; ++k) {
+      const size_t from = static_cast<size_t>(row(rng)), to = static_cast<size_t>(row(rng));
+      std::copy(m.emb.begin() + static_cast<std::ptrdiff_t>(from * sE),
+                m.emb.begin() + static_cast<std::ptrdiff_t>((from + 1) * sE),
+                m.emb.begin() + static_cast<std::ptrdiff_t>(to * sE));
+    }
+  m.hops.assign(sN * sN, 0);
+  for (size_t i = 0; i < sN; ++i)
+    for (size_t j = 0; j < sN; ++j) {
+      if (i == j) continue;
+      const double x = u(rng);
+      m.hops[i * sN + j] = static_cast<uint8_t>(x < 0.3 ? near(rng) : x < 0.65 ? neg_hops : x < 0.97 ? far(rng) : 0);
+    }
+  for (int i = 0; i < B; ++i) m.hops[static_cast<size_t>(i) * sN + static_cast<size_t>(B + i)] = 1;
+  if (B >= 3)
+    for (size_t j = 0; j < sN; ++j) m.hops[sN + j] = static_cast<uint8_t>(j == 1 ? 0 : near(rng));
+  return m;
+}
+
+void add_mining_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+  struct M {
+    int B, E;
+  };
+  for (const M& m : std::vector<M>{{1, 7}, {2, 1}, {7, 1}, {13, 33}, {37, 300}, {64, 128}, {300, 128}})
+    for (const auto& [rule, margin] : std::vector<std::pair<NegativeMining, double>>{
+             {NegativeMining::BatchHard, 0.2}, {NegativeMining::SemiHard, 0.2}, {NegativeMining::SemiHard, 1.0}}) {
+      const uint32_t s = seed++;
+      const bool semi = rule == NegativeMining::SemiHard;
+      cases.push_back(
+          {"mine_" + std::string(semi ? "semi_hard" : "batch_hard") + "_B" + std::to_string(m.B) + "_E" +
+               std::to_string(m.E) + "_m" + fmt(margin),
+           0,
+           "both backends sum each dot product in the same order (kernels/mining_cpu.h): identical distances, "
+           "identical choices, ties included",
+           [m, rule = rule, margin = margin, s](Dev& d, Outs& o) {
+             const MineData x = draw_mining(m.B, m.E, 3, true, s);
+             const float* emb = d.upload(x.emb);
+             const uint8_t* hops = d.upload(x.hops);
+             // Poison: garbage indices (every row must be written) and NaN counts.
+             int32_t* trip = d.upload(std::vector<int32_t>(3 * static_cast<size_t>(m.B), 0x5a5a5a5a));
+             float* counts = d.out(2);
+             const MiningParams p{rule, 3, margin, TripletLossParams{}.eps};
+             d.launch("mine_triplets", [&] { d.be.mine_triplets(emb, hops, m.B, m.E, p, trip, counts); });
+             o.push_back({"triplets", get_i32(d, trip, 3 * static_cast<size_t>(m.B))});
+             o.push_back({"counts", to_f64(d.get(counts, 2))});
+           },
+           true});
+    }
+  // Mining then the loss on the device, as the training step runs them: the loss skips the
+  // unmined rows and averages over the others.
+  for (const auto& [B, E] : std::vector<std::pair<int, int>>{{7, 33}, {64, 128}})
+    for (NegativeMining rule : {NegativeMining::BatchHard, NegativeMining::SemiHard}) {
+      const uint32_t s = seed++;
+      const bool semi = rule == NegativeMining::SemiHard;
+      cases.push_back(
+          {"triplet_mined_" + std::string(semi ? "semi_hard" : "batch_hard") + "_B" + std::to_string(B) + "_E" +
+               std::to_string(E),
+           1e-4, "as the triplet cases: dot products of <= 128 terms in another order, same triplets",
+           [B = B, E = E, rule, s](Dev& d, Outs& o) {
+             const MineData x = draw_mining(B, E, 3, false, s);
+             const float* emb = d.upload(x.emb);
+             const uint8_t* hops = d.upload(x.hops);
+             int32_t* trip = d.upload(std::vector<int32_t>(3 * static_cast<size_t>(B), 0x5a5a5a5a));
+             float *counts = d.out(2), *stats = d.out(2), *demb = d.out(x.emb.size());
+             TripletLossParams lp;
+             lp.margin = 0.5;
+             const MiningParams p{rule, 3, lp.margin, lp.eps};
+             d.launch("mine + loss", [&] {
+               d.be.mine_triplets(emb, hops, B, E, p, trip, counts);
+               d.be.triplet_loss(emb, trip, B, 2 * B, E, lp, stats, demb);
+             });
+             const auto c = d.get(counts, 2);
+             ASSERT_GT(c[0], 0) << "no triplet mined: the loss would test nothing";
+             ASSERT_LT(c[0], static_cast<float>(B)) << "every anchor mined: no invalid row to skip";
+             o.push_back({"triplets", get_i32(d, trip, 3 * static_cast<size_t>(B)), 0, "mining is bit-identical"});
+             const auto st = d.get(stats, 2);
+             o.push_back({"loss", {static_cast<double>(st[0])}});
+             o.push_back({"active", {static_cast<double>(st[1])}, 0, "hinges of mined triplets are not near 0"});
+             o.push_back({"demb", to_f64(d.get(demb, x.emb.size()))});
+           }});
+    }
+  // A fixed table with unmined rows, and one with nothing but: loss 0, zero gradient.
+  for (int keep : {1, 0}) {
+    const uint32_t s = seed++;
+    cases.push_back({keep ? "triplet_unmined_rows_E33" : "triplet_all_unmined_E33", 1e-4,
+                     "as the triplet cases (all-unmined: exact zeros)", [keep, s](Dev& d, Outs& o) {
+                       TripletData t = draw_triplets(33, 64, "shared", 0.2, false, s);
+                       ASSERT_TRUE(t.error.empty()) << t.error;
+                       for (size_t i = 0; i < t.trip.size(); i += 3)
+                         if (!keep || i % 9 == 3) t.trip[i] = t.trip[i + 1] = t.trip[i + 2] = -1;
+                       const int N = static_cast<int>(t.emb.size() / 33);
+                       const float* pe = d.upload(t.emb);
+                       const int32_t* pt = d.upload(t.trip);
+                       float *stats = d.out(2), *demb = d.out(t.emb.size());
+                       d.launch("fused loss + grad", [&] {
+                         d.be.triplet_loss(pe, pt, 64, N, 33, TripletLossParams{}, stats, demb);
+                       });
+                       const auto st = d.get(stats, 2);
+                       o.push_back({"loss", {static_cast<double>(st[0])}});
+                       o.push_back({"active", {static_cast<double>(st[1])}, 0, "hinges >= 1e-3 from zero"});
+                       o.push_back({"demb", to_f64(d.get(demb, t.emb.size()))});
+                     }});
+  }
+}
+
 // ---- Adam / AdamW ----
 
 void add_adam_cases(std::vector<OpCase>& cases, uint32_t& seed) {
@@ -864,6 +1006,110 @@ void add_clip_cases(std::vector<OpCase>& cases, uint32_t& seed) {
   }
 }
 
+// ---- the pooled head: mean | max | l2 over time through RowOut, and dropout ----
+
+// x [B, C, T] -> pooled [B, ld] with ld = 3C + 2: [mean | max | l2] per clip row and two padding
+// columns that hold a sentinel no op may touch. Inputs are ReLU'd (as the model feeds them):
+// many exact zeros, ties at zero, and every 7th row all zero (L2 norm 0: zero gradient).
+void add_time_pool_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+  struct P {
+    int B, C, T;
+  };
+  for (const P& p : std::vector<P>{{1, 1, 1}, {1, 13, 1}, {37, 33, 23}, {192, 128, 23}, {5, 7, 431}, {3, 5, 97}}) {
+    const uint32_t s = seed++;
+    cases.push_back(
+        {"time_pool_B" + std::to_string(p.B) + "_C" + std::to_string(p.C) + "_T" + std::to_string(p.T), 1e-6,
+         "mean and l2 sum in double (l2 and rows > 64 steps in another order): one float rounding at most; max is "
+         "a selection; the backward adds three terms in the same order on both",
+         [p, s](Dev& d, Outs& o) {
+           std::mt19937 rng(s);
+           const size_t C = static_cast<size_t>(p.C), T = static_cast<size_t>(p.T);
+           const int64_t rows = int64_t{p.B} * p.C;
+           const size_t R = static_cast<size_t>(rows), ld = 3 * C + 2, Y = static_cast<size_t>(p.B) * ld;
+           auto x = uniform(rng, R * T, -1, 1);
+           for (size_t r = 0; r < R; ++r)
+             for (size_t t = 0; t < T; ++t) x[r * T + t] = r % 7 == 3 ? 0.0f : std::max(x[r * T + t], 0.0f);
+           std::vector<float> pooled0(Y, kSentinel), dy(Y, kNaNf);
+           const auto g = uniform(rng, R * 3, -1, 1);
+           for (size_t b = 0; b < static_cast<size_t>(p.B); ++b)
+             for (size_t j = 0; j < 3 * C; ++j) {
+               pooled0[b * ld + j] = kNaNf;  // written by the forward
+               dy[b * ld + j] = g[b * 3 * C + j];  // padding columns stay NaN: never read
+             }
+           const RowOut out{p.C, static_cast<int64_t>(ld)};
+           const float *px = d.upload(x), *pdy = d.upload(dy);
+           float* py = d.upload(pooled0);
+           d.launch("mean", [&] { d.be.mean_time_forward(px, py, rows, p.T, out); });
+           d.launch("max", [&] { d.be.max_time_forward(px, py + C, rows, p.T, out); });
+           d.launch("l2", [&] { d.be.l2_time_forward(px, py + 2 * C, rows, p.T, out); });
+           o.push_back({"pooled", to_f64(d.get(py, Y))});
+           // The model's order: the mean writes dx, the max and the L2 add to it.
+           float* pdx = d.out(R * T);
+           d.launch("mean backward", [&] { d.be.mean_time_backward(pdy, pdx, rows, p.T, out); });
+           d.launch("max backward +=", [&] { d.be.max_time_backward(pdy + C, px, pdx, rows, p.T, out, true); });
+           d.launch("l2 backward +=", [&] { d.be.l2_time_backward(pdy + 2 * C, px, pdx, rows, p.T, out, true); });
+           o.push_back({"dx_head", to_f64(d.get(pdx, R * T))});
+           float *pmax = d.out(R * T), *pl2 = d.out(R * T);
+           d.launch("max backward", [&] { d.be.max_time_backward(pdy + C, px, pmax, rows, p.T, out, false); });
+           d.launch("l2 backward", [&] { d.be.l2_time_backward(pdy + 2 * C, px, pl2, rows, p.T, out, false); });
+           o.push_back({"dx_max", to_f64(d.get(pmax, R * T)), 0, "a selection and a copy: exact"});
+           o.push_back({"dx_l2", to_f64(d.get(pl2, R * T))});
+         }});
+  }
+  // NaN propagates through the max as on the CPU: the first NaN of a row wins, wherever it
+  // falls among the warp's lanes. NaN outputs are compared as a marker (the CPU oracle's
+  // outputs must be finite); the gradient goes to the first NaN, so dx stays finite.
+  cases.push_back({"max_time_nan_rows_B3_C5_T37", 0, "a selection: exact", [](Dev& d, Outs& o) {
+                     std::mt19937 rng(77);
+                     const int64_t rows = 15;
+                     const int T = 37;
+                     auto x = uniform(rng, 15 * 37, -1, 1);
+                     const std::vector<std::pair<int, int>> nans = {{0, 33}, {0, 5}, {1, 36}, {4, 0}, {7, 31}, {7, 32}};
+                     for (const auto& [r, t] : nans) x[static_cast<size_t>(r * T + t)] = kNaNf;
+                     const auto dy = uniform(rng, 15, -1, 1);
+                     const float *px = d.upload(x), *pdy = d.upload(dy);
+                     float *py = d.out(15), *pdx = d.out(15 * 37);
+                     d.launch("max", [&] { d.be.max_time_forward(px, py, rows, T, RowOut{}); });
+                     d.launch("max backward", [&] { d.be.max_time_backward(pdy, px, pdx, rows, T, RowOut{}, false); });
+                     std::vector<double> y = to_f64(d.get(py, 15));
+                     for (double& v : y) v = std::isnan(v) ? 12345.0 : v;
+                     o.push_back({"y_nan_as_12345", y});
+                     o.push_back({"dx", to_f64(d.get(pdx, 15 * 37))});
+                   }});
+}
+
+void add_dropout_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+  for (const int64_t n : {int64_t{1}, int64_t{777}, int64_t{192} * 384 + 5})
+    for (const double p : {0.0, 0.1, 0.5, 0.9}) {
+      const uint32_t s = seed++;
+      cases.push_back(
+          {"dropout_n" + std::to_string(n) + "_p" + fmt(p), 0,
+           "the same Philox element and the same float product: bit-identical",
+           [n, p, s](Dev& d, Outs& o) {
+             std::mt19937 rng(s);
+             const size_t sn = static_cast<size_t>(n);
+             const auto x = uniform(rng, sn, -1, 1), dy = uniform(rng, sn, -1, 1);
+             // A seed and a step past 32 bits: both words of each must reach the counter.
+             const std::vector<uint64_t> key = {(uint64_t{1} << 40) + s, dropout_stream((uint64_t{1} << 33) + 3)};
+             const uint64_t* rng_dev = d.upload(key);
+             const float *px = d.upload(x), *pdy = d.upload(dy);
+             float *py = d.out(sn), *pm = d.out(sn), *pdx = d.out(sn);
+             d.launch("forward", [&] { d.be.dropout_forward(px, py, pm, n, p, rng_dev); });
+             d.launch("backward", [&] { d.be.dropout_backward(pdy, pm, pdx, n); });
+             o.push_back({"y", to_f64(d.get(py, sn))});
+             o.push_back({"mask", to_f64(d.get(pm, sn))});
+             o.push_back({"dx", to_f64(d.get(pdx, sn))});
+             // In place: y aliases x, dx aliases dy.
+             float *xy = d.upload(x), *g = d.upload(dy), *pm2 = d.out(sn);
+             d.launch("forward in place", [&] { d.be.dropout_forward(xy, xy, pm2, n, p, rng_dev); });
+             d.launch("backward in place", [&] { d.be.dropout_backward(g, pm2, g, n); });
+             o.push_back({"y_in_place", to_f64(d.get(xy, sn))});
+             o.push_back({"dx_in_place", to_f64(d.get(g, sn))});
+           },
+           true});
+    }
+}
+
 std::vector<OpCase> make_cases() {
   std::vector<OpCase> c;
   uint32_t seed = 5000;
@@ -876,8 +1122,13 @@ std::vector<OpCase> make_cases() {
   add_linear_cases(c, seed);
   add_l2_cases(c, seed);
   add_triplet_cases(c, seed);
+  uint32_t mining_seed = 9000;  // its own sequence: the cases after it keep their inputs
+  add_mining_cases(c, mining_seed);
   add_adam_cases(c, seed);
   add_clip_cases(c, seed);
+  uint32_t head_seed = 9500;  // its own sequence, as mining's
+  add_time_pool_cases(c, head_seed);
+  add_dropout_cases(c, head_seed);
   return c;
 }
 
@@ -955,7 +1206,8 @@ TEST(BackendOpsTable, CoversEveryOpWithUniqueNames) {
   std::sort(names.begin(), names.end());
   EXPECT_EQ(std::adjacent_find(names.begin(), names.end()), names.end()) << "duplicate case name";
   for (const char* op : {"fill_n", "fill_uniform", "mel_", "conv1d_", "relu_", "maxpool_", "mean_time_", "linear_",
-                         "l2norm_", "triplet_", "adam_", "adamw_", "clip_grad_norm_"}) {
+                         "l2norm_", "triplet_", "mine_", "adam_", "adamw_", "clip_grad_norm_", "time_pool_",
+                         "max_time_nan", "dropout_"}) {
     EXPECT_TRUE(std::any_of(names.begin(), names.end(), [&](const std::string& n) { return n.rfind(op, 0) == 0; }))
         << "no case for " << op;
   }
@@ -1003,7 +1255,9 @@ TrainResult train(Backend& be, const Config& c, bool capture) {
   be.to_host(r.params0.data(), model.params().data(), np * sizeof(float));
   const auto t0 = std::chrono::steady_clock::now();
   for (int s = 0; s < kTrainSteps; ++s) {
-    // A changing rate: a replayed graph must read each step's {lr, step} from the device.
+    // A changing rate: a replayed graph must read each step's {lr, step} from the device, and
+    // (with dropout) each step's mask key.
+    model.set_dropout_step(17, static_cast<uint64_t>(s + 1));
     ts.step(d_audio, B, c.loss, opt, 1e-3 * (1.0 + 0.25 * s));
     r.stats.push_back(ts.read_stats(&opt));
   }
@@ -1058,10 +1312,9 @@ constexpr double kLossTol = 5e-3;      // norm-wise over the 5 steps' losses
 constexpr double kGradNormTol = 2e-2;  // per step
 constexpr double kDisplacementTol = 5e-2;
 
-TEST_P(TrainStepCuda, FiveAdamStepsMatchCpu) {
+void expect_five_steps_match_cpu(const Config& c) {
   CudaAttempt cuda = try_cuda(false);
   MG_SKIP_WITHOUT_CUDA(cuda);
-  const Config c = train_config(GetParam());
   auto cpu = make_cpu_backend();
   const TrainResult ref = train(*cpu, c, true);
   const TrainResult got = train(*cuda.be, c, true);
@@ -1109,6 +1362,20 @@ TEST_P(TrainStepCuda, FiveAdamStepsMatchCpu) {
                 ref.seconds_per_step * 1e3, got.seconds_per_step * 1e3);
 }
 
+TEST_P(TrainStepCuda, FiveAdamStepsMatchCpu) { expect_five_steps_match_cpu(train_config(GetParam())); }
+
+// The head options: [mean | max | l2] pooling and dropout (a new mask each step, the same on
+// both backends). The bounds are the ones calibrated above for the default head; the global
+// max adds decisions that rounding could flip after step 1, as the max-pool's do.
+Config head_config() {
+  Config c = train_config(Padding::Same);
+  c.model.pooling = GlobalPool::MeanMaxL2;
+  c.model.dropout = 0.2;
+  return c;
+}
+
+TEST(TrainStepCudaHead, PooledDropoutFiveAdamStepsMatchCpu) { expect_five_steps_match_cpu(head_config()); }
+
 INSTANTIATE_TEST_SUITE_P(Padding, TrainStepCuda, ::testing::Values(Padding::Valid, Padding::Same),
                          [](const ::testing::TestParamInfo<Padding>& p) {
                            return std::string(p.param == Padding::Valid ? "valid" : "same");
@@ -1129,6 +1396,76 @@ TEST(TrainStepCudaBits, CaptureOnAndOffAreBitIdentical) {
   expect_bit_identical(on, off, "capture on vs off");
 }
 
+// With dropout the captured step must draw each step's mask (its key read from the device),
+// not the mask of the step it was recorded at.
+TEST(TrainStepCudaBits, PooledDropoutCaptureOnAndOffAreBitIdentical) {
+  CudaAttempt cuda = try_cuda(true);
+  MG_SKIP_WITHOUT_CUDA(cuda);
+  const Config c = head_config();
+  const TrainResult on = train(*cuda.be, c, true);
+  const TrainResult off = train(*cuda.be, c, false);
+  if (!cuda.stand_in) {
+    EXPECT_TRUE(on.replaying) << "capture on: the step should be replayed from a CUDA Graph";
+  }
+  EXPECT_FALSE(off.replaying);
+  expect_bit_identical(on, off, "capture on vs off, pooled head with dropout");
+}
+
+// In-batch mining inside the captured step: kAnchors anchors + positives, the hops matrix
+// alternating between two draws, so a replayed graph must read each step's hops (and mine from
+// that step's embeddings) to match the eager run.
+constexpr int kAnchors = 7;
+
+TrainResult train_mined(Backend& be, const Config& c, bool capture, NegativeMining rule,
+                        std::vector<std::pair<float, float>>* mined) {
+  TrainResult r;
+  const int B = 2 * kAnchors;
+  Model model(c, be, B);
+  model.init_params(19);
+  Optimizer opt(be, model.params().layout(), c.optim);
+  TrainStep ts(model);
+  ts.set_capture(capture);
+  const MineData h0 = draw_mining(kAnchors, 1, 3, false, 41), h1 = draw_mining(kAnchors, 1, 3, false, 42);
+  const int64_t S = c.audio.clip_samples();
+  const auto audio = test::random_audio(B, S, 31, c.audio.sample_rate);
+  float* d_audio = be.alloc<float>(static_cast<int64_t>(audio.size()));
+  be.to_device(d_audio, audio.data(), audio.size() * sizeof(float));
+  for (int s = 0; s < kTrainSteps; ++s) {
+    ts.set_mining(s % 2 ? h1.hops : h0.hops, kAnchors, rule, 3);
+    ts.step(d_audio, B, c.loss, opt, 1e-3);
+    r.stats.push_back(ts.read_stats(&opt));
+    mined->push_back({r.stats.back().mined, r.stats.back().candidates});
+  }
+  r.replaying = ts.replaying();
+  const auto np = static_cast<size_t>(model.params().size());
+  r.params.resize(np);
+  be.synchronize();
+  be.to_host(r.params.data(), model.params().data(), np * sizeof(float));
+  be.free_bytes(d_audio);
+  return r;
+}
+
+TEST(TrainStepCudaBits, MinedStepCaptureOnAndOffAreBitIdentical) {
+  CudaAttempt cuda = try_cuda(true);
+  MG_SKIP_WITHOUT_CUDA(cuda);
+  Config c = train_config(Padding::Same);
+  c.loss.margin = 1.0;  // a wide semi-hard band: most anchors find a negative
+  for (NegativeMining rule : {NegativeMining::BatchHard, NegativeMining::SemiHard}) {
+    SCOPED_TRACE(rule == NegativeMining::SemiHard ? "semi_hard" : "batch_hard");
+    std::vector<std::pair<float, float>> mined_on, mined_off;
+    const TrainResult on = train_mined(*cuda.be, c, true, rule, &mined_on);
+    const TrainResult off = train_mined(*cuda.be, c, false, rule, &mined_off);
+    if (!cuda.stand_in) {
+      EXPECT_TRUE(on.replaying) << "mining must keep the step capturable as a CUDA Graph";
+    }
+    expect_bit_identical(on, off, "mined step, capture on vs off");
+    EXPECT_EQ(mined_on, mined_off) << "mining counts differ between the replayed and the eager step";
+    bool some = false;
+    for (const auto& [valid, cand] : mined_on) some |= valid > 0;
+    EXPECT_TRUE(some) << "no triplet was ever mined: the test would compare empty losses";
+  }
+}
+
 // BackendOptions.deterministic: two runs on fresh backends give the same bits.
 TEST(TrainStepCudaBits, DeterministicModeRunsAreBitIdentical) {
   const Config c = train_config(Padding::Valid);
@@ -1142,6 +1479,134 @@ TEST(TrainStepCudaBits, DeterministicModeRunsAreBitIdentical) {
   MG_SKIP_WITHOUT_CUDA(cuda);
   const TrainResult second = train(*cuda.be, c, true);
   expect_bit_identical(first, second, "two deterministic CUDA runs");
+}
+
+// ---- exact top-k (Backend::topk_cosine) ----------------------------------------------------------
+
+struct TopkRun {
+  std::vector<int32_t> items;
+  std::vector<float> sims;
+};
+
+// queries [Q, D], items [N, D] host -> the backend's top k (exclude: empty or [Q]).
+TopkRun run_topk(Backend& be, const std::vector<float>& q, int64_t Q, const std::vector<float>& items, int64_t N, int D,
+                 int k, const std::vector<int32_t>& exclude) {
+  Dev d(be, nullptr);
+  const float* dq = d.upload(q);
+  const float* di = d.upload(items);
+  const int32_t* dx = exclude.empty() ? nullptr : d.upload(exclude);
+  auto* oi = d.alloc<int32_t>(static_cast<size_t>(Q * k));
+  float* os = d.out(static_cast<size_t>(Q * k));
+  be.topk_cosine(dq, Q, di, N, D, k, dx, oi, os);
+  TopkRun r{std::vector<int32_t>(static_cast<size_t>(Q * k)), std::vector<float>(static_cast<size_t>(Q * k))};
+  be.synchronize();
+  be.to_host(r.items.data(), oi, r.items.size() * sizeof(int32_t));
+  be.to_host(r.sims.data(), os, r.sims.size() * sizeof(float));
+  return r;
+}
+
+// Multiples of 1/8 in [-1, 1] with D = 16: every product is a multiple of 1/64 and every dot
+// product is exact in float32 whatever the summation order, so both backends compute the same
+// similarities and must return the same lists, ties (many: few distinct values, and repeated
+// rows) broken alike. N crosses the CUDA backend's GEMM chunk (65536) and Q its query block
+// (256); k up to kMaxTopkCuda; a few rows hold a NaN and must rank last; k > candidates pads.
+TEST(TopkCosineCuda, ExactTiesAndNaNMatchTheCpuBitForBit) {
+  CudaAttempt cuda = try_cuda(false);
+  MG_SKIP_WITHOUT_CUDA(cuda);
+  const auto cpu = make_cpu_backend();
+  const int D = 16;
+  struct Case {
+    int64_t N, Q;
+    int k;
+    bool exclude, nan_rows;
+  };
+  for (const Case& c : {Case{70000, 300, 10, true, false}, Case{70000, 7, 1024, false, false},
+                        Case{5000, 33, 100, true, true}, Case{600, 20, 1024, true, true}, Case{1, 3, 4, false, false}}) {
+    std::mt19937 rng(static_cast<unsigned>(c.N + c.Q + c.k));
+    std::uniform_int_distribution<int> v(-8, 8);
+    std::vector<float> items(static_cast<size_t>(c.N * D)), q(static_cast<size_t>(c.Q * D));
+    for (float& x : items) x = static_cast<float>(v(rng)) / 8.0f;
+    for (int64_t i = 1; i < c.N; i += 97)  // repeated rows: equal similarities for every query
+      std::copy_n(items.begin(), D, items.begin() + i * D);
+    if (c.nan_rows)
+      for (int64_t i = 3; i < c.N; i += 211) items[static_cast<size_t>(i * D + 5)] = kNaNf;
+    for (float& x : q) x = static_cast<float>(v(rng)) / 8.0f;
+    std::vector<int32_t> exclude;
+    if (c.exclude)
+      for (int64_t i = 0; i < c.Q; ++i) exclude.push_back(i % 5 == 4 ? -1 : static_cast<int32_t>((i * 7919) % c.N));
+    const std::string name = "N " + std::to_string(c.N) + " Q " + std::to_string(c.Q) + " k " + std::to_string(c.k);
+    const TopkRun want = run_topk(*cpu, q, c.Q, items, c.N, D, c.k, exclude);
+    const TopkRun got = run_topk(*cuda.be, q, c.Q, items, c.N, D, c.k, exclude);
+    int mismatches = 0;
+    for (size_t j = 0; j < want.items.size() && mismatches < 5; ++j) {
+      const bool same_sim = want.sims[j] == got.sims[j] || (std::isnan(want.sims[j]) && std::isnan(got.sims[j]));
+      if (want.items[j] != got.items[j] || !same_sim) {
+        ++mismatches;
+        ADD_FAILURE() << name << ": query " << j / static_cast<size_t>(c.k) << " rank " << j % static_cast<size_t>(c.k)
+                      << ": cpu item " << want.items[j] << " sim " << want.sims[j] << ", cuda item " << got.items[j]
+                      << " sim " << got.sims[j];
+      }
+    }
+  }
+}
+
+// Random unit vectors (D = 128): the CUDA similarities come from cuBLAS, the CPU's from
+// OpenBLAS, so items may swap where two similarities are within rounding. At every rank the
+// similarity agrees within 2e-6 (float32 dot products of unit rows: the worst-case bound is
+// D * 2^-24 ~ 7.6e-6, but rounding errors of random signs stay near sqrt(D) * 2^-24 ~ 7e-7
+// at most), and where the float64 reference has a clear gap
+// (> 1e-5) on both sides of a rank, the item is the reference's.
+TEST(TopkCosineCuda, RandomUnitVectorsMatchFloat64Ranks) {
+  CudaAttempt cuda = try_cuda(false);
+  MG_SKIP_WITHOUT_CUDA(cuda);
+  const auto cpu = make_cpu_backend();
+  const int D = 128, k = 10;
+  const int64_t N = 100000, Q = 65;
+  std::mt19937 rng(42);
+  std::normal_distribution<float> g;
+  auto unit = [&](int64_t n) {
+    std::vector<float> x(static_cast<size_t>(n * D));
+    for (int64_t i = 0; i < n; ++i) {
+      double ss = 0;
+      for (int j = 0; j < D; ++j) ss += std::pow(x[static_cast<size_t>(i * D + j)] = g(rng), 2);
+      for (int j = 0; j < D; ++j) x[static_cast<size_t>(i * D + j)] /= static_cast<float>(std::sqrt(ss));
+    }
+    return x;
+  };
+  const std::vector<float> items = unit(N), q = unit(Q);
+  const TopkRun got = run_topk(*cuda.be, q, Q, items, N, D, k, {});
+  const TopkRun cpu_run = run_topk(*cpu, q, Q, items, N, D, k, {});
+  for (int64_t i = 0; i < Q; ++i) {
+    std::vector<std::pair<double, int32_t>> ref(static_cast<size_t>(N));
+    for (int64_t n = 0; n < N; ++n) {
+      double s = 0;
+      for (int j = 0; j < D; ++j) s += static_cast<double>(q[static_cast<size_t>(i * D + j)]) * items[static_cast<size_t>(n * D + j)];
+      ref[static_cast<size_t>(n)] = {s, static_cast<int32_t>(n)};
+    }
+    std::partial_sort(ref.begin(), ref.begin() + k + 1, ref.end(),
+                      [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    for (int r = 0; r < k; ++r) {
+      const size_t at = static_cast<size_t>(i * k + r);
+      EXPECT_NEAR(got.sims[at], ref[static_cast<size_t>(r)].first, 2e-6) << "query " << i << " rank " << r;
+      EXPECT_NEAR(got.sims[at], cpu_run.sims[at], 2e-6) << "query " << i << " rank " << r;
+      const bool clear = (r == 0 || ref[static_cast<size_t>(r - 1)].first - ref[static_cast<size_t>(r)].first > 1e-5) &&
+                         ref[static_cast<size_t>(r)].first - ref[static_cast<size_t>(r + 1)].first > 1e-5;
+      if (clear) {
+        EXPECT_EQ(got.items[at], ref[static_cast<size_t>(r)].second) << "query " << i << " rank " << r;
+      }
+    }
+  }
+}
+
+TEST(TopkCosineCuda, RefusesKBeyondItsLimit) {
+  CudaAttempt cuda = try_cuda(false);
+  MG_SKIP_WITHOUT_CUDA(cuda);
+  if (cuda.stand_in) GTEST_SKIP() << "the CPU stand-in has no k limit";
+  Dev d(*cuda.be, nullptr);
+  float* x = d.alloc<float>(16);
+  auto* oi = d.alloc<int32_t>(static_cast<size_t>(kMaxTopkCuda + 1));
+  float* os = d.alloc<float>(static_cast<size_t>(kMaxTopkCuda + 1));
+  EXPECT_THROW(cuda.be->topk_cosine(x, 1, x, 4, 4, kMaxTopkCuda + 1, nullptr, oi, os), std::invalid_argument);
 }
 
 }  // namespace

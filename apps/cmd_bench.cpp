@@ -1,0 +1,146 @@
+// `melgraph bench`: the training step's speed on this machine, first as `<N> clips/s`, then
+// the step time, its parts (each measured alone, see engine/step_bench.h) and the roofline
+// floor (engine/roofline.h) next to the measured times. --json prints the same as one object
+// (bench/compare/ reads it).
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/commands.h"
+#include "engine/backend.h"
+#include "engine/backend_factory.h"
+#include "engine/config.h"
+#include "engine/roofline.h"
+#include "engine/step_bench.h"
+
+namespace mg::cli {
+
+namespace {
+
+struct BenchOptions {
+  std::string config_path;
+  std::string device = "auto";
+  int threads = 0;
+  int steps = 10;
+  int warmup = 2;
+  bool json = false;
+  bool no_graph = false;
+  bool tf32 = false;
+  uint64_t seed = 0;
+};
+
+double pct(double part, double whole) { return whole > 0 ? 100.0 * part / whole : 0; }
+
+void run_bench(const BenchOptions& o) {
+  const Config c = o.config_path.empty() ? default_config() : load_config(o.config_path);
+  BackendOptions bo;
+  bo.device = parse_device_choice(o.device);
+  bo.threads = o.threads;
+  bo.tf32 = o.tf32;
+  std::string note;
+  auto be = make_backend(bo, &note);
+
+  StepBenchOptions so;
+  so.steps = o.steps;
+  so.warmup = o.warmup;
+  so.capture = !o.no_graph;
+  so.seed = o.seed;
+  const StepBenchResult r = bench_training_step(*be, c, so);
+
+  const bool gpu = be->device() == Device::CUDA;
+  const DevicePeak peak = gpu ? cuda_peak(bo.cuda_device) : measure_cpu_peak(o.threads);
+  const StepCost cost = training_step_cost(c, r.batch, r.n_triplets);
+  const RooflineFloor floor = roofline_floor(cost.flops(), cost.bytes(), peak);
+  const char* mode = r.replayed ? "CUDA Graph replay" : "eager";
+  const std::string config_name = o.config_path.empty() ? "built-in defaults (the reference configuration)" : o.config_path;
+
+  if (o.json) {
+    nlohmann::json j;
+    j["clips_per_s"] = r.clips_per_second();
+    j["step_s"] = r.step_median;
+    j["step_samples_s"] = r.step_seconds;
+    j["batch"] = r.batch;
+    j["triplets"] = r.n_triplets;
+    j["clip_seconds"] = c.audio.clip_seconds;
+    j["mode"] = mode;
+    j["backend"] = be->describe();
+    j["device"] = gpu ? "cuda" : "cpu";
+    j["config"] = config_name;
+    j["warmup"] = o.warmup;
+    j["steps"] = o.steps;
+    j["parts_measured_separately"] = true;
+    nlohmann::json parts = nlohmann::json::array();
+    for (size_t i = 0; i < r.parts.size(); ++i) {
+      const CostPart& cp = cost.parts[i];
+      const RooflineFloor f = roofline_floor(cp.flops, cp.bytes, peak);
+      parts.push_back({{"name", r.parts[i].name}, {"s", r.parts[i].seconds}, {"flops", cp.flops},
+                       {"bytes", cp.bytes}, {"floor_s", f.seconds()}});
+    }
+    j["parts"] = parts;
+    j["fused_loss_s"] = r.fused_loss_seconds;
+    j["roofline"] = {{"flops", cost.flops()},
+                     {"bytes", cost.bytes()},
+                     {"peak_flops_per_s", peak.flops_per_s},
+                     {"peak_bytes_per_s", peak.bytes_per_s},
+                     {"peak_source", peak.source},
+                     {"peak_device", peak.device},
+                     {"floor_s", floor.seconds()},
+                     {"bound", floor.compute_bound() ? "compute" : "memory"},
+                     {"fraction_of_floor", floor.seconds() / r.step_median}};
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+
+  std::printf("%.1f clips/s\n", r.clips_per_second());
+  std::printf("training step: %.2f ms (median of %d after %d warm-up, %s), %d clips = %d triplets of %.2f s\n",
+              1e3 * r.step_median, o.steps, o.warmup, mode, r.batch, r.n_triplets, c.audio.clip_seconds);
+  std::printf("backend: %s\n%s\nconfig: %s\n", be->describe().c_str(), note.c_str(), config_name.c_str());
+  std::printf("\nparts, each measured separately (run alone with the same ops and shapes, synchronised around it;\n"
+              "they need not add up to the step):\n");
+  std::printf("  %-20s %10s %7s %11s %8s\n", "part", "ms", "share", "floor ms", "of floor");
+  double sum = 0;
+  for (size_t i = 0; i < r.parts.size(); ++i) {
+    const CostPart& cp = cost.parts[i];
+    const RooflineFloor f = roofline_floor(cp.flops, cp.bytes, peak);
+    const double t = r.parts[i].seconds;
+    sum += t;
+    std::printf("  %-20s %10.3f %6.1f%% %11.3f %7.1f%%\n", r.parts[i].name.c_str(), 1e3 * t, pct(t, r.step_median),
+                1e3 * f.seconds(), pct(f.seconds(), t));
+  }
+  std::printf("  %-20s %10.3f %6.1f%%\n", "sum of parts", 1e3 * sum, pct(sum, r.step_median));
+  std::printf("  (the fused triplet loss with its gradient alone: %.4f ms)\n", 1e3 * r.fused_loss_seconds);
+  std::printf("\nroofline: floor %.2f ms = max(%.2f GFLOP / %.1f GFLOP/s, %.3f GB / %.1f GB/s), %s-bound; "
+              "measured %.2f ms = %.1f%% of the floor's speed\n",
+              1e3 * floor.seconds(), cost.flops() / 1e9, peak.flops_per_s / 1e9, cost.bytes() / 1e9,
+              peak.bytes_per_s / 1e9, floor.compute_bound() ? "compute" : "memory", 1e3 * r.step_median,
+              pct(floor.seconds(), r.step_median));
+  std::printf("  peak of %s: %s\n", peak.device.c_str(), peak.source.c_str());
+  if (o.tf32) std::printf("  (the floor assumes FP32 math; TF32 tensor cores lift the conv stack's ceiling)\n");
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto opts = std::make_shared<BenchOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench", "Time the training step: clips/s, the split by part, and the roofline floor of this device");
+  cmd->add_option("--device", opts->device, "auto (CUDA when a GPU is present), cpu or cuda")
+      ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--threads", opts->threads, "CPU threads (0: all cores)")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--config", opts->config_path,
+                  "Run config (TOML); default: the built-in defaults, which are the reference configuration");
+  cmd->add_option("--steps", opts->steps, "Timed steps (the median is reported; each part is timed as often)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", opts->warmup, "Untimed steps first (CUDA needs 2: eager, then graph capture)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--json", opts->json, "Print one JSON object instead of the table");
+  cmd->add_flag("--no-graph", opts->no_graph, "CUDA: run every step eagerly instead of replaying a CUDA Graph");
+  cmd->add_flag("--tf32", opts->tf32, "CUDA: allow TF32 tensor-core math");
+  cmd->add_option("--seed", opts->seed, "Seed for the weights and the random audio")->capture_default_str();
+  cmd->callback([opts] { run_bench(*opts); });
+}
+
+}  // namespace mg::cli

@@ -1,0 +1,178 @@
+"""The melgraph model as a PyTorch nn.Module built from a melgraph checkpoint, for the speed
+comparison (bench/compare/compare.py) and any other script that needs the model in torch.
+(ref_model.py still builds the same model functionally, in float64 with the engine's dropout
+masks; moving it onto this module would leave one definition.)
+
+  torchaudio MelSpectrogram -> log(mel + log_eps)                       (no parameters)
+  [Conv1d -> ReLU -> MaxPool1d (not after the last stage)] x stages      ("same" padding: F.pad,
+                                                                          PyTorch's split for even K)
+  global pooling over time per channel, [mean | max | l2] as model.pooling says
+  -> Dropout (model.dropout; training mode only) -> Linear -> F.normalize  -> embeddings [B, E]
+  loss: nn.TripletMarginWithDistanceLoss, d(x, y) = sqrt(clamp(2 (1 - x.y), eps))
+  optimizer: torch.optim.Adam / AdamW (after clip_grad_norm_ when clip_norm > 0)
+
+Parameter names are the checkpoint's (engine/checkpoint.h): conv.{i}.weight [Cout, Cin, K],
+conv.{i}.bias, linear.weight [E, C], linear.bias. The config comes from the checkpoint's TOML
+(__metadata__["config"]), read with tomllib (Python 3.11+), tomli, or, failing both, a reader
+for the canonical TOML that melgraph writes (engine/config.h to_toml).
+"""
+import ast
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import st  # noqa: E402
+
+
+def parse_toml(text):
+    try:
+        import tomllib
+        return tomllib.loads(text)
+    except ImportError:
+        pass
+    try:
+        import tomli
+        return tomli.loads(text)
+    except ImportError:
+        pass
+    # melgraph's to_toml: [section] headers and `key = value` lines, values being quoted
+    # strings, true/false, numbers (inf/nan included) or flat arrays of numbers; no comments.
+    specials = {"true": True, "false": False, "inf": float("inf"), "+inf": float("inf"), "-inf": float("-inf"),
+                "nan": float("nan")}
+    out = {}
+    section = out
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]") and "=" not in line:
+            section = out.setdefault(line[1:-1].strip(), {})
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ValueError(f"config TOML line {n}: expected 'key = value', got {line!r}")
+        value = value.strip()
+        section[key.strip()] = specials[value] if value in specials else ast.literal_eval(value)
+    return out
+
+
+def param_names(n_stages):
+    names = []
+    for i in range(n_stages):
+        names += [f"conv.{i}.weight", f"conv.{i}.bias"]
+    return names + ["linear.weight", "linear.bias"]
+
+
+def load_checkpoint(path):
+    """(config dict, {name: float32 ndarray}) of a melgraph checkpoint; ValueError naming the
+    file when it is not one."""
+    tensors, meta = st.load(path)
+    if meta.get("format") != "melgraph-checkpoint":
+        raise ValueError(f"{path}: not a melgraph checkpoint (metadata 'format' is {meta.get('format')!r})")
+    cfg = parse_toml(meta["config"])
+    names = param_names(len(cfg["model"]["channels"]))
+    params = {k: v for k, v in tensors.items() if not k.startswith("optim.")}
+    if sorted(params) != sorted(names):
+        raise ValueError(f"{path}: tensors {sorted(params)}, expected {sorted(names)}")
+    return cfg, params
+
+
+def mel_transform(cfg):
+    """torchaudio's MelSpectrogram with the config's [mel] settings, in the default dtype."""
+    import torch
+    import torchaudio
+
+    m = cfg["mel"]
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate=cfg["audio"]["sample_rate"], n_fft=m["n_fft"], win_length=m["n_fft"], hop_length=m["hop"],
+        f_min=m["f_min"], f_max=m["f_max"] if m["f_max"] > 0 else None, pad=0, n_mels=m["n_mels"],
+        window_fn=torch.hann_window, power=m["power"], normalized=False, center=True, pad_mode="reflect",
+        onesided=True, norm=None if m["norm"] == "none" else m["norm"], mel_scale=m["mel_scale"])
+
+
+def log_mel(transform, audio, cfg):
+    """audio [B, S] -> log(MelSpectrogram(audio) + log_eps) [B, n_mels, 1 + S // hop]."""
+    import torch
+
+    return torch.log(transform(audio) + cfg["mel"]["log_eps"])
+
+
+def make_net(cfg):
+    """The conv stack and head as an nn.Module; forward(logmel, return_pre=False) -> emb [B, E]
+    (and, with return_pre, the conv outputs before ReLU)."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    model_cfg = cfg["model"]
+    channels, K, pool = model_cfg["channels"], model_cfg["kernel"], model_cfg["pool"]
+    same = model_cfg["padding"] == "same"
+    l2_eps = model_cfg["l2_eps"]
+    pooling = model_cfg.get("pooling", "mean")
+    features = {"mean": 1, "mean_max": 2, "mean_max_l2": 3}[pooling]
+
+    class MelgraphNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            cin = cfg["mel"]["n_mels"]
+            convs = []
+            for c in channels:
+                convs.append(nn.Conv1d(cin, c, K))
+                cin = c
+            self.conv = nn.ModuleList(convs)
+            self.dropout = nn.Dropout(model_cfg.get("dropout", 0.0))
+            self.linear = nn.Linear(features * cin, model_cfg["embedding"])
+
+        def forward(self, logmel, return_pre=False):
+            pre, h = [], logmel
+            for i, conv in enumerate(self.conv):
+                if same:
+                    left = (K - 1) // 2
+                    h = F.pad(h, (left, K - 1 - left))
+                z = conv(h)
+                if return_pre:
+                    pre.append(z)
+                h = torch.relu(z)
+                if i + 1 < len(self.conv):
+                    h = F.max_pool1d(h, pool)
+            pooled = [h.mean(dim=2), h.amax(dim=2), torch.linalg.vector_norm(h, dim=2)][:features]
+            h = torch.cat(pooled, dim=1) if features > 1 else pooled[0]  # [B, k C]
+            emb = F.normalize(self.linear(self.dropout(h)), p=2.0, dim=1, eps=l2_eps)
+            return (emb, pre) if return_pre else emb
+
+    return MelgraphNet()
+
+
+def load_params(net, params):
+    """Copies checkpoint arrays into the module's parameters (converting to their dtype)."""
+    import torch
+
+    named = dict(net.named_parameters())
+    with torch.no_grad():
+        for k, v in params.items():
+            named[k].copy_(torch.from_numpy(v))
+
+
+def distance(eps):
+    import torch
+
+    def dist(x, y):
+        return torch.sqrt(torch.clamp(2 * (1 - (x * y).sum(-1)), min=eps))
+
+    return dist
+
+
+def loss_fn(cfg):
+    import torch.nn as nn
+
+    loss_cfg = cfg["loss"]
+    return nn.TripletMarginWithDistanceLoss(distance_function=distance(loss_cfg["eps"]), margin=loss_cfg["margin"],
+                                           swap=loss_cfg["swap"], reduction="mean")
+
+
+def make_optimizer(params, cfg):
+    import torch
+
+    o = cfg["optim"]
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[o["name"]]
+    return cls(params, lr=o["lr"], betas=(o["beta1"], o["beta2"]), eps=o["eps"], weight_decay=o["weight_decay"])
