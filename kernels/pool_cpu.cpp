@@ -71,7 +71,8 @@ void maxpool1d_backward_cpu(const T* dy, const T* x, T* dx, int64_t rows, int Ti
         }
       }
       T* d = dxr + static_cast<int64_t>(t) * window;
-      for (int k = 0; k < window; ++k) d[k] = k == arg ? dyr[t] : T(0);
+      const T g = dyr[t];  // loaded once: a select per element, not a load under a branch
+      for (int k = 0; k < window; ++k) d[k] = k == arg ? g : T(0);
     }
     std::fill(dxr + static_cast<int64_t>(Tout) * window, dxr + Tin, T(0));  // the dropped tail
   }
