@@ -1609,5 +1609,34 @@ TEST(TopkCosineCuda, RefusesKBeyondItsLimit) {
   EXPECT_THROW(cuda.be->topk_cosine(x, 1, x, 4, 4, kMaxTopkCuda + 1, nullptr, oi, os), std::invalid_argument);
 }
 
+// The trainer's input path: page-locked host buffers and copies on the copy stream that the
+// compute stream waits for. Two buffers alternate as in the trainer; a NaN fill on the compute
+// stream comes before each upload and a read-back on the compute stream after it, so the read
+// sees the uploaded values only if both orderings hold. The size is odd on purpose.
+TEST(StagingCuda, UploadAsyncLandsBeforeLaterWork) {
+  CudaAttempt cuda = try_cuda(false);
+  MG_SKIP_WITHOUT_CUDA(cuda);
+  Backend& be = *cuda.be;
+  constexpr size_t kN = 3 * 1000003;  // ~12 MB: a copy that takes a while
+  float* host[2] = {static_cast<float*>(be.alloc_host(kN * sizeof(float))),
+                    static_cast<float*>(be.alloc_host(kN * sizeof(float)))};
+  float* dev[2] = {be.alloc<float>(kN), be.alloc<float>(kN)};
+  std::vector<float> back(kN);
+  for (int round = 0; round < 4; ++round) {
+    const int b = round % 2;
+    for (size_t i = 0; i < kN; ++i) host[b][i] = static_cast<float>(round * 7 + 1) + static_cast<float>(i % 977) * 0.5f;
+    be.fill(dev[b], static_cast<int64_t>(kN), std::numeric_limits<float>::quiet_NaN());  // poison, in stream order
+    be.upload_async(dev[b], host[b], kN * sizeof(float));
+    be.to_host(back.data(), dev[b], kN * sizeof(float));  // compute-stream work after the upload
+    for (size_t i = 0; i < kN; i += 4099)
+      ASSERT_EQ(back[i], host[b][i]) << "round " << round << ", element " << i;
+    ASSERT_EQ(back[kN - 1], host[b][kN - 1]) << "round " << round;
+  }
+  for (int b = 0; b < 2; ++b) {
+    be.free_host(host[b]);
+    be.free_bytes(dev[b]);
+  }
+}
+
 }  // namespace
 }  // namespace mg
