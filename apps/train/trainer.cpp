@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <exception>
 #include <limits>
 #include <cmath>
 #include <cstdio>
@@ -248,6 +249,21 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
   TrainResult result;
   result.run_id = ts.run_id;
   int64_t last_saved = done;
+  // An exception from here on (a failed cache read, a full disk) must not leave the run marked
+  // running: it ends as failed, and the error itself propagates to the caller.
+  struct FailedRunGuard {
+    RunDb& db;
+    int64_t id;
+    const int64_t& saved;
+    ~FailedRunGuard() {
+      if (std::uncaught_exceptions() == 0) return;
+      try {
+        db.end_run(id, RunStatus::Failed,
+                   "stopped by an error (see the program's output); last checkpoint at step " + std::to_string(saved));
+      } catch (...) {  // already ended, or the database itself is what failed
+      }
+    }
+  } failed_run_guard{db, ts.run_id, last_saved};
 
   auto save_last = [&](int64_t s) {
     TrainState st;
