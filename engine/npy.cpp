@@ -1,14 +1,13 @@
 #include "engine/npy.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <bit>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+
+#include "engine/atomic_file.h"
 
 namespace mg {
 
@@ -34,19 +33,6 @@ std::string shape_tuple(const std::vector<int64_t>& shape) {
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   if (shape.size() == 1) s += ",";  // a 1-tuple in Python needs its comma
   return s + ")";
-}
-
-void write_all(int fd, const void* data, size_t n, const std::string& path) {
-  const auto* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw NpyError(path + ": write failed: " + std::strerror(errno));
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
 }
 
 // The value text after `'key':` in the header dict, up to the next top-level ',' or '}'.
@@ -108,28 +94,12 @@ void write_npy(const std::string& path, const float* data, const std::vector<int
   const unsigned char version_and_len[4] = {1, 0, static_cast<unsigned char>(header.size() & 0xFF),
                                             static_cast<unsigned char>(header.size() >> 8)};
 
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw NpyError(tmp + ": cannot create: " + std::strerror(errno));
   try {
-    write_all(fd, kMagic, kMagicLen, tmp);
-    write_all(fd, version_and_len, sizeof version_and_len, tmp);
-    write_all(fd, header.data(), header.size(), tmp);
-    write_all(fd, data, static_cast<size_t>(n) * sizeof(float), tmp);
-    if (::fsync(fd) != 0) throw NpyError(tmp + ": fsync failed: " + std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  if (::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw NpyError(tmp + ": close failed: " + std::strerror(errno));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    ::unlink(tmp.c_str());
-    throw NpyError(path + ": rename from " + tmp + " failed: " + std::strerror(e));
+    write_file_atomic(path, {FilePiece{kMagic, kMagicLen}, FilePiece{version_and_len, sizeof version_and_len},
+                             FilePiece{header.data(), header.size()},
+                             FilePiece{data, static_cast<size_t>(n) * sizeof(float)}});
+  } catch (const AtomicWriteError& e) {
+    throw NpyError(e.what());
   }
 }
 

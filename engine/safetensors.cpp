@@ -1,14 +1,13 @@
 #include "engine/safetensors.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+
+#include "engine/atomic_file.h"
 
 namespace mg {
 
@@ -151,19 +150,6 @@ StFile read_safetensors(const std::string& path) {
   return f;
 }
 
-static void write_all(int fd, const void* data, size_t n, const std::string& path) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw SafetensorsError(path + ": write failed: " + std::strerror(errno));
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
 void write_safetensors(const std::string& path, const StFile& file) {
   json header = json::object();
   uint64_t offset = 0;
@@ -183,35 +169,12 @@ void write_safetensors(const std::string& path, const StFile& file) {
   uint8_t len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<uint8_t>(static_cast<uint64_t>(h.size()) >> (8 * i));
 
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw SafetensorsError(tmp + ": cannot create: " + std::strerror(errno));
+  std::vector<FilePiece> pieces{{len_bytes, 8}, {h.data(), h.size()}};
+  for (const auto& [name, t] : file.tensors) pieces.push_back({t.bytes.data(), t.bytes.size()});
   try {
-    write_all(fd, len_bytes, 8, tmp);
-    write_all(fd, h.data(), h.size(), tmp);
-    for (const auto& [name, t] : file.tensors) write_all(fd, t.bytes.data(), t.bytes.size(), tmp);
-    if (::fsync(fd) != 0) throw SafetensorsError(tmp + ": fsync failed: " + std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  if (::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw SafetensorsError(tmp + ": close failed: " + std::strerror(errno));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    ::unlink(tmp.c_str());
-    throw SafetensorsError(path + ": rename from " + tmp + " failed: " + std::strerror(e));
-  }
-  // Make the rename itself durable.
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
+    write_file_atomic(path, pieces);  // a crash mid-write leaves the previous file
+  } catch (const AtomicWriteError& e) {
+    throw SafetensorsError(e.what());
   }
 }
 

@@ -17,6 +17,7 @@
 #include "apps/index/sha256.h"
 #include "apps/train/embedder.h"
 #include "build_info.h"
+#include "engine/atomic_file.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/audio/prepare.h"
 #include "engine/checkpoint.h"
@@ -77,17 +78,6 @@ ColumnMap map_columns(const graph::Catalog& c) {
   return m;
 }
 
-void write_text_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error(tmp.string() + ": write failed");
-  }
-  fs::rename(tmp, path);
-}
-
 }  // namespace
 
 std::string default_cache_dir(const std::string& out) {
@@ -107,7 +97,7 @@ std::pair<std::string, std::string> write_npy_export(const Index& index, const s
       throw IndexInputError("id '" + it.id + "' holds a line break: it cannot be written to " + ids + " one per line");
     text += it.id + "\n";
   }
-  write_text_atomic(ids, text);
+  write_file_atomic(ids, text);
   return {npy, ids};
 }
 

@@ -19,6 +19,7 @@
 #include "apps/train/batch_loader.h"
 #include "apps/train/training_data.h"
 #include "apps/train/validation.h"
+#include "engine/atomic_file.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/audio/prepare.h"
 #include "engine/checkpoint.h"
@@ -49,17 +50,6 @@ std::string format_duration(double s) {
   else
     std::snprintf(buf, sizeof buf, "%llds", t);
   return buf;
-}
-
-void write_text_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error(tmp.string() + ": write failed");
-  }
-  fs::rename(tmp, path);
 }
 
 // The cache entry of every selected item; -1 when the cache has no audio for it.
@@ -192,7 +182,7 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
                                   " was trained with; resume with the same config (see " +
                                   (run_dir / "config.toml").string() + ")");
   }
-  write_text_atomic(run_dir / "config.toml", to_toml(cfg));
+  write_file_atomic((run_dir / "config.toml").string(), to_toml(cfg));
   const int threads = o.backend.threads;
 
   // ---- graph and audio ------------------------------------------------------------------
