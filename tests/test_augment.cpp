@@ -129,25 +129,45 @@ TEST(Augment, NoiseHasTheConfiguredSnrAndIsWhiteGaussian) {
 }
 
 TEST(Augment, NoiseUsesTheDocumentedPhiloxElements) {
-  const int64_t S = 11;  // odd: the last pair has one sample
-  const AugmentConfig c = cfg_of(0, 10, 0);
-  std::vector<float> x(S);
-  for (int64_t i = 0; i < S; ++i) x[static_cast<size_t>(i)] = 0.1f * static_cast<float>(i % 5) - 0.15f;
-  const uint64_t seed = 3, step = 77, clip = 5;
-  const std::vector<float> y = augmented(x, c, seed, step, clip);
-  double power = 0;
-  for (float v : x) power += double(v) * v;
-  const double sigma = std::sqrt(power / S) * std::pow(10.0, -1.0 / 2);
-  const uint64_t key = seed ^ kAugmentKey, stream = step << 32 | clip;
-  for (int64_t i = 0; i < S; ++i) {
-    const uint64_t j = static_cast<uint64_t>(i) / 2;
-    const double u1 = ((philox_u32(key, stream, 2 + 2 * j) >> 8) + 1) / 16777216.0;
-    const double u2 = (philox_u32(key, stream, 3 + 2 * j) >> 8) / 16777216.0;
-    const double r = std::sqrt(-2 * std::log(u1)), th = 2 * std::numbers::pi * u2;
-    const double z = i % 2 ? r * std::sin(th) : r * std::cos(th);
-    // float32 Box-Muller and sum vs float64 here: 1e-5 of the noise scale.
-    EXPECT_NEAR(y[static_cast<size_t>(i)], x[static_cast<size_t>(i)] + sigma * z, 1e-5 * sigma) << "sample " << i;
+  // Odd lengths (the last pair has one sample); 1001 samples span four of the noise loop's
+  // chunks of 256 Philox words (engine/augment.cpp), so chunk edges are covered too, and 500
+  // pairs reach every quadrant of the angle.
+  for (const int64_t S : {int64_t{11}, int64_t{1001}}) {
+    const AugmentConfig c = cfg_of(0, 10, 0);
+    std::vector<float> x(static_cast<size_t>(S));
+    for (int64_t i = 0; i < S; ++i) x[static_cast<size_t>(i)] = 0.1f * static_cast<float>(i % 5) - 0.15f;
+    const uint64_t seed = 3, step = 77, clip = 5;
+    const std::vector<float> y = augmented(x, c, seed, step, clip);
+    double power = 0;
+    for (float v : x) power += double(v) * v;
+    const double sigma = std::sqrt(power / double(S)) * std::pow(10.0, -1.0 / 2);
+    const uint64_t key = seed ^ kAugmentKey, stream = step << 32 | clip;
+    for (int64_t i = 0; i < S; ++i) {
+      const uint64_t j = static_cast<uint64_t>(i) / 2;
+      const double u1 = ((philox_u32(key, stream, 2 + 2 * j) >> 8) + 1) / 16777216.0;
+      const double u2 = (philox_u32(key, stream, 3 + 2 * j) >> 8) / 16777216.0;
+      const double r = std::sqrt(-2 * std::log(u1)), th = 2 * std::numbers::pi * u2;
+      const double z = i % 2 ? r * std::sin(th) : r * std::cos(th);
+      // float32 Box-Muller (own log and sin/cos) and sum vs float64 here: 1e-5 of the noise scale.
+      ASSERT_NEAR(y[static_cast<size_t>(i)], x[static_cast<size_t>(i)] + sigma * z, 1e-5 * sigma)
+          << "S " << S << " sample " << i;
+    }
   }
+}
+
+// The radius of Box-Muller is at most sqrt(-2 ln 2^-24) = 5.77 (u1 >= 2^-24): the noise's own
+// log must not exceed it anywhere in a long clip, and 2^20 draws must reach 4 sigma (expected
+// 66 of them; none with probability e^-66).
+TEST(Augment, NoiseStaysWithinTheLargestRadius) {
+  const int64_t S = 1 << 20;
+  const AugmentConfig c = cfg_of(0, 20, 0);
+  std::vector<float> x(static_cast<size_t>(S), 0.25f);
+  const std::vector<float> y = augmented(x, c, 9, 1, 0);
+  const double sigma = 0.25 * std::pow(10.0, -20.0 / 20);
+  double zmax = 0;
+  for (int64_t i = 0; i < S; ++i) zmax = std::max(zmax, std::abs((double(y[static_cast<size_t>(i)]) - 0.25) / sigma));
+  EXPECT_LT(zmax, std::sqrt(2 * 24 * std::numbers::ln2) * (1 + 1e-4));
+  EXPECT_GT(zmax, 4.0) << "2^20 Gaussian draws reach 4 sigma (a miss has probability ~ e^-66)";
 }
 
 TEST(Augment, SilentClipGetsNoNoise) {
