@@ -9,17 +9,22 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "apps/demo_collection.h"
+#include "apps/train/training_data.h"
+#include "engine/audio/audio_cache.h"
 #include "engine/checkpoint.h"
 #include "engine/run_db.h"
 #include "engine/safetensors.h"
+#include "kernels/blas.h"
 #include "tests/test_support.h"
 
 namespace mg {
@@ -210,6 +215,141 @@ TEST(Trainer, InBatchMiningTrains) {
       EXPECT_LE(m, 8);
     }
   }
+}
+
+// A selected item whose file no longer decodes is left out, and with data.top_k the next ranks
+// with audio take its place: those replacements are decoded into the cache too, and the run
+// trains on top_k items.
+TEST(Trainer, ReplacesSelectedItemsThatFailToDecode) {
+  TrainRun r(2);
+  r.cfg.data.top_k = 40;  // of 48 clips
+  const train::TrainingData before = train::build_training_data(r.cfg, 2, {});
+  ASSERT_EQ(before.items.size(), 40u);
+  const train::TrainingData::Item& top = before.items.front();  // rank 1
+  std::ofstream(top.path, std::ios::binary | std::ios::trunc) << "not a WAV file any more\n" << std::string(4000, 'x');
+
+  const train::TrainResult res = r.train();
+  ASSERT_EQ(res.status, train::TrainStatus::Finished) << res.message;
+  EXPECT_EQ(res.steps, 2);
+  // The selection the run trained on: the same ranking without the broken item.
+  const train::TrainingData after = train::build_training_data(r.cfg, 2, {top.id});
+  ASSERT_EQ(after.items.size(), 40u);
+  const audio::AudioCache cache = audio::AudioCache::open(r.dir.file("run/cache"));
+  EXPECT_LT(cache.find(top.id), 0) << "the broken file has audio in the cache";
+  int replacements = 0;
+  for (const auto& item : after.items) {
+    EXPECT_NE(item.id, top.id);
+    EXPECT_GE(cache.find(item.id), 0) << item.id << " was selected but not decoded";
+    const bool was_selected = std::any_of(before.items.begin(), before.items.end(),
+                                          [&](const train::TrainingData::Item& b) { return b.id == item.id; });
+    replacements += was_selected ? 0 : 1;
+  }
+  EXPECT_EQ(replacements, 1);
+}
+
+// Validation's triplet accuracy (float32 GEMM rows, in blocks of queries) against a float64
+// count of every (query, relevant, irrelevant) pair on random unit vectors. The counts may
+// differ only on pairs whose float64 similarities lie within 1e-5 of a tie (the float32 dot
+// products of 16-d unit vectors are off by ~1e-6 at most): the difference is bounded by the
+// number of those near ties, which the test also requires to be under 0.1% of the pairs, so the
+// accuracy's relative error is below 1e-3.
+TEST(Validation, TripletAccuracyMatchesFloat64Count) {
+  blas_set_threads(1);  // BLAS inside OpenMP threads
+  constexpr int kItems = 500, kDim = 16, kQueries = 70;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> gauss;
+  std::vector<float> vecs(static_cast<size_t>(kItems) * kDim);
+  for (int i = 0; i < kItems; ++i) {
+    float* v = vecs.data() + static_cast<size_t>(i) * kDim;
+    double norm = 0;
+    for (int j = 0; j < kDim; ++j) {
+      v[j] = gauss(rng);
+      norm += static_cast<double>(v[j]) * v[j];
+    }
+    for (int j = 0; j < kDim; ++j) v[j] = static_cast<float>(v[j] / std::sqrt(norm));
+  }
+  train::ValidationSet set;
+  for (int i = 0; i < kItems; ++i)
+    if (i % 5 != 4) set.candidates.push_back(i);  // some queries and relevant items are not candidates
+  std::uniform_int_distribution<int> item(0, kItems - 1), count(1, 12), hops(1, 3);
+  for (int q = 0; q < kQueries; ++q) {
+    train::Query query;
+    query.item = item(rng);
+    std::vector<std::pair<uint8_t, int32_t>> rel;  // (hops, item), distinct items
+    for (int n = count(rng); static_cast<int>(rel.size()) < n;) {
+      const int32_t it = item(rng);
+      const bool seen = std::any_of(rel.begin(), rel.end(), [&](const auto& p) { return p.second == it; });
+      if (it != query.item && !seen) rel.emplace_back(static_cast<uint8_t>(hops(rng)), it);
+    }
+    std::sort(rel.begin(), rel.end());
+    for (const auto& [h, it] : rel) {
+      query.relevant.push_back(it);
+      query.hops.push_back(h);
+    }
+    set.queries.push_back(query);
+  }
+
+  int64_t pairs = 0, correct = 0, near_ties = 0;
+  auto sim = [&](int32_t a, int32_t b) {
+    double dot = 0;
+    for (int j = 0; j < kDim; ++j)
+      dot += static_cast<double>(vecs[static_cast<size_t>(a) * kDim + j]) * vecs[static_cast<size_t>(b) * kDim + j];
+    return dot;
+  };
+  for (const train::Query& q : set.queries) {
+    auto relevant = [&](int32_t c) { return std::find(q.relevant.begin(), q.relevant.end(), c) != q.relevant.end(); };
+    for (const int32_t r : set.candidates) {
+      if (r == q.item || !relevant(r)) continue;
+      for (const int32_t n : set.candidates) {
+        if (n == q.item || relevant(n)) continue;
+        const double sr = sim(q.item, r), sn = sim(q.item, n);
+        ++pairs;
+        correct += sr > sn ? 1 : 0;
+        near_ties += std::abs(sr - sn) <= 1e-5 ? 1 : 0;
+      }
+    }
+  }
+  ASSERT_GT(pairs, 10000);
+  EXPECT_LT(near_ties * 1000, pairs) << near_ties << " near ties: the bound below would say little";
+  const double expected = static_cast<double>(correct) / static_cast<double>(pairs);
+  // One block of every query, and blocks of 37 queries (two chunks of 16 and one of 5 each).
+  const size_t bytes_37 = 37 * set.candidates.size() * sizeof(float);
+  for (const size_t block_bytes : {train::kSimilarityBlockBytes, bytes_37}) {
+    const TripletAccuracy got = train::validation_triplet_accuracy(vecs, kDim, set, block_bytes);
+    EXPECT_EQ(got.triplets, pairs) << block_bytes;
+    EXPECT_LE(std::abs(got.correct - correct), near_ties) << block_bytes;
+    EXPECT_LE(std::abs(got.fraction() - expected) / expected, 1e-3) << block_bytes;
+  }
+}
+
+// Exact similarities (sums of products of 0, 0.5 and 1): a tie is a miss, the query itself is
+// neither relevant nor irrelevant, a relevant item that is not a candidate does not count.
+TEST(Validation, TripletAccuracyCountsTiesAsMissesAndSkipsTheQuery) {
+  blas_set_threads(1);
+  const std::vector<float> vecs = {
+      1, 0, 0, 0,              // 0: query
+      1, 0, 0, 0,              // 1: relevant, similarity 1
+      1, 0, 0, 0,              // 2: irrelevant, similarity 1: a tie with 1
+      0, 1, 0, 0,              // 3: irrelevant, similarity 0 (and a query)
+      0.5f, 0.5f, 0.5f, 0.5f,  // 4: relevant, similarity 0.5
+      0, 0, 1, 0,              // 5: relevant, not a candidate
+  };
+  train::ValidationSet set;
+  set.candidates = {0, 1, 2, 3, 4};
+  train::Query a;
+  a.item = 0;
+  a.relevant = {4, 5, 1};  // sorted by (hops, item)
+  a.hops = {1, 1, 2};
+  train::Query b;
+  b.item = 3;
+  b.relevant = {4};
+  b.hops = {1};
+  set.queries = {a, b};
+  // Query 0: pairs (1, 2) tie, (1, 3) right, (4, 2) wrong, (4, 3) right. Query 3: 4 above
+  // each of 0, 1, 2 (similarity 0.5 against 0).
+  const TripletAccuracy got = train::validation_triplet_accuracy(vecs, 4, set);
+  EXPECT_EQ(got.triplets, 7);
+  EXPECT_EQ(got.correct, 5);
 }
 
 // The real binary, stopped by SIGINT while it trains: exit 0, a message naming --resume,

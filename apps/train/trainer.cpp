@@ -155,6 +155,27 @@ std::unordered_set<std::string> prepare(const TrainingData& d, const Config& cfg
   return failed;
 }
 
+// Selects the items and decodes them into the cache. Items that fail to decode are left out of
+// the selection; with data.top_k the next ranks with audio take their places, and those are
+// decoded in turn (prepare_cache skips what is already cached), until every selected item has
+// audio. Each round leaves out at least one more item, so the rounds end.
+TrainingData select_and_prepare(const Config& cfg, int threads, const std::string& cache_dir, const TrainOptions& o) {
+  std::unordered_set<std::string> no_audio, with_audio;
+  TrainingData data = build_training_data(cfg, threads, no_audio);
+  for (;;) {
+    const std::unordered_set<std::string> failed = prepare(data, cfg, cache_dir, o);
+    if (failed.empty()) return data;
+    for (const auto& it : data.items)
+      if (!failed.count(it.id)) with_audio.insert(it.id);
+    no_audio.insert(failed.begin(), failed.end());
+    data = build_training_data(cfg, threads, no_audio);
+    const auto fresh = std::count_if(data.items.begin(), data.items.end(),
+                                     [&](const TrainingData::Item& it) { return !with_audio.count(it.id); });
+    if (fresh == 0) return data;  // without data.top_k: the same items, less the failed ones
+    std::printf("replacements selected for the items without audio: %lld\n", static_cast<long long>(fresh));
+  }
+}
+
 }  // namespace
 
 TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
@@ -187,9 +208,7 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
 
   // ---- graph and audio ------------------------------------------------------------------
   auto t0 = std::chrono::steady_clock::now();
-  TrainingData data = build_training_data(cfg, threads, {});
-  const std::unordered_set<std::string> no_audio = prepare(data, cfg, cache_dir, o);
-  if (!no_audio.empty()) data = build_training_data(cfg, threads, no_audio);  // without them
+  const TrainingData data = select_and_prepare(cfg, threads, cache_dir, o);
   const audio::AudioCache cache = audio::AudioCache::open(cache_dir);
   const std::vector<int64_t> item_cache = cache_indices(data, cache);
   std::vector<int64_t> train_cache;

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "apps/train/embedder.h"
+#include "kernels/blas.h"
 
 namespace mg::train {
 
@@ -18,6 +19,50 @@ std::vector<float> gather(const std::vector<float>& m, int d, const std::vector<
   for (size_t i = 0; i < rows.size(); ++i)
     std::copy_n(m.data() + static_cast<size_t>(rows[i]) * d, d, out.data() + i * static_cast<size_t>(d));
   return out;
+}
+
+// Query rows per GEMM within a block: one task of the parallel loop. Fixed, not derived from
+// the thread count, so that the similarities (and the counts) are the same for any number of
+// threads.
+constexpr int64_t kRowChunk = 16;
+
+// Per-thread scratch of count_query_pairs.
+struct PairScratch {
+  std::vector<int32_t> rel_items;
+  std::vector<float> rel_sims;
+};
+
+// The query's (relevant, irrelevant) candidate pairs, and how many of them put the relevant
+// candidate strictly above the irrelevant one; sims: the query's similarity to every candidate.
+// Counted per irrelevant candidate against the few sorted relevant similarities, which is
+// O(N log |R|) rather than sorting all N.
+TripletAccuracy count_query_pairs(const float* sims, const ValidationSet& set, const Query& query, PairScratch& s) {
+  const std::vector<int32_t>& cand = set.candidates;
+  s.rel_items.assign(query.relevant.begin(), query.relevant.end());  // sorted by hops: re-sort by item
+  std::sort(s.rel_items.begin(), s.rel_items.end());
+  int64_t n_rel = 0;
+  s.rel_sims.clear();
+  for (const int32_t item : s.rel_items) {
+    const auto it = std::lower_bound(cand.begin(), cand.end(), item);
+    if (item == query.item || it == cand.end() || *it != item) continue;
+    ++n_rel;
+    // A NaN ranks above nothing: its pairs all count as misses, so it takes no place here.
+    const float sim = sims[it - cand.begin()];
+    if (!std::isnan(sim)) s.rel_sims.push_back(sim);
+  }
+  TripletAccuracy t;
+  if (n_rel == 0) return t;
+  std::sort(s.rel_sims.begin(), s.rel_sims.end());
+  int64_t n_irr = 0;
+  for (size_t c = 0; c < cand.size(); ++c) {
+    if (cand[c] == query.item || std::binary_search(s.rel_items.begin(), s.rel_items.end(), cand[c])) continue;
+    ++n_irr;
+    // Relevant similarities strictly above this one: a tie is a miss, and for a NaN here
+    // upper_bound finds none above.
+    t.correct += s.rel_sims.end() - std::upper_bound(s.rel_sims.begin(), s.rel_sims.end(), sims[c]);
+  }
+  t.triplets = n_rel * n_irr;
+  return t;
 }
 
 struct Scored {
@@ -52,8 +97,7 @@ Scored score_set(const std::vector<float>& vecs, int d, const ValidationSet& set
   std::vector<float> sims(top.size());
   topk_cosine(queries.data(), Q, items.data(), N, d, kk, exclude, top.data(), sims.data());
 
-  int64_t pairs = 0, correct = 0;
-  std::vector<int32_t> ranked, rel_items;
+  std::vector<int32_t> ranked;
   for (int64_t q = 0; q < Q; ++q) {
     const Query& query = set.queries[static_cast<size_t>(q)];
     ranked.clear();
@@ -62,30 +106,12 @@ Scored score_set(const std::vector<float>& vecs, int d, const ValidationSet& set
       if (c >= 0) ranked.push_back(set.candidates[static_cast<size_t>(c)]);
     }
     acc.add(ranked, RelevantSet{query.relevant, query.hops});
-    if (!triplets) continue;
-    // Similarity of the query to every candidate; relevant vs the rest.
-    const float* qv = vecs.data() + static_cast<size_t>(query.item) * d;
-    rel_items.assign(query.relevant.begin(), query.relevant.end());  // sorted by hops: re-sort by item
-    std::sort(rel_items.begin(), rel_items.end());
-    std::vector<float> rel_sims, irr_sims;
-    for (int64_t c = 0; c < N; ++c) {
-      const int32_t item = set.candidates[static_cast<size_t>(c)];
-      if (item == query.item) continue;
-      const float* v = items.data() + static_cast<size_t>(c) * d;
-      double dot = 0;
-      for (int j = 0; j < d; ++j) dot += static_cast<double>(qv[j]) * v[j];
-      const bool rel = std::binary_search(rel_items.begin(), rel_items.end(), item);
-      (rel ? rel_sims : irr_sims).push_back(static_cast<float>(dot));
-    }
-    std::sort(irr_sims.begin(), irr_sims.end());
-    for (const float r : rel_sims) {
-      // Irrelevant candidates strictly less similar than this relevant one: a tie is a miss.
-      correct += std::lower_bound(irr_sims.begin(), irr_sims.end(), r) - irr_sims.begin();
-      pairs += static_cast<int64_t>(irr_sims.size());
-    }
   }
   s.metrics = acc.overall();
-  if (triplets && pairs > 0) s.triplet_accuracy = static_cast<double>(correct) / static_cast<double>(pairs);
+  if (triplets) {
+    const TripletAccuracy t = validation_triplet_accuracy(vecs, d, set);
+    if (t.triplets > 0) s.triplet_accuracy = t.fraction();
+  }
   return s;
 }
 
@@ -103,6 +129,48 @@ double chance_recall(const ValidationSet& set, int k) {
 }
 
 }  // namespace
+
+TripletAccuracy validation_triplet_accuracy(const std::vector<float>& vecs, int d, const ValidationSet& set,
+                                            size_t block_bytes) {
+  const auto Q = static_cast<int64_t>(set.queries.size());
+  const auto N = static_cast<int64_t>(set.candidates.size());
+  if (Q == 0 || N < 2) return {};
+  const std::vector<float> items = gather(vecs, d, set.candidates);
+  std::vector<int32_t> qrows;
+  for (const Query& q : set.queries) qrows.push_back(q.item);
+  const std::vector<float> queries = gather(vecs, d, qrows);
+  const auto rows_in_budget = static_cast<int64_t>(block_bytes / (sizeof(float) * static_cast<size_t>(N)));
+  const int64_t block = std::clamp<int64_t>(rows_in_budget, 1, Q);
+  std::vector<float> sims(static_cast<size_t>(block * N));  // [block, N]
+  int64_t triplets = 0, correct = 0;  // integer sums: the same in any order
+  for (int64_t q0 = 0; q0 < Q; q0 += block) {
+    const int64_t qb = std::min(block, Q - q0);
+    const int64_t chunks = (qb + kRowChunk - 1) / kRowChunk;
+    // BLAS inside OpenMP threads, as topk_cosine: OpenBLAS is expected single-threaded here.
+#pragma omp parallel reduction(+ : triplets, correct)
+    {
+      PairScratch scratch;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t ch = 0; ch < chunks; ++ch) {
+        const int64_t r0 = ch * kRowChunk, rows = std::min(kRowChunk, qb - r0);
+        float* out = sims.data() + r0 * N;
+        // out [rows, N] = queries[q0 + r0 : +rows] [rows, d] x items^T [d, N]
+        gemm(false, true, static_cast<int>(rows), static_cast<int>(N), d, 1.0f, queries.data() + (q0 + r0) * d, d,
+             items.data(), d, 0.0f, out, static_cast<int>(N));
+        for (int64_t r = 0; r < rows; ++r) {
+          const TripletAccuracy t =
+              count_query_pairs(out + r * N, set, set.queries[static_cast<size_t>(q0 + r0 + r)], scratch);
+          triplets += t.triplets;
+          correct += t.correct;
+        }
+      }
+    }
+  }
+  TripletAccuracy total;
+  total.triplets = triplets;
+  total.correct = correct;
+  return total;
+}
 
 double ValidationReport::selection_recall() const {
   for (const SetScores& s : sets)

@@ -5,6 +5,7 @@
 // ranked right). The same numbers for the mean-log-mel baseline come from the same pass, and
 // chance is what a random ranking scores in expectation (recall@k ~ k / candidates).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -37,6 +38,16 @@ struct ValidationReport {
 // cache_index[i]: the cache entry of TrainingData::items[i].
 ValidationReport validate(Model& model, const audio::AudioCache& cache, const std::vector<int64_t>& cache_index,
                           const TrainingData& data, int k, bool with_baseline);
+
+// Triplet accuracy of a validation set: over every query and every (relevant, irrelevant) pair
+// of its candidates (the query itself is neither), the pairs in which the relevant candidate is
+// strictly more similar (a tie is a miss): the queries' AUCs weighted by their pair counts.
+// vecs: [items, d] row-major, indexed by the set's item indices; the similarity is the float32
+// BLAS dot product (the cosine for unit vectors). Queries are scored a block at a time, the
+// block's [queries, candidates] similarities bounded by block_bytes (one query at least).
+constexpr size_t kSimilarityBlockBytes = size_t{64} << 20;
+TripletAccuracy validation_triplet_accuracy(const std::vector<float>& vecs, int d, const ValidationSet& set,
+                                            size_t block_bytes = kSimilarityBlockBytes);
 
 // A small table: one row per set, columns recall@k / nDCG@k / mAP for model (and baseline,
 // chance when given).
