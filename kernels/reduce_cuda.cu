@@ -71,6 +71,8 @@ __global__ void mean_time_backward_kernel(const float* __restrict__ dy, float* _
 }
 
 // ---- max over time: one warp per row ----
+// These kernels and the L2 ones below take the rows' geometry (rows, Tn, C, ld) first, in the
+// order launch_warp_per_row passes it.
 
 // A row's maximum as the CPU finds it (max_time_forward_cpu): the first NaN if there is one,
 // else the first maximum. Each lane scans its strided share with that rule, then a butterfly
@@ -103,8 +105,8 @@ __device__ __forceinline__ MaxCandidate warp_row_argmax(const float* __restrict_
   return c;
 }
 
-__global__ void max_time_forward_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t rows, int Tn,
-                                        int C, int64_t ld) {
+__global__ void max_time_forward_kernel(int64_t rows, int Tn, int C, int64_t ld, const float* __restrict__ x,
+                                        float* __restrict__ y) {
   const int lane = threadIdx.x & 31;
   const int64_t nwarps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
@@ -115,9 +117,8 @@ __global__ void max_time_forward_kernel(const float* __restrict__ x, float* __re
 }
 
 // dx must not alias x (other lanes still read the row while one writes).
-__global__ void max_time_backward_kernel(const float* __restrict__ dy, const float* __restrict__ x,
-                                         float* __restrict__ dx, int64_t rows, int Tn, int C, int64_t ld,
-                                         bool accumulate) {
+__global__ void max_time_backward_kernel(int64_t rows, int Tn, int C, int64_t ld, const float* __restrict__ dy,
+                                         const float* __restrict__ x, float* __restrict__ dx, bool accumulate) {
   const int lane = threadIdx.x & 31;
   const int64_t nwarps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
@@ -143,8 +144,8 @@ __device__ __forceinline__ double warp_row_l2(const float* __restrict__ xr, int 
   return sqrt(warp_sum(s));
 }
 
-__global__ void l2_time_forward_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t rows, int Tn,
-                                       int C, int64_t ld) {
+__global__ void l2_time_forward_kernel(int64_t rows, int Tn, int C, int64_t ld, const float* __restrict__ x,
+                                       float* __restrict__ y) {
   const int lane = threadIdx.x & 31;
   const int64_t nwarps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
@@ -155,9 +156,8 @@ __global__ void l2_time_forward_kernel(const float* __restrict__ x, float* __res
 }
 
 // dx must not alias x (declared __restrict__).
-__global__ void l2_time_backward_kernel(const float* __restrict__ dy, const float* __restrict__ x,
-                                        float* __restrict__ dx, int64_t rows, int Tn, int C, int64_t ld,
-                                        bool accumulate) {
+__global__ void l2_time_backward_kernel(int64_t rows, int Tn, int C, int64_t ld, const float* __restrict__ dy,
+                                        const float* __restrict__ x, float* __restrict__ dx, bool accumulate) {
   const int lane = threadIdx.x & 31;
   const int64_t nwarps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
@@ -219,6 +219,19 @@ __global__ void l2norm_backward_kernel(const float* dy, const float* __restrict_
   }
 }
 
+// The launch the max and L2 reductions over time share (forward and backward): the output
+// layout's checks, naming `op`; then, when there are rows, one warp per row (grid-stride past the
+// grid cap) running kernel(rows, Tn, C, ld, args...). Returns the launch's status rather than
+// checking it, so each wrapper's MG_CUDA_CHECK names its own launch and line on failure.
+template <typename... KernelArgs, typename... Args>
+cudaError_t launch_warp_per_row(const char* op, void (*kernel)(int64_t, int, int, int64_t, KernelArgs...),
+                                int64_t rows, int Tn, const RowOut& out, cudaStream_t stream, Args... args) {
+  check_row_out(op, rows, Tn, out);
+  if (rows <= 0) return cudaSuccess;
+  kernel<<<grid_for(rows, kWarpsPerBlock), kBlockThreads, 0, stream>>>(rows, Tn, out.C, out.ld, args...);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 void mean_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, const RowOut& out, cudaStream_t stream) {
@@ -246,37 +259,23 @@ void mean_time_backward_cuda(const float* dy, float* dx, int64_t rows, int Tn, c
 }
 
 void max_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, const RowOut& out, cudaStream_t stream) {
-  check_row_out("max_time_forward_cuda", rows, Tn, out);
-  if (rows <= 0) return;
-  max_time_forward_kernel<<<grid_for(rows, kWarpsPerBlock), kBlockThreads, 0, stream>>>(x, y, rows, Tn, out.C,
-                                                                                         out.ld);
-  MG_CUDA_CHECK_LAUNCH();
+  MG_CUDA_CHECK(launch_warp_per_row("max_time_forward_cuda", max_time_forward_kernel, rows, Tn, out, stream, x, y));
 }
 
 void max_time_backward_cuda(const float* dy, const float* x, float* dx, int64_t rows, int Tn, const RowOut& out,
                             bool accumulate, cudaStream_t stream) {
-  check_row_out("max_time_backward_cuda", rows, Tn, out);
-  if (rows <= 0) return;
-  max_time_backward_kernel<<<grid_for(rows, kWarpsPerBlock), kBlockThreads, 0, stream>>>(dy, x, dx, rows, Tn, out.C,
-                                                                                          out.ld, accumulate);
-  MG_CUDA_CHECK_LAUNCH();
+  MG_CUDA_CHECK(launch_warp_per_row("max_time_backward_cuda", max_time_backward_kernel, rows, Tn, out, stream, dy, x,
+                                    dx, accumulate));
 }
 
 void l2_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, const RowOut& out, cudaStream_t stream) {
-  check_row_out("l2_time_forward_cuda", rows, Tn, out);
-  if (rows <= 0) return;
-  l2_time_forward_kernel<<<grid_for(rows, kWarpsPerBlock), kBlockThreads, 0, stream>>>(x, y, rows, Tn, out.C,
-                                                                                        out.ld);
-  MG_CUDA_CHECK_LAUNCH();
+  MG_CUDA_CHECK(launch_warp_per_row("l2_time_forward_cuda", l2_time_forward_kernel, rows, Tn, out, stream, x, y));
 }
 
 void l2_time_backward_cuda(const float* dy, const float* x, float* dx, int64_t rows, int Tn, const RowOut& out,
                            bool accumulate, cudaStream_t stream) {
-  check_row_out("l2_time_backward_cuda", rows, Tn, out);
-  if (rows <= 0) return;
-  l2_time_backward_kernel<<<grid_for(rows, kWarpsPerBlock), kBlockThreads, 0, stream>>>(dy, x, dx, rows, Tn, out.C,
-                                                                                         out.ld, accumulate);
-  MG_CUDA_CHECK_LAUNCH();
+  MG_CUDA_CHECK(launch_warp_per_row("l2_time_backward_cuda", l2_time_backward_kernel, rows, Tn, out, stream, dy, x,
+                                    dx, accumulate));
 }
 
 void l2norm_forward_cuda(const float* x, float* y, int B, int E, double eps, cudaStream_t stream) {

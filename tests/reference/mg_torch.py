@@ -1,7 +1,6 @@
-"""The melgraph model as a PyTorch nn.Module built from a melgraph checkpoint, for the speed
-comparison (bench/compare/compare.py) and any other script that needs the model in torch.
-(ref_model.py still builds the same model functionally, in float64 with the engine's dropout
-masks; moving it onto this module would leave one definition.)
+"""The melgraph model as a PyTorch nn.Module built from a melgraph checkpoint: the one PyTorch
+definition of the model, used by the speed comparison (bench/compare/compare.py, float32) and
+the whole-model reference test (ref_model.py, float64 with the engine's dropout masks).
 
   torchaudio MelSpectrogram -> log(mel + log_eps)                       (no parameters)
   [Conv1d -> ReLU -> MaxPool1d (not after the last stage)] x stages      ("same" padding: F.pad,
@@ -98,8 +97,11 @@ def log_mel(transform, audio, cfg):
 
 
 def make_net(cfg):
-    """The conv stack and head as an nn.Module; forward(logmel, return_pre=False) -> emb [B, E]
-    (and, with return_pre, the conv outputs before ReLU)."""
+    """The conv stack and head as an nn.Module, in the default dtype; forward(logmel,
+    return_pre=False, keep=None) -> emb [B, E] (and, with return_pre, the conv outputs before
+    ReLU). keep (bool [B, k C], training mode only): the dropout pattern to apply instead of
+    drawing one, x * keep / (1 - p) as F.dropout computes it, so that another implementation's
+    mask can be replayed."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -123,7 +125,7 @@ def make_net(cfg):
             self.dropout = nn.Dropout(model_cfg.get("dropout", 0.0))
             self.linear = nn.Linear(features * cin, model_cfg["embedding"])
 
-        def forward(self, logmel, return_pre=False):
+        def forward(self, logmel, return_pre=False, keep=None):
             pre, h = [], logmel
             for i, conv in enumerate(self.conv):
                 if same:
@@ -137,7 +139,13 @@ def make_net(cfg):
                     h = F.max_pool1d(h, pool)
             pooled = [h.mean(dim=2), h.amax(dim=2), torch.linalg.vector_norm(h, dim=2)][:features]
             h = torch.cat(pooled, dim=1) if features > 1 else pooled[0]  # [B, k C]
-            emb = F.normalize(self.linear(self.dropout(h)), p=2.0, dim=1, eps=l2_eps)
+            if keep is None:
+                h = self.dropout(h)
+            elif self.training:
+                h = h * keep / (1.0 - self.dropout.p)
+            else:
+                raise ValueError("a dropout pattern (keep) in eval mode, which has no dropout")
+            emb = F.normalize(self.linear(h), p=2.0, dim=1, eps=l2_eps)
             return (emb, pre) if return_pre else emb
 
     return MelgraphNet()

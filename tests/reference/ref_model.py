@@ -10,14 +10,13 @@ anchors, positives, negatives) and __metadata__ {"n_triplets", "steps"}; with mo
 also "dropout_mask" (float32 [steps, B, k C_last], the engine's mask of each step: 0 or
 1 / (1 - p) in float32).
 
-The same model is built in torch float64 from the exact float32 parameters and samples:
-torchaudio MelSpectrogram -> log(mel + log_eps) -> [Conv1d -> ReLU -> MaxPool1d (not after the
-last stage)] -> global pooling over time (model.pooling: x.mean(-1); cat([x.mean(-1),
-x.amax(-1)], 1); cat([x.mean(-1), x.amax(-1), x.norm(dim=-1)], 1)) -> dropout with the
-engine's keep pattern, x * keep / (1 - p) (F.dropout's formula) -> Linear -> F.normalize, with
-nn.TripletMarginWithDistanceLoss(distance sqrt(clamp(2 (1 - x.y), eps))) and torch.optim
-Adam / AdamW after clip_grad_norm_. For s in 0 .. steps-1, forward pass s runs at the
-parameters after s optimizer steps, on the same batch. OUT gets, in float64:
+The model, loss and optimizer are mg_torch.py's (the one PyTorch definition of the model, which
+bench/compare/compare.py uses too), built in torch float64 from the exact float32 parameters
+and samples; the net replays the engine's dropout mask of each step (its forward's keep
+argument: x * keep / (1 - p), F.dropout's formula), and the optimizer steps after
+clip_grad_norm_.
+For s in 0 .. steps-1, forward pass s runs at the parameters after s optimizer steps, on the
+same batch. OUT gets, in float64:
   NAME/logmel                       [B, n_mels, F]  the front end's output
   NAME/fwd{s}/pre.{i}               [B, C_i, Tc_i]  conv outputs before ReLU (for the C++
                                                    side to check that no ReLU / max-pool
@@ -38,11 +37,11 @@ import argparse
 import math
 import os
 import sys
-import tomllib
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mg_torch  # noqa: E402
 import st  # noqa: E402
 
 # The loss's kinks must be at least this far away (in distance units, |d| <= 2) for the
@@ -54,162 +53,146 @@ class CaseError(Exception):
     pass
 
 
-def param_names(n_stages):
-    names = []
-    for i in range(n_stages):
-        names += [f"conv.{i}.weight", f"conv.{i}.bias"]
-    return names + ["linear.weight", "linear.bias"]
+def read_audio(audio_path):
+    """(audio float32 [B, S], n_triplets, steps, dropout_mask or None) of an AUDIO file."""
+    a, meta = st.load(audio_path)
+    audio = a["audio"]
+    if audio.dtype != np.float32 or audio.ndim != 2:
+        raise CaseError(f"{audio_path}: 'audio' must be float32 [B, S], got {audio.dtype} {audio.shape}")
+    n, steps = int(meta["n_triplets"]), int(meta["steps"])
+    if audio.shape[0] != 3 * n:
+        raise CaseError(f"{audio_path}: batch {audio.shape[0]} is not 3 * n_triplets = {3 * n}")
+    return audio, n, steps, a.get("dropout_mask")
+
+
+def dropout_keep(mask, p_drop, shape, audio_path):
+    """The keep pattern (bool [steps, B, k C]) of the engine's masks, after checking that they
+    are masks of dropout p_drop; None without dropout."""
+    import torch
+
+    if p_drop <= 0:
+        return None
+    if mask is None:
+        raise CaseError(f"{audio_path}: model.dropout = {p_drop} but no 'dropout_mask'")
+    if mask.shape != shape:
+        raise CaseError(f"{audio_path}: dropout_mask shape {mask.shape}, expected {shape}")
+    scale = np.float32(1.0 / (1.0 - p_drop))
+    if not np.all((mask == 0) | (mask == scale)):
+        raise CaseError(f"{audio_path}: dropout_mask holds values other than 0 and {scale}")
+    return torch.from_numpy(mask != 0)
+
+
+def check_kinks(name, s, anc, pos, neg, hinge, loss_cfg, dist):
+    """CaseError unless every triplet of forward pass s is clear of the eps clamp, the hinge and,
+    with swap, the min(d(a,n), d(p,n)) tie: there float32 and float64 may take different
+    branches."""
+    import torch
+
+    eps = loss_cfg["eps"]
+    sq = torch.cat([2 * (1 - (x * y).sum(-1)) for x, y in ((anc, pos), (anc, neg), (pos, neg))])
+    if float(sq.min()) < 10 * eps:
+        raise CaseError(f"{name}, forward {s}: a squared distance {float(sq.min())} is near the eps "
+                        f"clamp ({eps}); change the case's seeds")
+    if float(hinge.abs().min()) < KINK_MARGIN:
+        raise CaseError(f"{name}, forward {s}: a hinge is {float(hinge.abs().min())} from 0 (< {KINK_MARGIN}); "
+                        "float32 may take the other branch: change the case's seeds")
+    if loss_cfg["swap"] and float((dist(anc, neg) - dist(pos, neg)).abs().min()) < KINK_MARGIN:
+        raise CaseError(f"{name}, forward {s}: d(a,n) and d(p,n) tie within {KINK_MARGIN}; "
+                        "change the case's seeds")
+
+
+def forward_backward(name, s, net, logmel, keep, n, cfg, out):
+    """Training forward pass s (dropout pattern keep, or None), the loss over the n offline
+    triplets and its backward; records what the C++ side compares under NAME/fwd{s}."""
+    import torch
+
+    loss_cfg = cfg["loss"]
+    dist = mg_torch.distance(loss_cfg["eps"])
+    emb, pre = net(logmel, return_pre=True, keep=keep)
+    anc, pos, neg = emb[:n], emb[n:2 * n], emb[2 * n:]
+    loss = mg_torch.loss_fn(cfg)(anc, pos, neg)
+    loss.backward()
+
+    with torch.no_grad():
+        d_neg = torch.minimum(dist(anc, neg), dist(pos, neg)) if loss_cfg["swap"] else dist(anc, neg)
+        hinge = loss_cfg["margin"] + dist(anc, pos) - d_neg
+        check_kinks(name, s, anc, pos, neg, hinge, loss_cfg, dist)
+        print(f"{name} fwd{s}: loss {float(loss):.6f}, active {int((hinge > 0).sum())}/{n}, "
+              f"min |hinge| {float(hinge.abs().min()):.3g}, "
+              f"min |pre-activation| {min(float(z.abs().min()) for z in pre):.3g}")
+
+    f = f"{name}/fwd{s}"
+    out[f"{f}/emb"] = emb.detach()
+    out[f"{f}/loss"] = loss.detach().reshape(1)
+    out[f"{f}/active"] = (hinge > 0).sum().double().reshape(1)
+    for i, z in enumerate(pre):
+        out[f"{f}/pre.{i}"] = z.detach()
+    for k, p in net.named_parameters():
+        out[f"{f}/grad.{k}"] = p.grad.detach().clone()
+
+
+def optimizer_step(name, s, params, opt, clip, out):
+    """Clips the gradients of params ({name: parameter}, the checkpoint's order) and takes
+    optimizer step s + 1; records the norm, the clipped gradients and the new parameters under
+    NAME/step{s+1}."""
+    import torch
+
+    tensors = list(params.values())
+    g = f"{name}/step{s + 1}"
+    if clip > 0:
+        norm = torch.nn.utils.clip_grad_norm_(tensors, clip)
+    else:
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in tensors]))
+    out[f"{g}/grad_norm"] = norm.detach().reshape(1)
+    print(f"{name} step{s + 1}: gradient norm {float(norm):.6g} (clip_norm {clip})")
+    for k, p in params.items():
+        out[f"{g}/grad_clipped.{k}"] = p.grad.detach().clone()
+    opt.step()
+    for k, p in params.items():
+        out[f"{g}/param.{k}"] = p.detach().clone()
+    if not all(math.isfinite(float(p.detach().abs().max())) for p in tensors):
+        raise CaseError(f"{name}: non-finite parameters after step {s + 1}")
 
 
 def run_case(name, ckpt_path, audio_path, out):
     import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-    import torchaudio
 
-    ckpt, meta = st.load(ckpt_path)
-    if meta.get("format") != "melgraph-checkpoint":
-        raise CaseError(f"{ckpt_path}: not a melgraph checkpoint (metadata 'format' is {meta.get('format')!r})")
-    cfg = tomllib.loads(meta["config"])
-    mel_cfg, model_cfg, loss_cfg, optim_cfg = cfg["mel"], cfg["model"], cfg["loss"], cfg["optim"]
-    sr = cfg["audio"]["sample_rate"]
-
-    a, ameta = st.load(audio_path)
-    audio = a["audio"]
-    if audio.dtype != np.float32 or audio.ndim != 2:
-        raise CaseError(f"{audio_path}: 'audio' must be float32 [B, S], got {audio.dtype} {audio.shape}")
-    n = int(ameta["n_triplets"])
-    steps = int(ameta["steps"])
+    try:
+        cfg, ckpt = mg_torch.load_checkpoint(ckpt_path)
+    except ValueError as e:
+        raise CaseError(str(e)) from e
+    audio, n, steps, mask = read_audio(audio_path)
     B, S = audio.shape
-    if B != 3 * n:
-        raise CaseError(f"{audio_path}: batch {B} is not 3 * n_triplets = {3 * n}")
-
-    channels = model_cfg["channels"]
-    pooling, p_drop = model_cfg["pooling"], model_cfg["dropout"]
-    n_feat = {"mean": 1, "mean_max": 2, "mean_max_l2": 3}[pooling]
-    keep = None  # [steps, B, k C_last] bool
-    if p_drop > 0:
-        if "dropout_mask" not in a:
-            raise CaseError(f"{audio_path}: model.dropout = {p_drop} but no 'dropout_mask'")
-        m = a["dropout_mask"]
-        if m.shape != (steps, B, n_feat * channels[-1]):
-            raise CaseError(f"{audio_path}: dropout_mask shape {m.shape}, expected {(steps, B, n_feat * channels[-1])}")
-        scale = np.float32(1.0 / (1.0 - p_drop))
-        if not np.all((m == 0) | (m == scale)):
-            raise CaseError(f"{audio_path}: dropout_mask holds values other than 0 and {scale}")
-        keep = torch.from_numpy(m != 0)
-        print(f"{name}: dropout {p_drop}, dropped fraction {float((m == 0).mean()):.3f}")
-    names = param_names(len(channels))
-    if sorted(ckpt) != sorted(names):
-        raise CaseError(f"{ckpt_path}: tensors {sorted(ckpt)}, expected {sorted(names)}")
-    P = {k: torch.from_numpy(ckpt[k].astype(np.float64)).requires_grad_(True) for k in names}
 
     # Front end (no parameters: computed once).
-    hop, n_fft = mel_cfg["hop"], mel_cfg["n_fft"]
-    tf = torchaudio.transforms.MelSpectrogram(
-        sample_rate=sr, n_fft=n_fft, win_length=n_fft, hop_length=hop, f_min=mel_cfg["f_min"],
-        f_max=mel_cfg["f_max"] if mel_cfg["f_max"] > 0 else None, pad=0, n_mels=mel_cfg["n_mels"],
-        window_fn=torch.hann_window, power=mel_cfg["power"], normalized=False, center=True,
-        pad_mode="reflect", onesided=True, norm=None if mel_cfg["norm"] == "none" else mel_cfg["norm"],
-        mel_scale=mel_cfg["mel_scale"])
+    tf = mg_torch.mel_transform(cfg)
     assert tf.mel_scale.fb.dtype == torch.float64
     with torch.no_grad():
-        logmel = torch.log(tf(torch.from_numpy(audio.astype(np.float64))) + mel_cfg["log_eps"])
-    if tuple(logmel.shape) != (B, mel_cfg["n_mels"], 1 + S // hop):
-        raise CaseError(f"{name}: log-mel shape {tuple(logmel.shape)}, expected {(B, mel_cfg['n_mels'], 1 + S // hop)}")
+        logmel = mg_torch.log_mel(tf, torch.from_numpy(audio.astype(np.float64)), cfg)
+    mel_shape = (B, cfg["mel"]["n_mels"], 1 + S // cfg["mel"]["hop"])
+    if tuple(logmel.shape) != mel_shape:
+        raise CaseError(f"{name}: log-mel shape {tuple(logmel.shape)}, expected {mel_shape}")
     out[f"{name}/logmel"] = logmel
 
-    K, pool = model_cfg["kernel"], model_cfg["pool"]
-    same = model_cfg["padding"] == "same"
-    params = [P[k] for k in names]
+    net = mg_torch.make_net(cfg).double()
+    mg_torch.load_params(net, ckpt)
+    named = dict(net.named_parameters())
+    params = {k: named[k] for k in mg_torch.param_names(len(cfg["model"]["channels"]))}
+    p_drop = cfg["model"]["dropout"]
+    keep = dropout_keep(mask, p_drop, (steps, B, net.linear.in_features), audio_path)
+    if keep is not None:
+        print(f"{name}: dropout {p_drop}, dropped fraction {float((~keep).double().mean()):.3f}")
+    opt = mg_torch.make_optimizer(list(params.values()), cfg)
 
-    def forward(s=None):  # s: the step whose dropout mask applies; None: eval mode
-        pre, h = [], logmel
-        for i in range(len(channels)):
-            if same:
-                left = (K - 1) // 2
-                h = F.pad(h, (left, K - 1 - left))
-            z = F.conv1d(h, P[f"conv.{i}.weight"], P[f"conv.{i}.bias"])
-            pre.append(z)
-            h = torch.relu(z)
-            if i + 1 < len(channels):
-                h = F.max_pool1d(h, pool)
-        feats = [h.mean(dim=2)]
-        if n_feat >= 2:
-            feats.append(h.amax(dim=2))
-        if n_feat >= 3:
-            feats.append(h.norm(dim=2))
-        pooled = torch.cat(feats, 1)
-        if keep is not None and s is not None:
-            pooled = pooled * keep[s] / (1.0 - p_drop)
-        lin = F.linear(pooled, P["linear.weight"], P["linear.bias"])
-        return F.normalize(lin, p=2.0, dim=1, eps=model_cfg["l2_eps"]), pre
-
-    eps = loss_cfg["eps"]
-
-    def dist(x, y):
-        return torch.sqrt(torch.clamp(2 * (1 - (x * y).sum(-1)), min=eps))
-
-    loss_fn = nn.TripletMarginWithDistanceLoss(distance_function=dist, margin=loss_cfg["margin"],
-                                               swap=loss_cfg["swap"], reduction="mean")
-
-    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optim_cfg["name"]]
-    opt = opt_cls(params, lr=optim_cfg["lr"], betas=(optim_cfg["beta1"], optim_cfg["beta2"]),
-                  eps=optim_cfg["eps"], weight_decay=optim_cfg["weight_decay"])
-    clip = optim_cfg["clip_norm"]
-
+    net.eval()
     with torch.no_grad():
-        out[f"{name}/eval/emb"] = forward()[0]
-
+        out[f"{name}/eval/emb"] = net(logmel)
+    net.train()
     for s in range(steps):
-        for p in params:
+        for p in params.values():
             p.grad = None
-        emb, pre = forward(s)
-        anc, pos, neg = emb[:n], emb[n:2 * n], emb[2 * n:]
-        loss = loss_fn(anc, pos, neg)
-        loss.backward()
-
-        with torch.no_grad():
-            d_ap, d_an, d_pn = dist(anc, pos), dist(anc, neg), dist(pos, neg)
-            d_neg = torch.minimum(d_an, d_pn) if loss_cfg["swap"] else d_an
-            hinge = loss_cfg["margin"] + d_ap - d_neg
-            sq = torch.cat([2 * (1 - (x * y).sum(-1)) for x, y in ((anc, pos), (anc, neg), (pos, neg))])
-            if float(sq.min()) < 10 * eps:
-                raise CaseError(f"{name}, forward {s}: a squared distance {float(sq.min())} is near the eps "
-                                f"clamp ({eps}); change the case's seeds")
-            if float(hinge.abs().min()) < KINK_MARGIN:
-                raise CaseError(f"{name}, forward {s}: a hinge is {float(hinge.abs().min())} from 0 (< {KINK_MARGIN}); "
-                                "float32 may take the other branch: change the case's seeds")
-            if loss_cfg["swap"] and float((d_an - d_pn).abs().min()) < KINK_MARGIN:
-                raise CaseError(f"{name}, forward {s}: d(a,n) and d(p,n) tie within {KINK_MARGIN}; "
-                                "change the case's seeds")
-            print(f"{name} fwd{s}: loss {float(loss):.6f}, active {int((hinge > 0).sum())}/{n}, "
-                  f"min |hinge| {float(hinge.abs().min()):.3g}, "
-                  f"min |pre-activation| {min(float(z.abs().min()) for z in pre):.3g}")
-
-        f = f"{name}/fwd{s}"
-        out[f"{f}/emb"] = emb.detach()
-        out[f"{f}/loss"] = loss.detach().reshape(1)
-        out[f"{f}/active"] = (hinge > 0).sum().double().reshape(1)
-        for i, z in enumerate(pre):
-            out[f"{f}/pre.{i}"] = z.detach()
-        for k in names:
-            out[f"{f}/grad.{k}"] = P[k].grad.detach().clone()
-
-        g = f"{name}/step{s + 1}"
-        if clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(params, clip)
-        else:
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
-        out[f"{g}/grad_norm"] = norm.detach().reshape(1)
-        print(f"{name} step{s + 1}: gradient norm {float(norm):.6g} (clip_norm {clip})")
-        for k in names:
-            out[f"{g}/grad_clipped.{k}"] = P[k].grad.detach().clone()
-        opt.step()
-        for k in names:
-            out[f"{g}/param.{k}"] = P[k].detach().clone()
-        if not all(math.isfinite(float(p.detach().abs().max())) for p in params):
-            raise CaseError(f"{name}: non-finite parameters after step {s + 1}")
+        forward_backward(name, s, net, logmel, None if keep is None else keep[s], n, cfg, out)
+        optimizer_step(name, s, params, opt, cfg["optim"]["clip_norm"], out)
 
 
 def main():
