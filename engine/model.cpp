@@ -95,12 +95,30 @@ float* Model::stage_input_grad(size_t i) {
   return i == 0 ? nullptr : dacts_.ptr(stage_output(i - 1));  // audio/mel need no gradient
 }
 
-const float* Model::forward(const float* audio, int B) {
+void Model::check_batch(int B, const char* what) const {
   if (B < 1 || B > plan_.batch)
-    throw std::invalid_argument("Model::forward: batch " + std::to_string(B) + " outside [1, " +
+    throw std::invalid_argument(std::string("Model::") + what + ": batch " + std::to_string(B) + " outside [1, " +
                                 std::to_string(plan_.batch) + "]");
-  const int E = plan_.embedding;
+}
+
+const float* Model::forward(const float* audio, int B) {
+  check_batch(B, "forward");
+  forward_mel(audio, B);
+  forward_conv(B);
+  return forward_head(B);
+}
+
+void Model::backward(const float* demb, int B) {
+  check_batch(B, "backward");
+  backward_head(demb, B);
+  backward_conv(B);
+}
+
+void Model::forward_mel(const float* audio, int B) {
   be_.mel_forward(audio, acts_.ptr("mel"), B, plan_.samples, config_.mel);
+}
+
+void Model::forward_conv(int B) {
   for (size_t i = 0; i < plan_.stages.size(); ++i) {
     const StagePlan& s = plan_.stages[i];
     const Conv1dDims d = stage_dims(i, B);
@@ -113,6 +131,10 @@ const float* Model::forward(const float* audio, int B) {
       be_.maxpool_forward(conv, acts_.ptr("pool." + n), static_cast<int64_t>(B) * d.Cout, s.t_conv,
                           config_.model.pool);
   }
+}
+
+const float* Model::forward_head(int B) {
+  const int E = plan_.embedding;
   // Global pooling: each feature writes its C-wide block of the clip's row of `pooled`.
   const StagePlan& last = plan_.stages.back();
   const int C = last.conv.Cout, D = plan_.head_width(), k = plan_.pooled_features();
@@ -136,7 +158,7 @@ const float* Model::forward(const float* audio, int B) {
   return acts_.ptr("emb");
 }
 
-void Model::backward(const float* demb, int B) {
+void Model::backward_head(const float* demb, int B) {
   const int E = plan_.embedding;
   const StagePlan& last = plan_.stages.back();
   const int C = last.conv.Cout, D = plan_.head_width(), k = plan_.pooled_features();
@@ -158,6 +180,9 @@ void Model::backward(const float* demb, int B) {
   be_.mean_time_backward(dpooled, dfeat, head_rows, last.t_out, out);
   if (k >= 2) be_.max_time_backward(dpooled + C, feat, dfeat, head_rows, last.t_out, out, true);
   if (k >= 3) be_.l2_time_backward(dpooled + 2 * C, feat, dfeat, head_rows, last.t_out, out, true);
+}
+
+void Model::backward_conv(int B) {
   for (size_t i = plan_.stages.size(); i-- > 0;) {
     const StagePlan& s = plan_.stages[i];
     const Conv1dDims d = stage_dims(i, B);

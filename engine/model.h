@@ -44,6 +44,15 @@ class Model {
   // path that forward took (with or without dropout).
   void backward(const float* demb, int B);
 
+  // The parts forward() and backward() run, in this order, for callers that time them apart
+  // (engine/step_bench.cpp): forward = mel, conv stack, head; backward = head, conv stack.
+  // Each reads what the part before it left in the arena; B is not checked here.
+  void forward_mel(const float* audio, int B);  // audio [B, S] -> mel [B, n_mels, frames]
+  void forward_conv(int B);                     // -> the last stage's output [B, C, T]
+  const float* forward_head(int B);             // global pooling, dropout, linear, L2 -> emb [B, E]
+  void backward_head(const float* demb, int B);  // -> d(last stage's output), head grads
+  void backward_conv(int B);                     // -> conv grads
+
   // Training mode (the default, as a fresh torch module) applies dropout when model.dropout >
   // 0; eval mode (validation, embedding export) skips it: the linear layer reads the pooled
   // features as they are. Without dropout the two modes compute the same thing.
@@ -74,6 +83,7 @@ class Model {
 
  private:
   static TensorLayout activation_layout(const ModelPlan& p);
+  void check_batch(int B, const char* what) const;
   Conv1dDims stage_dims(size_t i, int B) const;
   const float* stage_input(size_t i) const;
   float* stage_input_grad(size_t i);
