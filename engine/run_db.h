@@ -20,15 +20,17 @@
 // A RunDb is one connection: use it from one thread at a time.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
-struct sqlite3;
-
 namespace mg {
+
+class SqliteDb;  // engine/sqlite_db.h
 
 struct RunDbError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -90,10 +92,12 @@ class RunDb {
   // `status` must not be Running.
   void end_run(int64_t id, RunStatus status, std::string_view message = {});
 
-  // Buffers one metric (time = now). Nothing is written until flush().
+  // Buffers one metric (time = now). Nothing is written until flush(). Throws RunDbError,
+  // buffering nothing, when run `run` does not exist (its row could never be written).
   void log(int64_t run, int64_t step, std::string_view name, double value);
   // Writes the buffered metrics in one transaction and empties the buffer; on failure the
-  // buffer is kept (a later flush retries) and RunDbError is thrown.
+  // buffer is kept (a later flush retries) and RunDbError is thrown. The one exception: the
+  // metrics of a run deleted since they were logged are dropped and named in the error.
   void flush();
   size_t pending() const { return buffer_.size(); }
 
@@ -104,15 +108,15 @@ class RunDb {
   std::vector<MetricRow> metrics(int64_t run, std::string_view name = {}) const;
 
  private:
-  class Transaction;
-  void exec(const char* sql, const char* what) const;
   RunStatus status_of(int64_t id, const char* what) const;
+  bool run_exists(int64_t id, const char* what) const;
+  void drop_metrics_of_missing_runs();
   void insert_buffer();
-  [[noreturn]] void fail(const std::string& what, int rc) const;
 
   std::string path_;
-  sqlite3* db_ = nullptr;
+  std::unique_ptr<SqliteDb> db_;
   std::vector<MetricRow> buffer_;
+  std::unordered_set<int64_t> known_runs_;  // seen to exist: log() looks up only the others
 };
 
 }  // namespace mg

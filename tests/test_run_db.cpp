@@ -1,5 +1,6 @@
 // Results database: round trip of runs and metrics, status transitions, reopen + resume,
-// atomic flushes (a failing flush writes nothing and keeps its buffer), a writer blocked by
+// atomic flushes (a failing flush writes nothing and keeps its buffer), metrics of unknown or
+// deleted runs (refused, never left in the buffer to fail later flushes), a writer blocked by
 // another process's lock, refusal of newer and foreign files, and a reader in Python's sqlite3
 // (another tool reading the file while the run is open).
 #include <gtest/gtest.h>
@@ -172,13 +173,68 @@ TEST(RunDb, FailedFlushWritesNothingAndKeepsItsBuffer) {
   RunDb db(path);
   const int64_t id = db.begin_run(info("a"));
   db.log(id, 1, "loss", 1.0);
-  db.log(id + 1, 1, "loss", 1.0);  // no such run: the foreign key fails the transaction
+  db.log(id, 1, "boom", 1.0);
+  // Another tool's trigger fails the second insert: a failure half-way through the buffer.
+  raw_exec(path, "CREATE TRIGGER no_boom BEFORE INSERT ON metrics WHEN NEW.name = 'boom' "
+                 "BEGIN SELECT RAISE(ABORT, 'boom refused'); END");
   const std::string e = error_of([&] { db.flush(); });
   EXPECT_NE(e.find(path), std::string::npos) << e;
   EXPECT_NE(e.find("INSERT INTO metrics"), std::string::npos) << e;
-  EXPECT_NE(e.find("FOREIGN KEY"), std::string::npos) << e;
+  EXPECT_NE(e.find("boom refused"), std::string::npos) << e;
   EXPECT_TRUE(db.metrics(id).empty());  // the valid row was rolled back with the rest
   EXPECT_EQ(db.pending(), 2u);
+  raw_exec(path, "DROP TRIGGER no_boom");
+  db.flush();  // retried
+  EXPECT_EQ(db.metrics(id).size(), 2u);
+}
+
+// A metric of a run that does not exist could never be written: kept in the buffer, it would
+// fail every later flush (the foreign key on metrics.run).
+TEST(RunDb, AMetricOfAnUnknownRunIsRefusedAndLaterFlushesSucceed) {
+  test::TempDir dir;
+  const std::string path = dir.file("runs.sqlite");
+  RunDb db(path);
+  const int64_t id = db.begin_run(info("a"));
+  db.log(id, 1, "loss", 1.0);
+  const std::string e = error_of([&] {
+    db.log(id + 41, 1, "val/recall@10", 0.5);
+    db.flush();
+  });
+  EXPECT_NE(e.find(path), std::string::npos) << e;
+  EXPECT_NE(e.find("no run with id " + std::to_string(id + 41)), std::string::npos) << e;
+  EXPECT_NE(e.find("val/recall@10"), std::string::npos) << e;
+  db.log(id, 2, "loss", 0.5);
+  db.flush();
+  EXPECT_EQ(db.pending(), 0u);
+  EXPECT_EQ(db.metrics(id, "loss").size(), 2u);
+  EXPECT_TRUE(db.metrics(id + 41).empty());
+
+  // A run that another connection began exists all the same.
+  RunDb other(path);
+  other.log(id, 3, "loss", 0.25);
+  other.flush();
+  EXPECT_EQ(db.metrics(id, "loss").size(), 3u);
+}
+
+TEST(RunDb, FlushDropsTheMetricsOfARunDeletedMeanwhile) {
+  test::TempDir dir;
+  const std::string path = dir.file("runs.sqlite");
+  RunDb db(path);
+  const int64_t kept = db.begin_run(info("kept")), gone = db.begin_run(info("gone"));
+  db.log(kept, 1, "loss", 1.0);
+  db.log(gone, 1, "loss", 2.0);
+  db.log(gone, 2, "val/recall@10", 0.5);
+  raw_exec(path, "DELETE FROM runs WHERE id = " + std::to_string(gone));  // another tool; its foreign keys are off
+  const std::string e = error_of([&] { db.flush(); });
+  EXPECT_NE(e.find(path), std::string::npos) << e;
+  EXPECT_NE(e.find("no run with id " + std::to_string(gone)), std::string::npos) << e;
+  EXPECT_NE(e.find("val/recall@10"), std::string::npos) << e;
+  EXPECT_TRUE(db.metrics(kept).empty());  // the failed flush wrote nothing
+  EXPECT_EQ(db.pending(), 1u);            // but dropped the rows that can never be written
+  db.flush();
+  EXPECT_EQ(db.metrics(kept).size(), 1u);
+  EXPECT_NE(error_of([&] { db.log(gone, 3, "loss", 1.0); }).find("no run with id " + std::to_string(gone)),
+            std::string::npos);
 }
 
 TEST(RunDb, WaitsForAndReportsAnotherWritersLock) {

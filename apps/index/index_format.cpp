@@ -14,14 +14,11 @@
 #include <filesystem>
 #include <unordered_set>
 
-#include "engine/audio/sqlite_db.h"
+#include "engine/sqlite_db.h"
 
 namespace mg::index {
 
 namespace fs = std::filesystem;
-using audio::SqliteDb;
-using audio::SqliteError;
-using audio::SqliteStmt;
 
 // The BLOBs hold the vectors' bytes as they are in memory: the format is little-endian.
 static_assert(std::endian::native == std::endian::little, "the index stores little-endian float32: port the "

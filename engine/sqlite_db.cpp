@@ -1,31 +1,33 @@
-#include "engine/audio/sqlite_db.h"
+#include "engine/sqlite_db.h"
 
-namespace mg::audio {
+namespace mg {
 
-SqliteDb::SqliteDb(const std::string& path, int flags) : path_(path) {
+SqliteDb::SqliteDb(const std::string& path, int flags, int busy_timeout_ms) : path_(path) {
   const int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
   if (rc != SQLITE_OK) {
     const std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
     sqlite3_close(db_);
     db_ = nullptr;
-    throw SqliteError(path + ": cannot open the SQLite database: " + msg);
+    throw SqliteError(path + ": cannot open the SQLite database: " + msg, rc, msg);
   }
   sqlite3_extended_result_codes(db_, 1);
-  sqlite3_busy_timeout(db_, 10000);
+  sqlite3_busy_timeout(db_, busy_timeout_ms);
 }
 
 SqliteDb::~SqliteDb() { sqlite3_close(db_); }
 
 void SqliteDb::fail(const std::string& what) const {
-  throw SqliteError(path_ + ": " + what + ": " + sqlite3_errmsg(db_));
+  const std::string msg = sqlite3_errmsg(db_);
+  throw SqliteError(path_ + ": " + what + ": " + msg, sqlite3_extended_errcode(db_), msg);
 }
 
 void SqliteDb::exec(const std::string& sql) {
   char* err = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+  const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
     const std::string msg = err ? err : sqlite3_errmsg(db_);
     sqlite3_free(err);
-    throw SqliteError(path_ + ": " + sql + ": " + msg);
+    throw SqliteError(path_ + ": " + sql + ": " + msg, rc, msg);
   }
 }
 
@@ -46,8 +48,10 @@ SqliteStmt& SqliteStmt::bind(int i, double v) {
   return *this;
 }
 
-SqliteStmt& SqliteStmt::bind(int i, const std::string& v) {
-  if (sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT) != SQLITE_OK)
+SqliteStmt& SqliteStmt::bind(int i, std::string_view v) {
+  // A default string_view has a null data(), which SQLite would bind as NULL.
+  const char* text = v.data() ? v.data() : "";
+  if (sqlite3_bind_text(st_, i, text, static_cast<int>(v.size()), SQLITE_TRANSIENT) != SQLITE_OK)
     db_.fail("bind " + std::to_string(i) + " of '" + sql_ + "'");
   return *this;
 }
@@ -92,4 +96,4 @@ bool SqliteStmt::is_null(int col) const { return sqlite3_column_type(st_, col) =
 const void* SqliteStmt::blob(int col) const { return sqlite3_column_blob(st_, col); }
 size_t SqliteStmt::bytes(int col) const { return static_cast<size_t>(sqlite3_column_bytes(st_, col)); }
 
-}  // namespace mg::audio
+}  // namespace mg
