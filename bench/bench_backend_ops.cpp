@@ -52,8 +52,16 @@ struct Ctx {
   int64_t cache_bytes = 0; // GPU L2, the size the rotation must exceed
 };
 
+// The backends, made on first use. main() clears them before it returns: left to static
+// destruction, a CUDA backend would destroy its cuBLAS/cuDNN handles after the CUDA runtime
+// has shut down (the runtime's exit handler is registered later, so it runs first).
+std::map<std::string, Ctx>& backends() {
+  static std::map<std::string, Ctx> made;
+  return made;
+}
+
 Ctx& backend_for(const std::string& device) {
-  static std::map<std::string, Ctx> cache;
+  std::map<std::string, Ctx>& cache = backends();
   auto it = cache.find(device);
   if (it != cache.end()) return it->second;
   Ctx c;
@@ -487,5 +495,6 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
+  mg::backends().clear();
   return 0;
 }

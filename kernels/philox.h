@@ -37,9 +37,9 @@ MG_HD Philox4x32 philox4x32_10(Philox4x32 ctr, uint32_t k0, uint32_t k1) {
   return ctr;
 }
 
-// The melgraph stream convention: key = seed, counter = (index / 4, stream lo, stream hi, 0),
-// lane = index % 4. Element `index` of stream `stream` is therefore independent of how the
-// work is split across threads or GPU blocks.
+// The melgraph stream convention: key = seed, counter = (block lo, block hi, stream lo,
+// stream hi) with block = index / 4, lane = index % 4. Element `index` of stream `stream` is
+// therefore independent of how the work is split across threads or GPU blocks.
 MG_HD uint32_t philox_u32(uint64_t seed, uint64_t stream, uint64_t index) {
   const uint64_t block = index >> 2;
   Philox4x32 ctr{{static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),

@@ -75,6 +75,9 @@ struct Scored {
 // in which the relevant item is the more similar (the query's AUC, averaged over queries
 // weighted by their triple counts).
 Scored score_set(const std::vector<float>& vecs, int d, const ValidationSet& set, int k, bool triplets) {
+  // Scoring runs BLAS inside OpenMP threads (topk_cosine, the triplet count): BLAS itself stays
+  // single-threaded, as the CPU backend sets it; with the CUDA backend nobody else would.
+  blas_set_threads(1);
   Scored s;
   RetrievalAccumulator acc(k);
   if (set.queries.empty() || set.candidates.size() < 2) {
