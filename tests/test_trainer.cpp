@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "apps/demo_collection.h"
+#include "apps/train/batch_loader.h"
 #include "apps/train/training_data.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/checkpoint.h"
@@ -350,6 +351,25 @@ TEST(Validation, TripletAccuracyCountsTiesAsMissesAndSkipsTheQuery) {
   const TripletAccuracy got = train::validation_triplet_accuracy(vecs, 4, set);
   EXPECT_EQ(got.triplets, 7);
   EXPECT_EQ(got.correct, 5);
+}
+
+TEST(Trainer, InputBoundAdviceNamesWhatToChange) {
+  Config c = default_config();
+  c.train.loader_threads = 3;
+  train::LoaderStats ls;
+  ls.wait_seconds = 0.9;
+  EXPECT_EQ(train::input_bound_advice(ls, 10.0, c), "") << "9% waiting is not input-bound";
+  EXPECT_EQ(train::input_bound_advice(ls, 0.0, c), "") << "no loop time yet";
+  ls.wait_seconds = 2.5;
+  std::string a = train::input_bound_advice(ls, 10.0, c);
+  EXPECT_NE(a.find("25%"), std::string::npos) << a;
+  EXPECT_NE(a.find("train.loader_threads (now 3)"), std::string::npos) << a;
+  EXPECT_EQ(a.find("noise"), std::string::npos) << a;
+  c.augment.noise_snr_db = 20;
+  c.audio.cache_dtype = CacheDtype::Float16;
+  a = train::input_bound_advice(ls, 10.0, c);
+  EXPECT_NE(a.find("augment.noise_snr_db"), std::string::npos) << a;
+  EXPECT_NE(a.find("int16"), std::string::npos) << a;
 }
 
 // The real binary, stopped by SIGINT while it trains: exit 0, a message naming --resume,

@@ -177,6 +177,18 @@ void BatchLoader::release() {
   cv_.notify_all();
 }
 
+std::string input_bound_advice(const LoaderStats& stats, double loop_seconds, const Config& cfg) {
+  if (!(loop_seconds > 0) || stats.wait_seconds < 0.1 * loop_seconds) return "";
+  const auto percent = static_cast<int>(100.0 * stats.wait_seconds / loop_seconds + 0.5);
+  std::string advice = "input-bound: the step waited for its batches " + std::to_string(percent) +
+                       "% of the time; raise train.loader_threads (now " + std::to_string(cfg.train.loader_threads) +
+                       ")";
+  if (cfg.augment.noise_snr_db > 0) advice += ", or turn off augment.noise_snr_db (the loader's costliest work)";
+  if (cfg.audio.cache_dtype == CacheDtype::Float16)
+    advice += "; an int16 cache reads twice as fast as float16";
+  return advice;
+}
+
 LoaderStats BatchLoader::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;

@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -42,6 +43,12 @@ struct LoaderStats {
   double busy_seconds = 0;          // summed over the loader threads
   double wait_seconds = 0;          // the trainer's time blocked in next()
 };
+
+// One line of advice when the step waited for its input (the trainer prints it with each
+// validation): empty while the wait is under 10% of the loop's wall time `loop_seconds`; else
+// what share it was and what to raise or turn off (loader threads, noise augmentation, the
+// cache's float16 format), from the config the loader runs.
+std::string input_bound_advice(const LoaderStats& stats, double loop_seconds, const Config& cfg);
 
 class BatchLoader {
  public:

@@ -413,6 +413,10 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
                   format_report(r, false).c_str());
       db.log(ts.run_id, s, "loader.clips_per_thread_second",
              ls.busy_seconds > 0 ? static_cast<double>(ls.clips) / ls.busy_seconds : 0.0);
+      const double loop_seconds = seconds_since(t_loop);
+      db.log(ts.run_id, s, "loader.wait_fraction", loop_seconds > 0 ? ls.wait_seconds / loop_seconds : 0.0);
+      const std::string advice = input_bound_advice(ls, loop_seconds, cfg);
+      if (!advice.empty()) std::printf("  %s\n", advice.c_str());
       if (recall > ts.best_recall) {
         ts.best_recall = recall;
         ts.best_step = s;
