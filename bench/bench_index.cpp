@@ -18,6 +18,7 @@
 // printed for each size and batch, against the faster FAISS configuration: below 1 melgraph
 // is faster.
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 #include <omp.h>
 
 #include <cmath>
@@ -191,6 +192,9 @@ void register_size(const Size& s) {
 // The console output plus, at the end, melgraph / FAISS per size and batch.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
+  // Colours only on a terminal: a reporter made here does not see --benchmark_color, and escape
+  // codes in a log break the tools that read it (scripts/gpu-check counts result lines).
+  RatioReporter() : ConsoleReporter(isatty(fileno(stdout)) ? OO_Defaults : OO_Tabular) {}
   void ReportRuns(const std::vector<Run>& runs) override {
     // The median of repetitions when there are some, else the single run.
     for (const Run& r : runs) {
