@@ -38,14 +38,18 @@ struct DemoOptions {
   std::string dir = "melgraph-demo";
   int clips = 300;
   double clip_seconds = 10.0;
-  int steps = 300;
+  int steps = 1000;
   uint64_t seed = 0;
   int threads = 0;
   std::string device = "auto";
 };
 
 // The demo's model: the seed architecture, made small enough to train in about a minute on
-// two CPU cores (16 kHz, 3 s clips, 64 mels, 64 channels, 64-d embeddings).
+// two CPU cores (16 kHz, 3 s clips, 64 mels, 64 channels, 64-d embeddings). Mean and max over
+// time, negatives from 2 hops, 1000 steps: over three collection seeds this lifted held-out
+// recall@10 from 0.224 (mean pooling, 3 hops, 300 steps) to 0.252, against 0.204 untrained
+// and 0.216 for the mean log-mel; with 3 hops the negatives are nearly all of other styles,
+// which the untrained model already separates.
 Config demo_config(const DemoOptions& o) {
   Config c = default_config();
   c.audio.sample_rate = 16000;
@@ -58,7 +62,9 @@ Config demo_config(const DemoOptions& o) {
   c.mel.n_mels = 64;
   c.model.channels = {64, 64, 64};
   c.model.embedding = 64;
+  c.model.pooling = GlobalPool::MeanMax;
   c.optim.adam.lr = 2e-3;
+  c.train.neg_hops = 2;
   c.train.batch_triplets = 24;
   c.train.steps = o.steps;
   c.train.warmup_steps = std::min(20, o.steps);
