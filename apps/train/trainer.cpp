@@ -407,12 +407,10 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
       result.last = r;
       const double recall = r.selection_recall();
       const LoaderStats ls = loader.stats();
+      const double per_thread = ls.busy_seconds > 0 ? static_cast<double>(ls.clips) / ls.busy_seconds : 0.0;
       std::printf("step %lld validation (%.1f s; loader %.0f clips/s per thread, trainer waited %.1f s):\n%s",
-                  static_cast<long long>(s), r.seconds,
-                  ls.busy_seconds > 0 ? static_cast<double>(ls.clips) / ls.busy_seconds : 0.0, ls.wait_seconds,
-                  format_report(r, false).c_str());
-      db.log(ts.run_id, s, "loader.clips_per_thread_second",
-             ls.busy_seconds > 0 ? static_cast<double>(ls.clips) / ls.busy_seconds : 0.0);
+                  static_cast<long long>(s), r.seconds, per_thread, ls.wait_seconds, format_report(r, false).c_str());
+      db.log(ts.run_id, s, "loader.clips_per_thread_second", per_thread);
       const double loop_seconds = seconds_since(t_loop);
       db.log(ts.run_id, s, "loader.wait_fraction", loop_seconds > 0 ? ls.wait_seconds / loop_seconds : 0.0);
       const std::string advice = input_bound_advice(ls, loop_seconds, cfg);

@@ -65,6 +65,46 @@ TripletAccuracy count_query_pairs(const float* sims, const ValidationSet& set, c
   return t;
 }
 
+// validation_triplet_accuracy on the set's vectors already gathered: queries [Q, d] in the
+// set's query order, items [N, d] in candidate order (score_set has both from its top-k).
+TripletAccuracy triplet_accuracy_of(const std::vector<float>& queries, const std::vector<float>& items, int d,
+                                    const ValidationSet& set, size_t block_bytes) {
+  const auto Q = static_cast<int64_t>(set.queries.size());
+  const auto N = static_cast<int64_t>(set.candidates.size());
+  if (Q == 0 || N < 2) return {};
+  const auto rows_in_budget = static_cast<int64_t>(block_bytes / (sizeof(float) * static_cast<size_t>(N)));
+  const int64_t block = std::clamp<int64_t>(rows_in_budget, 1, Q);
+  std::vector<float> sims(static_cast<size_t>(block * N));  // [block, N]
+  int64_t triplets = 0, correct = 0;  // integer sums: the same in any order
+  for (int64_t q0 = 0; q0 < Q; q0 += block) {
+    const int64_t qb = std::min(block, Q - q0);
+    const int64_t chunks = (qb + kRowChunk - 1) / kRowChunk;
+    // BLAS inside OpenMP threads, as topk_cosine: OpenBLAS is expected single-threaded here.
+#pragma omp parallel reduction(+ : triplets, correct)
+    {
+      PairScratch scratch;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t ch = 0; ch < chunks; ++ch) {
+        const int64_t r0 = ch * kRowChunk, rows = std::min(kRowChunk, qb - r0);
+        float* out = sims.data() + r0 * N;
+        // out [rows, N] = queries[q0 + r0 : +rows] [rows, d] x items^T [d, N]
+        gemm(false, true, static_cast<int>(rows), static_cast<int>(N), d, 1.0f, queries.data() + (q0 + r0) * d, d,
+             items.data(), d, 0.0f, out, static_cast<int>(N));
+        for (int64_t r = 0; r < rows; ++r) {
+          const TripletAccuracy t =
+              count_query_pairs(out + r * N, set, set.queries[static_cast<size_t>(q0 + r0 + r)], scratch);
+          triplets += t.triplets;
+          correct += t.correct;
+        }
+      }
+    }
+  }
+  TripletAccuracy total;
+  total.triplets = triplets;
+  total.correct = correct;
+  return total;
+}
+
 struct Scored {
   RetrievalMetrics metrics;
   double triplet_accuracy = -1;
@@ -112,7 +152,7 @@ Scored score_set(const std::vector<float>& vecs, int d, const ValidationSet& set
   }
   s.metrics = acc.overall();
   if (triplets) {
-    const TripletAccuracy t = validation_triplet_accuracy(vecs, d, set);
+    const TripletAccuracy t = triplet_accuracy_of(queries, items, d, set, kSimilarityBlockBytes);
     if (t.triplets > 0) s.triplet_accuracy = t.fraction();
   }
   return s;
@@ -135,44 +175,10 @@ double chance_recall(const ValidationSet& set, int k) {
 
 TripletAccuracy validation_triplet_accuracy(const std::vector<float>& vecs, int d, const ValidationSet& set,
                                             size_t block_bytes) {
-  const auto Q = static_cast<int64_t>(set.queries.size());
-  const auto N = static_cast<int64_t>(set.candidates.size());
-  if (Q == 0 || N < 2) return {};
-  const std::vector<float> items = gather(vecs, d, set.candidates);
+  if (set.queries.empty() || set.candidates.size() < 2) return {};
   std::vector<int32_t> qrows;
   for (const Query& q : set.queries) qrows.push_back(q.item);
-  const std::vector<float> queries = gather(vecs, d, qrows);
-  const auto rows_in_budget = static_cast<int64_t>(block_bytes / (sizeof(float) * static_cast<size_t>(N)));
-  const int64_t block = std::clamp<int64_t>(rows_in_budget, 1, Q);
-  std::vector<float> sims(static_cast<size_t>(block * N));  // [block, N]
-  int64_t triplets = 0, correct = 0;  // integer sums: the same in any order
-  for (int64_t q0 = 0; q0 < Q; q0 += block) {
-    const int64_t qb = std::min(block, Q - q0);
-    const int64_t chunks = (qb + kRowChunk - 1) / kRowChunk;
-    // BLAS inside OpenMP threads, as topk_cosine: OpenBLAS is expected single-threaded here.
-#pragma omp parallel reduction(+ : triplets, correct)
-    {
-      PairScratch scratch;
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t ch = 0; ch < chunks; ++ch) {
-        const int64_t r0 = ch * kRowChunk, rows = std::min(kRowChunk, qb - r0);
-        float* out = sims.data() + r0 * N;
-        // out [rows, N] = queries[q0 + r0 : +rows] [rows, d] x items^T [d, N]
-        gemm(false, true, static_cast<int>(rows), static_cast<int>(N), d, 1.0f, queries.data() + (q0 + r0) * d, d,
-             items.data(), d, 0.0f, out, static_cast<int>(N));
-        for (int64_t r = 0; r < rows; ++r) {
-          const TripletAccuracy t =
-              count_query_pairs(out + r * N, set, set.queries[static_cast<size_t>(q0 + r0 + r)], scratch);
-          triplets += t.triplets;
-          correct += t.correct;
-        }
-      }
-    }
-  }
-  TripletAccuracy total;
-  total.triplets = triplets;
-  total.correct = correct;
-  return total;
+  return triplet_accuracy_of(gather(vecs, d, qrows), gather(vecs, d, set.candidates), d, set, block_bytes);
 }
 
 double ValidationReport::selection_recall() const {
