@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_backends.h"
 #include "engine/backend_factory.h"
 #include "engine/model.h"
 #include "engine/model_plan.h"
@@ -45,37 +46,6 @@ namespace mg {
 namespace {
 
 // ---- backends -----------------------------------------------------------------------------
-
-struct Ctx {
-  std::unique_ptr<Backend> be;
-  std::string skip;        // why there is no backend
-  int64_t cache_bytes = 0; // GPU L2, the size the rotation must exceed
-};
-
-// The backends, made on first use. main() clears them before it returns: left to static
-// destruction, a CUDA backend would destroy its cuBLAS/cuDNN handles after the CUDA runtime
-// has shut down (the runtime's exit handler is registered later, so it runs first).
-std::map<std::string, Ctx>& backends() {
-  static std::map<std::string, Ctx> made;
-  return made;
-}
-
-Ctx& backend_for(const std::string& device) {
-  std::map<std::string, Ctx>& cache = backends();
-  auto it = cache.find(device);
-  if (it != cache.end()) return it->second;
-  Ctx c;
-  try {
-    std::string note;
-    c.be = make_backend(BackendOptions{parse_device_choice(device)}, &note);
-    if (device == "cuda" && c.be->device() != Device::CUDA) c.be.reset();
-    if (c.be && c.be->device() == Device::CUDA) c.cache_bytes = cuda_peak(0).cache_bytes;
-  } catch (const std::exception& e) {
-    c.skip = e.what();
-  }
-  if (!c.be && c.skip.empty()) c.skip = "no " + device + " backend";
-  return cache.emplace(device, std::move(c)).first->second;
-}
 
 // ---- shapes -------------------------------------------------------------------------------
 
@@ -134,7 +104,7 @@ class Rotating {
 
 // How many copies of a working set of `bytes` span twice the GPU's L2 (1 on the CPU, whose
 // caches are far smaller than the reference shapes and would need gigabytes to defeat).
-int copies_for(const Ctx& c, double bytes) {
+int copies_for(const BenchBackend& c, double bytes) {
   if (c.cache_bytes <= 0 || bytes <= 0) return 1;
   return static_cast<int>(std::clamp(std::ceil(2.0 * static_cast<double>(c.cache_bytes) / bytes), 1.0, 4096.0));
 }
@@ -164,7 +134,7 @@ void counters(benchmark::State& st, double flops, double bytes, int clips) {
 }
 
 #define MG_BACKEND_OR_SKIP(dev)                                 \
-  Ctx& ctx = backend_for(dev);                                  \
+  BenchBackend& ctx = bench_backend(dev);                       \
   if (!ctx.be) return st.SkipWithError(ctx.skip.c_str());       \
   Backend& be = *ctx.be
 
@@ -495,6 +465,6 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  mg::backends().clear();
+  mg::release_bench_backends();
   return 0;
 }

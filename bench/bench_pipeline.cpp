@@ -46,6 +46,7 @@
 #include "apps/demo_collection.h"
 #include "apps/train/batch_loader.h"
 #include "apps/train/training_data.h"
+#include "bench/bench_backends.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/audio/prepare.h"
 #include "engine/backend_factory.h"
@@ -158,38 +159,6 @@ Family& family(const std::string& name) {
   return it->second;
 }
 
-// The CUDA backend (made on first use), or the reason there is none. main() resets it before
-// it returns: left to static destruction, it would destroy its cuBLAS/cuDNN handles after the
-// CUDA runtime has shut down (the runtime's exit handler is registered later, so runs first).
-std::unique_ptr<Backend>& cuda_slot() {
-  static std::unique_ptr<Backend> be;
-  return be;
-}
-
-Backend* cuda_backend(std::string& why) {
-  std::unique_ptr<Backend>& be = cuda_slot();
-  static std::string skip;
-  static bool tried = false;
-  if (!tried) {
-    tried = true;
-    try {
-      std::string note;
-      be = make_backend(BackendOptions{DeviceChoice::Cuda}, &note);
-      if (be->device() != Device::CUDA) be.reset();
-    } catch (const std::exception& e) {
-      skip = e.what();
-    }
-    if (!be && skip.empty()) skip = "no CUDA backend";
-  }
-  why = skip;
-  return be.get();
-}
-
-Backend& cpu_backend() {
-  static std::unique_ptr<Backend> be = make_backend(BackendOptions{DeviceChoice::Cpu}, nullptr);
-  return *be;
-}
-
 void audio_counters(benchmark::State& st, const Config& cfg, int clips_per_iteration) {
   const double it = static_cast<double>(st.iterations()) * clips_per_iteration;
   st.counters["clips/s"] = benchmark::Counter(it, benchmark::Counter::kIsRate);
@@ -244,7 +213,7 @@ void BM_Loader(benchmark::State& st, const std::string& fam, CacheDtype dt) {
   Family& f = family(fam);
   const int threads = static_cast<int>(st.range(0));
   const Config c = loader_config(f, dt, threads, st.range(1) != 0, st.range(2) != 0);
-  train::BatchLoader loader(*f.data, *f.caches.at(dt), f.train_cache.at(dt), c, cpu_backend(), 1, kLastStep);
+  train::BatchLoader loader(*f.data, *f.caches.at(dt), f.train_cache.at(dt), c, *bench_backend("cpu").be, 1, kLastStep);
   drain_first_round(loader, threads);
   const train::LoaderStats before = loader.stats();
   for (auto _ : st) {
@@ -258,9 +227,9 @@ void BM_Loader(benchmark::State& st, const std::string& fam, CacheDtype dt) {
 }
 
 void BM_Upload(benchmark::State& st, const std::string& fam) {
-  std::string why;
-  Backend* be = cuda_backend(why);
-  if (!be) return st.SkipWithError(why.c_str());
+  BenchBackend& cuda = bench_backend("cuda");
+  if (!cuda.be) return st.SkipWithError(cuda.skip.c_str());
+  Backend* be = cuda.be.get();
   Family& f = family(fam);
   const int rows = 3 * f.cfg.train.batch_triplets;
   const size_t bytes = static_cast<size_t>(rows) * static_cast<size_t>(f.cfg.audio.clip_samples()) * sizeof(float);
@@ -288,9 +257,9 @@ void BM_Upload(benchmark::State& st, const std::string& fam) {
 // buffers), uploaded into one of two device buffers, the loader's slot released once the copy
 // is done.
 void BM_Feed(benchmark::State& st, const std::string& fam) {
-  std::string why;
-  Backend* be = cuda_backend(why);
-  if (!be) return st.SkipWithError(why.c_str());
+  BenchBackend& cuda = bench_backend("cuda");
+  if (!cuda.be) return st.SkipWithError(cuda.skip.c_str());
+  Backend* be = cuda.be.get();
   Family& f = family(fam);
   const int threads = static_cast<int>(st.range(0));
   const Config c = loader_config(f, CacheDtype::Int16, threads, false, false);
@@ -356,6 +325,6 @@ int main(int argc, char** argv) {
     rc = 1;
   }
   benchmark::Shutdown();
-  mg::cuda_slot().reset();
+  mg::release_bench_backends();
   return rc;
 }
