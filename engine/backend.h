@@ -20,6 +20,9 @@
 #include <string>
 
 #include "engine/tensor.h"
+#include "kernels/band_norm_cpu.h"
+#include "kernels/batchnorm_cpu.h"
+#include "kernels/contrastive_loss_cpu.h"
 #include "kernels/conv1d_cpu.h"
 #include "kernels/dropout_cpu.h"
 #include "kernels/mel_cpu.h"
@@ -68,6 +71,10 @@ class Backend {
   // ---- model ops (shapes as in the kernels/*_cpu.h headers) ----
   // audio [B, S] -> out [B, n_mels, 1 + S / hop]
   virtual void mel_forward(const float* audio, float* out, int B, int64_t S, const MelParams& p) = 0;
+  // x, y [B, C, T] -> (x - mean[c]) / std[c], mean and std [C] (kernels/band_norm_cpu.h); y
+  // may alias x. No backward: it standardises the mel front end's output.
+  virtual void band_norm_forward(const float* x, const float* mean, const float* std, float* y, int64_t B, int C,
+                                 int64_t Tn) = 0;
   virtual void conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d) = 0;
   virtual void conv1d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
                                float* db, const Conv1dDims& d) = 0;
@@ -93,6 +100,14 @@ class Backend {
   // (0 or 1 / (1 - p)) is stored for the backward, dx = dy * mask. Bit-identical across backends.
   virtual void dropout_forward(const float* x, float* y, float* mask, int64_t n, double p, const uint64_t* rng) = 0;
   virtual void dropout_backward(const float* dy, const float* mask, float* dx, int64_t n) = 0;
+  // Batch normalisation over x, y [B, D] (kernels/batchnorm_cpu.h). Training: batch statistics,
+  // running_mean and running_var [D] updated in place (device memory: a captured step updates
+  // them at each replay). Eval: the running statistics. Backward (of a training forward on the
+  // same x): dx overwritten (may be null), dgamma and dbeta accumulated.
+  virtual void batchnorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* running_mean,
+                                 float* running_var, int B, int D, const BatchNormParams& p, bool training) = 0;
+  virtual void batchnorm_backward(const float* dy, const float* x, const float* gamma, float* dx, float* dgamma,
+                                  float* dbeta, int B, int D, const BatchNormParams& p) = 0;
   virtual void linear_forward(const float* x, const float* w, const float* b, float* y, int B, int C, int E) = 0;
   virtual void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
                                float* db, int B, int C, int E) = 0;
@@ -104,6 +119,13 @@ class Backend {
   // when none), active triplets}. demb [N, E] overwritten.
   virtual void triplet_loss(const float* emb, const int32_t* triplets, int n_triplets, int N, int E,
                             const TripletLossParams& p, float* stats, float* demb) = 0;
+  // Fused supervised contrastive loss + gradient (kernels/contrastive_loss_cpu.h) over emb
+  // [N, E] with hops: device uint8 [N, N] graph distances between the rows' items. stats: device
+  // float [2] = {mean loss over rows with a positive (0 when none), those rows}; demb [N, E]
+  // overwritten. workspace: device memory of contrastive_workspace_bytes(N), owned by the
+  // caller (allocated outside any capture; the CPU backend ignores it). N <= kMaxContrastiveRows.
+  virtual void contrastive_loss(const float* emb, const uint8_t* hops, int N, int E, const ContrastiveLossParams& p,
+                                float* stats, float* demb, void* workspace) = 0;
   // In-batch mining (kernels/mining_cpu.h): emb [2B, E] = B anchors then their B positives,
   // hops: device uint8 [2B, 2B] graph distances. Writes triplets: device int32 [B, 3], row i =
   // (i, B + i, negative) or (-1, -1, -1) when anchor i has none, and counts: device float [2] =

@@ -112,6 +112,21 @@ class CpuBackend final : public Backend {
   void dropout_backward(const float* dy, const float* mask, float* dx, int64_t n) override {
     dropout_backward_cpu(dy, mask, dx, n);
   }
+  void band_norm_forward(const float* x, const float* mean, const float* std, float* y, int64_t B, int C,
+                         int64_t Tn) override {
+    band_norm_forward_cpu(x, mean, std, y, B, C, Tn);
+  }
+  void batchnorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* running_mean,
+                         float* running_var, int B, int D, const BatchNormParams& p, bool training) override {
+    if (training)
+      batchnorm_forward_train_cpu(x, gamma, beta, y, running_mean, running_var, B, D, p);
+    else
+      batchnorm_forward_eval_cpu(x, gamma, beta, running_mean, running_var, y, B, D, p);
+  }
+  void batchnorm_backward(const float* dy, const float* x, const float* gamma, float* dx, float* dgamma, float* dbeta,
+                          int B, int D, const BatchNormParams& p) override {
+    batchnorm_backward_cpu(dy, x, gamma, dx, dgamma, dbeta, B, D, p);
+  }
   void linear_forward(const float* x, const float* w, const float* b, float* y, int B, int C, int E) override {
     linear_forward_cpu(x, w, b, y, B, C, E);
   }
@@ -131,6 +146,15 @@ class CpuBackend final : public Backend {
     const TripletLossResult r = triplet_loss_cpu(emb, triplets, n_triplets, N, E, p, demb);
     stats[0] = static_cast<float>(r.loss);
     stats[1] = static_cast<float>(r.active);
+  }
+  void contrastive_loss(const float* emb, const uint8_t* hops, int N, int E, const ContrastiveLossParams& p,
+                        float* stats, float* demb, void* /*workspace*/) override {
+    if (N > kMaxContrastiveRows)  // the CUDA backend's limit, so both accept the same batches
+      throw std::invalid_argument("contrastive_loss: " + std::to_string(N) + " rows; at most " +
+                                  std::to_string(kMaxContrastiveRows) + " (the valid count travels as a float)");
+    const ContrastiveLossResult r = contrastive_loss_cpu(emb, hops, N, E, p, demb);
+    stats[0] = static_cast<float>(r.loss);
+    stats[1] = static_cast<float>(r.valid);
   }
   void mine_triplets(const float* emb, const uint8_t* hops, int B, int E, const MiningParams& p, int32_t* triplets,
                      float* counts) override {

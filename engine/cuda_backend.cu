@@ -216,6 +216,19 @@ class CudaBackend final : public Backend {
     dropout_backward_cuda(dy, mask, dx, n, stream_);
   }
 
+  void band_norm_forward(const float* x, const float* mean, const float* std, float* y, int64_t B, int C,
+                         int64_t Tn) override {
+    band_norm_forward_cuda(x, mean, std, y, B, C, Tn, stream_);
+  }
+  void batchnorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* running_mean,
+                         float* running_var, int B, int D, const BatchNormParams& p, bool training) override {
+    batchnorm_forward_cuda(x, gamma, beta, y, running_mean, running_var, B, D, p, training, stream_);
+  }
+  void batchnorm_backward(const float* dy, const float* x, const float* gamma, float* dx, float* dgamma, float* dbeta,
+                          int B, int D, const BatchNormParams& p) override {
+    batchnorm_backward_cuda(dy, x, gamma, dx, dgamma, dbeta, B, D, p, stream_);
+  }
+
   // Row-major y [B, E] = x [B, C] w^T + b. cuBLAS is column-major, where a row-major [R, K]
   // matrix reads as its transpose [K, R]; so y^T [E, B] = w [E, C] x^T [C, B] with w read as
   // op_T of the stored [C, E].
@@ -243,6 +256,10 @@ class CudaBackend final : public Backend {
   void triplet_loss(const float* emb, const int32_t* triplets, int n_triplets, int N, int E,
                     const TripletLossParams& p, float* stats, float* demb) override {
     triplet_loss_cuda(emb, triplets, n_triplets, N, E, p, stats, demb, stream_);
+  }
+  void contrastive_loss(const float* emb, const uint8_t* hops, int N, int E, const ContrastiveLossParams& p,
+                        float* stats, float* demb, void* workspace) override {
+    contrastive_loss_cuda(emb, hops, N, E, p, stats, demb, workspace, stream_);
   }
   void mine_triplets(const float* emb, const uint8_t* hops, int B, int E, const MiningParams& p, int32_t* triplets,
                      float* counts) override {

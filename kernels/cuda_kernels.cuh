@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "kernels/batchnorm_cpu.h"
+#include "kernels/contrastive_loss_cpu.h"
 #include "kernels/mining_cpu.h"
 #include "kernels/optim_cpu.h"
 #include "kernels/reduce_cpu.h"
@@ -50,6 +52,21 @@ void dropout_forward_cuda(const float* x, float* y, float* mask, int64_t n, doub
                           cudaStream_t stream);
 void dropout_backward_cuda(const float* dy, const float* mask, float* dx, int64_t n, cudaStream_t stream);
 
+// ---- band_norm_cuda.cu ----
+// x, y [B, C, T] -> (x - mean[c]) / std[c] (kernels/band_norm_cpu.h); bit-identical to the CPU.
+void band_norm_forward_cuda(const float* x, const float* mean, const float* std, float* y, int64_t B, int C,
+                            int64_t Tn, cudaStream_t stream);
+
+// ---- batchnorm_cuda.cu ----
+// kernels/batchnorm_cpu.h over x [B, D]: training (batch statistics, the running ones updated)
+// or eval (the running statistics); the backward recomputes the batch statistics from x.
+// Deterministic; within double rounding of the CPU, then one float rounding. dx may be null.
+void batchnorm_forward_cuda(const float* x, const float* gamma, const float* beta, float* y, float* running_mean,
+                            float* running_var, int B, int D, const BatchNormParams& p, bool training,
+                            cudaStream_t stream);
+void batchnorm_backward_cuda(const float* dy, const float* x, const float* gamma, float* dx, float* dgamma,
+                             float* dbeta, int B, int D, const BatchNormParams& p, cudaStream_t stream);
+
 // ---- linear_cuda.cu (the GEMMs are cuBLAS calls in the backend) ----
 // y [B, E] = bias broadcast over rows (before the GEMM accumulates x w^T into it).
 void bias_broadcast_cuda(const float* b, float* y, int B, int E, cudaStream_t stream);
@@ -62,6 +79,15 @@ void bias_grad_cuda(const float* dy, float* db, int B, int E, cudaStream_t strea
 // in triplet order, never with atomics.
 void triplet_loss_cuda(const float* emb, const int32_t* triplets, int n_triplets, int N, int E,
                        const TripletLossParams& p, float* stats, float* demb, cudaStream_t stream);
+
+// ---- contrastive_loss_cuda.cu ----
+// The supervised contrastive loss (kernels/contrastive_loss_cpu.h): emb [N, E], hops [N, N]
+// uint8 -> stats [2] = {mean loss, valid rows}, demb [N, E] overwritten (null: loss only).
+// Similarities bit-identical to the CPU (mining_dot's order); the exponentials are the
+// device's, so loss and gradient agree with the CPU to double rounding, then one float
+// rounding. workspace: contrastive_workspace_bytes(N) bytes of device memory. N <= 2^16.
+void contrastive_loss_cuda(const float* emb, const uint8_t* hops, int N, int E, const ContrastiveLossParams& p,
+                           float* stats, float* demb, void* workspace, cudaStream_t stream);
 
 // ---- mining_cuda.cu ----
 // In-batch mining (kernels/mining_cpu.h): emb [2B, E], hops [2B, 2B] uint8 -> triplets [B, 3]

@@ -34,6 +34,7 @@
 #include <ostream>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -921,6 +922,110 @@ void add_mining_cases(std::vector<OpCase>& cases, uint32_t& seed) {
   }
 }
 
+// ---- batch norm and band norm ----
+
+void add_norm_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+  struct N {
+    int B, D;
+  };
+  // D: one partial block of 32 features, several, and a ragged tail; B: 2 (the least a batch
+  // can be), fewer rows than warps, more.
+  for (const N& n : std::vector<N>{{2, 5}, {7, 33}, {64, 256}, {96, 384}, {300, 129}}) {
+    const uint32_t s = seed++;
+    cases.push_back(
+        {"batchnorm_B" + std::to_string(n.B) + "_D" + std::to_string(n.D), 1e-6,
+         "statistics and sums in double on both backends, in different fixed orders: one float rounding apart",
+         [n, s](Dev& d, Outs& o) {
+           std::mt19937 rng(s);
+           const size_t sn = static_cast<size_t>(n.B) * static_cast<size_t>(n.D), sd = static_cast<size_t>(n.D);
+           std::vector<float> x = uniform(rng, sn, 0, 1);
+           for (size_t i = 0; i < sn; ++i) x[i] = static_cast<float>(0.01 * static_cast<double>(i % sd) + x[i]);
+           const float* px = d.upload(x);
+           const float* gamma = d.upload(uniform(rng, sd, 0.5, 1.5));
+           const float* beta = d.upload(uniform(rng, sd, -0.5, 0.5));
+           float* rm = d.upload(uniform(rng, sd, -1, 1));
+           float* rv = d.upload(uniform(rng, sd, 0.5, 2));
+           const float* dy = d.upload(uniform(rng, sn, -1, 1));
+           const std::vector<float> dg0 = uniform(rng, sd, -1, 1), db0 = uniform(rng, sd, -1, 1);
+           float *dg = d.upload(dg0), *db = d.upload(db0);
+           float *y = d.out(sn), *ye = d.out(sn), *dx = d.out(sn);
+           const BatchNormParams p{1e-5, 0.1};
+           d.launch("forward (eval)", [&] { d.be.batchnorm_forward(px, gamma, beta, ye, rm, rv, n.B, n.D, p, false); });
+           d.launch("forward (training)",
+                    [&] { d.be.batchnorm_forward(px, gamma, beta, y, rm, rv, n.B, n.D, p, true); });
+           d.launch("backward", [&] { d.be.batchnorm_backward(dy, px, gamma, dx, dg, db, n.B, n.D, p); });
+           o.push_back({"y_eval", to_f64(d.get(ye, sn))});
+           o.push_back({"y", to_f64(d.get(y, sn))});
+           o.push_back({"running_mean", to_f64(d.get(rm, sd))});
+           o.push_back({"running_var", to_f64(d.get(rv, sd))});
+           o.push_back({"dx", to_f64(d.get(dx, sn))});
+           o.push_back({"dgamma_added", added(d.get(dg, sd), dg0)});
+           o.push_back({"dbeta_added", added(d.get(db, sd), db0)});
+         }});
+  }
+  for (const auto& [B, C, T] : std::vector<std::tuple<int, int, int>>{{1, 1, 1}, {3, 7, 11}, {64, 128, 108}}) {
+    const uint32_t s = seed++;
+    cases.push_back({"band_norm_B" + std::to_string(B) + "_C" + std::to_string(C) + "_T" + std::to_string(T), 0,
+                     "one float subtraction and division per element on both: bit-identical",
+                     [B = B, C = C, T = T, s](Dev& d, Outs& o) {
+                       std::mt19937 rng(s);
+                       const size_t n = static_cast<size_t>(B) * static_cast<size_t>(C) * static_cast<size_t>(T);
+                       const float* x = d.upload(uniform(rng, n, -14, 10));
+                       const float* mean = d.upload(uniform(rng, static_cast<size_t>(C), -10, 5));
+                       const float* sd = d.upload(uniform(rng, static_cast<size_t>(C), 0.01, 4));
+                       float* y = d.out(n);
+                       d.launch("band_norm", [&] { d.be.band_norm_forward(x, mean, sd, y, B, C, T); });
+                       o.push_back({"y", to_f64(d.get(y, n))});
+                     },
+                     true});
+  }
+}
+
+// ---- the contrastive loss ----
+
+// The batch of in-batch mining (anchors then positives, hops with near, band, far and same-item
+// rows, duplicated rows: exact ties), scored by the contrastive loss at several temperatures
+// and hop bounds, and the loss alone (demb null) must leave stats as the full call does.
+void add_contrastive_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+  struct C {
+    int B, E;
+    double tau;
+    int pos_hops, neg_hops;
+  };
+  for (const C& c : std::vector<C>{{1, 7, 0.1, 1, 3},
+                                   {7, 1, 0.5, 1, 3},
+                                   {13, 33, 0.1, 1, 2},
+                                   {37, 300, 0.2, 2, 3},
+                                   {64, 128, 0.07, 1, 3},
+                                   {150, 129, 0.1, 0, 3},  // 300 rows: more than one gradient chunk
+                                   {300, 128, 1.0, 1, 3}}) {
+    const uint32_t s = seed++;
+    cases.push_back(
+        {"contrastive_B" + std::to_string(c.B) + "_E" + std::to_string(c.E) + "_t" + fmt(c.tau) + "_p" +
+             std::to_string(c.pos_hops) + "_n" + std::to_string(c.neg_hops),
+         1e-5,
+         "identical similarities (mining_dot's order on both), exp/log in double on each device, one float rounding "
+         "of the gradient: far below 1e-5",
+         [c, s](Dev& d, Outs& o) {
+           const MineData x = draw_mining(c.B, c.E, c.neg_hops, true, s);
+           const int N = 2 * c.B;
+           const float* emb = d.upload(x.emb);
+           const uint8_t* hops = d.upload(x.hops);
+           void* ws = d.alloc<uint8_t>(contrastive_workspace_bytes(N));
+           float *stats = d.out(2), *demb = d.out(x.emb.size()), *stats_only = d.out(2);
+           const ContrastiveLossParams p{c.tau, c.pos_hops, c.neg_hops};
+           d.launch("fused loss + grad", [&] { d.be.contrastive_loss(emb, hops, N, c.E, p, stats, demb, ws); });
+           d.launch("loss only", [&] { d.be.contrastive_loss(emb, hops, N, c.E, p, stats_only, nullptr, ws); });
+           const auto st = d.get(stats, 2), st2 = d.get(stats_only, 2);
+           ASSERT_GT(st[1], 0) << "no row with a positive: the case tests nothing";
+           ASSERT_EQ(st[0], st2[0]) << "the loss without a gradient buffer differs";
+           o.push_back({"loss", {static_cast<double>(st[0])}});
+           o.push_back({"valid", {static_cast<double>(st[1])}, 0, "rows with a positive: a count"});
+           o.push_back({"demb", to_f64(d.get(demb, x.emb.size()))});
+         }});
+  }
+}
+
 // ---- Adam / AdamW ----
 
 void add_adam_cases(std::vector<OpCase>& cases, uint32_t& seed) {
@@ -1124,6 +1229,9 @@ std::vector<OpCase> make_cases() {
   add_triplet_cases(c, seed);
   uint32_t mining_seed = 9000;  // its own sequence: the cases after it keep their inputs
   add_mining_cases(c, mining_seed);
+  uint32_t contrastive_seed = 9800;  // its own sequence, as mining's
+  add_contrastive_cases(c, contrastive_seed);
+  add_norm_cases(c, contrastive_seed);
   add_adam_cases(c, seed);
   add_clip_cases(c, seed);
   uint32_t head_seed = 9500;  // its own sequence, as mining's

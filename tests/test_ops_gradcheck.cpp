@@ -27,6 +27,8 @@
 #include <vector>
 
 #include "kernels/activation_cpu.h"
+#include "kernels/batchnorm_cpu.h"
+#include "kernels/contrastive_loss_cpu.h"
 #include "kernels/conv1d_cpu.h"
 #include "kernels/dropout_cpu.h"
 #include "kernels/linear_cpu.h"
@@ -397,6 +399,79 @@ struct UnminedTripletCase : TripletCase {
   }
 };
 
+// Batch norm in training mode: y depends on every row of its column through the batch
+// statistics, so dx has the two correction terms the check must confirm. Features of different
+// means and scales, as pooled ReLU outputs are.
+struct BatchNormCase : GradCase {
+  int B, D;
+  BatchNormParams p;
+  Vec x, gamma, beta, r;
+  std::mt19937 rng{13};
+  BatchNormCase(int B_, int D_) : B(B_), D(D_) {
+    x = random_vec(static_cast<size_t>(B) * D, rng, 0, 1);
+    for (int j = 0; j < D; ++j)
+      for (int b = 0; b < B; ++b) x[static_cast<size_t>(b * D + j)] = 0.5 * j + (0.1 + 0.3 * j) * x[static_cast<size_t>(b * D + j)];
+    gamma = random_vec(static_cast<size_t>(D), rng, 0.5, 1.5);
+    beta = random_vec(static_cast<size_t>(D), rng);
+    r = random_vec(x.size(), rng);
+    inputs = {{"x", &x, {}}, {"gamma", &gamma, {}}, {"beta", &beta, {}}};
+  }
+  double objective() override {
+    Vec y(x.size(), kNaN), rm(static_cast<size_t>(D), 0.0), rv(static_cast<size_t>(D), 1.0);
+    batchnorm_forward_train_cpu(x.data(), gamma.data(), beta.data(), y.data(), rm.data(), rv.data(), B, D, p);
+    return dot(y, r);
+  }
+  void gradients() override {
+    Vec dx(x.size(), kNaN);
+    Accum dg(gamma.size(), rng), db(beta.size(), rng);
+    batchnorm_backward_cpu(r.data(), x.data(), gamma.data(), dx.data(), dg.buf.data(), db.buf.data(), B, D, p);
+    inputs[0].grad = dx;
+    inputs[1].grad = dg.delta();
+    inputs[2].grad = db.delta();
+  }
+};
+
+// The contrastive loss over a batch with graph distances: same-item rows (hops 0), neighbours,
+// rows in the excluded band between pos_hops and neg_hops, far rows, one row without any
+// positive (skipped in the mean but still a negative of the others) and, when asymmetric,
+// hops[i][j] != hops[j][i] (both directions' terms must reach each row's gradient).
+struct ContrastiveCase : GradCase {
+  int N, E;
+  ContrastiveLossParams p;
+  Vec emb;
+  std::vector<uint8_t> hops;
+  ContrastiveCase(int N_, int E_, double tau, int pos_hops, int neg_hops, bool asymmetric) : N(N_), E(E_) {
+    std::mt19937 rng(11);
+    p.temperature = tau;
+    p.pos_hops = pos_hops;
+    p.neg_hops = neg_hops;
+    emb = random_vec(static_cast<size_t>(N) * E, rng);
+    normalize_rows(emb, E);
+    hops.assign(static_cast<size_t>(N) * N, 0);
+    std::uniform_int_distribution<int> h(0, neg_hops + 2);
+    for (int i = 0; i < N; ++i)
+      for (int j = 0; j < N; ++j) {
+        if (i == j) continue;
+        if (!asymmetric && j < i) {
+          hops[static_cast<size_t>(i) * N + j] = hops[static_cast<size_t>(j) * N + i];
+          continue;
+        }
+        hops[static_cast<size_t>(i) * N + j] = static_cast<uint8_t>(h(rng));
+      }
+    // Row N - 1 has no positive: far from every other row in its own view.
+    for (int j = 0; j < N - 1; ++j) hops[static_cast<size_t>(N - 1) * N + j] = static_cast<uint8_t>(neg_hops + 5);
+    inputs = {{"emb", &emb, {}}};
+  }
+  double objective() override { return contrastive_loss_cpu<double>(emb.data(), hops.data(), N, E, p, nullptr).loss; }
+  void gradients() override {
+    Vec g(emb.size(), kNaN);
+    const auto r = contrastive_loss_cpu(emb.data(), hops.data(), N, E, p, g.data());
+    EXPECT_GT(r.valid, 0) << "no row with a positive: the check would test nothing";
+    EXPECT_LT(r.valid, N) << "the row without a positive must be skipped";
+    inputs[0].grad = g;
+  }
+};
+
 struct NamedCase {
   std::string name;
   std::function<std::unique_ptr<GradCase>()> make;
@@ -443,6 +518,12 @@ std::vector<NamedCase> all_cases() {
       {"triplet_shared_rows_swap", [] { return std::unique_ptr<GradCase>(new TripletCase(12, 8, 1.0, true, true)); }},
       {"triplet_unmined_rows", [] { return std::unique_ptr<GradCase>(new UnminedTripletCase(false)); }},
       {"triplet_unmined_rows_swap", [] { return std::unique_ptr<GradCase>(new UnminedTripletCase(true)); }},
+      {"batchnorm", [] { return std::unique_ptr<GradCase>(new BatchNormCase(7, 5)); }},
+      {"batchnorm_two_rows", [] { return std::unique_ptr<GradCase>(new BatchNormCase(2, 3)); }},
+      {"contrastive_t01", [] { return std::unique_ptr<GradCase>(new ContrastiveCase(9, 16, 0.1, 1, 2, false)); }},
+      {"contrastive_t05_band", [] { return std::unique_ptr<GradCase>(new ContrastiveCase(11, 7, 0.5, 1, 3, false)); }},
+      {"contrastive_asymmetric", [] { return std::unique_ptr<GradCase>(new ContrastiveCase(10, 5, 0.2, 2, 4, true)); }},
+      {"contrastive_same_item_only", [] { return std::unique_ptr<GradCase>(new ContrastiveCase(8, 9, 0.3, 0, 1, false)); }},
   };
 }
 
@@ -598,6 +679,34 @@ TEST(TripletLoss, ClampedDistancePassesNoGradient) {
   const double want_a[E] = {0, 1 / d, 0, 0};
   for (int e = 0; e < E; ++e) EXPECT_NEAR(g[e], want_a[e], 1e-12) << e;
   for (int e = 0; e < E; ++e) EXPECT_EQ(g[E + e], 0.0) << "positive row, element " << e;
+}
+
+// L_i written out for a batch of three rows by hand: row 0 and 1 the same item (hops 0), row 2
+// far from both. With e0 = e1 and e2 orthogonal, s01 = 1 / tau and s02 = s12 = 0, so
+// L_0 = L_1 = log(exp(1 / tau) + 1) - 1 / tau, and row 2 has no positive (skipped).
+TEST(ContrastiveLoss, MatchesTheFormulaOnAHandCase) {
+  const double tau = 0.25;
+  const std::vector<double> emb = {1, 0, 1, 0, 0, 1};
+  const std::vector<uint8_t> hops = {0, 0, 9, 0, 0, 9, 9, 9, 0};
+  ContrastiveLossParams p;
+  p.temperature = tau;
+  std::vector<double> g(6, kNaN);
+  const auto r = contrastive_loss_cpu(emb.data(), hops.data(), 3, 2, p, g.data());
+  EXPECT_EQ(r.valid, 2);
+  EXPECT_NEAR(r.loss, std::log(std::exp(1 / tau) + 1) - 1 / tau, 1e-15);
+  for (double v : g) EXPECT_TRUE(std::isfinite(v));
+}
+
+TEST(ContrastiveLoss, RejectsBadParameters) {
+  const std::vector<float> emb = {1, 0, 0, 1};
+  const std::vector<uint8_t> hops = {0, 1, 1, 0};
+  for (const ContrastiveLossParams& p : {ContrastiveLossParams{0.0, 1, 2}, ContrastiveLossParams{-1.0, 1, 2},
+                                         ContrastiveLossParams{kNaN, 1, 2}, ContrastiveLossParams{0.1, 2, 2},
+                                         ContrastiveLossParams{0.1, -1, 2}, ContrastiveLossParams{0.1, 1, 256}})
+    EXPECT_THROW(contrastive_loss_cpu(emb.data(), hops.data(), 2, 2, p, static_cast<float*>(nullptr)),
+                 std::invalid_argument);
+  EXPECT_THROW(contrastive_loss_cpu(emb.data(), hops.data(), 0, 2, ContrastiveLossParams{}, static_cast<float*>(nullptr)),
+               std::invalid_argument);
 }
 
 TEST(TripletLoss, RejectsOutOfRangeRows) {

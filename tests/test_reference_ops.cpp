@@ -24,6 +24,9 @@
 
 #include "engine/safetensors.h"
 #include "kernels/activation_cpu.h"
+#include "kernels/band_norm_cpu.h"
+#include "kernels/batchnorm_cpu.h"
+#include "kernels/contrastive_loss_cpu.h"
 #include "kernels/conv1d_cpu.h"
 #include "kernels/linear_cpu.h"
 #include "kernels/optim_cpu.h"
@@ -474,6 +477,66 @@ void gen_triplet_hinge_zero(const std::string& name, bool swap) {
   gen_triplet(name, t, 0, emb);
 }
 
+// A contrastive batch: unit rows, a few of them near another (like positives after training),
+// hop distances (symmetric unless `asymmetric`) spanning same item (0), neighbours, the band
+// between pos_hops and neg_hops, far; and the last row with no positive.
+void gen_contrastive(const std::string& name, int N, int E, double tau, int pos_hops, int neg_hops, bool asymmetric,
+                     uint32_t seed) {
+  add_case("contrastive", name,
+           {{"N", N}, {"E", E}, {"tau", tau}, {"pos_hops", pos_hops}, {"neg_hops", neg_hops}});
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> g(0.0, 1.0);
+  std::vector<double> raw(static_cast<size_t>(N) * E);
+  for (auto& v : raw) v = g(rng);
+  for (int r = 1; r < N; r += 3)  // row r near row r - 1
+    for (int k = 0; k < E; ++k) raw[static_cast<size_t>(r * E + k)] = raw[static_cast<size_t>((r - 1) * E + k)] + 0.3 * g(rng);
+  std::vector<float> emb(raw.size());
+  for (int r = 0; r < N; ++r) {
+    double n2 = 0;
+    for (int k = 0; k < E; ++k) n2 += raw[static_cast<size_t>(r * E + k)] * raw[static_cast<size_t>(r * E + k)];
+    for (int k = 0; k < E; ++k) emb[static_cast<size_t>(r * E + k)] = static_cast<float>(raw[static_cast<size_t>(r * E + k)] / std::sqrt(n2));
+  }
+  put(name, "emb", {N, E}, emb);
+  std::vector<int32_t> hops(static_cast<size_t>(N) * N, 0);
+  std::uniform_int_distribution<int> h(0, neg_hops + 2);
+  for (int i = 0; i < N; ++i)
+    for (int j = 0; j < N; ++j) {
+      if (i == j) continue;
+      hops[static_cast<size_t>(i * N + j)] = (!asymmetric && j < i) ? hops[static_cast<size_t>(j * N + i)] : h(rng);
+    }
+  for (int j = 0; j < N - 1; ++j) hops[static_cast<size_t>((N - 1) * N + j)] = neg_hops + 3;
+  suite().in.put_i32(name + "/hops", {N, N}, hops.data());
+}
+
+// Batch norm over x [B, D]: features of different means and scales (pooled ReLU features),
+// running statistics to update, and pre-filled parameter gradients to accumulate into.
+void gen_batchnorm(const std::string& name, int B, int D, double momentum, uint32_t seed) {
+  add_case("batchnorm", name, {{"B", B}, {"D", D}, {"eps", 1e-5}, {"momentum", momentum}});
+  std::mt19937 rng(seed);
+  std::vector<float> x(static_cast<size_t>(B) * D);
+  const auto scale = uniform(rng, static_cast<size_t>(D), 0.01, 3), shift = uniform(rng, static_cast<size_t>(D), 0, 2);
+  const auto noise = uniform(rng, x.size(), 0, 1);
+  for (int b = 0; b < B; ++b)
+    for (int j = 0; j < D; ++j)
+      x[static_cast<size_t>(b * D + j)] = shift[static_cast<size_t>(j)] + scale[static_cast<size_t>(j)] * noise[static_cast<size_t>(b * D + j)];
+  put(name, "x", {B, D}, x);
+  put(name, "gamma", {D}, uniform(rng, static_cast<size_t>(D), 0.5, 1.5));
+  put(name, "beta", {D}, uniform(rng, static_cast<size_t>(D), -0.5, 0.5));
+  put(name, "running_mean", {D}, uniform(rng, static_cast<size_t>(D), -1, 1));
+  put(name, "running_var", {D}, uniform(rng, static_cast<size_t>(D), 0.5, 2));
+  put(name, "dy", {B, D}, uniform(rng, x.size(), -1, 1));
+  put(name, "dgamma0", {D}, uniform(rng, static_cast<size_t>(D), -1, 1));
+  put(name, "dbeta0", {D}, uniform(rng, static_cast<size_t>(D), -1, 1));
+}
+
+void gen_band_norm(const std::string& name, int B, int C, int Tn, uint32_t seed) {
+  add_case("band_norm", name, {{"B", B}, {"C", C}, {"T", Tn}});
+  std::mt19937 rng(seed);
+  put(name, "x", {B, C, Tn}, uniform(rng, static_cast<size_t>(B * C * Tn), -14, 10));
+  put(name, "mean", {C}, uniform(rng, static_cast<size_t>(C), -10, 5));
+  put(name, "std", {C}, uniform(rng, static_cast<size_t>(C), 0.01, 4));
+}
+
 void gen_adam(const std::string& name, bool decoupled, double wd, uint32_t seed) {
   const int n = 1013, steps = 5;
   add_case("adam", name,
@@ -537,6 +600,15 @@ void generate_all() {
     }
   gen_triplet_hinge_zero("trip_hinge_zero", false);
   gen_triplet_hinge_zero("trip_hinge_zero_swap", true);
+
+  gen_contrastive("contrastive_t01", 24, 16, 0.1, 1, 2, false, seed++);
+  gen_contrastive("contrastive_band_t05", 31, 33, 0.5, 1, 3, false, seed++);
+  gen_contrastive("contrastive_asym_t02", 20, 7, 0.2, 2, 4, true, seed++);
+  gen_contrastive("contrastive_model", 64, 128, 0.2, 1, 2, false, seed++);  // 32 anchors + positives
+  gen_batchnorm("batchnorm_8x37", 8, 37, 0.1, seed++);
+  gen_batchnorm("batchnorm_model", 64, 256, 0.1, seed++);  // 64 clips, [mean | max] of 128 channels
+  gen_batchnorm("batchnorm_two_rows", 2, 5, 0.3, seed++);
+  gen_band_norm("band_norm_3x7x11", 3, 7, 11, seed++);
 
   gen_adam("adam_wd0", false, 0.0, seed++);
   gen_adam("adam_wd001", false, 0.01, seed++);
@@ -957,6 +1029,91 @@ TEST_F(RefOps, AdamW) {
     if (c.num.at("decoupled") == 0) continue;
     check_adam<float>(c);
     check_adam<double>(c);
+  }
+}
+
+// ---- contrastive loss ----------------------------------------------------------------------------
+
+template <class T>
+void check_contrastive(const Case& c) {
+  SCOPED_TRACE(c.name + " " + prec<T>());
+  const int N = static_cast<int>(c.num.at("N")), E = static_cast<int>(c.num.at("E"));
+  const auto emb = input<T>(c.name, "emb");
+  const auto h32 = suite().in.at(c.name + "/hops").to_i32();
+  const std::vector<uint8_t> hops(h32.begin(), h32.end());
+  const mg::ContrastiveLossParams p{c.num.at("tau"), static_cast<int>(c.num.at("pos_hops")),
+                                    static_cast<int>(c.num.at("neg_hops"))};
+  std::vector<T> demb(emb.size(), static_cast<T>(kNaN));
+  const mg::ContrastiveLossResult r = mg::contrastive_loss_cpu(emb.data(), hops.data(), N, E, p, demb.data());
+  // Our dot products of float32 unit rows are exact in double (float products, double sums), so
+  // the float32 kernel differs from torch's float64 only by the final rounding of demb to float:
+  // 1e-6 leaves a margin over float's 6e-8.
+  const double tol = tol_for<T>(1e-6);
+  expect_close(std::vector<double>{r.loss}, want(c.name, "loss", 1), tol, c.name + " loss", prec<T>());
+  EXPECT_EQ(r.valid, static_cast<int64_t>(want(c.name, "valid", 1)[0])) << c.name << ": rows with a positive";
+  expect_close(demb, want(c.name, "demb", demb.size()), tol, c.name + " demb");
+}
+
+TEST_F(RefOps, ContrastiveLoss) {
+  for (const Case& c : cases("contrastive")) {
+    check_contrastive<float>(c);
+    check_contrastive<double>(c);
+  }
+}
+
+// ---- batch norm ------------------------------------------------------------------------------------
+
+template <class T>
+void check_batchnorm(const Case& c) {
+  SCOPED_TRACE(c.name + " " + prec<T>());
+  const int B = static_cast<int>(c.num.at("B")), D = static_cast<int>(c.num.at("D"));
+  const mg::BatchNormParams p{c.num.at("eps"), c.num.at("momentum")};
+  const auto x = input<T>(c.name, "x"), gamma = input<T>(c.name, "gamma"), beta = input<T>(c.name, "beta");
+  const auto dy = input<T>(c.name, "dy"), dgamma0 = input<T>(c.name, "dgamma0"), dbeta0 = input<T>(c.name, "dbeta0");
+  auto rm = input<T>(c.name, "running_mean"), rv = input<T>(c.name, "running_var");
+  const auto rm0 = rm, rv0 = rv;
+  std::vector<T> y(x.size(), static_cast<T>(kNaN)), dx(x.size(), static_cast<T>(kNaN)), dgamma = dgamma0,
+                                                    dbeta = dbeta0;
+  // Statistics in double from the float inputs (exact products), one rounding to T at the end:
+  // 1e-6 is far above float's error.
+  const double tol = tol_for<T>(1e-6);
+  mg::batchnorm_forward_train_cpu(x.data(), gamma.data(), beta.data(), y.data(), rm.data(), rv.data(), B, D, p);
+  expect_close(y, want(c.name, "y", y.size()), tol, c.name + " y (training)");
+  expect_close(rm, want(c.name, "running_mean", rm.size()), tol, c.name + " running_mean");
+  expect_close(rv, want(c.name, "running_var", rv.size()), tol, c.name + " running_var");
+  mg::batchnorm_backward_cpu(dy.data(), x.data(), gamma.data(), dx.data(), dgamma.data(), dbeta.data(), B, D, p);
+  expect_close(dx, want(c.name, "dx", dx.size()), tol, c.name + " dx");
+  expect_close(added(dgamma, dgamma0), want(c.name, "dgamma", dgamma.size()), tol, c.name + " dgamma - dgamma0",
+               prec<T>());
+  expect_close(added(dbeta, dbeta0), want(c.name, "dbeta", dbeta.size()), tol, c.name + " dbeta - dbeta0",
+               prec<T>());
+  std::vector<T> ye(x.size(), static_cast<T>(kNaN));
+  mg::batchnorm_forward_eval_cpu(x.data(), gamma.data(), beta.data(), rm0.data(), rv0.data(), ye.data(), B, D, p);
+  expect_close(ye, want(c.name, "y_eval", ye.size()), tol, c.name + " y (eval)");
+}
+
+TEST_F(RefOps, BatchNorm) {
+  for (const Case& c : cases("batchnorm")) {
+    check_batchnorm<float>(c);
+    check_batchnorm<double>(c);
+  }
+}
+
+template <class T>
+void check_band_norm(const Case& c) {
+  SCOPED_TRACE(c.name + " " + prec<T>());
+  const int B = static_cast<int>(c.num.at("B")), C = static_cast<int>(c.num.at("C")), Tn = static_cast<int>(c.num.at("T"));
+  const auto x = input<T>(c.name, "x"), mean = input<T>(c.name, "mean"), sd = input<T>(c.name, "std");
+  std::vector<T> y(x.size(), static_cast<T>(kNaN));
+  mg::band_norm_forward_cpu(x.data(), mean.data(), sd.data(), y.data(), B, C, Tn);
+  // One subtraction and one division in T: a few ulps of T.
+  expect_close(y, want(c.name, "y", y.size()), tol_for<T>(1e-6), c.name + " y");
+}
+
+TEST_F(RefOps, BandNorm) {
+  for (const Case& c : cases("band_norm")) {
+    check_band_norm<float>(c);
+    check_band_norm<double>(c);
   }
 }
 

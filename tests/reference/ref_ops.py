@@ -142,6 +142,49 @@ def triplet(tin, case, p):
             "demb": emb.grad}
 
 
+def contrastive(tin, case, p):
+    """SupCon over graph positives (kernels/contrastive_loss_cpu.h), written with torch ops."""
+    emb = t64(tin, case, "emb", True)
+    key = f"{case}/hops"
+    if key not in tin:
+        raise CaseError(f"input tensor '{key}' missing")
+    hops = torch.from_numpy(tin[key].astype(np.int64))
+    n = emb.shape[0]
+    eye = torch.eye(n, dtype=torch.bool)
+    pos = (hops <= int(p["pos_hops"])) & ~eye
+    support = (pos | (hops >= int(p["neg_hops"]))) & ~eye
+    s = emb @ emb.T / float(p["tau"])
+    lse = torch.logsumexp(s.masked_fill(~support, float("-inf")), dim=1)
+    n_pos = pos.sum(1)
+    valid = n_pos > 0
+    per_row = lse - (s * pos).sum(1) / n_pos.clamp(min=1)
+    loss = per_row[valid].mean() if bool(valid.any()) else (emb * 0).sum()
+    loss.backward()
+    return {"loss": loss.detach().reshape(1), "valid": torch.tensor([float(valid.sum())]), "demb": emb.grad}
+
+
+def batchnorm(tin, case, p):
+    x = t64(tin, case, "x", True)
+    gamma = t64(tin, case, "gamma", True)
+    beta = t64(tin, case, "beta", True)
+    rm = t64(tin, case, "running_mean").clone()
+    rv = t64(tin, case, "running_var").clone()
+    dy = t64(tin, case, "dy")
+    eps, momentum = float(p["eps"]), float(p["momentum"])
+    y_eval = F.batch_norm(x.detach(), rm.clone(), rv.clone(), gamma.detach(), beta.detach(), training=False, eps=eps)
+    y = F.batch_norm(x, rm, rv, gamma, beta, training=True, momentum=momentum, eps=eps)
+    y.backward(dy)
+    return {"y": y.detach(), "running_mean": rm, "running_var": rv, "dx": x.grad, "dgamma": gamma.grad,
+            "dbeta": beta.grad, "y_eval": y_eval}
+
+
+def band_norm(tin, case, p):
+    x = t64(tin, case, "x")
+    mean = t64(tin, case, "mean")
+    std = t64(tin, case, "std")
+    return {"y": (x - mean[None, :, None]) / std[None, :, None]}
+
+
 def adam(tin, case, p):
     param = t64(tin, case, "p0").clone().requires_grad_(True)
     grads = t64(tin, case, "grads")
@@ -167,7 +210,8 @@ def clip(tin, case, p):
 
 
 OPS = {"conv1d": conv1d, "maxpool": maxpool, "relu": relu, "mean_time": mean_time,
-       "linear": linear, "l2norm": l2norm, "triplet": triplet, "adam": adam, "clip": clip}
+       "linear": linear, "l2norm": l2norm, "triplet": triplet, "adam": adam, "clip": clip,
+       "contrastive": contrastive, "batchnorm": batchnorm, "band_norm": band_norm}
 
 
 def main():
