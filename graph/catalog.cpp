@@ -117,6 +117,24 @@ Catalog load_catalog(const std::string& path, bool skip_bad_lines) {
   return cat;
 }
 
+std::vector<std::string> column_values(const Catalog& catalog, const std::string& column) {
+  const std::string want = lower(column);
+  std::vector<std::string> out;
+  out.reserve(catalog.items.size());
+  if (want == "id" || want == "path") {
+    for (const auto& row : catalog.items) out.push_back(want == "id" ? row.id : row.path);
+    return out;
+  }
+  for (size_t c = 0; c < catalog.extra_columns.size(); ++c) {
+    if (lower(catalog.extra_columns[c]) != want) continue;
+    for (const auto& row : catalog.items) out.push_back(row.extra[c]);
+    return out;
+  }
+  std::string have;
+  for (const auto& c : catalog.columns) have += (have.empty() ? "" : ", ") + c;
+  throw GraphInputError(catalog.source + ": there is no column \"" + column + "\" (the columns: " + have + ")");
+}
+
 AudioCoverage audio_coverage(const EdgeList& graph, const Catalog& catalog) {
   AudioCoverage cov;
   const auto n = static_cast<size_t>(graph.num_nodes());

@@ -32,6 +32,11 @@ struct Catalog {
 // A missing file, an empty file or a header without `id` or `path` always throw.
 Catalog load_catalog(const std::string& path, bool skip_bad_lines = false);
 
+// The value of column `column` (header name, case-insensitive; id and path included) for every
+// item, in item order. Throws GraphInputError naming the catalog, the column and the columns
+// it has.
+std::vector<std::string> column_values(const Catalog& catalog, const std::string& column);
+
 // How the graph's nodes and the catalog's items overlap.
 struct AudioCoverage {
   std::vector<bool> has_audio;         // per graph node

@@ -382,6 +382,31 @@ HeldOutSplit split_items(int32_t n_items, double fraction, uint64_t seed) {
   return s;
 }
 
+HeldOutSplit split_groups(const std::vector<std::string>& group_of, double fraction, uint64_t seed,
+                          std::vector<std::string>* held_groups) {
+  if (!(fraction >= 0.0 && fraction <= 1.0))
+    throw std::invalid_argument("split_groups: held-out fraction must be in [0, 1], got " + std::to_string(fraction));
+  std::vector<std::string> keys(group_of);
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  const auto n = static_cast<int64_t>(keys.size());
+  for (int64_t i = n - 1; i > 0; --i) {
+    const uint32_t j = pick(philox_u32(seed, kSplitGroupsStream, static_cast<uint64_t>(i)), static_cast<uint64_t>(i) + 1);
+    std::swap(keys[static_cast<size_t>(i)], keys[j]);
+  }
+  auto held = static_cast<int64_t>(std::llround(fraction * static_cast<double>(n)));
+  if (fraction > 0 && n > 0) held = std::max<int64_t>(held, 1);
+  std::vector<std::string> out(keys.begin(), keys.begin() + held);
+  std::sort(out.begin(), out.end());
+  HeldOutSplit s;
+  for (size_t i = 0; i < group_of.size(); ++i) {
+    const bool h = std::binary_search(out.begin(), out.end(), group_of[i]);
+    (h ? s.held_out : s.train).push_back(static_cast<int32_t>(i));
+  }
+  if (held_groups) *held_groups = std::move(out);
+  return s;
+}
+
 EdgeSplit split_edges(const PreferenceGraph& g, const Selection& sel, double fraction, uint64_t seed) {
   if (!(fraction >= 0.0 && fraction <= 1.0))
     throw std::invalid_argument("split_edges: held-out fraction must be in [0, 1], got " + std::to_string(fraction));

@@ -113,6 +113,15 @@ struct HeldOutSplit {
 inline constexpr uint64_t kSplitItemsStream = 0x73706c6974ull;  // "split"
 HeldOutSplit split_items(int32_t n_items, double fraction, uint64_t seed);
 
+// A seeded split by group (cold start: an album or artist held out with every one of its
+// items). group_of[i] is item i's group key; the distinct keys, sorted, are shuffled as
+// split_items shuffles items (stream kSplitGroupsStream) and the first round(fraction * groups)
+// of them, at least one when fraction > 0, are held out with all their items. Returns item
+// indices, both lists sorted; held_groups (when given) receives the held-out keys, sorted.
+inline constexpr uint64_t kSplitGroupsStream = 0x67726f7570ull;  // "group"
+HeldOutSplit split_groups(const std::vector<std::string>& group_of, double fraction, uint64_t seed,
+                          std::vector<std::string>* held_groups = nullptr);
+
 // A seeded split of the graph edges among selected items, as undirected item pairs (a < b;
 // a -> b and b -> a are one pair). Pair (a, b) is held out when philox_uniform(seed, stream =
 // a << 32 | b, 0) < fraction, so the decision for a pair does not depend on the other edges or

@@ -14,6 +14,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <set>
 #include <random>
 #include <string>
 #include <vector>
@@ -22,6 +24,7 @@
 #include "apps/train/batch_loader.h"
 #include "apps/train/training_data.h"
 #include "engine/audio/audio_cache.h"
+#include "engine/audio/prepare.h"
 #include "engine/checkpoint.h"
 #include "engine/run_db.h"
 #include "engine/safetensors.h"
@@ -215,6 +218,114 @@ TEST(Trainer, InBatchMiningTrains) {
       EXPECT_GE(m, 0);
       EXPECT_LE(m, 8);
     }
+  }
+}
+
+// data.holdout_by: whole groups of a catalog column are held out, and nothing of them reaches
+// training: no held-out item in any batch, and the triplet tables' distances are those of the
+// graph without the held-out items' edges and without the held-out pairs, recomputed here by a
+// breadth-first search of our own over the edge list's ids.
+TEST(Trainer, HoldoutByColumnKeepsWholeGroupsAndTheirEdgesOutOfTraining) {
+  TrainRun r(2);
+  r.cfg.data.holdout_by = "artist";
+  r.cfg.data.val_items = 0.25;
+  const train::TrainingData d = train::build_training_data(r.cfg, 2, {});
+  const graph::Catalog cat = graph::load_catalog(r.cfg.data.catalog);
+  const std::vector<std::string> artist = graph::column_values(cat, "artist");
+  std::map<std::string, std::string> artist_of;
+  for (size_t i = 0; i < cat.items.size(); ++i) artist_of[cat.items[i].id] = artist[i];
+  std::set<std::string> groups;
+  for (const auto& it : d.items) groups.insert(artist_of.at(it.id));
+  const auto want_held = static_cast<size_t>(std::max<long>(1, std::lround(0.25 * static_cast<double>(groups.size()))));
+  ASSERT_EQ(d.held_out_groups.size(), want_held) << "of " << groups.size() << " artists";
+  const std::set<std::string> held(d.held_out_groups.begin(), d.held_out_groups.end());
+  std::set<int32_t> held_items;
+  for (const int32_t i : d.val_items) {
+    EXPECT_TRUE(held.count(artist_of.at(d.items[static_cast<size_t>(i)].id))) << d.items[static_cast<size_t>(i)].id;
+    held_items.insert(i);
+  }
+  for (const int32_t i : d.train_items)
+    EXPECT_FALSE(held.count(artist_of.at(d.items[static_cast<size_t>(i)].id))) << d.items[static_cast<size_t>(i)].id;
+  EXPECT_EQ(d.val_items.size() + d.train_items.size(), d.items.size());
+  ASSERT_FALSE(d.val_items_set.queries.empty());
+  for (const train::Query& q : d.val_items_set.queries) EXPECT_TRUE(held_items.count(q.item));
+  EXPECT_EQ(d.val_items_set.candidates.size(), d.items.size()) << "held-out items are ranked among all items";
+
+  // The training graph, by ids: every edge but those touching a held-out item and the pairs
+  // held out for the edge validation set.
+  std::set<std::string> held_ids;
+  for (const int32_t i : d.val_items) held_ids.insert(d.items[static_cast<size_t>(i)].id);
+  std::set<std::pair<std::string, std::string>> held_pairs;
+  for (const auto& [a, b] : d.held_out_edges) {
+    held_pairs.insert({d.items[static_cast<size_t>(a)].id, d.items[static_cast<size_t>(b)].id});
+    held_pairs.insert({d.items[static_cast<size_t>(b)].id, d.items[static_cast<size_t>(a)].id});
+  }
+  std::map<std::string, std::set<std::string>> adj;
+  std::ifstream edges(r.cfg.data.edges);
+  std::string line;
+  std::getline(edges, line);  // header
+  int dropped = 0;
+  while (std::getline(edges, line)) {
+    const size_t c1 = line.find(','), c2 = line.find(',', c1 + 1);
+    const std::string a = line.substr(0, c1), b = line.substr(c1 + 1, c2 == std::string::npos ? std::string::npos : c2 - c1 - 1);
+    if (a == b) continue;
+    if (held_ids.count(a) || held_ids.count(b) || held_pairs.count({a, b})) {
+      ++dropped;
+      continue;
+    }
+    adj[a].insert(b);
+    adj[b].insert(a);
+  }
+  ASSERT_GT(dropped, 0) << "the held-out groups have no edges: the test would test nothing";
+  const int max_depth = d.tables.max_depth();
+  for (int32_t t = 0; t < d.tables.n_items(); ++t) {
+    const std::string& from = d.items[static_cast<size_t>(d.train_items[static_cast<size_t>(t)])].id;
+    std::map<std::string, int> dist{{from, 0}};
+    std::vector<std::string> frontier{from};
+    for (int h = 1; h <= max_depth; ++h) {
+      std::vector<std::string> next;
+      for (const auto& u : frontier)
+        for (const auto& v : adj[u])
+          if (!dist.count(v)) dist[v] = h, next.push_back(v);
+      frontier = next;
+    }
+    std::map<int32_t, int> want, got;
+    for (size_t u = 0; u < d.train_items.size(); ++u) {
+      const auto it = dist.find(d.items[static_cast<size_t>(d.train_items[u])].id);
+      if (it != dist.end() && it->second >= 1) want[static_cast<int32_t>(u)] = it->second;
+    }
+    const auto near = d.tables.near(t);
+    const auto nd = d.tables.near_distance(t);
+    for (size_t j = 0; j < near.size(); ++j) got[near[j]] = nd[j];
+    EXPECT_EQ(got, want) << "near set of training item " << from;
+  }
+
+  // No batch of the run holds a held-out item.
+  auto be = make_cpu_backend(1);
+  const std::string cache_dir = r.dir.file("cache");
+  std::vector<audio::PrepareItem> prep;
+  for (const auto& it : d.items) prep.push_back({it.id, it.path});
+  audio::prepare_cache(prep, r.cfg.audio, cache_dir, audio::PrepareOptions{});
+  const audio::AudioCache cache = audio::AudioCache::open(cache_dir);
+  std::vector<int64_t> train_cache;
+  for (const int32_t i : d.train_items) train_cache.push_back(cache.find(d.items[static_cast<size_t>(i)].id));
+  train::BatchLoader loader(d, cache, train_cache, r.cfg, *be, 1, 20);
+  for (int s = 1; s <= 20; ++s) {
+    const train::Batch& b = loader.next();
+    for (const int32_t item : b.items) EXPECT_FALSE(held_items.count(item)) << "step " << s;
+    loader.release();
+  }
+}
+
+TEST(Trainer, HoldoutByAnUnknownColumnNamesTheColumns) {
+  TrainRun r(2);
+  r.cfg.data.holdout_by = "label";
+  try {
+    train::build_training_data(r.cfg, 2, {});
+    FAIL() << "no error for a column the catalog lacks";
+  } catch (const graph::GraphInputError& e) {
+    EXPECT_NE(std::string(e.what()).find("\"label\""), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("id, path, title, artist, style"), std::string::npos) << e.what();
   }
 }
 

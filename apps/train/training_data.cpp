@@ -22,27 +22,54 @@ graph::DistanceOptions distance_options(const TrainConfig& t, int threads) {
   return o;
 }
 
-// The full graph minus the held-out item pairs (both directions), with the same node numbering.
-graph::EdgeList without_pairs(const graph::EdgeList& full, const graph::Selection& sel,
-                              const std::vector<std::pair<int32_t, int32_t>>& pairs) {
+// The training graph: the full graph, same node numbering, without the held-out item pairs
+// (both directions) and without any edge that touches a held-out item, so that nothing the
+// validation asks about (a held-out item's links, a held-out pair) shapes the positives or the
+// negatives the training samples.
+graph::EdgeList training_edges(const graph::EdgeList& full, const graph::Selection& train_sel,
+                               const std::vector<std::pair<int32_t, int32_t>>& pairs,
+                               const std::vector<int32_t>& held_out_nodes) {
   std::vector<uint64_t> drop;
   drop.reserve(pairs.size() * 2);
   for (const auto& [a, b] : pairs) {
-    const auto na = static_cast<uint64_t>(sel.nodes[static_cast<size_t>(a)]);
-    const auto nb = static_cast<uint64_t>(sel.nodes[static_cast<size_t>(b)]);
+    const auto na = static_cast<uint64_t>(train_sel.nodes[static_cast<size_t>(a)]);
+    const auto nb = static_cast<uint64_t>(train_sel.nodes[static_cast<size_t>(b)]);
     drop.push_back(na << 32 | nb);
     drop.push_back(nb << 32 | na);
   }
   std::sort(drop.begin(), drop.end());
+  std::vector<bool> held(full.ids.size(), false);
+  for (const int32_t n : held_out_nodes) held[static_cast<size_t>(n)] = true;
   graph::EdgeList out;
   for (const std::string& id : full.ids) out.intern(id);
   const bool weighted = !full.weight.empty();
   for (size_t e = 0; e < full.src.size(); ++e) {
+    if (held[static_cast<size_t>(full.src[e])] || held[static_cast<size_t>(full.dst[e])]) continue;
     const uint64_t key = static_cast<uint64_t>(full.src[e]) << 32 | static_cast<uint64_t>(full.dst[e]);
     if (std::binary_search(drop.begin(), drop.end(), key)) continue;
     out.add_edge_nodes(full.src[e], full.dst[e], weighted ? full.weight[e] : 1.0f, weighted);
   }
   return out;
+}
+
+// Items held out for validation: one by one (split_items), or whole groups of a catalog column
+// (split_groups), an empty value making a group of its own item.
+graph::HeldOutSplit split_selection(const TrainingData& d, const Config& cfg, std::vector<std::string>* groups) {
+  if (cfg.data.holdout_by.empty())
+    return graph::split_items(static_cast<int32_t>(d.items.size()), cfg.data.val_items, cfg.train.seed);
+  std::vector<std::string> keys;
+  try {
+    keys = graph::column_values(d.catalog, cfg.data.holdout_by);
+  } catch (const graph::GraphInputError& e) {
+    throw graph::GraphInputError(std::string(e.what()) + "; data.holdout_by must name one of them, e.g. album or artist");
+  }
+  // An item without a value is its own group; the prefix keeps it apart from any real value.
+  for (size_t i = 0; i < keys.size(); ++i)
+    if (keys[i].empty()) keys[i] = std::string("\x01item:") + d.items[i].id;
+  graph::HeldOutSplit s = graph::split_groups(keys, cfg.data.val_items, cfg.train.seed, groups);
+  for (std::string& g : *groups)
+    if (!g.empty() && g[0] == '\x01') g = g.substr(6) + " (no " + cfg.data.holdout_by + ")";
+  return s;
 }
 
 // Selected items within max_hops of `item` (both edge directions), with their distances.
@@ -74,6 +101,7 @@ TrainingData build_training_data(const Config& cfg, int threads, const std::unor
   if (cfg.data.catalog.empty())
     throw std::invalid_argument("data.catalog is not set: the training run needs the audio catalog (id, path)");
   TrainingData d;
+  d.holdout_by = cfg.data.holdout_by;
   const graph::EdgeList edges = graph::load_edge_list(cfg.data.edges);
   graph::Catalog catalog = graph::load_catalog(cfg.data.catalog);
   if (!no_audio.empty()) {
@@ -113,13 +141,15 @@ TrainingData build_training_data(const Config& cfg, int threads, const std::unor
   }
 
   // Item split, then the edge split among the training items only.
-  const graph::HeldOutSplit split = graph::split_items(sel.size(), cfg.data.val_items, cfg.train.seed);
+  const graph::HeldOutSplit split = split_selection(d, cfg, &d.held_out_groups);
   d.train_items = split.train;
   d.val_items = split.held_out;
   if (d.train_items.size() < 2)
     throw std::invalid_argument("data.val_items = " + std::to_string(cfg.data.val_items) + " leaves " +
                                 std::to_string(d.train_items.size()) + " of " + std::to_string(sel.size()) +
-                                " items for training; lower it or select more items (data.top_k)");
+                                " items for training" +
+                                (cfg.data.holdout_by.empty() ? "" : " (held out by " + cfg.data.holdout_by + ")") +
+                                "; lower it or select more items (data.top_k)");
   graph::Selection train_sel;  // the training items, same nodes; item t = train_items[t]
   train_sel.item_of_node.assign(static_cast<size_t>(g.num_nodes()), -1);
   for (size_t t = 0; t < d.train_items.size(); ++t) {
@@ -135,7 +165,9 @@ TrainingData build_training_data(const Config& cfg, int threads, const std::unor
   }
   std::sort(d.held_out_edges.begin(), d.held_out_edges.end());
 
-  const graph::PreferenceGraph train_graph(without_pairs(edges, train_sel, esplit.held_out));
+  std::vector<int32_t> held_nodes;
+  for (const int32_t i : d.val_items) held_nodes.push_back(sel.nodes[static_cast<size_t>(i)]);
+  const graph::PreferenceGraph train_graph(training_edges(edges, train_sel, esplit.held_out, held_nodes));
   d.tables = graph::TripletTables::build(train_graph, train_sel, distance_options(cfg.train, threads));
   for (int32_t t = 0; t < d.tables.n_items(); ++t) {
     if (d.tables.has_positive(t) && d.tables.num_negatives(t) > 0) d.anchors.push_back(t);
@@ -204,7 +236,9 @@ std::string TrainingData::summary() const {
   o << "graph: " << graph_nodes << " items, " << graph_edges << " edges; " << nodes_with_audio
     << " with audio (catalog: " << catalog_items << ")\n"
     << "selected " << items.size() << " items: " << train_items.size() << " for training ("
-    << anchors.size() << " anchors with a positive), " << val_items.size() << " held out; "
+    << anchors.size() << " anchors with a positive), " << val_items.size() << " held out";
+  if (!holdout_by.empty()) o << " (" << held_out_groups.size() << " " << holdout_by << " groups)";
+  o << "; "
     << held_out_edges.size() << " held-out edges among training items\n"
     << "validation queries: " << val_items_set.queries.size() << " held-out items, "
     << val_edges_set.queries.size() << " held-out edges, " << train_fit_set.queries.size()

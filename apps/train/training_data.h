@@ -2,9 +2,11 @@
 // counts as near. Built once from the config's edge list and catalog:
 //
 //   edges + catalog -> PreferenceGraph -> selection (top K by in-degree with audio, or all)
-//     -> item split: val_items of the selection are held out (never seen in training)
+//     -> item split: val_items of the selection are held out (never seen in training), one by
+//        one or, with data.holdout_by = COLUMN, as whole groups of that catalog column
 //     -> edge split: val_edges of the pairs among training items are held out
-//     -> training graph = the full graph minus the held-out pairs (same node numbering)
+//     -> training graph = the full graph minus the held-out pairs and minus every edge of a
+//        held-out item (same node numbering)
 //     -> triplet tables over the training items on the training graph
 //
 // and, for validation, each query's relevant items with their hop distances:
@@ -50,6 +52,8 @@ struct TrainingData {
   graph::Catalog catalog;              // the catalog's rows of `items`, same order (for prepare)
   std::vector<int32_t> train_items;    // indices into items, sorted
   std::vector<int32_t> val_items;      // held out, sorted
+  std::string holdout_by;              // data.holdout_by ("" = items held out one by one)
+  std::vector<std::string> held_out_groups;  // with holdout_by: the held-out values, sorted
   std::vector<std::pair<int32_t, int32_t>> held_out_edges;  // item pairs (a < b) among train items
 
   graph::TripletTables tables;         // over train_items (table item t = train_items[t])
