@@ -22,10 +22,10 @@ struct ModelOptions {
 
 void run_model(const ModelOptions& o) {
   const Config c = o.config_path.empty() ? default_config() : load_config(o.config_path);
-  // One clip each for the anchor, positive and negative of every triplet in a batch.
-  const int64_t clips = o.batch ? *o.batch : 3 * int64_t{c.train.batch_triplets};
+  // The training batch: anchor and positive (and, for offline triplets, negative) per triplet.
+  const int64_t clips = o.batch ? *o.batch : batch_rows(c);
   if (clips > std::numeric_limits<int>::max())
-    throw UsageError("3 x train.batch_triplets = " + std::to_string(clips) +
+    throw UsageError("a training batch of " + std::to_string(clips) +
                      " clips is too many for one batch; pass a smaller --batch");
   const int batch = static_cast<int>(clips);
   ModelPlan plan;
@@ -47,7 +47,7 @@ void register_model(CLI::App& app) {
       "model", "Print the model's layers, output shapes and parameter counts for a config");
   cmd->add_option("--config", opts->config_path, "Run config (TOML); default: the built-in defaults");
   cmd->add_option("--batch", opts->batch,
-                  "Clips per batch for the shapes; default: 3 x train.batch_triplets")
+                  "Clips per batch for the shapes; default: a training batch (2 or 3 x train.batch_triplets)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   cmd->callback([opts] { run_model(*opts); });
 }

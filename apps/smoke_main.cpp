@@ -42,7 +42,9 @@ struct DemoOptions {
 // (seed, item). A clip plays its item's timbre at some pitch, with random phase, gain and
 // noise. Triplet i: the anchor and the positive are item i at two different pitches; the
 // negative is another item at the anchor's pitch. So at first the negative looks closer
-// (same pitch), and the loss falls only as the model learns to key on timbre.
+// (same pitch), and the loss falls only as the model learns to key on timbre. With the
+// contrastive loss the batch is the anchors and positives only (TrainStep::pair_hops): every
+// other pair's clips are its negatives.
 constexpr int kHarmonics = 6;
 
 void synth_clip(float* out, int64_t S, int sample_rate, uint64_t seed, uint64_t item, double f0,
@@ -64,25 +66,26 @@ void synth_clip(float* out, int64_t S, int sample_rate, uint64_t seed, uint64_t 
 }
 
 // Batch layout of TrainStep::offline_triplets: anchors [0, n), positives [n, 2n),
-// negatives [2n, 3n).
-std::vector<float> synth_batch(const Config& c, int n, uint64_t seed) {
+// negatives [2n, 3n); `rows` = 2 n leaves the negatives out (the contrastive layout).
+std::vector<float> synth_batch(const Config& c, int n, int rows, uint64_t seed) {
   const int64_t S = c.audio.clip_samples();
   const int sr = c.audio.sample_rate;
-  std::vector<float> audio(static_cast<size_t>(3 * n) * S);
+  std::vector<float> audio(static_cast<size_t>(rows) * S);
   auto pitch = [](int k) { return 110.0 * std::pow(2.0, (k % 24) / 12.0); };
   auto clip = [&](int slot) { return &audio[static_cast<size_t>(slot) * S]; };
   for (int i = 0; i < n; ++i) {
     const uint64_t item = static_cast<uint64_t>(i), other = static_cast<uint64_t>(n + i);
     synth_clip(clip(i), S, sr, seed, item, pitch(i), static_cast<uint64_t>(i));
     synth_clip(clip(n + i), S, sr, seed, item, pitch(i + 5), static_cast<uint64_t>(n + i));
-    synth_clip(clip(2 * n + i), S, sr, seed, other, pitch(i), static_cast<uint64_t>(2 * n + i));
+    if (rows == 3 * n) synth_clip(clip(2 * n + i), S, sr, seed, other, pitch(i), static_cast<uint64_t>(2 * n + i));
   }
   return audio;
 }
 
 void run_demo(const DemoOptions& o) {
   const Config c = o.config_path.empty() ? default_config() : load_config(o.config_path);
-  const int B = 3 * o.triplets;
+  const bool contrastive = c.loss.name == LossKind::Contrastive;
+  const int B = (contrastive ? 2 : 3) * o.triplets;
   BackendOptions bo;
   bo.device = parse_device_choice(o.device);
   bo.threads = o.threads;
@@ -90,8 +93,9 @@ void run_demo(const DemoOptions& o) {
   bo.tf32 = o.tf32;
   std::string note;
   auto be = make_backend(bo, &note);
-  std::printf("melgraph-smoke: %d triplets (%d clips of %.2f s) per step, %d steps, seed %llu\n",
-              o.triplets, B, c.audio.clip_seconds, o.steps, static_cast<unsigned long long>(o.seed));
+  std::printf("melgraph-smoke: %d %s (%d clips of %.2f s) per step, %s loss, %d steps, seed %llu\n", o.triplets,
+              contrastive ? "pairs" : "triplets", B, c.audio.clip_seconds, contrastive ? "contrastive" : "triplet",
+              o.steps, static_cast<unsigned long long>(o.seed));
   std::printf("%s\n", note.c_str());
 
   Model model(c, *be, B);
@@ -101,9 +105,13 @@ void run_demo(const DemoOptions& o) {
   Optimizer opt(*be, model.params().layout(), c.optim);
   TrainStep step(model);
   step.set_capture(!o.no_graph);
-  step.set_triplets(TrainStep::offline_triplets(o.triplets));
+  if (contrastive)
+    step.set_contrastive(TrainStep::pair_hops(o.triplets, c.train.neg_hops), o.triplets, c.train.pos_hops,
+                         c.train.neg_hops);
+  else
+    step.set_triplets(TrainStep::offline_triplets(o.triplets));
 
-  const std::vector<float> host_audio = synth_batch(c, o.triplets, o.seed);
+  const std::vector<float> host_audio = synth_batch(c, o.triplets, B, o.seed);
   float* audio = be->alloc<float>(static_cast<int64_t>(host_audio.size()));
   be->to_device(audio, host_audio.data(), host_audio.size() * sizeof(float));
 
@@ -116,7 +124,7 @@ void run_demo(const DemoOptions& o) {
     const double ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
     if (s > 2) total_ms += ms;  // step 1 pays for first touches and algorithm searches, step 2 for capture
     std::printf("step %3d  loss %.6f  active %3.0f/%d  grad-norm %.4f  %8.1f ms  %7.1f clips/s\n", s, st.loss,
-                st.active, o.triplets, st.grad_norm, ms, B / (ms / 1000.0));
+                st.active, contrastive ? B : o.triplets, st.grad_norm, ms, B / (ms / 1000.0));
   }
   if (o.steps > 2)
     std::printf("mean step after warm-up (steps 3-%d%s): %.1f ms (%.1f clips/s)\n", o.steps,
@@ -143,7 +151,8 @@ int main(int argc, char** argv) {
                "melgraph-smoke"};
   CLI::App* cmd = &app;
   cmd->add_option("--config", opts->config_path, "Run config (TOML); default: the built-in defaults");
-  cmd->add_option("--triplets", opts->triplets, "Triplets per step (3 clips each)")
+  cmd->add_option("--triplets", opts->triplets,
+                  "Triplets per step (3 clips each; with the contrastive loss, pairs of 2 clips)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--steps", opts->steps, "Optimizer steps")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--threads", opts->threads, "CPU threads (0: all cores)")->capture_default_str()

@@ -3,7 +3,10 @@
 //
 //   ref/<op>/<device>/...    the reference configuration (22050 Hz, 10 s clips, n_fft 1024,
 //                            hop 512, 128 mels, channels 128, kernel 4, pool 4, embedding 128,
-//                            64 triplets = 192 clips, Adam); conv and pool per stage of the model
+//                            192 clips, Adam) with the default recipe (per-band input
+//                            standardisation, mean + max pooling, batch norm before the head,
+//                            the contrastive loss over 96 anchors and their positives); conv
+//                            and pool per stage of the model
 //   small/<op>/<device>/...  a tiny model (6 clips of 2 s, 16 channels): seconds in all, for CI
 //   sweep/<op>/<device>/...  mel, conv and the whole step over batch x clip seconds x channels;
 //                            registered only when --benchmark_filter names "sweep" (minutes on
@@ -308,6 +311,63 @@ void BM_Loss(benchmark::State& st, const std::string& dev) {
   be.free_bytes(stats);
 }
 
+// The fused contrastive loss with its gradient over the batch's B rows (B / 2 anchors, then
+// their positives): graph distances as a real batch has them (TrainStep::pair_hops).
+void BM_Contrastive(benchmark::State& st, const std::string& dev) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const int A = std::max(s.B / 2, 1), N = 2 * A, E = s.plan.embedding;
+  const int64_t ne = static_cast<int64_t>(N) * E;
+  const double bytes = kF * 2.0 * static_cast<double>(ne) + static_cast<double>(N) * N;
+  const int k = copies_for(ctx, bytes);
+  Rotating raw(be, ne, k, -1.f, 1.f, 1), emb(be, ne, k, -1.f, 1.f, 2), demb(be, ne, k, -1.f, 1.f, 3);
+  for (int r = 0; r < k; ++r) be.l2norm_forward(raw.at(r), emb.at(r), N, E, 1e-12);  // unit rows, as the model's
+  const std::vector<uint8_t> h = TrainStep::pair_hops(A, s.cfg.train.neg_hops);
+  uint8_t* hops = be.alloc<uint8_t>(static_cast<int64_t>(h.size()));
+  be.to_device(hops, h.data(), h.size());
+  void* ws = be.alloc<uint8_t>(static_cast<int64_t>(std::max<size_t>(1, contrastive_workspace_bytes(N))));
+  float* stats = be.alloc<float>(2);
+  const ContrastiveLossParams p = contrastive_params(s.cfg);
+  timed(st, be, k, [&](int r) { be.contrastive_loss(emb.at(r), hops, N, E, p, stats, demb.at(r), ws); });
+  counters(st, contrastive_loss_flops(N, E), bytes, N);
+  for (void* q : {static_cast<void*>(hops), ws, static_cast<void*>(stats)}) be.free_bytes(q);
+}
+
+// Batch normalisation of the pooled features [B, D] before the head: the training forward
+// (batch statistics, running statistics updated) or its backward.
+void BM_BatchNorm(benchmark::State& st, const std::string& dev, bool backward) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const int B = s.B, D = s.plan.head_width();
+  const int64_t n = static_cast<int64_t>(B) * D;
+  const double bytes = kF * static_cast<double>(backward ? 3 * n + 4 * D : 2 * n + 4 * D);
+  const int k = copies_for(ctx, bytes);
+  Rotating x(be, n, k, -1.f, 1.f, 1), y(be, n, k, -1.f, 1.f, 2), dx(be, n, k, -1.f, 1.f, 3);
+  Rotating gamma(be, D, 1, 0.5f, 1.5f, 4), beta(be, D, 1, -0.1f, 0.1f, 5), mean(be, D, 1, -0.1f, 0.1f, 6),
+      var(be, D, 1, 0.5f, 1.5f, 7), dgamma(be, D, 1, -1.f, 1.f, 8), dbeta(be, D, 1, -1.f, 1.f, 9);
+  const BatchNormParams p{};
+  timed(st, be, k, [&](int r) {
+    if (backward)
+      be.batchnorm_backward(y.at(r), x.at(r), gamma.at(0), dx.at(r), dgamma.at(0), dbeta.at(0), B, D, p);
+    else
+      be.batchnorm_forward(x.at(r), gamma.at(0), beta.at(0), y.at(r), mean.at(0), var.at(0), B, D, p, true);
+  });
+  counters(st, backward ? batchnorm_backward_flops(B, D) : batchnorm_forward_flops(B, D), bytes, B);
+}
+
+// Per-band standardisation of the log-mel [B, n_mels, frames], in place as the model runs it.
+void BM_BandNorm(benchmark::State& st, const std::string& dev) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const int M = s.plan.n_mels;
+  const int64_t n = static_cast<int64_t>(s.B) * M * s.plan.frames;
+  const double bytes = kF * 2.0 * static_cast<double>(n);
+  const int k = copies_for(ctx, bytes);
+  Rotating x(be, n, k, -10.f, 5.f, 1), mean(be, M, 1, -5.f, 0.f, 2), sd(be, M, 1, 0.5f, 2.f, 3);
+  timed(st, be, k, [&](int r) { be.band_norm_forward(x.at(r), mean.at(0), sd.at(0), x.at(r), s.B, M, s.plan.frames); });
+  counters(st, band_norm_flops(n), bytes, s.B);
+}
+
 // In-batch mining (batch-hard) over B / 2 anchors and their positives: the masked scan of all
 // 2A x 2A pairs (semi-hard scans the same pairs). About 60% of the pairs are far in the graph.
 void BM_Mine(benchmark::State& st, const std::string& dev) {
@@ -357,13 +417,19 @@ void BM_Adam(benchmark::State& st, const std::string& dev) {
 void BM_TrainStep(benchmark::State& st, const std::string& dev, bool replay) {
   MG_BACKEND_OR_SKIP(dev);
   const Shape s = shape_of(st);
-  const int n = s.B / 3, B = 3 * n;
+  // The config's loss: the contrastive loss takes n anchors and their positives (2 n rows),
+  // the triplet loss n offline triplets (3 n rows).
+  const bool contrastive = s.cfg.loss.name == LossKind::Contrastive;
+  const int per = contrastive ? 2 : 3, n = std::max(s.B / per, 1), B = per * n;
   Model model(s.cfg, be, B);
   model.init_params(1);
   Optimizer opt(be, model.params().layout(), s.cfg.optim);
   TrainStep step(model);
   step.set_capture(replay);
-  step.set_triplets(TrainStep::offline_triplets(n));
+  if (contrastive)
+    step.set_contrastive(TrainStep::pair_hops(n, s.cfg.train.neg_hops), n, s.cfg.train.pos_hops, s.cfg.train.neg_hops);
+  else
+    step.set_triplets(TrainStep::offline_triplets(n));
   const int64_t S = s.plan.samples;
   Rotating audio(be, B * S, 1, -0.5f, 0.5f, 9);
   // Eager plans every shape; with capture, the second step records the graph.
@@ -400,6 +466,7 @@ void register_family(const std::string& family, int B, int sec, int C, const std
   const std::string p = family + "/";
   const std::string d = "/" + dev;
   at(add(p + "mel" + d, [dev](auto& st) { BM_Mel(st, dev); }), false);
+  at(add(p + "band_norm" + d, [dev](auto& st) { BM_BandNorm(st, dev); }), false);
   at(add(p + "conv_fwd" + d, [dev](auto& st) { BM_Conv(st, dev, ConvOp::Forward); }), true);
   at(add(p + "conv_bwd_filter" + d, [dev](auto& st) { BM_Conv(st, dev, ConvOp::BackwardFilter); }), true);
   at(add(p + "conv_bwd_data_filter" + d, [dev](auto& st) { BM_Conv(st, dev, ConvOp::BackwardDataFilter); }), true, 1);
@@ -416,11 +483,14 @@ void register_family(const std::string& family, int B, int sec, int C, const std
   pool("pool_bwd", true);
   at(add(p + "mean_fwd" + d, [dev](auto& st) { BM_Mean(st, dev, false); }), false);
   at(add(p + "mean_bwd" + d, [dev](auto& st) { BM_Mean(st, dev, true); }), false);
+  at(add(p + "batchnorm_fwd" + d, [dev](auto& st) { BM_BatchNorm(st, dev, false); }), false);
+  at(add(p + "batchnorm_bwd" + d, [dev](auto& st) { BM_BatchNorm(st, dev, true); }), false);
   at(add(p + "linear_fwd" + d, [dev](auto& st) { BM_Linear(st, dev, false); }), false);
   at(add(p + "linear_bwd" + d, [dev](auto& st) { BM_Linear(st, dev, true); }), false);
   at(add(p + "l2_fwd" + d, [dev](auto& st) { BM_L2(st, dev, false); }), false);
   at(add(p + "l2_bwd" + d, [dev](auto& st) { BM_L2(st, dev, true); }), false);
   at(add(p + "loss" + d, [dev](auto& st) { BM_Loss(st, dev); }), false);
+  at(add(p + "contrastive" + d, [dev](auto& st) { BM_Contrastive(st, dev); }), false);
   at(add(p + "mine" + d, [dev](auto& st) { BM_Mine(st, dev); }), false);
   at(add(p + "adam" + d, [dev](auto& st) { BM_Adam(st, dev); }), false);
   at(add(p + "train_step_eager" + d, [dev](auto& st) { BM_TrainStep(st, dev, false); }), false);

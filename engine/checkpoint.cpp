@@ -99,6 +99,7 @@ void save_checkpoint(const std::string& path, Model& model, const Optimizer* opt
   be.synchronize();
   StFile f;
   put_buffer(f, "", model.params(), be);
+  put_buffer(f, "", model.state(), be);
   if (opt) {
     put_buffer(f, "optim.m.", opt->m(), be);
     put_buffer(f, "optim.v.", opt->v(), be);
@@ -136,6 +137,7 @@ TrainState load_checkpoint(const std::string& path, Model& model, Optimizer* opt
   const StFile f = read_checked(path);
   std::vector<std::string> problems;
   check_buffer(f, "", model.params().layout(), problems);
+  check_buffer(f, "", model.state().layout(), problems);
   if (opt) {
     if (meta(f, "optimizer") == "none")
       problems.push_back("the checkpoint holds no optimizer state (saved without one); resume needs it");
@@ -151,6 +153,7 @@ TrainState load_checkpoint(const std::string& path, Model& model, Optimizer* opt
     const std::string base = is_optim ? name.substr(name.find('.', 6) + 1) : name;
     bool known = false;
     for (const TensorSpec& s : model.params().layout().specs()) known = known || s.name == base;
+    for (const TensorSpec& s : model.state().layout().specs()) known = known || (!is_optim && s.name == name);
     if (!known) problems.push_back("unexpected tensor " + name + " " + shape_str(t.shape));
   }
   if (!problems.empty()) {
@@ -166,6 +169,7 @@ TrainState load_checkpoint(const std::string& path, Model& model, Optimizer* opt
   st.seed = static_cast<uint64_t>(meta_int(f, "seed"));
   if (auto it = f.metadata.find("trainer"); it != f.metadata.end()) st.trainer = it->second;
   load_buffer(f, "", model.params(), model.backend());
+  load_buffer(f, "", model.state(), model.backend());
   if (opt) {
     load_buffer(f, "optim.m.", opt->m(), model.backend());
     load_buffer(f, "optim.v.", opt->v(), model.backend());

@@ -1,5 +1,6 @@
 // Checkpoints in the safetensors format.
 //   tensors:  <param>                 F32, e.g. conv.0.weight [128, 128, 4] (Model::param_layout)
+//             <state>                 F32, e.g. head_norm.running_mean (Model::state_layout)
 //             optim.m.<param>, optim.v.<param>   Adam moments (when saved with an optimizer)
 //   metadata: format = "melgraph-checkpoint", format_version = "1", config = the run's TOML,
 //             step, epoch, seed, optimizer = "adam" | "adamw" | "none", melgraph_version,

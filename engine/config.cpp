@@ -129,11 +129,16 @@ constexpr Choice<CacheDtype> kCacheDtypes[] = {{"int16", CacheDtype::Int16},
                                                {"float16", CacheDtype::Float16}};
 constexpr Choice<GlobalPool> kGlobalPools[] = {
     {"mean", GlobalPool::Mean}, {"mean_max", GlobalPool::MeanMax}, {"mean_max_l2", GlobalPool::MeanMaxL2}};
+constexpr Choice<InputNorm> kInputNorms[] = {{"none", InputNorm::None}, {"band", InputNorm::Band}};
+constexpr Choice<HeadNorm> kHeadNorms[] = {{"none", HeadNorm::None}, {"batch", HeadNorm::Batch}};
+constexpr Choice<EmbeddingFrom> kEmbeddingFroms[] = {{"linear", EmbeddingFrom::Linear},
+                                                     {"features", EmbeddingFrom::Features}};
 constexpr Choice<Mining> kMinings[] = {
     {"offline", Mining::Offline}, {"batch_hard", Mining::BatchHard}, {"semi_hard", Mining::SemiHard}};
 constexpr Choice<LrSchedule> kLrSchedules[] = {{"cosine", LrSchedule::Cosine},
                                                {"constant", LrSchedule::Constant}};
 constexpr Choice<NonFinite> kNonFinites[] = {{"stop", NonFinite::Stop}, {"skip", NonFinite::Skip}};
+constexpr Choice<LossKind> kLossKinds[] = {{"triplet", LossKind::Triplet}, {"contrastive", LossKind::Contrastive}};
 constexpr Choice<bool> kOptimNames[] = {{"adam", false}, {"adamw", true}};
 
 // Every section and key in canonical order. The reader and the writer both walk this one
@@ -165,15 +170,20 @@ void visit_fields(C& c, V& v) {
   v.field("kernel", c.model.kernel);
   v.choice("padding", c.model.padding, kPaddings);
   v.field("pool", c.model.pool);
+  v.choice("input_norm", c.model.input_norm, kInputNorms);
   v.field("embedding", c.model.embedding);
   v.field("l2_eps", c.model.l2_eps);
   v.choice("pooling", c.model.pooling, kGlobalPools);
+  v.choice("head_norm", c.model.head_norm, kHeadNorms);
+  v.choice("embedding_from", c.model.embedding_from, kEmbeddingFroms);
   v.field("dropout", c.model.dropout);
 
   v.section("loss");
+  v.choice("name", c.loss.name, kLossKinds);
   v.field("margin", c.loss.margin);
   v.field("swap", c.loss.swap);
   v.field("eps", c.loss.eps);
+  v.field("temperature", c.loss.temperature);
 
   v.section("optim");
   v.choice("name", c.optim.adam.decoupled, kOptimNames);
@@ -214,6 +224,7 @@ void visit_fields(C& c, V& v) {
   v.field("top_k", c.data.top_k);
   v.field("weighted", c.data.weighted);
   v.field("val_items", c.data.val_items);
+  v.field("holdout_by", c.data.holdout_by);
   v.field("val_edges", c.data.val_edges);
   v.field("recall_k", c.data.recall_k);
 
@@ -526,6 +537,7 @@ void validate(const Config& c, const std::string& source) {
 
   check.non_negative("loss.margin", c.loss.margin);
   check.positive("loss.eps", c.loss.eps);
+  check.positive("loss.temperature", c.loss.temperature);
 
   check.positive("optim.lr", c.optim.adam.lr);
   check.unit_interval("optim.beta1", c.optim.adam.beta1);
@@ -574,6 +586,16 @@ void validate(const Config& c, const std::string& source) {
 }  // namespace
 
 Config default_config() { return Config{}; }
+
+ContrastiveLossParams contrastive_params(const Config& c) {
+  return ContrastiveLossParams{c.loss.temperature, c.train.pos_hops, c.train.neg_hops};
+}
+
+bool in_batch_layout(const Config& c) { return mines_in_batch(c) || c.loss.name == LossKind::Contrastive; }
+
+int64_t batch_rows(const Config& c) { return (in_batch_layout(c) ? 2 : 3) * int64_t{c.train.batch_triplets}; }
+
+bool mines_in_batch(const Config& c) { return c.loss.name == LossKind::Triplet && c.train.mining != Mining::Offline; }
 
 Config parse_config(const std::string& toml_text, const std::string& source) {
   toml::value root;

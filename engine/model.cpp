@@ -15,8 +15,27 @@ TensorLayout Model::param_layout(const Config& c) {
     cin = cout;
   }
   // The head's fan-in: the pooled features of the last stage, k per channel.
-  l.add("linear.weight", {c.model.embedding, pooled_features(c.model.pooling) * cin});
+  const int64_t width = pooled_features(c.model.pooling) * cin;
+  if (c.model.head_norm == HeadNorm::Batch) {
+    l.add("head_norm.weight", {width});
+    l.add("head_norm.bias", {width});
+  }
+  l.add("linear.weight", {c.model.embedding, width});
   l.add("linear.bias", {c.model.embedding});
+  return l;
+}
+
+TensorLayout Model::state_layout(const Config& c) {
+  TensorLayout l;
+  if (c.model.input_norm == InputNorm::Band) {
+    l.add("input_norm.mean", {c.mel.n_mels});
+    l.add("input_norm.std", {c.mel.n_mels});
+  }
+  const int64_t width = pooled_features(c.model.pooling) * c.model.channels.back();
+  if (c.model.head_norm == HeadNorm::Batch) {
+    l.add("head_norm.running_mean", {width});
+    l.add("head_norm.running_var", {width});
+  }
   return l;
 }
 
@@ -24,18 +43,21 @@ TensorLayout Model::activation_layout(const ModelPlan& p) {
   TensorLayout l;
   const int64_t B = p.batch;
   l.add("mel", {B, p.n_mels, p.frames});
+  if (p.input_norm) l.add("band", {B, p.n_mels, p.frames});
   for (size_t i = 0; i < p.stages.size(); ++i) {
     const StagePlan& s = p.stages[i];
     l.add("conv." + std::to_string(i), {B, s.conv.Cout, s.t_conv});  // post-ReLU
     if (s.pool) l.add("pool." + std::to_string(i), {B, s.conv.Cout, s.t_out});
   }
   l.add("pooled", {B, p.head_width()});  // [mean | max | l2] per clip row
+  if (p.head_norm) l.add("norm", {B, p.head_width()});
   if (p.dropout > 0) {
     l.add("dropout", {B, p.head_width()});       // the linear layer's input in training
     l.add("dropout_mask", {B, p.head_width()});  // 0 or 1 / (1 - p); its gradient twin is unused
   }
   l.add("linear", {B, p.embedding});
   l.add("emb", {B, p.embedding});
+  if (p.features_out) l.add("features", {B, p.head_width()});
   return l;
 }
 
@@ -45,8 +67,14 @@ Model::Model(const Config& c, Backend& be, int max_batch)
       plan_(make_model_plan(c, max_batch)),
       params_(be, param_layout(c)),
       grads_(be, param_layout(c)),
+      state_(be, state_layout(c)),
       acts_(be, activation_layout(plan_)),
       dacts_(be, activation_layout(plan_)) {
+  // The state starts as the identity: input statistics 0 and 1, running mean 0 and variance 1.
+  if (plan_.input_norm)
+    set_input_stats(std::vector<float>(static_cast<size_t>(plan_.n_mels), 0.0f),
+                    std::vector<float>(static_cast<size_t>(plan_.n_mels), 1.0f));
+  reset_running_stats();
   dropout_rng_ = be_.alloc<uint64_t>(2);
   try {
     set_dropout_step(c.train.seed, 0);
@@ -63,10 +91,29 @@ void Model::set_dropout_step(uint64_t seed, uint64_t step) {
   be_.to_device(dropout_rng_, host, sizeof host);
 }
 
+void Model::set_input_stats(const std::vector<float>& mean, const std::vector<float>& std) {
+  if (!plan_.input_norm) throw std::logic_error("Model::set_input_stats: the model has no input_norm");
+  const auto n = static_cast<size_t>(plan_.n_mels);
+  if (mean.size() != n || std.size() != n)
+    throw std::invalid_argument("Model::set_input_stats: need " + std::to_string(n) + " bands, got " +
+                                std::to_string(mean.size()) + " means and " + std::to_string(std.size()) + " stds");
+  for (size_t c = 0; c < n; ++c)
+    if (!std::isfinite(mean[c]) || !(std[c] > 0) || !std::isfinite(std[c]))
+      throw std::invalid_argument("Model::set_input_stats: band " + std::to_string(c) + " has mean " +
+                                  std::to_string(mean[c]) + ", std " + std::to_string(std[c]) +
+                                  " (need finite values and std > 0)");
+  be_.to_device(state_.ptr("input_norm.mean"), mean.data(), n * sizeof(float));
+  be_.to_device(state_.ptr("input_norm.std"), std.data(), n * sizeof(float));
+}
+
 void Model::init_params(uint64_t seed) {
   const auto& specs = params_.layout().specs();
   for (size_t i = 0; i < specs.size(); ++i) {
     const TensorSpec& s = specs[i];
+    if (s.name == "head_norm.weight" || s.name == "head_norm.bias") {  // torch's BatchNorm1d: 1 and 0
+      be_.fill(params_.data() + s.offset, s.numel(), s.name == "head_norm.weight" ? 1.0f : 0.0f);
+      continue;
+    }
     // fan_in of the layer this tensor belongs to: weight [out, in, (K)] -> in * K; a bias
     // shares its weight's fan_in (the weight precedes it in the layout).
     const TensorSpec& w = (s.shape.size() == 1 && i > 0) ? specs[i - 1] : s;
@@ -75,6 +122,13 @@ void Model::init_params(uint64_t seed) {
     const float bound = static_cast<float>(1.0 / std::sqrt(static_cast<double>(fan_in)));
     be_.fill_uniform(params_.data() + s.offset, s.numel(), -bound, bound, seed, i);
   }
+  reset_running_stats();
+}
+
+void Model::reset_running_stats() {
+  for (const TensorSpec& s : state_.layout().specs())
+    if (s.name == "head_norm.running_mean" || s.name == "head_norm.running_var")
+      be_.fill(state_.data() + s.offset, s.numel(), s.name == "head_norm.running_var" ? 1.0f : 0.0f);
 }
 
 Conv1dDims Model::stage_dims(size_t i, int B) const {
@@ -88,7 +142,8 @@ std::string Model::stage_output(size_t i) const {
 }
 
 const float* Model::stage_input(size_t i) const {
-  return i == 0 ? acts_.ptr("mel") : acts_.ptr(stage_output(i - 1));
+  if (i == 0) return acts_.ptr(plan_.input_norm ? "band" : "mel");
+  return acts_.ptr(stage_output(i - 1));
 }
 
 float* Model::stage_input_grad(size_t i) {
@@ -108,6 +163,15 @@ const float* Model::forward(const float* audio, int B) {
   return forward_head(B);
 }
 
+const float* Model::embed(const float* audio, int B) {
+  const float* emb = forward(audio, B);
+  if (!plan_.features_out) return emb;
+  // The features the linear layer reads, before dropout (which eval mode skips anyway).
+  be_.l2norm_forward(acts_.ptr(plan_.head_norm ? "norm" : "pooled"), acts_.ptr("features"), B, plan_.head_width(),
+                     config_.model.l2_eps);
+  return acts_.ptr("features");
+}
+
 void Model::backward(const float* demb, int B) {
   check_batch(B, "backward");
   backward_head(demb, B);
@@ -116,6 +180,9 @@ void Model::backward(const float* demb, int B) {
 
 void Model::forward_mel(const float* audio, int B) {
   be_.mel_forward(audio, acts_.ptr("mel"), B, plan_.samples, config_.mel);
+  if (plan_.input_norm)
+    be_.band_norm_forward(acts_.ptr("mel"), state_.ptr("input_norm.mean"), state_.ptr("input_norm.std"),
+                          acts_.ptr("band"), B, plan_.n_mels, plan_.frames);
 }
 
 void Model::forward_conv(int B) {
@@ -145,10 +212,17 @@ const float* Model::forward_head(int B) {
   be_.mean_time_forward(feat, pooled, rows, last.t_out, out);
   if (k >= 2) be_.max_time_forward(feat, pooled + C, rows, last.t_out, out);
   if (k >= 3) be_.l2_time_forward(feat, pooled + 2 * C, rows, last.t_out, out);
-  dropped_ = training_ && plan_.dropout > 0;
   const float* head_in = pooled;  // [B, D]
+  batch_stats_ = training_ && plan_.head_norm;
+  if (plan_.head_norm) {
+    be_.batchnorm_forward(pooled, params_.ptr("head_norm.weight"), params_.ptr("head_norm.bias"), acts_.ptr("norm"),
+                          state_.ptr("head_norm.running_mean"), state_.ptr("head_norm.running_var"), B, D,
+                          BatchNormParams{}, training_);
+    head_in = acts_.ptr("norm");
+  }
+  dropped_ = training_ && plan_.dropout > 0;
   if (dropped_) {
-    be_.dropout_forward(pooled, acts_.ptr("dropout"), acts_.ptr("dropout_mask"), static_cast<int64_t>(B) * D,
+    be_.dropout_forward(head_in, acts_.ptr("dropout"), acts_.ptr("dropout_mask"), static_cast<int64_t>(B) * D,
                         plan_.dropout, dropout_rng_);
     head_in = acts_.ptr("dropout");
   }
@@ -164,14 +238,24 @@ void Model::backward_head(const float* demb, int B) {
   const int C = last.conv.Cout, D = plan_.head_width(), k = plan_.pooled_features();
   const int64_t head_rows = static_cast<int64_t>(B) * C;
   const RowOut out{C, D};
+  if (plan_.head_norm && !batch_stats_)
+    throw std::logic_error("Model::backward: the last forward ran in evaluation mode; batch norm's backward needs "
+                           "the batch statistics of a training-mode forward");
   be_.l2norm_backward(demb, acts_.ptr("linear"), acts_.ptr("emb"), dacts_.ptr("linear"), B, E,
                       config_.model.l2_eps);
-  const std::string head_in = dropped_ ? "dropout" : "pooled";
+  // The head's chain: pooled -> (norm) -> (dropout) -> linear; each backward writes the
+  // gradient of the tensor before it.
+  const std::string normed = plan_.head_norm ? "norm" : "pooled";
+  const std::string head_in = dropped_ ? "dropout" : normed;
   be_.linear_backward(dacts_.ptr("linear"), acts_.ptr(head_in), params_.ptr("linear.weight"), dacts_.ptr(head_in),
                       grads_.ptr("linear.weight"), grads_.ptr("linear.bias"), B, D, E);
   if (dropped_)
-    be_.dropout_backward(dacts_.ptr("dropout"), acts_.ptr("dropout_mask"), dacts_.ptr("pooled"),
+    be_.dropout_backward(dacts_.ptr("dropout"), acts_.ptr("dropout_mask"), dacts_.ptr(normed),
                          static_cast<int64_t>(B) * D);
+  if (plan_.head_norm)
+    be_.batchnorm_backward(dacts_.ptr("norm"), acts_.ptr("pooled"), params_.ptr("head_norm.weight"),
+                           dacts_.ptr("pooled"), grads_.ptr("head_norm.weight"), grads_.ptr("head_norm.bias"), B, D,
+                           BatchNormParams{});
   // The pooled features' gradients meet in dfeat: the mean's backward writes it, the max's
   // and the L2's add theirs, in that fixed order on every backend.
   const float* feat = acts_.ptr(stage_output(plan_.stages.size() - 1));  // [B, C, T]

@@ -1,17 +1,20 @@
 // The embedding model on a Backend, with hand-written backward:
-//   mel -> [conv -> relu -> (pool)] x stages -> global pooling over time -> (dropout)
-//       -> linear -> l2norm
+//   mel -> [conv -> relu -> (pool)] x stages -> global pooling over time -> (batch norm)
+//       -> (dropout) -> linear -> l2norm
 // Global pooling (model.pooling) writes one row per clip, [mean | max | l2] over time of each
 // channel of the last stage (mean: [mean] only; mean_max: [mean | max]), each block C_last
 // wide; dropout (model.dropout > 0) acts in training mode only.
 // Memory (all on the backend's device, allocated once here):
 //   params_ / grads_      one TensorBuffer each, same layout (names in param_layout())
+//   state_                what is not trained by gradients but saved with them
+//                         (state_layout(): input statistics, batch norm's running statistics)
 //   acts_ / dacts_        the activation arena and its gradient twin, planned for max_batch
 //   dropout_rng_          device uint64 [2] = {seed, Philox stream} of the dropout mask
 // A smaller batch uses the leading part of every activation tensor.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "engine/backend.h"
 #include "engine/config.h"
@@ -30,15 +33,30 @@ class Model {
   // Parameter names and shapes (the checkpoint's tensor names):
   //   conv.{i}.weight [C_i, C_{i-1}, K], conv.{i}.bias [C_i]   (C_{-1} = n_mels)
   //   linear.weight [E, k C_last], linear.bias [E]   (k = 1, 2, 3 for model.pooling)
+  //   head_norm.weight [D], head_norm.bias [D]                   (model.head_norm = batch; D = k C_last)
   static TensorLayout param_layout(const Config& c);
+  // The non-trained state (checkpointed beside the parameters):
+  //   input_norm.mean [n_mels], input_norm.std [n_mels]         (model.input_norm = band)
+  //   head_norm.running_mean [D], head_norm.running_var [D]      (model.head_norm = batch)
+  // The input statistics (model.input_norm = band), measured on the training set: mean and std
+  // [n_mels] of the log-mel per band. Until set they are 0 and 1 (no change).
+  void set_input_stats(const std::vector<float>& mean, const std::vector<float>& std);
+  static TensorLayout state_layout(const Config& c);
 
   // PyTorch's default Conv1d/Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and
-  // biases, drawn with Philox (seed, stream = tensor index), identical on every backend.
+  // biases, drawn with Philox (seed, stream = tensor index), identical on every backend; batch
+  // norm's scale 1 and shift 0, and its running statistics reset (mean 0, variance 1), as
+  // torch's BatchNorm1d starts.
   void init_params(uint64_t seed);
 
   // audio [B, S] (device) -> embeddings [B, E] (device, in the arena: valid until the next
   // forward). B <= max_batch.
   const float* forward(const float* audio, int B);
+  // The item embedding of audio [B, S] (device): forward(), then, with model.embedding_from =
+  // features, the L2-normalised pooled features -> [B, output_dim()]; else forward's output.
+  // Validation, the index and queries embed with it (in eval mode).
+  const float* embed(const float* audio, int B);
+  int output_dim() const { return plan_.output_dim(); }
   // demb [B, E] (device) -> parameter gradients accumulate into grads(); activation
   // gradients are overwritten. Uses the activations of the last forward(B), and takes the
   // path that forward took (with or without dropout).
@@ -47,15 +65,17 @@ class Model {
   // The parts forward() and backward() run, in this order, for callers that time them apart
   // (engine/step_bench.cpp): forward = mel, conv stack, head; backward = head, conv stack.
   // Each reads what the part before it left in the arena; B is not checked here.
-  void forward_mel(const float* audio, int B);  // audio [B, S] -> mel [B, n_mels, frames]
+  void forward_mel(const float* audio, int B);  // audio [B, S] -> mel [B, n_mels, frames] (-> band)
   void forward_conv(int B);                     // -> the last stage's output [B, C, T]
   const float* forward_head(int B);             // global pooling, dropout, linear, L2 -> emb [B, E]
   void backward_head(const float* demb, int B);  // -> d(last stage's output), head grads
   void backward_conv(int B);                     // -> conv grads
 
   // Training mode (the default, as a fresh torch module) applies dropout when model.dropout >
-  // 0; eval mode (validation, embedding export) skips it: the linear layer reads the pooled
-  // features as they are. Without dropout the two modes compute the same thing.
+  // 0 and normalises the pooled features with the batch's statistics (updating the running
+  // ones); eval mode (validation, embedding export) skips dropout and uses the running
+  // statistics. Without dropout and batch norm the two modes compute the same thing.
+  // backward() needs a training-mode forward when the model has batch norm.
   void set_training(bool on) { training_ = on; }
   bool training() const { return training_; }
   // The dropout mask of the following forward passes: Philox key `seed`, stream
@@ -78,11 +98,14 @@ class Model {
   const TensorBuffer& params() const { return params_; }
   TensorBuffer& grads() { return grads_; }
   const TensorBuffer& grads() const { return grads_; }
+  TensorBuffer& state() { return state_; }
+  const TensorBuffer& state() const { return state_; }
   const TensorBuffer& activations() const { return acts_; }
   Backend& backend() { return be_; }
 
  private:
   static TensorLayout activation_layout(const ModelPlan& p);
+  void reset_running_stats();
   void check_batch(int B, const char* what) const;
   Conv1dDims stage_dims(size_t i, int B) const;
   const float* stage_input(size_t i) const;
@@ -92,11 +115,12 @@ class Model {
   Config config_;
   Backend& be_;
   ModelPlan plan_;
-  TensorBuffer params_, grads_;
+  TensorBuffer params_, grads_, state_;
   TensorBuffer acts_, dacts_;
   uint64_t* dropout_rng_ = nullptr;  // device [2] = {seed, stream}
   bool training_ = true;
   bool dropped_ = false;  // whether the last forward applied dropout (its backward must too)
+  bool batch_stats_ = false;  // whether the last forward normalised with batch statistics
 };
 
 }  // namespace mg

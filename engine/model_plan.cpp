@@ -81,6 +81,9 @@ ModelPlan make_model_plan(const Config& c, int batch) {
   p.n_mels = c.mel.n_mels;
   p.embedding = c.model.embedding;
   p.pooling = c.model.pooling;
+  p.input_norm = c.model.input_norm == InputNorm::Band;
+  p.features_out = c.model.embedding_from == EmbeddingFrom::Features;
+  p.head_norm = c.model.head_norm == HeadNorm::Batch;
   p.dropout = c.model.dropout;
 
   auto too_short = [&](const std::string& why) {
@@ -128,6 +131,11 @@ ModelPlan make_model_plan(const Config& c, int batch) {
   return p;
 }
 
+int embedding_dim(const Config& c) {
+  return c.model.embedding_from == EmbeddingFrom::Features ? pooled_features(c.model.pooling) * c.model.channels.back()
+                                                           : c.model.embedding;
+}
+
 int pooled_features(GlobalPool p) {
   switch (p) {
     case GlobalPool::Mean: return 1;
@@ -140,6 +148,7 @@ int pooled_features(GlobalPool p) {
 int64_t ModelPlan::param_count() const {
   int64_t total = 0;
   for (const auto& s : stages) total += conv_params(s.conv);
+  if (head_norm) total += 2 * int64_t{head_width()};  // scale and shift per feature
   return total + linear_params(head_width(), embedding);
 }
 
@@ -163,6 +172,7 @@ std::string ModelPlan::describe(const Config& c) const {
     << std::setw(10) << "params" << "  notes\n";
   row("audio", shape({b, samples}), 0, "");
   row("mel", shape({b, n_mels, frames}), 0, std::to_string(frames) + " frames");
+  if (input_norm) row("band", shape({b, n_mels, frames}), 0, "standardised per band (training-set statistics)");
   for (size_t i = 0; i < stages.size(); ++i) {
     const StagePlan& s = stages[i];
     const std::string idx = std::to_string(i);
@@ -180,9 +190,14 @@ std::string ModelPlan::describe(const Config& c) const {
     row("pooled", shape({b, width}), 0,
         std::string(pooling == GlobalPool::MeanMax ? "[mean | max]" : "[mean | max | l2]") + " over time, " +
             std::to_string(channels_last()) + " each");
+  if (head_norm)
+    row("norm", shape({b, width}), 2 * width, "batch norm per feature (running statistics in evaluation)");
   if (dropout > 0) row("dropout", shape({b, width}), 0, "p " + num(dropout) + ", training only");
   row("linear", shape({b, embedding}), linear_params(width, embedding), "");
-  row("l2norm", shape({b, embedding}), 0, "eps " + num(c.model.l2_eps));
+  row("l2norm", shape({b, embedding}), 0,
+      "eps " + num(c.model.l2_eps) + (features_out ? " (the projection the training loss sees)" : ""));
+  if (features_out)
+    row("embed", shape({b, width}), 0, "the L2-normalised pooled features: the item embedding");
 
   const int64_t total = param_count();
   const int64_t bytes = total * static_cast<int64_t>(sizeof(float));

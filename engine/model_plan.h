@@ -2,14 +2,18 @@
 //
 //   audio   [B, S]                      S = clip_samples
 //   mel     [B, n_mels, F]              F = 1 + S / hop
+//   (band)  [B, n_mels, F]              model.input_norm = band: standardised per band
 //   stage i: conv_i [B, C_i, Tc_i]      Tc_i = T_{i-1} + pad - K + 1   (T_0 = F, C_0 = n_mels)
 //            relu in place
 //            pool_i [B, C_i, Tc_i / P]  (every stage but the last)
 //   pooled  [B, k C_last]               global pooling over time, per clip row [mean | max | l2]:
 //                                       k = 1 (mean), 2 (mean_max), 3 (mean_max_l2)
+//   norm    [B, k C_last]               model.head_norm = batch: batch normalisation per feature
 //   dropout [B, k C_last]               training only, model.dropout > 0
 //   linear  [B, E]                      fan-in k C_last
 //   emb     [B, E]                      L2-normalised
+//   features [B, k C_last]              model.embedding_from = features: the L2-normalised
+//                                       pooled (and normalised) features, the item embedding
 //
 // Building a plan validates the shapes: a clip too short for the stack is an error that names
 // the shortest clip (in samples and seconds) that works.
@@ -40,12 +44,16 @@ struct ModelPlan {
   int n_mels = 0;
   std::vector<StagePlan> stages;
   GlobalPool pooling = GlobalPool::Mean;
+  bool input_norm = false;  // per-band standardisation of the log-mel
+  bool head_norm = false;  // batch normalisation of the pooled features
   double dropout = 0;  // probability before the linear layer (training only)
   int embedding = 0;
 
   int channels_last() const { return stages.empty() ? 0 : stages.back().conv.Cout; }
   int pooled_features() const { return mg::pooled_features(pooling); }
   int head_width() const { return pooled_features() * channels_last(); }  // the linear layer's fan-in
+  bool features_out = false;  // model.embedding_from = features
+  int output_dim() const { return features_out ? head_width() : embedding; }  // an item embedding's width
 
   int64_t param_count() const;
   // Human-readable table: every layer with its output shape and parameter count.
@@ -54,6 +62,9 @@ struct ModelPlan {
 
 // Throws ConfigError on shapes that cannot work (clip too short: names the shortest clip).
 ModelPlan make_model_plan(const Config& c, int batch);
+
+// The width of the model's item embeddings (ModelPlan::output_dim without building a plan).
+int embedding_dim(const Config& c);
 
 // The shortest clip, in samples, for which every stage has at least one output step.
 int64_t min_clip_samples(const Config& c);

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "kernels/blas.h"
+#include "kernels/philox.h"
 
 namespace mg {
 
@@ -279,6 +280,58 @@ TripletAccuracy triplet_accuracy(const float* emb, int64_t N, int D, std::span<c
   for (size_t t = 0; t < triplets.size(); t += 3)
     if (dist2(triplets[t], triplets[t + 1]) < dist2(triplets[t], triplets[t + 2])) ++acc.correct;
   return acc;
+}
+
+// ---- spread ------------------------------------------------------------------------------
+
+SimilaritySpread similarity_spread(const float* vecs, int64_t n, int d, int64_t max_pairs, uint64_t seed) {
+  if (n < 0 || d < 1 || max_pairs < 1)
+    throw std::invalid_argument("similarity_spread: need n >= 0, d >= 1, max_pairs >= 1 (got n " + std::to_string(n) +
+                                ", d " + std::to_string(d) + ", max_pairs " + std::to_string(max_pairs) + ")");
+  SimilaritySpread s;
+  if (n == 0) return s;
+  auto dot = [&](int64_t i, int64_t j) {
+    double acc = 0;
+    for (int c = 0; c < d; ++c) acc += static_cast<double>(vecs[i * d + c]) * vecs[j * d + c];
+    return acc;
+  };
+  std::vector<double> mean(static_cast<size_t>(d), 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int c = 0; c < d; ++c) mean[static_cast<size_t>(c)] += vecs[i * d + c];
+  double norm2 = 0;
+  for (const double m : mean) norm2 += (m / static_cast<double>(n)) * (m / static_cast<double>(n));
+  s.mean_norm = std::sqrt(norm2);
+  if (n < 2) return s;
+  std::vector<double> sims;
+  const double all = static_cast<double>(n) * static_cast<double>(n - 1) / 2;
+  if (all <= static_cast<double>(max_pairs)) {
+    sims.reserve(static_cast<size_t>(all));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = i + 1; j < n; ++j) sims.push_back(dot(i, j));
+  } else {
+    sims.resize(static_cast<size_t>(max_pairs));
+    const auto un = static_cast<uint64_t>(n);
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < max_pairs; ++p) {
+      // i uniform, j uniform among the other n - 1 rows ((u * m) >> 32: bias below m / 2^32).
+      const auto pu = static_cast<uint64_t>(p);
+      const auto i = static_cast<int64_t>((static_cast<uint64_t>(philox_u32(seed, kSpreadStream, 2 * pu)) * un) >> 32);
+      auto j = static_cast<int64_t>((static_cast<uint64_t>(philox_u32(seed, kSpreadStream, 2 * pu + 1)) * (un - 1)) >> 32);
+      if (j >= i) ++j;
+      sims[static_cast<size_t>(p)] = dot(i, j);
+    }
+  }
+  std::sort(sims.begin(), sims.end());
+  s.pairs = static_cast<int64_t>(sims.size());
+  // Nearest rank: the smallest value with at least q of the pairs at or below it.
+  auto rank = [&](double q) {
+    const auto r = static_cast<size_t>(std::ceil(q * static_cast<double>(sims.size())));
+    return sims[std::clamp<size_t>(r, 1, sims.size()) - 1];
+  };
+  s.p5 = rank(0.05);
+  s.median = rank(0.5);
+  s.p95 = rank(0.95);
+  return s;
 }
 
 }  // namespace mg

@@ -95,6 +95,20 @@ class RetrievalAccumulator {
 void topk_cosine(const float* queries, int64_t Q, const float* items, int64_t N, int D, int k,
                  std::span<const int32_t> exclude, int32_t* out_items, float* out_sims);
 
+// How spread out a set of unit vectors is: the cosine similarity of random pairs of distinct
+// rows. Embeddings that crowd into a narrow cone (median near 1) rank by differences in the
+// fourth decimal, which users cannot read and a quantised or clustered index loses; a
+// well-spread space has a median near 0. Every pair when n (n - 1) / 2 <= max_pairs, else
+// max_pairs pairs drawn with Philox (seed, stream kSpreadStream): deterministic for a seed.
+// Percentiles by the nearest-rank rule; dot products in float64. mean_norm: the length of the
+// mean row (1 when every row is the same, near 0 when they point all ways).
+struct SimilaritySpread {
+  int64_t pairs = 0;
+  double median = 0, p5 = 0, p95 = 0, mean_norm = 0;
+};
+inline constexpr uint64_t kSpreadStream = 0x737072656164ull;  // "spread"
+SimilaritySpread similarity_spread(const float* vecs, int64_t n, int d, int64_t max_pairs = 100000, uint64_t seed = 0);
+
 // Triplet accuracy: the fraction of triplets (a, p, n) with d(a, p) < d(a, n) (strict: a tie is
 // a miss), d the Euclidean distance between rows of emb [N, D], computed in float64.
 // triplets: [T, 3] row-major item indices (a, p, n). Returns 0 for T = 0.

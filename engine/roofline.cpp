@@ -40,6 +40,11 @@ double l2norm_forward_flops(int B, int E) { return 3 * d(B) * E; }
 double l2norm_backward_flops(int B, int E) { return 5 * d(B) * E; }
 double triplet_loss_flops(int n_triplets, int E, bool swap) { return d(n_triplets) * E * (swap ? 14 : 12); }
 
+double contrastive_loss_flops(int N, int E) { return 6 * d(N) * N * E + 2 * d(N) * N; }
+double batchnorm_forward_flops(int B, int D) { return 5 * d(B) * D; }
+double batchnorm_backward_flops(int B, int D) { return 8 * d(B) * D; }
+double band_norm_flops(int64_t n) { return 2 * d(n); }
+
 double adam_flops(int64_t n_params, const OptimConfig& o) {
   double per = 14;
   if (o.adam.weight_decay > 0) per += 2;
@@ -67,6 +72,10 @@ StepCost training_step_cost(const Config& c, int batch, int n_triplets) {
 
   CostPart mel{"mel", mel_flops(c.mel, B, plan.samples, static_cast<int64_t>(fb.weights.size())),
                kF32 * (d(B) * d(plan.samples) + logmel)};  // audio read, log-mel written
+  if (plan.input_norm) {  // the log-mel read again, the standardised copy written
+    mel.flops += band_norm_flops(static_cast<int64_t>(logmel));
+    mel.bytes += kF32 * 2 * logmel;
+  }
 
   // Conv stack: reads the log-mel; every tensor it makes and its gradient is written and read
   // once inside the stack, except the last stage's output (written here, read by the head)
@@ -96,14 +105,16 @@ StepCost training_step_cost(const Config& c, int batch, int n_triplets) {
   const int C = last.conv.Cout, E = plan.embedding, T = last.t_out, D = plan.head_width(), k = plan.pooled_features();
   const bool dropped = plan.dropout > 0;
   CostPart head{"head + loss", 0, 0};
+  const bool contrastive = c.loss.name == LossKind::Contrastive;
   head.flops = 2.0 * k * d(B) * C * T + (dropped ? 2.0 * d(B) * D : 0.0) + linear_forward_flops(B, D, E) +
                linear_backward_flops(B, D, E) + l2norm_forward_flops(B, E) + l2norm_backward_flops(B, E) +
-               triplet_loss_flops(n_triplets, E, c.loss.swap);
+               (contrastive ? contrastive_loss_flops(B, E) : triplet_loss_flops(n_triplets, E, c.loss.swap));
+  if (plan.head_norm) head.flops += batchnorm_forward_flops(B, D) + batchnorm_backward_flops(B, D);
   // The last stage's output read, its gradient written; the pooled features (and with dropout
   // the dropped ones, and the mask written and read), linear and embedding, and their
   // gradients, written and read once each; the linear layer's weights read, gradients written.
-  const double linear_params = d(E) * D + E;
-  const double head_acts = d(B) * D * (dropped ? 2 : 1) + 2 * d(B) * E;
+  const double linear_params = d(E) * D + E + (plan.head_norm ? 2.0 * D : 0.0);  // with batch norm's scale and shift
+  const double head_acts = d(B) * D * (1 + (dropped ? 1 : 0) + (plan.head_norm ? 1 : 0)) + 2 * d(B) * E;
   head.bytes = kF32 * (2 * d(B) * C * T + 2 * 2 * head_acts + (dropped ? 2 * d(B) * D : 0.0) + 2 * linear_params);
 
   const int64_t n_params = plan.param_count();

@@ -53,6 +53,16 @@ double l2norm_backward_flops(int B, int E);
 // Fused triplet loss with its gradient, per triplet: 2 dot products of E forward (3 with
 // swap), 8 E for the three gradient rows.
 double triplet_loss_flops(int n_triplets, int E, bool swap);
+// Fused contrastive loss with its gradient over N rows of E: three sweeps of the N x N pairs
+// (the similarities for the row statistics, again for the coefficients, then the weighted sum
+// of rows), 2 E each, plus an exp per pair and sweep that needs one: 6 N^2 E + 2 N^2.
+double contrastive_loss_flops(int N, int E);
+// Batch normalisation of B rows of D: forward 5 B D (two statistics passes, standardise, scale
+// and shift), backward 8 B D (the statistics again, two sums, dx).
+double batchnorm_forward_flops(int B, int D);
+double batchnorm_backward_flops(int B, int D);
+// Per-band standardisation of n values: a subtraction and a division each.
+double band_norm_flops(int64_t n);
 // Adam per parameter: moments 7, update 7, decoupled or L2 weight decay 2 more; clipping by
 // the global norm 3 (square-add, scale).
 double adam_flops(int64_t n_params, const OptimConfig& o);
@@ -71,8 +81,10 @@ struct StepCost {
   double bytes() const;
 };
 
-// One step of `batch` clips with `n_triplets` triplets (the offline layout: batch = 3 n),
-// forward, fused loss, backward, clipping (when configured) and Adam.
+// One step of `batch` clips with `n_triplets` triplets (the offline layout: batch = 3 n; with
+// the contrastive loss n anchors and their positives: batch = 2 n), forward (with the input
+// standardisation and batch norm the config has), fused loss, backward, clipping (when
+// configured) and Adam.
 StepCost training_step_cost(const Config& c, int batch, int n_triplets);
 
 // ---- device peaks ---------------------------------------------------------------------

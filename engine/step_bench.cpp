@@ -54,9 +54,12 @@ StepBenchResult bench_training_step(Backend& be, const Config& c, const StepBenc
   if (o.steps < 1) throw std::invalid_argument("bench: --steps must be >= 1 (got " + std::to_string(o.steps) + ")");
   if (o.warmup < 0) throw std::invalid_argument("bench: --warmup must be >= 0 (got " + std::to_string(o.warmup) + ")");
   StepBenchResult r;
+  const bool contrastive = c.loss.name == LossKind::Contrastive;
   r.n_triplets = c.train.batch_triplets;
-  r.batch = 3 * r.n_triplets;
+  r.batch = (contrastive ? 2 : 3) * r.n_triplets;
   const int B = r.batch;
+  const std::vector<uint8_t> hops = contrastive ? TrainStep::pair_hops(r.n_triplets, c.train.neg_hops)
+                                                : std::vector<uint8_t>{};
 
   Model model(c, be, B);
   model.init_params(o.seed);
@@ -71,7 +74,10 @@ StepBenchResult bench_training_step(Backend& be, const Config& c, const StepBenc
     Optimizer opt(be, model.params().layout(), c.optim);
     TrainStep step(model);
     step.set_capture(o.capture);
-    step.set_triplets(TrainStep::offline_triplets(r.n_triplets));
+    if (contrastive)
+      step.set_contrastive(hops, r.n_triplets, c.train.pos_hops, c.train.neg_hops);
+    else
+      step.set_triplets(TrainStep::offline_triplets(r.n_triplets));
     for (int i = 0; i < o.warmup; ++i) step.step(audio, B, c.loss, opt, c.optim.adam.lr);
     be.synchronize();
     auto sw = be.stopwatch();
@@ -95,6 +101,9 @@ StepBenchResult bench_training_step(Backend& be, const Config& c, const StepBenc
   int32_t* triplets = triplets_buf.p;  // [n_triplets, 3]
   const std::vector<int32_t> table = TrainStep::offline_triplets(r.n_triplets);
   be.to_device(triplets, table.data(), table.size() * sizeof(int32_t));
+  DeviceArray<uint8_t> hops_buf(be, std::max<int64_t>(1, static_cast<int64_t>(hops.size())));
+  if (contrastive) be.to_device(hops_buf.p, hops.data(), hops.size());  // [B, B]
+  DeviceArray<uint8_t> loss_ws(be, static_cast<int64_t>(contrastive_workspace_bytes(B)));
   DeviceArray<float> stats_buf(be, 2);
   float* stats = stats_buf.p;  // {loss, active}
   const int E = plan.embedding;
@@ -105,7 +114,12 @@ StepBenchResult bench_training_step(Backend& be, const Config& c, const StepBenc
     model.forward_conv(B);
     model.backward_conv(B);
   };
-  auto loss = [&] { be.triplet_loss(emb, triplets, r.n_triplets, B, E, c.loss, stats, demb); };
+  auto loss = [&] {
+    if (contrastive)
+      be.contrastive_loss(emb, hops_buf.p, B, E, contrastive_params(c), stats, demb, loss_ws.p);
+    else
+      be.triplet_loss(emb, triplets, r.n_triplets, B, E, c.loss, stats, demb);
+  };
   auto head = [&] {
     emb = model.forward_head(B);
     loss();

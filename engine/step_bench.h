@@ -38,12 +38,14 @@ struct StepBenchResult {
   // "mel", "conv stack fwd+bwd", "head + loss", "optimizer" (the StepCost parts' names);
   // medians of separate runs.
   std::vector<PartTime> parts;
-  double fused_loss_seconds = 0;  // the fused triplet loss (with its gradient) alone, median
+  double fused_loss_seconds = 0;  // the fused loss (with its gradient) alone, median
   double clips_per_second() const { return step_median > 0 ? batch / step_median : 0; }
 };
 
-// Batch = 3 * c.train.batch_triplets clips of c.audio.clip_samples() random samples, offline
-// triplets. Allocates the model, optimizer and part buffers on `be` and frees them on return.
+// Batch = 3 * c.train.batch_triplets clips of c.audio.clip_samples() random samples in offline
+// triplets or, with the contrastive loss, 2 * batch_triplets clips (anchors, then their
+// positives; every other row far in the graph). In-batch mining is timed as offline triplets.
+// Allocates the model, optimizer and part buffers on `be` and frees them on return.
 StepBenchResult bench_training_step(Backend& be, const Config& c, const StepBenchOptions& o);
 
 // The median of a list of times (0 for none).

@@ -17,6 +17,7 @@ TrainStep::~TrainStep() {
   be_.free_bytes(stats_);
   if (hops_) be_.free_bytes(hops_);
   if (mine_counts_) be_.free_bytes(mine_counts_);
+  if (contrastive_ws_) be_.free_bytes(contrastive_ws_);
 }
 
 std::vector<int32_t> TrainStep::offline_triplets(int n) {
@@ -29,14 +30,22 @@ std::vector<int32_t> TrainStep::offline_triplets(int n) {
   return t;
 }
 
+std::vector<uint8_t> TrainStep::pair_hops(int n, int far) {
+  const size_t N = 2 * static_cast<size_t>(n);
+  std::vector<uint8_t> h(N * N, static_cast<uint8_t>(far));
+  for (size_t i = 0; i < N; ++i) h[i * N + i] = 0;
+  for (size_t i = 0; i < static_cast<size_t>(n); ++i) h[i * N + n + i] = h[(n + i) * N + i] = 1;
+  return h;
+}
+
 void TrainStep::set_triplets(const std::vector<int32_t>& table) {
   const size_t n = table.size() / 3;
   if (table.size() % 3 != 0 || n == 0 || n > static_cast<size_t>(model_.max_batch()))
     throw std::invalid_argument("TrainStep: triplet table of " + std::to_string(table.size()) +
                                 " entries; need 3 * n with 1 <= n <= " + std::to_string(model_.max_batch()));
   be_.to_device(triplets_, table.data(), table.size() * sizeof(int32_t));
-  if (mining_) {  // recorded graphs mine; this table must be used as it is
-    mining_ = false;
+  if (mode_ != Mode::Table) {  // recorded graphs mine or run the contrastive loss; this table must be used as it is
+    mode_ = Mode::Table;
     forget_captures();
   }
   if (static_cast<int>(n) != n_triplets_) {  // the count is baked into the graph
@@ -46,30 +55,48 @@ void TrainStep::set_triplets(const std::vector<int32_t>& table) {
   n_triplets_ = static_cast<int>(n);
 }
 
-void TrainStep::set_mining(const std::vector<uint8_t>& hops, int anchors, NegativeMining rule, int neg_hops) {
+void TrainStep::set_in_batch(const std::vector<uint8_t>& hops, int anchors, const char* who) {
   const int max_batch = model_.max_batch();
   if (anchors < 1 || 2 * static_cast<int64_t>(anchors) > max_batch || anchors > kMaxMiningAnchors)
-    throw std::invalid_argument("TrainStep::set_mining: " + std::to_string(anchors) +
+    throw std::invalid_argument(std::string("TrainStep::") + who + ": " + std::to_string(anchors) +
                                 " anchors; need 1 <= anchors <= " +
                                 std::to_string(std::min(max_batch / 2, kMaxMiningAnchors)) +
                                 " (anchors + positives fill the batch of " + std::to_string(max_batch) + " clips)");
   const size_t n = 2 * static_cast<size_t>(anchors);
   if (hops.size() != n * n)
-    throw std::invalid_argument("TrainStep::set_mining: hops has " + std::to_string(hops.size()) + " entries; need " +
-                                std::to_string(n) + " x " + std::to_string(n) + " for " + std::to_string(anchors) +
-                                " anchors and their positives");
-  if (neg_hops < 1 || neg_hops > 255)
-    throw std::invalid_argument("TrainStep::set_mining: neg_hops must be in 1..255, got " + std::to_string(neg_hops));
+    throw std::invalid_argument(std::string("TrainStep::") + who + ": hops has " + std::to_string(hops.size()) +
+                                " entries; need " + std::to_string(n) + " x " + std::to_string(n) + " for " +
+                                std::to_string(anchors) + " anchors and their positives");
   if (!hops_) {  // first use: never inside a capture
     hops_ = be_.alloc<uint8_t>(static_cast<int64_t>(max_batch) * max_batch);
     mine_counts_ = be_.alloc<float>(2);
     be_.fill(mine_counts_, 2, 0.0f);
   }
   be_.to_device(hops_, hops.data(), hops.size());
-  if (!mining_ || anchors != n_triplets_ || rule != mining_rule_ || neg_hops != mining_neg_hops_) forget_captures();
-  mining_ = true;
+}
+
+void TrainStep::set_mining(const std::vector<uint8_t>& hops, int anchors, NegativeMining rule, int neg_hops) {
+  if (neg_hops < 1 || neg_hops > 255)
+    throw std::invalid_argument("TrainStep::set_mining: neg_hops must be in 1..255, got " + std::to_string(neg_hops));
+  set_in_batch(hops, anchors, "set_mining");
+  if (mode_ != Mode::Mining || anchors != n_triplets_ || rule != mining_rule_ || neg_hops != neg_hops_)
+    forget_captures();
+  mode_ = Mode::Mining;
   mining_rule_ = rule;
-  mining_neg_hops_ = neg_hops;
+  neg_hops_ = neg_hops;
+  n_triplets_ = anchors;
+}
+
+void TrainStep::set_contrastive(const std::vector<uint8_t>& hops, int anchors, int pos_hops, int neg_hops) {
+  check_contrastive_params(ContrastiveLossParams{1.0, pos_hops, neg_hops});
+  set_in_batch(hops, anchors, "set_contrastive");
+  if (!contrastive_ws_)  // first use: never inside a capture
+    contrastive_ws_ = be_.alloc_bytes(contrastive_workspace_bytes(model_.max_batch()));
+  if (mode_ != Mode::Contrastive || anchors != n_triplets_ || pos_hops != pos_hops_ || neg_hops != neg_hops_)
+    forget_captures();
+  mode_ = Mode::Contrastive;
+  pos_hops_ = pos_hops;
+  neg_hops_ = neg_hops;
   n_triplets_ = anchors;
 }
 
@@ -79,27 +106,35 @@ void TrainStep::forget_captures() {
   phases_.clear();
 }
 
-void TrainStep::forward_backward(const float* audio, int batch, const TripletLossParams& loss) {
+void TrainStep::forward_backward(const float* audio, int batch, const LossConfig& loss) {
   if (n_triplets_ == 0) throw std::logic_error("TrainStep: set_triplets() before the first step");
-  if (mining_ && batch != 2 * n_triplets_)
-    throw std::invalid_argument("TrainStep: in-batch mining over " + std::to_string(n_triplets_) +
-                                " anchors needs a batch of " + std::to_string(2 * n_triplets_) + " clips, got " +
-                                std::to_string(batch));
+  if (mode_ != Mode::Table && batch != 2 * n_triplets_)
+    throw std::invalid_argument("TrainStep: a batch of " + std::to_string(n_triplets_) +
+                                " anchors and their positives has " + std::to_string(2 * n_triplets_) +
+                                " clips, got " + std::to_string(batch));
+  if ((mode_ == Mode::Contrastive) != (loss.name == LossKind::Contrastive))
+    throw std::logic_error(loss.name == LossKind::Contrastive
+                               ? "TrainStep: the contrastive loss needs set_contrastive() (the batch's graph distances)"
+                               : "TrainStep: set_contrastive() was called but the loss is the triplet loss");
   const int E = model_.plan().embedding;
   model_.zero_grad();
   const float* emb = model_.forward(audio, batch);
-  if (mining_)
-    be_.mine_triplets(emb, hops_, n_triplets_, E, MiningParams{mining_rule_, mining_neg_hops_, loss.margin, loss.eps},
-                      triplets_, mine_counts_);
   float* demb = model_.demb_buffer();
-  be_.triplet_loss(emb, triplets_, n_triplets_, batch, E, loss, stats_, demb);
+  if (mode_ == Mode::Contrastive) {
+    be_.contrastive_loss(emb, hops_, batch, E, ContrastiveLossParams{loss.temperature, pos_hops_, neg_hops_}, stats_,
+                         demb, contrastive_ws_);
+  } else {
+    if (mode_ == Mode::Mining)
+      be_.mine_triplets(emb, hops_, n_triplets_, E, MiningParams{mining_rule_, neg_hops_, loss.margin, loss.eps},
+                        triplets_, mine_counts_);
+    be_.triplet_loss(emb, triplets_, n_triplets_, batch, E, loss, stats_, demb);
+  }
   model_.backward(demb, batch);
 }
 
-void TrainStep::step(const float* audio, int batch, const TripletLossParams& loss, Optimizer& opt, double lr) {
+void TrainStep::step(const float* audio, int batch, const LossConfig& loss, Optimizer& opt, double lr) {
   const bool same = captured_ && captured_audio_ == audio && captured_batch_ == batch && captured_opt_ == &opt &&
-                    captured_loss_.margin == loss.margin && captured_loss_.swap == loss.swap &&
-                    captured_loss_.eps == loss.eps;
+                    captured_loss_ == loss;
   if (captured_ && !same) {
     // A new shape or buffer: run it eagerly once before recording it, so libraries can plan
     // it (cuDNN searches synchronise and buffers may grow: neither is allowed in a capture).
@@ -132,13 +167,12 @@ void TrainStep::step(const float* audio, int batch, const TripletLossParams& los
   captured_->replay();
 }
 
-void TrainStep::run_phase(const void* audio, int batch, const TripletLossParams& loss, const Optimizer* opt,
+void TrainStep::run_phase(const void* audio, int batch, const LossConfig& loss, const Optimizer* opt,
                           const std::function<void()>& work) {
   const int n_triplets = audio ? n_triplets_ : 0;  // the update phase does not use the table
   Phase* ph = nullptr;
   for (Phase& p : phases_) {
-    if (p.audio == audio && p.batch == batch && p.n_triplets == n_triplets && p.opt == opt &&
-        p.loss.margin == loss.margin && p.loss.swap == loss.swap && p.loss.eps == loss.eps) {
+    if (p.audio == audio && p.batch == batch && p.n_triplets == n_triplets && p.opt == opt && p.loss == loss) {
       ph = &p;
       break;
     }
@@ -167,7 +201,7 @@ void TrainStep::run_phase(const void* audio, int batch, const TripletLossParams&
   ph->graph->replay();
 }
 
-void TrainStep::gradients(const float* audio, int batch, const TripletLossParams& loss, Optimizer& opt) {
+void TrainStep::gradients(const float* audio, int batch, const LossConfig& loss, Optimizer& opt) {
   if (n_triplets_ == 0) throw std::logic_error("TrainStep: set_triplets() before the first step");
   run_phase(audio, batch, loss, &opt, [&] {
     forward_backward(audio, batch, loss);
@@ -178,7 +212,7 @@ void TrainStep::gradients(const float* audio, int batch, const TripletLossParams
 
 void TrainStep::update(Optimizer& opt, double lr) {
   opt.set_scalars(lr);
-  run_phase(nullptr, 0, TripletLossParams{}, &opt, [&] { opt.enqueue(model_.params(), model_.grads()); });
+  run_phase(nullptr, 0, LossConfig{}, &opt, [&] { opt.enqueue(model_.params(), model_.grads()); });
 }
 
 StepStats TrainStep::read_stats(const Optimizer* opt) {
@@ -188,7 +222,7 @@ StepStats TrainStep::read_stats(const Optimizer* opt) {
   StepStats s;
   s.loss = host[0];
   s.active = host[1];
-  if (mining_) {
+  if (mode_ == Mode::Mining) {
     float counts[2];
     be_.to_host(counts, mine_counts_, sizeof counts);
     s.mined = counts[0];

@@ -1,13 +1,15 @@
-// One training step on triplets, as a straight list of calls (the trainer builds on it):
-//   zero grads -> forward -> fused triplet loss -> backward -> clip + Adam
+// One training step, as a straight list of calls (the trainer builds on it):
+//   zero grads -> forward -> [mining] -> fused loss (triplet or contrastive) -> backward -> clip + Adam
 // The batch holds 3 * n_triplets clips: anchors, then positives, then negatives, unless a
-// triplet index table says otherwise (in-batch mining).
+// triplet index table says otherwise; with in-batch mining or the contrastive loss it holds
+// B anchors then their B positives, with the graph distances between its rows.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <vector>
 
+#include "engine/config.h"
 #include "engine/model.h"
 #include "engine/optimizer.h"
 
@@ -15,7 +17,7 @@ namespace mg {
 
 struct StepStats {
   float loss = 0;
-  float active = 0;     // triplets with a positive hinge
+  float active = 0;     // triplets with a positive hinge; contrastive: rows with a positive
   float grad_norm = 0;  // before clipping
   // In-batch mining only (set_mining; 0 otherwise): anchors that got a negative (the loss
   // averages over these) and the (anchor, row) pairs that passed the graph mask.
@@ -35,6 +37,10 @@ class TrainStep {
   void set_triplets(const std::vector<int32_t>& table);
   // The offline layout: triplet i = (i, n + i, 2n + i).
   static std::vector<int32_t> offline_triplets(int n);
+  // The graph distances [2n, 2n] of a batch of n generated pairs (benchmarks, the smoke test):
+  // row i and its positive n + i 1 hop apart, every other pair of rows `far` apart, 0 on the
+  // diagonal.
+  static std::vector<uint8_t> pair_hops(int n, int far);
   // In-batch mining instead of a fixed table (kernels/mining_cpu.h): the batch is `anchors`
   // anchors, then their positives (2 * anchors clips), and hops [2 * anchors, 2 * anchors] their
   // graph distances, row-major (graph::TripletTables::batch_distance_matrix's values, which fit
@@ -42,15 +48,20 @@ class TrainStep {
   // followed on the device by Backend::mine_triplets (the loss's margin and eps bound the
   // semi-hard band), and the loss runs over the mined table. set_triplets() switches it off.
   void set_mining(const std::vector<uint8_t>& hops, int anchors, NegativeMining rule, int neg_hops);
+  // The contrastive loss over the batch of `anchors` anchors then their positives, hops as for
+  // set_mining; positives within pos_hops, negatives at neg_hops or more
+  // (kernels/contrastive_loss_cpu.h). The loss given to the step must then be the contrastive
+  // one (its temperature). set_triplets() switches it off.
+  void set_contrastive(const std::vector<uint8_t>& hops, int anchors, int pos_hops, int neg_hops);
 
   // Forward + loss + backward; gradients end up in model.grads() (zeroed first).
   // Returns nothing to the host: stats stay on the device until read_stats().
-  void forward_backward(const float* audio, int batch, const TripletLossParams& loss);
+  void forward_backward(const float* audio, int batch, const LossConfig& loss);
   // forward_backward, then the optimizer step. With capture on (the default) and a backend
   // that supports it, the first call runs eagerly (so libraries pick their algorithms), the
   // second records the whole step as one graph, and later calls with the same audio buffer,
   // batch, triplet table and optimizer only upload {lr, step} and replay it.
-  void step(const float* audio, int batch, const TripletLossParams& loss, Optimizer& opt, double lr);
+  void step(const float* audio, int batch, const LossConfig& loss, Optimizer& opt, double lr);
   void set_capture(bool on) {
     capture_on_ = on;
     captured_.reset();
@@ -65,7 +76,7 @@ class TrainStep {
   //   update():    clip + Adam/AdamW with learning rate lr.
   // Each phase is captured as a CUDA graph after one eager run, gradients() once per audio
   // buffer (the trainer alternates two, so uploads overlap compute).
-  void gradients(const float* audio, int batch, const TripletLossParams& loss, Optimizer& opt);
+  void gradients(const float* audio, int batch, const LossConfig& loss, Optimizer& opt);
   void update(Optimizer& opt, double lr);
   bool replaying() const { return captured_ != nullptr; }
   // Synchronises and copies the last step's loss, active count and gradient norm.
@@ -78,13 +89,17 @@ class TrainStep {
   int n_triplets_ = 0;
   float* stats_ = nullptr;  // device [2]
 
-  // In-batch mining (set_mining); n_triplets_ = anchors. The rule and neg_hops are baked into
-  // captured graphs, the hops are read from hops_ at each replay.
-  bool mining_ = false;
+  // In-batch mining (set_mining) or the contrastive loss (set_contrastive); n_triplets_ =
+  // anchors. The rule and the hop bounds are baked into captured graphs, the hops are read from
+  // hops_ at each replay.
+  enum class Mode { Table, Mining, Contrastive };
+  Mode mode_ = Mode::Table;
   NegativeMining mining_rule_ = NegativeMining::BatchHard;
-  int mining_neg_hops_ = 0;
-  uint8_t* hops_ = nullptr;     // device [max_batch, max_batch], allocated by the first set_mining
+  int pos_hops_ = 0, neg_hops_ = 0;
+  uint8_t* hops_ = nullptr;     // device [max_batch, max_batch], allocated by the first in-batch call
   float* mine_counts_ = nullptr;  // device [2] = {valid, candidates}
+  void* contrastive_ws_ = nullptr;  // device contrastive_workspace_bytes(max_batch)
+  void set_in_batch(const std::vector<uint8_t>& hops, int anchors, const char* who);
   void forget_captures();
 
   // What the captured graph was recorded for; any change invalidates it.
@@ -94,19 +109,19 @@ class TrainStep {
   const float* captured_audio_ = nullptr;
   int captured_batch_ = 0;
   const Optimizer* captured_opt_ = nullptr;
-  TripletLossParams captured_loss_;
+  LossConfig captured_loss_;
 
   // Captured phases of the two-phase step, keyed by what they were recorded for.
   struct Phase {
     const void* audio = nullptr;  // null for the update phase
     int batch = 0, n_triplets = 0;
     const Optimizer* opt = nullptr;
-    TripletLossParams loss;
+    LossConfig loss;
     int eager_runs = 0;
     std::unique_ptr<Backend::Captured> graph;
   };
   std::vector<Phase> phases_;
-  void run_phase(const void* audio, int batch, const TripletLossParams& loss, const Optimizer* opt,
+  void run_phase(const void* audio, int batch, const LossConfig& loss, const Optimizer* opt,
                  const std::function<void()>& work);
 };
 

@@ -35,7 +35,12 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.model.embedding, b.model.embedding);
   EXPECT_EQ(a.model.l2_eps, b.model.l2_eps);
   EXPECT_EQ(a.model.pooling, b.model.pooling);
+  EXPECT_EQ(a.model.input_norm, b.model.input_norm);
+  EXPECT_EQ(a.model.head_norm, b.model.head_norm);
+  EXPECT_EQ(a.model.embedding_from, b.model.embedding_from);
   EXPECT_EQ(a.model.dropout, b.model.dropout);
+  EXPECT_EQ(a.loss.name, b.loss.name);
+  EXPECT_EQ(a.loss.temperature, b.loss.temperature);
   EXPECT_EQ(a.loss.margin, b.loss.margin);
   EXPECT_EQ(a.loss.swap, b.loss.swap);
   EXPECT_EQ(a.loss.eps, b.loss.eps);
@@ -73,6 +78,7 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.data.val_items, b.data.val_items);
   EXPECT_EQ(a.data.val_edges, b.data.val_edges);
   EXPECT_EQ(a.data.recall_k, b.data.recall_k);
+  EXPECT_EQ(a.data.holdout_by, b.data.holdout_by);
 }
 
 // The message of the ConfigError that parsing `text` throws ("" when it parses).
@@ -94,11 +100,20 @@ std::string parse_error(const std::string& text) {
       EXPECT_NE(msg_.find(part_), std::string::npos) << "'" << part_ << "' not in: " << msg_; \
   } while (0)
 
-TEST(Config, DefaultsAreTheSeedModel) {
+// The seed's architecture with the learning recipe (engine/config.h; docs/performance.md).
+TEST(Config, DefaultsAreTheSeedArchitectureWithTheRecipe) {
   const Config c = default_config();
   EXPECT_EQ(c.audio.sample_rate, 22050);
-  EXPECT_EQ(c.audio.clip_seconds, 10.0);
-  EXPECT_EQ(c.audio.clip_samples(), 220500);
+  EXPECT_EQ(c.audio.clip_seconds, 3.0);
+  EXPECT_EQ(c.audio.clip_samples(), 66150);
+  EXPECT_EQ(c.model.input_norm, InputNorm::Band);
+  EXPECT_EQ(c.model.pooling, GlobalPool::MeanMax);
+  EXPECT_EQ(c.model.head_norm, HeadNorm::Batch);
+  EXPECT_EQ(c.model.embedding_from, EmbeddingFrom::Features);
+  EXPECT_EQ(c.model.dropout, 0.0);
+  EXPECT_EQ(c.loss.name, LossKind::Contrastive);
+  EXPECT_EQ(c.loss.temperature, 0.2);
+  EXPECT_EQ(c.train.neg_hops, 2);
   EXPECT_EQ(c.mel.sample_rate, 22050);
   EXPECT_EQ(c.mel.n_fft, 1024);
   EXPECT_EQ(c.mel.hop, 512);
@@ -144,7 +159,12 @@ padding = "same"
 pool = 3
 embedding = 48
 l2_eps = 1e-10
+input_norm = "none"
+head_norm = "none"
+embedding_from = "linear"
 [loss]
+name = "triplet"
+temperature = 0.05
 margin = 0.35
 swap = true
 eps = 1e-7
@@ -179,6 +199,11 @@ seed = 12345678901
   EXPECT_EQ(c.model.pool, 3);
   EXPECT_EQ(c.model.embedding, 48);
   EXPECT_EQ(c.model.l2_eps, 1e-10);
+  EXPECT_EQ(c.model.input_norm, InputNorm::None);
+  EXPECT_EQ(c.model.head_norm, HeadNorm::None);
+  EXPECT_EQ(c.model.embedding_from, EmbeddingFrom::Linear);
+  EXPECT_EQ(c.loss.name, LossKind::Triplet);
+  EXPECT_EQ(c.loss.temperature, 0.05);
   EXPECT_EQ(c.loss.margin, 0.35);
   EXPECT_TRUE(c.loss.swap);
   EXPECT_EQ(c.loss.eps, 1e-7);
@@ -191,6 +216,24 @@ seed = 12345678901
   EXPECT_EQ(c.optim.clip_norm, 1.5);
   EXPECT_EQ(c.train.batch_triplets, 17);
   EXPECT_EQ(c.train.seed, 12345678901u);
+}
+
+TEST(Config, RecipeChoicesAndTheirErrors) {
+  EXPECT_EQ(parse_config("[loss]\nname = \"triplet\"\n", "a.toml").loss.name, LossKind::Triplet);
+  EXPECT_PARSE_ERROR("[loss]\nname = \"infonce\"\n", "loss.name", "contrastive", "triplet");
+  EXPECT_PARSE_ERROR("[loss]\ntemperature = 0.0\n", "loss.temperature", "> 0");
+  EXPECT_PARSE_ERROR("[model]\nhead_norm = \"layer\"\n", "model.head_norm", "batch");
+  EXPECT_PARSE_ERROR("[model]\ninput_norm = \"global\"\n", "model.input_norm", "band");
+  EXPECT_PARSE_ERROR("[model]\nembedding_from = \"pooled\"\n", "model.embedding_from", "features");
+  // Mining belongs to the triplet loss: with the contrastive loss it is accepted and unused.
+  const Config c = parse_config("[train]\nmining = \"batch_hard\"\n", "a.toml");
+  EXPECT_FALSE(mines_in_batch(c));
+  EXPECT_TRUE(in_batch_layout(c));
+  Config t = c;
+  t.loss.name = LossKind::Triplet;
+  EXPECT_TRUE(mines_in_batch(t));
+  t.train.mining = Mining::Offline;
+  EXPECT_FALSE(in_batch_layout(t));
 }
 
 TEST(Config, OptimNameSelectsAdamOrAdamW) {
@@ -241,6 +284,7 @@ TEST(Config, EveryFieldRoundTripsThroughToml) {
   c.data.val_items = 0.2;
   c.data.val_edges = 0.15;
   c.data.recall_k = 50;
+  c.data.holdout_by = "album";
   c.mel.sample_rate = 44100;
   c.mel.n_fft = 2048;
   c.mel.hop = 441;
@@ -257,6 +301,11 @@ TEST(Config, EveryFieldRoundTripsThroughToml) {
   c.model.pool = 2;
   c.model.embedding = 77;
   c.model.l2_eps = 3e-13;
+  c.model.input_norm = InputNorm::None;
+  c.model.head_norm = HeadNorm::None;
+  c.model.embedding_from = EmbeddingFrom::Linear;
+  c.loss.name = LossKind::Triplet;
+  c.loss.temperature = 0.07;
   c.loss.margin = 0.0;
   c.loss.swap = true;
   c.loss.eps = 2.5e-8;
@@ -277,7 +326,9 @@ TEST(Config, EveryFieldRoundTripsThroughToml) {
 
 TEST(Config, ToTomlWritesEveryKey) {
   const std::string text = to_toml(default_config());
-  for (const char* key : {"[audio]", "sample_rate =", "clip_seconds = 10.0",
+  for (const char* key : {"[audio]", "sample_rate =", "clip_seconds = 3.0", "input_norm = \"band\"",
+                          "pooling = \"mean_max\"", "head_norm = \"batch\"", "embedding_from = \"features\"",
+                          "name = \"contrastive\"", "temperature = 0.2", "holdout_by = \"\"",
                           "excerpt = \"middle\"", "excerpt_seconds = 30.0",
                           "short_clip = \"repeat\"", "cache_dtype = \"int16\"", "[mel]", "n_fft =",
                           "hop =", "n_mels =", "f_min =", "f_max =", "mel_scale = \"htk\"",

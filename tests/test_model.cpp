@@ -30,7 +30,7 @@ std::vector<float> host_copy(Backend& be, const float* p, int64_t n) {
 }
 
 TEST(Model, ParameterLayoutNamesAndShapes) {
-  const Config c = default_config();
+  const Config c = test::seed_defaults();
   const TensorLayout l = Model::param_layout(c);
   ASSERT_EQ(l.specs().size(), 8u);
   EXPECT_EQ(l.find("conv.0.weight").shape, (std::vector<int64_t>{128, 128, 4}));
@@ -42,7 +42,7 @@ TEST(Model, ParameterLayoutNamesAndShapes) {
 
 // The head's fan-in follows model.pooling: [mean | max | l2] of the last stage's channels.
 TEST(Model, LinearFanInFollowsPooling) {
-  Config c = default_config();
+  Config c = test::seed_defaults();
   c.model.channels = {16, 24};
   c.model.embedding = 10;
   const int64_t k[] = {1, 2, 3};

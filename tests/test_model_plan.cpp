@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "tests/test_support.h"
+
 namespace mg {
 namespace {
 
@@ -24,7 +26,7 @@ std::string plan_error(const Config& c, int batch = 2) {
 }
 
 TEST(ModelPlan, DefaultShapes) {
-  const Config c = default_config();
+  const Config c = test::seed_defaults();
   const ModelPlan p = make_model_plan(c, 6);
   EXPECT_EQ(p.batch, 6);
   EXPECT_EQ(p.samples, 220500);
@@ -55,7 +57,7 @@ TEST(ModelPlan, DefaultShapes) {
 }
 
 TEST(ModelPlan, ChannelsChainAndCountParameters) {
-  Config c = default_config();
+  Config c = test::seed_defaults();
   c.mel.n_mels = 40;
   c.model.channels = {24, 56, 9, 31};
   c.model.kernel = 3;
@@ -77,7 +79,7 @@ TEST(ModelPlan, ChannelsChainAndCountParameters) {
 }
 
 TEST(ModelPlan, SamePaddingKeepsLengthAndSplitsLikePyTorch) {
-  Config c = default_config();
+  Config c = test::seed_defaults();
   c.model.padding = Padding::Same;
   for (int k : {1, 4, 5, 8}) {
     SCOPED_TRACE("kernel " + std::to_string(k));
@@ -100,10 +102,10 @@ TEST(ModelPlan, SamePaddingKeepsLengthAndSplitsLikePyTorch) {
 TEST(ModelPlan, ShortestClipIsExact) {
   // Default stack, backwards from 1 output step: conv.2 needs 4, pool.1 16, conv.1 19,
   // pool.0 76, conv.0 79 frames; 1 + S / 512 >= 79 gives S >= 78 * 512 = 39936.
-  const Config d = default_config();
+  const Config d = test::seed_defaults();
   EXPECT_EQ(min_clip_samples(d), 39936);
 
-  Config odd = default_config();
+  Config odd = test::seed_defaults();
   odd.audio.sample_rate = 16000;
   odd.mel.sample_rate = 16000;
   odd.mel.hop = 173;
@@ -133,7 +135,7 @@ TEST(ModelPlan, ShortestClipIsExact) {
 }
 
 TEST(ModelPlan, TooShortClipNamesStageSizesAndShortestClip) {
-  Config c = with_samples(default_config(), 39935);
+  Config c = with_samples(test::seed_defaults(), 39935);
   const std::string msg = plan_error(c);
   // 39935 samples -> 78 frames -> 75 -> 18 -> 15 -> 3 -> conv.2 gives 0.
   EXPECT_NE(msg.find("conv.2"), std::string::npos) << msg;
@@ -142,12 +144,12 @@ TEST(ModelPlan, TooShortClipNamesStageSizesAndShortestClip) {
   EXPECT_NE(msg.find("audio.clip_seconds"), std::string::npos) << msg;
   // 39936 / 22050 = 1.81115... s, rounded up so that the printed value is long enough.
   EXPECT_NE(msg.find("39936 samples (clip_seconds >= 1.8112 at 22050 Hz)"), std::string::npos) << msg;
-  Config pasted = default_config();
+  Config pasted = test::seed_defaults();
   pasted.audio.clip_seconds = 1.8112;
   EXPECT_NO_THROW(make_model_plan(pasted, 1));
 
   // A pool stage that runs out: conv.0 gives 3 steps, pool.0 (window 4) gives 0.
-  Config p = default_config();
+  Config p = test::seed_defaults();
   p.model.channels = {128, 128};
   p.model.kernel = 1;
   p.mel.hop = 1024;
@@ -159,7 +161,7 @@ TEST(ModelPlan, TooShortClipNamesStageSizesAndShortestClip) {
 }
 
 TEST(ModelPlan, ReflectPaddingNeedsMoreThanHalfAWindow) {
-  Config c = default_config();
+  Config c = test::seed_defaults();
   c.model.channels = {8};  // one conv stage, kernel 4: 4 frames are enough
   c.mel.hop = 64;
   // Frames would allow S = 3 * 64 = 192, but reflect padding needs S > 512.
@@ -171,15 +173,15 @@ TEST(ModelPlan, ReflectPaddingNeedsMoreThanHalfAWindow) {
 }
 
 TEST(ModelPlan, RejectsBadBatchAndInvalidConfig) {
-  EXPECT_THROW(make_model_plan(default_config(), 0), ConfigError);
-  Config c = default_config();
+  EXPECT_THROW(make_model_plan(test::seed_defaults(), 0), ConfigError);
+  Config c = test::seed_defaults();
   c.model.kernel = 0;
   EXPECT_THROW(make_model_plan(c, 1), ConfigError);
   EXPECT_THROW(min_clip_samples(c), ConfigError);
 }
 
 TEST(ModelPlan, HugePoolsReportThatNoClipWorks) {
-  Config c = default_config();
+  Config c = test::seed_defaults();
   c.model.pool = 1 << 20;
   c.model.channels = {4, 4, 4, 4};
   const std::string msg = plan_error(c);
@@ -187,7 +189,7 @@ TEST(ModelPlan, HugePoolsReportThatNoClipWorks) {
 }
 
 TEST(ModelPlan, DescribeListsEveryLayer) {
-  const Config c = default_config();
+  const Config c = test::seed_defaults();
   const std::string d = make_model_plan(c, 192).describe(c);
   for (const char* part :
        {"22050 Hz", "220500 samples", "mel ", "[192, 128, 431]", "conv.0", "[192, 128, 428]",
@@ -202,7 +204,7 @@ TEST(ModelPlan, DescribeListsEveryLayer) {
 // Global pooling widens the head to k C_last ([mean | max | l2] per clip row); dropout adds a
 // row of the same width and no parameters.
 TEST(ModelPlan, PoolingOptionsWidenTheHead) {
-  Config c = default_config();
+  Config c = test::seed_defaults();
   const int64_t convs = 3 * (128 * 128 * 4 + 128);
   const GlobalPool pools[] = {GlobalPool::Mean, GlobalPool::MeanMax, GlobalPool::MeanMaxL2};
   for (int k = 1; k <= 3; ++k) {
@@ -219,6 +221,30 @@ TEST(ModelPlan, PoolingOptionsWidenTheHead) {
   const std::string d = p.describe(c);
   for (const char* part : {"pooled", "[6, 384]", "[mean | max | l2] over time, 128 each", "dropout",
                            "p 0.25, training only", "49280", "246272 parameters"})
+    EXPECT_NE(d.find(part), std::string::npos) << "'" << part << "' missing from:\n" << d;
+}
+
+// The default recipe on the seed's stack: 3 s clips (130 frames -> 127 -> 31 -> 28 -> 7 -> 4),
+// [mean | max] pooling (256 features), batch norm's scale and shift (512), linear 128 x 256 + 128;
+// the item embedding is the 256 normalised features.
+TEST(ModelPlan, DefaultRecipeShapes) {
+  const Config c = default_config();
+  const ModelPlan p = make_model_plan(c, 4);
+  EXPECT_EQ(p.samples, 66150);
+  EXPECT_EQ(p.frames, 130);
+  EXPECT_EQ(p.stages[0].t_conv, 127);
+  EXPECT_EQ(p.stages[1].t_out, 7);
+  EXPECT_EQ(p.stages[2].t_out, 4);
+  EXPECT_TRUE(p.input_norm);
+  EXPECT_TRUE(p.head_norm);
+  EXPECT_EQ(p.head_width(), 256);
+  EXPECT_EQ(p.output_dim(), 256);
+  EXPECT_EQ(embedding_dim(c), 256);
+  const int64_t convs = 3 * (128 * 128 * 4 + 128);
+  EXPECT_EQ(p.param_count(), convs + 2 * 256 + 128 * 256 + 128);
+  const std::string d = p.describe(c);
+  for (const char* part : {"band", "standardised per band", "[mean | max] over time", "norm", "batch norm per feature",
+                           "512", "embed", "[4, 256]", "the item embedding"})
     EXPECT_NE(d.find(part), std::string::npos) << "'" << part << "' missing from:\n" << d;
 }
 

@@ -2,7 +2,8 @@
 // CPU backend versus the same model, loss and optimizer built in torch float64 from the
 // checkpoint this test saves (save_checkpoint, weights only) and the exact float32 samples.
 //
-// Four cases, all 3 triplets (9 clips) in the offline layout:
+// Five cases, 3 triplets (9 clips) in the offline layout or, for the contrastive loss, 3
+// anchors and their positives (6 clips):
 //   small  tests/test_support.h small_config(): valid padding; margin 1.0 with swap; Adam with
 //          a clip_norm below the gradient norm, so both steps clip.
 //   mid    22050 Hz, 1.5 s, n_fft 1024, hop 512 -> 65 frames, 32 Slaney-scale Slaney-normed
@@ -17,6 +18,12 @@
 //          mask of each step (Model::set_dropout_step(train.seed, step): the one the
 //          trainer draws) is exported beside the audio, and torch applies the same keep
 //          pattern as F.dropout does, x * keep / (1 - p); eval mode (no dropout) is compared too.
+//   recipe small, with the learning recipe's options: per-band input standardisation (random
+//          statistics), [mean | max] pooling, batch norm before the head (random running
+//          statistics for the eval pass), the item embedding from the normalised features, and
+//          the contrastive loss (temperature 0.2) over 3 anchors and their positives (6 rows;
+//          the graph distances include a same-item row and a row in the excluded band);
+//          Adam (eps 1e-4: see the case), clipping.
 // Checked: (1) Model::forward embeddings; (2) TrainStep::forward_backward loss, active count
 // and every parameter gradient; (3) two TrainStep::step calls with an Optimizer: loss and
 // pre-clip gradient norm of each step, the clipped gradients the optimizer used, and the
@@ -34,7 +41,8 @@
 // out not to dominate: these clips have no near-silent bands, so the log-mel is at float32
 // rounding (~1e-7 of max|log-mel|).
 //   log-mel 1e-6 [1.7e-7], embeddings 1e-6 [1.3e-7]: float32 rounding through FFT, GEMMs and
-//          the normalisation; a wrong mel scale/norm or padding costs >= 1e-2.
+//          the normalisation; a wrong mel scale/norm or padding costs >= 1e-2. With batch
+//          norm in training mode 2e-5 [3.8e-6]: see kTolEmbBatchStats.
 //   loss 5e-6 [8.3e-7]: distances of nearby unit vectors, sqrt(2 (1 - x.y)), lose a few bits.
 //   gradients, clipped gradients, gradient norm 2e-4 [3.0e-5]: the backward pass amplifies the
 //          forward rounding (d loss/d emb divides by the distances; each weight gradient is a
@@ -55,6 +63,7 @@
 #include <cstdlib>
 #include <limits>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -71,12 +80,15 @@
 namespace mg {
 namespace {
 
-constexpr int kTriplets = 3;
-constexpr int kBatch = 3 * kTriplets;
+constexpr int kTriplets = 3;  // anchors of a batch
 constexpr int kSteps = 2;
 
 constexpr double kTolLogMel = 1e-6;
 constexpr double kTolEmb = 1e-6;
+// Training-mode batch norm (the recipe case) standardises each feature by its batch's spread,
+// which over 6 clips is a small fraction of the feature's mean: the float32 rounding of the
+// pooled features grows by mean / std there [measured 3.8e-6].
+constexpr double kTolEmbBatchStats = 2e-5;
 constexpr double kTolLoss = 5e-6;
 constexpr double kTolGrad = 2e-4;
 constexpr double kTolParam = 3e-5;
@@ -88,10 +100,26 @@ struct ModelCase {
   uint64_t param_seed = 0;
   unsigned audio_seed = 0;
   bool clips = false;  // whether the case's clip_norm is below the gradient norm (checked)
+  bool contrastive() const { return config.loss.name == LossKind::Contrastive; }
+  int rows() const { return (contrastive() ? 2 : 3) * kTriplets; }
 };
 
+// The contrastive batch's graph distances [6, 6]: anchor i's positive is row 3 + i (1 hop);
+// row 4 is also anchor 0's item (0 hops: a second positive), rows 1 and 2 sit in the band
+// between pos_hops 1 and neg_hops 3 (neither), everything else is far.
+std::vector<uint8_t> contrastive_hops() {
+  const int n = 2 * kTriplets;
+  std::vector<uint8_t> h(static_cast<size_t>(n * n), 4);
+  for (int i = 0; i < n; ++i) h[static_cast<size_t>(i * n + i)] = 0;
+  auto set = [&](int a, int b, uint8_t v) { h[static_cast<size_t>(a * n + b)] = h[static_cast<size_t>(b * n + a)] = v; };
+  for (int i = 0; i < kTriplets; ++i) set(i, kTriplets + i, 1);
+  set(0, 4, 0);
+  set(1, 2, 2);
+  return h;
+}
+
 Config mid_config() {
-  Config c = default_config();
+  Config c = test::with_seed_head(default_config());
   c.audio.sample_rate = 22050;
   c.audio.clip_seconds = 1.5;
   c.mel.sample_rate = 22050;
@@ -138,14 +166,32 @@ const std::vector<ModelCase>& model_cases() {
     dropout.config.optim.adam.weight_decay = 0.01;
     dropout.config.optim.adam.lr = 1e-2;
     dropout.config.optim.clip_norm = 0.5;
-    return std::vector<ModelCase>{small, mid, pooled, dropout};
+
+    ModelCase recipe{"recipe", test::small_config(), 17, 37, true};
+    recipe.config.model.input_norm = InputNorm::Band;
+    recipe.config.model.pooling = GlobalPool::MeanMax;
+    recipe.config.model.head_norm = HeadNorm::Batch;
+    recipe.config.model.embedding_from = EmbeddingFrom::Features;
+    recipe.config.loss.name = LossKind::Contrastive;
+    recipe.config.loss.temperature = 0.2;
+    recipe.config.train.pos_hops = 1;
+    recipe.config.train.neg_hops = 3;
+    recipe.config.optim.adam.decoupled = false;
+    recipe.config.optim.adam.lr = 1e-2;
+    // Batch norm makes the loss exactly invariant to a bias that shifts a channel uniformly
+    // (its last conv's bias where the ReLU passes every step): that gradient is 0 in exact
+    // arithmetic and float32 rounding noise here, and Adam's g / (|g| + eps) turns noise above
+    // eps into a full step. eps 1e-4 sits above the noise and far below the real gradients.
+    recipe.config.optim.adam.eps = 1e-4;
+    recipe.config.optim.clip_norm = 0.5;
+    return std::vector<ModelCase>{small, mid, pooled, dropout, recipe};
   }();
   return cases;
 }
 
 struct Suite {
   std::unique_ptr<test::TempDir> dir;
-  std::vector<std::vector<float>> audio;  // per case, [kBatch, S]
+  std::vector<std::vector<float>> audio;  // per case, [rows, S]
   StFile out;
   std::string error;  // why the reference is unavailable (empty when ready)
   bool ready = false;
@@ -159,29 +205,53 @@ Suite& suite() {
 std::string ckpt_path(const ModelCase& c) { return suite().dir->file(c.name + ".ckpt.safetensors"); }
 std::string audio_path(const ModelCase& c) { return suite().dir->file(c.name + ".audio.safetensors"); }
 
+// Random values in [lo, hi) into a state tensor of the model (CPU backend: host memory).
+void fill_state(Model& m, const std::string& name, double lo, double hi, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  const int64_t n = m.state().layout().find(name).numel();
+  float* p = m.state().ptr(name);
+  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(u(rng));
+}
+
 // Writes the case's checkpoint and audio for the script; with dropout, also the engine's mask
-// of steps 1 .. kSteps, dropout_mask [kSteps, kBatch, k C_last], read from the arena after a
-// forward pass at each step's key.
+// of steps 1 .. kSteps, dropout_mask [kSteps, rows, k C_last], read from the arena after a
+// forward pass at each step's key. The state is made non-trivial first: input statistics
+// around the log-mel's range, running statistics that differ from the batch's.
 void write_inputs(const ModelCase& c, std::vector<float>& audio) {
   validate_config(c.config);
   auto be = make_cpu_backend();
-  Model m(c.config, *be, kBatch);
+  const int rows = c.rows();
+  Model m(c.config, *be, rows);
   m.init_params(c.param_seed);
+  if (c.config.model.input_norm == InputNorm::Band) {
+    fill_state(m, "input_norm.mean", -8, -2, c.audio_seed + 1);
+    fill_state(m, "input_norm.std", 1, 4, c.audio_seed + 2);
+  }
+  if (c.config.model.head_norm == HeadNorm::Batch) {
+    fill_state(m, "head_norm.running_mean", -0.5, 0.5, c.audio_seed + 3);
+    fill_state(m, "head_norm.running_var", 0.5, 2, c.audio_seed + 4);
+  }
   save_checkpoint(ckpt_path(c), m, nullptr, TrainState{});
   const int64_t S = c.config.audio.clip_samples();
-  audio = test::random_audio(kBatch, S, c.audio_seed, c.config.audio.sample_rate);
+  audio = test::random_audio(rows, S, c.audio_seed, c.config.audio.sample_rate);
   StFile f;
-  f.put_f32("audio", {kBatch, S}, audio.data());
+  f.put_f32("audio", {rows, S}, audio.data());
+  if (c.contrastive()) {
+    const std::vector<uint8_t> h = contrastive_hops();
+    const std::vector<int32_t> h32(h.begin(), h.end());
+    f.put_i32("hops", {rows, rows}, h32.data());
+  }
   if (c.config.model.dropout > 0) {
     const int64_t D = m.plan().head_width();
-    std::vector<float> masks(static_cast<size_t>(kSteps * kBatch * D));
+    std::vector<float> masks(static_cast<size_t>(kSteps * rows * D));
     for (int step = 1; step <= kSteps; ++step) {
       m.set_dropout_step(c.config.train.seed, static_cast<uint64_t>(step));
-      m.forward(audio.data(), kBatch);  // the CPU backend's "device" memory is host memory
-      be->to_host(masks.data() + static_cast<size_t>((step - 1) * kBatch * D), m.activations().ptr("dropout_mask"),
-                  static_cast<size_t>(kBatch * D) * sizeof(float));
+      m.forward(audio.data(), rows);  // the CPU backend's "device" memory is host memory
+      be->to_host(masks.data() + static_cast<size_t>((step - 1) * rows * D), m.activations().ptr("dropout_mask"),
+                  static_cast<size_t>(rows * D) * sizeof(float));
     }
-    f.put_f32("dropout_mask", {kSteps, kBatch, D}, masks.data());
+    f.put_f32("dropout_mask", {kSteps, rows, D}, masks.data());
   }
   f.metadata = {{"n_triplets", std::to_string(kTriplets)}, {"steps", std::to_string(kSteps)}};
   write_safetensors(audio_path(c), f);
@@ -257,7 +327,8 @@ class RefModel : public ::testing::TestWithParam<size_t> {
     ASSERT_TRUE(suite().ready) << suite().error;
     const ModelCase& c = model_cases()[GetParam()];
     be_ = make_cpu_backend();
-    model_ = std::make_unique<Model>(c.config, *be_, kBatch);
+    rows_ = c.rows();
+    model_ = std::make_unique<Model>(c.config, *be_, rows_);
     // The checkpoint the script read, so both sides start from the same parameters by
     // construction (and the checkpoint round trip is part of what is compared).
     load_checkpoint(ckpt_path(c), *model_, nullptr);
@@ -287,7 +358,7 @@ class RefModel : public ::testing::TestWithParam<size_t> {
     const ModelPlan& p = model_->plan();
     for (size_t i = 0; i < p.stages.size(); ++i) {
       const StagePlan& sp = p.stages[i];
-      const int64_t rows = static_cast<int64_t>(kBatch) * sp.conv.Cout;
+      const int64_t rows = static_cast<int64_t>(rows_) * sp.conv.Cout;
       const auto ours = host(model_->activations().ptr("conv." + std::to_string(i)), rows * sp.t_conv);
       const auto pre = want(key("fwd" + std::to_string(fwd) + "/pre." + std::to_string(i)), ours.size());
       int64_t relu_flips = 0, pool_flips = 0;
@@ -330,34 +401,45 @@ class RefModel : public ::testing::TestWithParam<size_t> {
     }
   }
 
+  // The batch's layout: offline triplets, or the contrastive loss over anchors and positives.
+  void set_layout(TrainStep& ts) const {
+    if (mcase().contrastive())
+      ts.set_contrastive(contrastive_hops(), kTriplets, mcase().config.train.pos_hops, mcase().config.train.neg_hops);
+    else
+      ts.set_triplets(TrainStep::offline_triplets(kTriplets));
+  }
+
   std::unique_ptr<Backend> be_;
   std::unique_ptr<Model> model_;
+  int rows_ = 0;
   float* audio_ = nullptr;
 };
 
 TEST_P(RefModel, ForwardEmbeddings) {
-  const float* emb = model_->forward(audio_, kBatch);
+  const float* emb = model_->forward(audio_, rows_);
   expect_same_decisions(0);
   const ModelPlan& p = model_->plan();
-  const auto mel = host(model_->activations().ptr("mel"), static_cast<int64_t>(kBatch) * p.n_mels * p.frames);
+  const auto mel = host(model_->activations().ptr("mel"), static_cast<int64_t>(rows_) * p.n_mels * p.frames);
   expect_close(mel, want(key("logmel"), mel.size()), kTolLogMel, key("logmel"));
-  const auto e = host(emb, static_cast<int64_t>(kBatch) * p.embedding);
-  expect_close(e, want(key("fwd0/emb"), e.size()), kTolEmb, key("emb"));
+  const auto e = host(emb, static_cast<int64_t>(rows_) * p.embedding);
+  expect_close(e, want(key("fwd0/emb"), e.size()), p.head_norm ? kTolEmbBatchStats : kTolEmb, key("emb"));
 }
 
-// Eval mode skips dropout: torch's forward without it, at the initial parameters.
+// Eval mode skips dropout and normalises with the running statistics; the item embedding is
+// the projection's output or, with embedding_from = features, the normalised features: torch's
+// embed() at the initial parameters.
 TEST_P(RefModel, EvalEmbeddings) {
   model_->set_training(false);
-  const float* emb = model_->forward(audio_, kBatch);
+  const float* emb = model_->embed(audio_, rows_);
   expect_same_decisions(0);
-  const auto e = host(emb, static_cast<int64_t>(kBatch) * model_->plan().embedding);
+  const auto e = host(emb, static_cast<int64_t>(rows_) * model_->output_dim());
   expect_close(e, want(key("eval/emb"), e.size()), kTolEmb, key("eval/emb"));
 }
 
 TEST_P(RefModel, LossAndGradients) {
   TrainStep ts(*model_);
-  ts.set_triplets(TrainStep::offline_triplets(kTriplets));
-  ts.forward_backward(audio_, kBatch, mcase().config.loss);
+  set_layout(ts);
+  ts.forward_backward(audio_, rows_, mcase().config.loss);
   const StepStats st = ts.read_stats();
   expect_same_decisions(0);
   expect_close(std::vector<float>{st.loss}, want(key("fwd0/loss"), 1), kTolLoss, key("loss"));
@@ -372,7 +454,7 @@ TEST_P(RefModel, LossAndGradients) {
 TEST_P(RefModel, TwoOptimizerSteps) {
   const ModelCase& c = mcase();
   TrainStep ts(*model_);
-  ts.set_triplets(TrainStep::offline_triplets(kTriplets));
+  set_layout(ts);
   Optimizer opt(*be_, model_->params().layout(), c.config.optim);
   const auto& specs = model_->params().layout().specs();
   std::vector<std::vector<float>> p0;
@@ -382,7 +464,7 @@ TEST_P(RefModel, TwoOptimizerSteps) {
     SCOPED_TRACE("step " + std::to_string(step));
     const std::string fwd = "fwd" + std::to_string(step - 1) + "/", st_key = "step" + std::to_string(step) + "/";
     model_->set_dropout_step(c.config.train.seed, static_cast<uint64_t>(step));  // as the trainer
-    ts.step(audio_, kBatch, c.config.loss, opt, c.config.optim.adam.lr);
+    ts.step(audio_, rows_, c.config.loss, opt, c.config.optim.adam.lr);
     const StepStats st = ts.read_stats(&opt);
     expect_same_decisions(step - 1);
     expect_close(std::vector<float>{st.loss}, want(key(fwd + "loss"), 1), kTolLoss, key(fwd + "loss"));
@@ -400,7 +482,10 @@ TEST_P(RefModel, TwoOptimizerSteps) {
                    key(st_key + "grad_clipped." + s.name));
       const auto p = param(model_->params(), s);
       const auto ref = want(key(st_key + "param." + s.name), n);
-      expect_close(p, ref, kTolParam, key(st_key + "param." + s.name));
+      // A tensor that starts at 0 (batch norm's shift) is its own displacement: its bound is the
+      // displacement's, as kTolParam assumes |p| ~ 0.3.
+      const bool from_zero = std::all_of(p0[i].begin(), p0[i].end(), [](float v) { return v == 0.0f; });
+      expect_close(p, ref, from_zero ? kTolDelta : kTolParam, key(st_key + "param." + s.name));
       std::vector<double> delta(n), ref_delta(n);
       for (size_t j = 0; j < n; ++j) {
         delta[j] = static_cast<double>(p[j]) - static_cast<double>(p0[i][j]);

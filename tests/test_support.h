@@ -13,7 +13,30 @@
 
 namespace mg::test {
 
+// The seed model's head and loss: mean pooling, no normalisation, the linear layer's output as
+// the embedding, the triplet loss with negatives beyond 3 hops. Most unit tests exercise these
+// paths (op by op, offline triplets); the default recipe (engine/config.h) has tests of its own
+// on small_recipe_config().
+inline Config with_seed_head(Config c) {
+  c.model.input_norm = InputNorm::None;
+  c.model.pooling = GlobalPool::Mean;
+  c.model.head_norm = HeadNorm::None;
+  c.model.embedding_from = EmbeddingFrom::Linear;
+  c.loss.name = LossKind::Triplet;
+  c.train.neg_hops = 3;
+  return c;
+}
+
+// The seed model exactly: default_config()'s architecture with the seed's head and loss and its
+// 10 s clips (220500 samples, 431 frames), the shapes the plan and layout tests work out by hand.
+inline Config seed_defaults() {
+  Config c = with_seed_head(default_config());
+  c.audio.clip_seconds = 10.0;
+  return c;
+}
+
 // 1 s at 8 kHz, 16 mels, three stages of 8 channels: frames 126 -> 123 -> 30 -> 27 -> 6 -> 3.
+// With the seed's head and loss (with_seed_head).
 inline Config small_config() {
   Config c = default_config();
   c.audio.sample_rate = 8000;
@@ -24,6 +47,19 @@ inline Config small_config() {
   c.mel.n_mels = 16;
   c.model.channels = {8, 8, 8};
   c.model.embedding = 8;
+  return with_seed_head(c);
+}
+
+// The small model with the default recipe's options, as default_config() has them.
+inline Config small_recipe_config() {
+  Config c = small_config();
+  const Config d = default_config();
+  c.model.input_norm = d.model.input_norm;
+  c.model.pooling = d.model.pooling;
+  c.model.head_norm = d.model.head_norm;
+  c.model.embedding_from = d.model.embedding_from;
+  c.loss = d.loss;
+  c.train.neg_hops = d.train.neg_hops;
   return c;
 }
 

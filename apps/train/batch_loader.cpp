@@ -30,7 +30,7 @@ BatchLoader::BatchLoader(const TrainingData& data, const audio::AudioCache& cach
       next_step_(first_step),
       release_step_(first_step) {
   const int B = cfg.train.batch_triplets;
-  rows_ = cfg.train.mining == Mining::Offline ? 3 * B : 2 * B;
+  rows_ = in_batch_layout(cfg) ? 2 * B : 3 * B;
   clip_samples_ = cfg.audio.clip_samples();
   const auto n_anchors = static_cast<int64_t>(data.anchors.size());
   steps_per_epoch_ = std::max<int64_t>(1, (n_anchors + B - 1) / B);

@@ -9,8 +9,10 @@
 // Layout of a batch of B = train.batch_triplets:
 //   offline mining:   rows [0, B) anchors, [B, 2B) positives, [2B, 3B) negatives;
 //                     triplets [B, 3] = (i, B + i, 2B + i)
-//   in-batch mining:  rows [0, B) anchors, [B, 2B) positives; hops [2B, 2B] = the graph
+//   in-batch mining or the contrastive loss (engine/config.h in_batch_layout):
+//                     rows [0, B) anchors, [B, 2B) positives; hops [2B, 2B] = the graph
 //                     distance between the rows' items (capped at neg_hops), for the miner
+//                     or the loss
 // Anchors: epoch e visits every anchor once in a Philox-shuffled order (stream kEpochStream + e);
 // step s (1-based) of the run takes anchors [(s - 1) B, s B) of that sequence, epochs chained.
 #pragma once

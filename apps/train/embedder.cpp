@@ -46,9 +46,9 @@ class BatchEmbedder {
     const int B = static_cast<int>(owner.size());
     if (B == 0) return;
     const ModelPlan& p = model_.plan();
-    const int E = p.embedding;
+    const int E = model_.output_dim();
     be_.to_device(audio_dev_, clips, static_cast<size_t>(B) * static_cast<size_t>(S_) * sizeof(float));
-    const float* emb = model_.forward(audio_dev_, B);
+    const float* emb = model_.embed(audio_dev_, B);
     host_.resize(static_cast<size_t>(B) * E);
     be_.to_host(host_.data(), emb, host_.size() * sizeof(float));
     for (int r = 0; r < B; ++r) {
@@ -84,7 +84,7 @@ class BatchEmbedder {
 Embeddings empty_result(const Model& model, int64_t n, bool with_mel) {
   Embeddings r;
   r.n = n;
-  r.dim = model.plan().embedding;
+  r.dim = model.output_dim();
   r.emb.assign(static_cast<size_t>(n) * r.dim, 0.0f);
   if (with_mel) {
     r.mel_dim = model.plan().n_mels;
@@ -93,9 +93,25 @@ Embeddings empty_result(const Model& model, int64_t n, bool with_mel) {
   return r;
 }
 
+// Subtracts the mean row: the collection's average spectrum says nothing about any one item,
+// and left in it dominates every cosine (all mean log-mel vectors point nearly the same way).
+void centre_rows(std::vector<float>& m, int64_t n, int d) {
+  if (n == 0) return;
+  std::vector<double> mean(static_cast<size_t>(d), 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int j = 0; j < d; ++j) mean[static_cast<size_t>(j)] += m[static_cast<size_t>(i * d + j)];
+  for (double& v : mean) v /= static_cast<double>(n);
+  for (int64_t i = 0; i < n; ++i)
+    for (int j = 0; j < d; ++j)
+      m[static_cast<size_t>(i * d + j)] = static_cast<float>(m[static_cast<size_t>(i * d + j)] - mean[static_cast<size_t>(j)]);
+}
+
 void finish(Embeddings& r) {
   normalize_rows(r.emb, r.n, r.dim);
-  if (!r.mel.empty()) normalize_rows(r.mel, r.n, r.mel_dim);
+  if (!r.mel.empty()) {
+    centre_rows(r.mel, r.n, r.mel_dim);
+    normalize_rows(r.mel, r.n, r.mel_dim);
+  }
 }
 
 }  // namespace
@@ -134,6 +150,59 @@ Embeddings embed_cached(Model& model, const audio::AudioCache& cache, const std:
   be.run(clips.data(), owner);
   finish(r);
   return r;
+}
+
+BandStats band_statistics(Model& model, const audio::AudioCache& cache, const std::vector<int64_t>& cache_index,
+                          int crops) {
+  if (crops < 1) throw std::invalid_argument("band_statistics: crops must be >= 1");
+  Backend& be = model.backend();
+  const ModelPlan& p = model.plan();
+  const int64_t S = p.samples, per_clip = static_cast<int64_t>(p.n_mels) * p.frames;
+  const int cap = model.max_batch();
+  const ShortClip pad = model.config().audio.short_clip;
+  std::vector<float> clips(static_cast<size_t>(cap) * static_cast<size_t>(S)), mel;
+  std::vector<double> sum(static_cast<size_t>(p.n_mels), 0.0), sum_sq(sum.size(), 0.0);
+  float* audio = be.alloc<float>(static_cast<int64_t>(cap) * S);
+  struct Free {
+    Backend& be;
+    float* p;
+    ~Free() { be.free_bytes(p); }
+  } free_audio{be, audio};
+  BandStats st;
+  int n = 0;
+  auto flush = [&] {
+    if (n == 0) return;
+    be.to_device(audio, clips.data(), static_cast<size_t>(n) * static_cast<size_t>(S) * sizeof(float));
+    model.forward_mel(audio, n);
+    mel.resize(static_cast<size_t>(n * per_clip));
+    be.to_host(mel.data(), model.activations().ptr("mel"), mel.size() * sizeof(float));
+    for (int b = 0; b < n; ++b)
+      for (int c = 0; c < p.n_mels; ++c) {
+        const float* row = mel.data() + b * per_clip + static_cast<int64_t>(c) * p.frames;
+        for (int t = 0; t < p.frames; ++t) {
+          sum[static_cast<size_t>(c)] += row[t];
+          sum_sq[static_cast<size_t>(c)] += static_cast<double>(row[t]) * row[t];
+        }
+      }
+    st.frames += static_cast<int64_t>(n) * p.frames;
+    n = 0;
+  };
+  for (const int64_t ci : cache_index) {
+    for (const int64_t start : crop_starts(cache.entry(ci).length, S, crops)) {
+      if (n == cap) flush();
+      cache.read_clip(ci, start, S, pad, clips.data() + static_cast<size_t>(n) * static_cast<size_t>(S));
+      ++n;
+    }
+  }
+  flush();
+  if (st.frames == 0) throw std::invalid_argument("band_statistics: no items to measure");
+  for (size_t c = 0; c < sum.size(); ++c) {
+    const double m = sum[c] / static_cast<double>(st.frames);
+    const double var = std::max(0.0, sum_sq[c] / static_cast<double>(st.frames) - m * m);
+    st.mean.push_back(static_cast<float>(m));
+    st.std.push_back(static_cast<float>(std::max(std::sqrt(var), kMinBandStd)));
+  }
+  return st;
 }
 
 Embeddings embed_clips(Model& model, const std::vector<float>& audio, int64_t n, bool with_mel_baseline) {

@@ -17,6 +17,7 @@
 #include <unordered_set>
 
 #include "apps/train/batch_loader.h"
+#include "apps/train/embedder.h"
 #include "apps/train/training_data.h"
 #include "apps/train/validation.h"
 #include "engine/atomic_file.h"
@@ -57,6 +58,14 @@ std::vector<int64_t> cache_indices(const TrainingData& d, const audio::AudioCach
   std::vector<int64_t> idx;
   for (const auto& it : d.items) idx.push_back(cache.find(it.id));
   return idx;
+}
+
+// The held-out items' ids, one per line (melgraph eval --queries reads it back), so that the
+// index of a run can be scored on exactly the items the run never trained on.
+void write_held_out_items(const TrainingData& d, const std::string& path) {
+  std::string text;
+  for (const int32_t i : d.val_items) text += d.items[static_cast<size_t>(i)].id + "\n";
+  write_file_atomic(path, text);
 }
 
 // The trainer's own part of a checkpoint (TrainState::trainer).
@@ -216,14 +225,19 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
   for (size_t i = 0; i < item_cache.size(); ++i)
     if (item_cache[i] < 0) throw std::logic_error("item " + data.items[i].id + " is missing from the cache");
   std::printf("%s\n(graph and audio ready in %.1f s)\n", data.summary().c_str(), seconds_since(t0));
+  write_held_out_items(data, (run_dir / kHeldOutItemsFile).string());
 
   // ---- model, optimizer, step ---------------------------------------------------------------
   std::string note;
   std::unique_ptr<Backend> be = make_backend(o.backend, &note);
   std::printf("%s\n", note.c_str());
   const int B = cfg.train.batch_triplets;
-  const bool mining = cfg.train.mining != Mining::Offline;
-  const int rows = mining ? 2 * B : 3 * B;
+  const bool mining = mines_in_batch(cfg);
+  const bool contrastive = cfg.loss.name == LossKind::Contrastive;
+  if (contrastive && cfg.train.mining != Mining::Offline)
+    std::printf("note: train.mining applies to the triplet loss only; the contrastive loss takes every other row of "
+                "the batch as a negative\n");
+  const int rows = in_batch_layout(cfg) ? 2 * B : 3 * B;
   Model model(cfg, *be, rows);
   Optimizer opt(*be, Model::param_layout(cfg), cfg.optim);
   TrainStep step(model);
@@ -245,6 +259,14 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
                 static_cast<long long>(done), static_cast<long long>(total), to_string(was));
   } else {
     model.init_params(cfg.train.seed);
+    if (cfg.model.input_norm == InputNorm::Band) {
+      // Measured once, before step 0, on the training items only (held-out audio never shapes
+      // the model); stored in every checkpoint from here on.
+      const BandStats bs = band_statistics(model, cache, train_cache, kDefaultCrops);
+      model.set_input_stats(bs.mean, bs.std);
+      std::printf("input statistics: log-mel mean and std per band over %lld frames of %zu training items\n",
+                  static_cast<long long>(bs.frames), train_cache.size());
+    }
     RunInfo info;
     info.name = run_dir.filename().string();
     info.config = to_toml(cfg);
@@ -257,6 +279,7 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
   }
   TrainResult result;
   result.run_id = ts.run_id;
+  result.held_out_groups = data.held_out_groups;
   int64_t last_saved = done;
   // An exception from here on (a failed cache read, a full disk) must not leave the run marked
   // running: it ends as failed, and the error itself propagates to the caller.
@@ -324,7 +347,7 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
   } free_audio{*be, dev_audio};
 
   const NegativeMining rule = cfg.train.mining == Mining::SemiHard ? NegativeMining::SemiHard : NegativeMining::BatchHard;
-  if (!mining) step.set_triplets(TrainStep::offline_triplets(B));
+  if (!in_batch_layout(cfg)) step.set_triplets(TrainStep::offline_triplets(B));
   const char* poison_env = std::getenv("MELGRAPH_TRAIN_POISON_STEP");
   const int64_t poison_step = poison_env ? std::atoll(poison_env) : -1;
   const auto t_loop = std::chrono::steady_clock::now();
@@ -342,6 +365,7 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
   for (int64_t s = done + 1; s <= total; ++s) {
     const float* audio = on_device ? dev_audio[s % 2] : cur->audio;
     if (mining) step.set_mining(cur->hops, B, rule, cfg.train.neg_hops);
+    if (contrastive) step.set_contrastive(cur->hops, B, cfg.train.pos_hops, cfg.train.neg_hops);
     model.set_dropout_step(cfg.train.seed, static_cast<uint64_t>(s));
     step.gradients(audio, rows, cfg.loss, opt);
     const Batch* nxt = nullptr;
@@ -391,7 +415,7 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
     const double clips_per_s = static_cast<double>(clips_done) / std::max(elapsed, 1e-9);
     const double eta = elapsed / static_cast<double>(s - done) * static_cast<double>(total - s);
     char line[256];
-    const int valid = mining ? static_cast<int>(st.mined) : B;
+    const int valid = mining ? static_cast<int>(st.mined) : contrastive ? rows : B;
     std::snprintf(line, sizeof line, "step %lld/%lld  epoch %lld  loss %.4f (avg %.4f)  active %d/%d  lr %.2e  %.0f clips/s  ETA %s",
                   static_cast<long long>(s), static_cast<long long>(total),
                   static_cast<long long>((s - 1) / steps_per_epoch + 1), st.loss, loss_ema,

@@ -15,19 +15,24 @@
 //     every checkpoint_every, at the end and on SIGINT/SIGTERM: last.safetensors
 //
 // Outputs in data.run_dir: config.toml (the resolved config), last.safetensors,
-// best.safetensors, runs.sqlite (runs and metrics tables, see engine/run_db.h), and the cache
-// (data.cache, default <run_dir>/cache).
+// best.safetensors, runs.sqlite (runs and metrics tables, see engine/run_db.h),
+// held_out_items.txt (the ids never trained on, one per line: `melgraph eval --queries`), and
+// the cache (data.cache, default <run_dir>/cache).
 #pragma once
 #include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "apps/train/validation.h"
 #include "engine/backend_factory.h"
 #include "engine/config.h"
 
 namespace mg::train {
+
+// The file in the run directory that lists the held-out items' ids.
+inline constexpr const char* kHeldOutItemsFile = "held_out_items.txt";
 
 struct TrainOptions {
   std::string config_path;     // for messages ("resume with ...")
@@ -55,6 +60,7 @@ struct TrainResult {
   double best_recall = -1;       // held-out items recall@k of best.safetensors
   int64_t best_step = 0;
   std::string message;           // why it stopped, for the user
+  std::vector<std::string> held_out_groups;  // with data.holdout_by: the held-out values
   // The first validation of this invocation (step 0 of a new run: the untrained model, with
   // the mean-log-mel baseline and chance) and the last one.
   std::optional<ValidationReport> initial, last;

@@ -216,7 +216,7 @@ ValidationReport validate(Model& model, const audio::AudioCache& cache, const st
   const auto t0 = std::chrono::steady_clock::now();
   ValidationReport r;
   r.k = k;
-  const Embeddings e = embed_cached(model, cache, cache_index, 1, with_baseline);
+  const Embeddings e = embed_cached(model, cache, cache_index, kDefaultCrops, with_baseline);
   for (const ValidationSet* set : {&data.val_items_set, &data.val_edges_set, &data.train_fit_set}) {
     SetScores s;
     s.name = set->name;

@@ -1,5 +1,5 @@
-// Validation of a training run: embeds every selected item (one centred crop each, the model
-// in evaluation mode) and scores retrieval of graph neighbours on the three validation sets
+// Validation of a training run: embeds every selected item (kDefaultCrops clips each, as the
+// index does; the model in evaluation mode) and scores retrieval of graph neighbours on the three validation sets
 // of TrainingData (held-out items, held-out edges, training fit), plus triplet accuracy
 // (every (query, relevant, irrelevant candidate) triple of the held-out items: the fraction
 // ranked right). The same numbers for the mean-log-mel baseline come from the same pass, and

@@ -124,9 +124,15 @@ class Torch:
         with self.torch.no_grad():
             return mg_torch.log_mel(self.mel, audio, self.cfg)
 
-    def forward_loss(self, audio, n):
+    def batch_loss(self, emb, n, hops):
+        """The config's loss over a batch: offline triplets, or with hops the contrastive loss."""
+        if hops is not None:
+            return mg_torch.contrastive_loss(emb, hops, self.cfg)[0]
+        return self.loss_fn(emb[:n], emb[n:2 * n], emb[2 * n:])
+
+    def forward_loss(self, audio, n, hops=None):
         emb = self.net(self.log_mel(audio))
-        return self.loss_fn(emb[:n], emb[n:2 * n], emb[2 * n:]), emb
+        return self.batch_loss(emb, n, hops), emb
 
     def sync(self):
         if self.device == "cuda":
@@ -154,23 +160,50 @@ class Torch:
         return statistics.median(times)
 
 
+def is_contrastive(cfg):
+    return cfg["loss"].get("name", "triplet") == "contrastive"
+
+
+def batch_rows(cfg, n):
+    """Clips of a batch of n anchors: offline triplets 3 n, the contrastive layout 2 n."""
+    return (2 if is_contrastive(cfg) else 3) * n
+
+
+def batch_hops(cfg, n):
+    """The contrastive batch's graph distances (int32 [2n, 2n]): anchor i and its positive n + i
+    at 1 hop, every other pair far (neg_hops); None for the triplet loss. melgraph bench's
+    batch (engine/step_bench.cpp)."""
+    if not is_contrastive(cfg):
+        return None
+    B = 2 * n
+    hops = np.full((B, B), cfg["train"]["neg_hops"], dtype=np.int32)
+    np.fill_diagonal(hops, 0)
+    for i in range(n):
+        hops[i, n + i] = hops[n + i, i] = 1
+    return hops
+
+
 def parity(torch, args, ckpt, work):
     cfg, params = mg_torch.load_checkpoint(ckpt)
     if cfg["model"].get("dropout", 0.0) > 0:
-        print("parity: model.dropout > 0: both sides run in eval mode (no dropout) for the check")
+        print("parity: model.dropout > 0: both sides run without dropout for the check")
     n = min(args.parity_triplets, cfg["train"]["batch_triplets"])
-    B, S = 3 * n, round(cfg["audio"]["clip_seconds"] * cfg["audio"]["sample_rate"])
+    B, S = batch_rows(cfg, n), round(cfg["audio"]["clip_seconds"] * cfg["audio"]["sample_rate"])
     audio = test_audio(B, S, cfg["audio"]["sample_rate"])
+    hops = batch_hops(cfg, n)
     audio_path, out_path = os.path.join(work, "audio.safetensors"), os.path.join(work, "melgraph.safetensors")
-    st.save(audio_path, {"audio": audio}, {"n_triplets": n})
+    st.save(audio_path, {"audio": audio} if hops is None else {"audio": audio, "hops": hops}, {"n_triplets": n})
     run_bin([args.helper, "forward", "--checkpoint", ckpt, "--audio", audio_path, "--out", out_path,
              "--device", args.device, "--threads", str(args.threads)])
     mg, _ = st.load(out_path)
 
     side = Torch(torch, cfg, params, args.device)
-    side.net.eval()  # no dropout: melgraph's side runs in eval mode too
+    # Training mode (batch norm on the batch's statistics) without dropout, as the helper runs.
+    side.net.train()
+    side.net.dropout.p = 0.0
     x = torch.from_numpy(audio).to(args.device)
-    loss, emb = side.forward_loss(x, n)
+    h = None if hops is None else torch.from_numpy(hops.astype(np.int64)).to(args.device)
+    loss, emb = side.forward_loss(x, n, h)
     loss.backward()
     logmel = side.log_mel(x)
     grads = {k: p.grad.detach().cpu().numpy() for k, p in side.net.named_parameters()}
@@ -179,7 +212,8 @@ def parity(torch, args, ckpt, work):
             ("emb", rel_error(mg["emb"], emb.detach().cpu().numpy()), PARITY_BOUNDS["emb"]),
             ("loss", rel_error(mg["loss"], [float(loss)]), PARITY_BOUNDS["loss"])]
     rows += [(f"grad.{k}", rel_error(mg[f"grad.{k}"], g), PARITY_BOUNDS["grad"]) for k, g in sorted(grads.items())]
-    print(f"parity on {args.device}: {B} clips ({n} triplets) of {S} samples, float32 both sides; "
+    print(f"parity on {args.device}: {B} clips ({n} anchors, {cfg['loss'].get('name', 'triplet')} loss) of {S} samples, "
+          "float32 both sides; "
           f"loss melgraph {float(mg['loss'][0]):.7f}, torch {float(loss):.7f}")
     print(f"  {'tensor':<22} {'rel. error':>11} {'bound':>8}")
     failed = []
@@ -210,8 +244,10 @@ def torch_timings(torch, side, cfg, args, compiled, notes, progress):
     the eager numbers printed. A torch.compile that fails (no C compiler, no triton, an
     unsupported op) is reported in notes and left out."""
     n = cfg["train"]["batch_triplets"]
-    B, S = 3 * n, round(cfg["audio"]["clip_seconds"] * cfg["audio"]["sample_rate"])
+    B, S = batch_rows(cfg, n), round(cfg["audio"]["clip_seconds"] * cfg["audio"]["sample_rate"])
     E = cfg["model"]["embedding"]
+    hops = batch_hops(cfg, n)
+    hops = None if hops is None else torch.from_numpy(hops.astype(np.int64)).to(args.device)
     torch.manual_seed(0)
     audio = torch.rand(B, S, device=args.device) - 0.5
     net = side.net
@@ -221,7 +257,7 @@ def torch_timings(torch, side, cfg, args, compiled, notes, progress):
 
     def step(f):
         opt.zero_grad(set_to_none=True)
-        loss = f(audio, n)[0]
+        loss = f(audio, n, hops)[0]
         loss.backward()
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
@@ -232,7 +268,7 @@ def torch_timings(torch, side, cfg, args, compiled, notes, progress):
     emb = torch.nn.functional.normalize(torch.randn(B, E, device=args.device), dim=1).requires_grad_(True)
 
     def loss_alone():
-        loss = side.loss_fn(emb[:n], emb[n:2 * n], emb[2 * n:])
+        loss = side.batch_loss(emb, n, hops)
         torch.autograd.grad(loss, emb)
 
     out["loss"] = side.time(loss_alone, args.warmup, args.steps)

@@ -4,9 +4,12 @@
 //       writes a melgraph checkpoint (weights only, freshly initialised as Model::init_params
 //       does) for the config; compare.py builds the PyTorch model from it.
 //   compare_helper forward --checkpoint CKPT --audio AUDIO --out OUT [--device cpu|cuda] [--threads N]
-//       AUDIO holds "audio" (float32 [B, S], B = 3 n, the offline layout). Runs one
-//       TrainStep::forward_backward and writes OUT (safetensors, float32): logmel [B, n_mels, F],
-//       emb [B, E], loss [1], active [1] and grad.<param> for every parameter.
+//       AUDIO holds "audio" (float32 [B, S]): B = 3 n in the offline layout, or with the
+//       contrastive loss B = 2 n (anchors, then their positives) and "hops" (int32 [B, B]).
+//       Runs one TrainStep::forward_backward in training mode without dropout (batch norm on
+//       the batch's statistics; PyTorch could not draw the same dropout mask) and writes OUT
+//       (safetensors, float32): logmel [B, n_mels, F], emb [B, E], loss [1], active [1] and
+//       grad.<param> for every parameter.
 //
 // Timing is not done here: compare.py runs `melgraph bench --json` for that.
 #include <CLI/CLI.hpp>
@@ -45,12 +48,15 @@ std::vector<float> download(Backend& be, const float* p, int64_t n) {
 
 void forward(const std::string& ckpt, const std::string& audio_path, const std::string& out, const std::string& device,
              int threads) {
-  const Config c = read_checkpoint_config(ckpt);
+  Config c = read_checkpoint_config(ckpt);
+  c.model.dropout = 0;  // the parameters do not depend on it
+  const bool contrastive = c.loss.name == LossKind::Contrastive;
+  const int per_anchor = contrastive ? 2 : 3;
   const StFile in = read_safetensors(audio_path);
   const StTensor& a = in.at("audio");
-  if (a.shape.size() != 2 || a.shape[0] % 3 != 0 || a.shape[1] != c.audio.clip_samples())
-    throw std::runtime_error(audio_path + ": 'audio' must be [3 n, " + std::to_string(c.audio.clip_samples()) +
-                             "] (clip_samples of " + ckpt + "'s config)");
+  if (a.shape.size() != 2 || a.shape[0] % per_anchor != 0 || a.shape[1] != c.audio.clip_samples())
+    throw std::runtime_error(audio_path + ": 'audio' must be [" + std::to_string(per_anchor) + " n, " +
+                             std::to_string(c.audio.clip_samples()) + "] (clip_samples of " + ckpt + "'s config)");
   const int B = static_cast<int>(a.shape[0]);
   const int64_t S = a.shape[1];
 
@@ -62,12 +68,19 @@ void forward(const std::string& ckpt, const std::string& audio_path, const std::
   std::fprintf(stderr, "compare_helper: %s\n", be->describe().c_str());
   Model model(c, *be, B);
   load_checkpoint(ckpt, model, nullptr);
-  model.set_training(false);  // no dropout: PyTorch could not draw the same mask
   const std::vector<float> host = a.to_f32();
   float* audio = be->alloc<float>(B * S);  // [B, S]
   be->to_device(audio, host.data(), host.size() * sizeof(float));
   TrainStep step(model);
-  step.set_triplets(TrainStep::offline_triplets(B / 3));
+  if (contrastive) {
+    const StTensor& h = in.at("hops");
+    if (h.shape != std::vector<int64_t>{B, B})
+      throw std::runtime_error(audio_path + ": 'hops' must be int32 [" + std::to_string(B) + ", " + std::to_string(B) + "]");
+    const std::vector<int32_t> h32 = h.to_i32();
+    step.set_contrastive(std::vector<uint8_t>(h32.begin(), h32.end()), B / 2, c.train.pos_hops, c.train.neg_hops);
+  } else {
+    step.set_triplets(TrainStep::offline_triplets(B / 3));
+  }
   step.forward_backward(audio, B, c.loss);
   const StepStats stats = step.read_stats();
   be->free_bytes(audio);

@@ -3,15 +3,22 @@ definition of the model, used by the speed comparison (bench/compare/compare.py,
 the whole-model reference test (ref_model.py, float64 with the engine's dropout masks).
 
   torchaudio MelSpectrogram -> log(mel + log_eps)                       (no parameters)
+  -> (x - mean) / std per band (model.input_norm = band; the checkpoint's input statistics)
   [Conv1d -> ReLU -> MaxPool1d (not after the last stage)] x stages      ("same" padding: F.pad,
                                                                           PyTorch's split for even K)
   global pooling over time per channel, [mean | max | l2] as model.pooling says
-  -> Dropout (model.dropout; training mode only) -> Linear -> F.normalize  -> embeddings [B, E]
-  loss: nn.TripletMarginWithDistanceLoss, d(x, y) = sqrt(clamp(2 (1 - x.y), eps))
+  -> BatchNorm1d (model.head_norm = batch) -> Dropout (model.dropout; training mode only)
+  -> Linear -> F.normalize                                               -> embeddings [B, E]
+  item embedding (embed()): that, or with model.embedding_from = features F.normalize of the
+  pooled features after BatchNorm1d
+  loss: nn.TripletMarginWithDistanceLoss, d(x, y) = sqrt(clamp(2 (1 - x.y), eps)), or the
+        supervised contrastive loss over graph positives (contrastive_loss)
   optimizer: torch.optim.Adam / AdamW (after clip_grad_norm_ when clip_norm > 0)
 
 Parameter names are the checkpoint's (engine/checkpoint.h): conv.{i}.weight [Cout, Cin, K],
-conv.{i}.bias, linear.weight [E, C], linear.bias. The config comes from the checkpoint's TOML
+conv.{i}.bias, head_norm.weight, head_norm.bias [k C], linear.weight [E, k C], linear.bias; the
+state beside them (input_norm.mean, input_norm.std [n_mels], head_norm.running_mean,
+head_norm.running_var [k C]) becomes the module's buffers. The config comes from the checkpoint's TOML
 (__metadata__["config"]), read with tomllib (Python 3.11+), tomli, or, failing both, a reader
 for the canonical TOML that melgraph writes (engine/config.h to_toml).
 """
@@ -55,11 +62,24 @@ def parse_toml(text):
     return out
 
 
-def param_names(n_stages):
+def param_names(cfg):
+    """The trained tensors of the config's model, in the checkpoint's order."""
     names = []
-    for i in range(n_stages):
+    for i in range(len(cfg["model"]["channels"])):
         names += [f"conv.{i}.weight", f"conv.{i}.bias"]
+    if cfg["model"].get("head_norm", "none") == "batch":
+        names += ["head_norm.weight", "head_norm.bias"]
     return names + ["linear.weight", "linear.bias"]
+
+
+def state_names(cfg):
+    """The state saved beside the parameters (engine/model.h state_layout)."""
+    names = []
+    if cfg["model"].get("input_norm", "none") == "band":
+        names += ["input_norm.mean", "input_norm.std"]
+    if cfg["model"].get("head_norm", "none") == "batch":
+        names += ["head_norm.running_mean", "head_norm.running_var"]
+    return names
 
 
 def load_checkpoint(path):
@@ -69,7 +89,7 @@ def load_checkpoint(path):
     if meta.get("format") != "melgraph-checkpoint":
         raise ValueError(f"{path}: not a melgraph checkpoint (metadata 'format' is {meta.get('format')!r})")
     cfg = parse_toml(meta["config"])
-    names = param_names(len(cfg["model"]["channels"]))
+    names = param_names(cfg) + state_names(cfg)
     params = {k: v for k, v in tensors.items() if not k.startswith("optim.")}
     if sorted(params) != sorted(names):
         raise ValueError(f"{path}: tensors {sorted(params)}, expected {sorted(names)}")
@@ -101,7 +121,7 @@ def make_net(cfg):
     return_pre=False, keep=None) -> emb [B, E] (and, with return_pre, the conv outputs before
     ReLU). keep (bool [B, k C], training mode only): the dropout pattern to apply instead of
     drawing one, x * keep / (1 - p) as F.dropout computes it, so that another implementation's
-    mask can be replayed."""
+    mask can be replayed. embed(logmel): the item embedding (the engine's Model::embed)."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -112,6 +132,9 @@ def make_net(cfg):
     l2_eps = model_cfg["l2_eps"]
     pooling = model_cfg.get("pooling", "mean")
     features = {"mean": 1, "mean_max": 2, "mean_max_l2": 3}[pooling]
+    input_norm = model_cfg.get("input_norm", "none") == "band"
+    head_norm = model_cfg.get("head_norm", "none") == "batch"
+    features_out = model_cfg.get("embedding_from", "linear") == "features"
 
     class MelgraphNet(nn.Module):
         def __init__(self):
@@ -122,11 +145,21 @@ def make_net(cfg):
                 convs.append(nn.Conv1d(cin, c, K))
                 cin = c
             self.conv = nn.ModuleList(convs)
+            if input_norm:
+                self.input_norm = nn.Module()
+                n_mels = cfg["mel"]["n_mels"]
+                self.input_norm.register_buffer("mean", torch.zeros(n_mels))
+                self.input_norm.register_buffer("std", torch.ones(n_mels))
+            if head_norm:  # the engine's BatchNormParams: eps 1e-5, momentum 0.1 (torch's defaults)
+                self.head_norm = nn.BatchNorm1d(features * cin, eps=1e-5, momentum=0.1)
             self.dropout = nn.Dropout(model_cfg.get("dropout", 0.0))
             self.linear = nn.Linear(features * cin, model_cfg["embedding"])
 
-        def forward(self, logmel, return_pre=False, keep=None):
+        def features(self, logmel, return_pre=False):
+            """The pooled features after head_norm [B, k C], and the conv outputs before ReLU."""
             pre, h = [], logmel
+            if input_norm:
+                h = (h - self.input_norm.mean[:, None]) / self.input_norm.std[:, None]
             for i, conv in enumerate(self.conv):
                 if same:
                     left = (K - 1) // 2
@@ -139,6 +172,12 @@ def make_net(cfg):
                     h = F.max_pool1d(h, pool)
             pooled = [h.mean(dim=2), h.amax(dim=2), torch.linalg.vector_norm(h, dim=2)][:features]
             h = torch.cat(pooled, dim=1) if features > 1 else pooled[0]  # [B, k C]
+            if head_norm:
+                h = self.head_norm(h)
+            return h, pre
+
+        def forward(self, logmel, return_pre=False, keep=None):
+            h, pre = self.features(logmel, return_pre)
             if keep is None:
                 h = self.dropout(h)
             elif self.training:
@@ -148,14 +187,21 @@ def make_net(cfg):
             emb = F.normalize(self.linear(h), p=2.0, dim=1, eps=l2_eps)
             return (emb, pre) if return_pre else emb
 
+        def embed(self, logmel):
+            if not features_out:
+                return self(logmel)
+            return F.normalize(self.features(logmel)[0], p=2.0, dim=1, eps=l2_eps)
+
     return MelgraphNet()
 
 
 def load_params(net, params):
-    """Copies checkpoint arrays into the module's parameters (converting to their dtype)."""
+    """Copies checkpoint arrays into the module's parameters and buffers (converting to their
+    dtype)."""
     import torch
 
     named = dict(net.named_parameters())
+    named.update(net.named_buffers())
     with torch.no_grad():
         for k, v in params.items():
             named[k].copy_(torch.from_numpy(v))
@@ -176,6 +222,23 @@ def loss_fn(cfg):
     loss_cfg = cfg["loss"]
     return nn.TripletMarginWithDistanceLoss(distance_function=distance(loss_cfg["eps"]), margin=loss_cfg["margin"],
                                            swap=loss_cfg["swap"], reduction="mean")
+
+
+def contrastive_loss(emb, hops, cfg):
+    """The supervised contrastive loss of kernels/contrastive_loss_cpu.h: emb [N, E], hops [N, N]
+    (int) -> (mean loss over rows with a positive, number of such rows)."""
+    import torch
+
+    n = emb.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=emb.device)
+    pos = (hops <= cfg["train"]["pos_hops"]) & ~eye
+    support = (pos | (hops >= cfg["train"]["neg_hops"])) & ~eye
+    s = emb @ emb.T / cfg["loss"]["temperature"]
+    lse = torch.logsumexp(s.masked_fill(~support, float("-inf")), dim=1)
+    n_pos = pos.sum(1)
+    valid = n_pos > 0
+    per_row = lse - (s * pos).sum(1) / n_pos.clamp(min=1)
+    return per_row[valid].mean(), int(valid.sum())
 
 
 def make_optimizer(params, cfg):

@@ -3,12 +3,15 @@
 Usage: ref_model.py OUT.safetensors --case NAME CHECKPOINT AUDIO [--case ...]
 
 CHECKPOINT is a melgraph checkpoint (engine/checkpoint.h): parameters conv.{i}.weight
-[Cout, Cin, K], conv.{i}.bias, linear.weight [E, C], linear.bias as float32, and the run's
-TOML config in __metadata__["config"]; the model, loss and optimizer settings all come from
-that config. AUDIO holds "audio" (float32 [B, S], B = 3 * n_triplets in the offline layout:
-anchors, positives, negatives) and __metadata__ {"n_triplets", "steps"}; with model.dropout > 0
-also "dropout_mask" (float32 [steps, B, k C_last], the engine's mask of each step: 0 or
-1 / (1 - p) in float32).
+[Cout, Cin, K], conv.{i}.bias, (head_norm.weight, head_norm.bias,) linear.weight [E, C],
+linear.bias and the model's state (input statistics, batch norm's running statistics) as
+float32, and the run's TOML config in __metadata__["config"]; the model, loss and optimizer
+settings all come from that config. AUDIO holds "audio" (float32 [B, S]) and __metadata__
+{"n_triplets", "steps"}: with the triplet loss B = 3 * n_triplets in the offline layout
+(anchors, positives, negatives); with the contrastive loss B = 2 * n_triplets (anchors, then
+their positives) and "hops" (int32 [B, B], the graph distances between the rows' items). With
+model.dropout > 0 also "dropout_mask" (float32 [steps, B, k C_last], the engine's mask of each
+step: 0 or 1 / (1 - p) in float32).
 
 The model, loss and optimizer are mg_torch.py's (the one PyTorch definition of the model, which
 bench/compare/compare.py uses too), built in torch float64 from the exact float32 parameters
@@ -22,8 +25,10 @@ same batch. OUT gets, in float64:
                                                    side to check that no ReLU / max-pool
                                                    decision flips between float32 and float64)
   NAME/fwd{s}/emb                   [B, E]
-  NAME/eval/emb                     [B, E]          eval mode (no dropout), initial parameters
+  NAME/eval/emb                     [B, E or k C]   the item embedding (embed()) in eval mode (no
+                                                   dropout, running statistics), initial parameters
   NAME/fwd{s}/loss, /active         [1]             mean loss, triplets with a positive hinge
+                                                   (contrastive: rows with a positive)
   NAME/fwd{s}/grad.<param>                          d loss / d param (before clipping)
   NAME/step{s+1}/grad_norm          [1]             global gradient norm before clipping
   NAME/step{s+1}/grad_clipped.<param>               the gradient the optimizer used
@@ -53,16 +58,21 @@ class CaseError(Exception):
     pass
 
 
-def read_audio(audio_path):
-    """(audio float32 [B, S], n_triplets, steps, dropout_mask or None) of an AUDIO file."""
+def read_audio(audio_path, contrastive):
+    """(audio float32 [B, S], n_triplets, steps, dropout_mask or None, hops or None) of an
+    AUDIO file."""
     a, meta = st.load(audio_path)
     audio = a["audio"]
     if audio.dtype != np.float32 or audio.ndim != 2:
         raise CaseError(f"{audio_path}: 'audio' must be float32 [B, S], got {audio.dtype} {audio.shape}")
     n, steps = int(meta["n_triplets"]), int(meta["steps"])
-    if audio.shape[0] != 3 * n:
-        raise CaseError(f"{audio_path}: batch {audio.shape[0]} is not 3 * n_triplets = {3 * n}")
-    return audio, n, steps, a.get("dropout_mask")
+    rows = (2 if contrastive else 3) * n
+    if audio.shape[0] != rows:
+        raise CaseError(f"{audio_path}: batch {audio.shape[0]} is not {rows} rows for {n} anchors")
+    hops = a.get("hops")
+    if contrastive and (hops is None or hops.shape != (rows, rows)):
+        raise CaseError(f"{audio_path}: the contrastive loss needs 'hops' [{rows}, {rows}]")
+    return audio, n, steps, a.get("dropout_mask"), hops
 
 
 def dropout_keep(mask, p_drop, shape, audio_path):
@@ -101,14 +111,24 @@ def check_kinks(name, s, anc, pos, neg, hinge, loss_cfg, dist):
                         "change the case's seeds")
 
 
-def forward_backward(name, s, net, logmel, keep, n, cfg, out):
+def forward_backward(name, s, net, logmel, keep, n, hops, cfg, out):
     """Training forward pass s (dropout pattern keep, or None), the loss over the n offline
-    triplets and its backward; records what the C++ side compares under NAME/fwd{s}."""
+    triplets (or, with hops, the contrastive loss over the batch) and its backward; records
+    what the C++ side compares under NAME/fwd{s}."""
     import torch
 
     loss_cfg = cfg["loss"]
     dist = mg_torch.distance(loss_cfg["eps"])
     emb, pre = net(logmel, return_pre=True, keep=keep)
+    f = f"{name}/fwd{s}"
+    if hops is not None:  # the contrastive loss is smooth: no kinks to keep clear of
+        loss, valid = mg_torch.contrastive_loss(emb, torch.from_numpy(hops.astype(np.int64)), cfg)
+        loss.backward()
+        print(f"{name} fwd{s}: contrastive loss {float(loss):.6f}, rows with a positive {valid}/{emb.shape[0]}, "
+              f"min |pre-activation| {min(float(z.abs().min()) for z in pre):.3g}")
+        out[f"{f}/active"] = torch.tensor([float(valid)])
+        record_forward(f, net, emb, loss, pre, out)
+        return
     anc, pos, neg = emb[:n], emb[n:2 * n], emb[2 * n:]
     loss = mg_torch.loss_fn(cfg)(anc, pos, neg)
     loss.backward()
@@ -121,10 +141,13 @@ def forward_backward(name, s, net, logmel, keep, n, cfg, out):
               f"min |hinge| {float(hinge.abs().min()):.3g}, "
               f"min |pre-activation| {min(float(z.abs().min()) for z in pre):.3g}")
 
-    f = f"{name}/fwd{s}"
+    out[f"{f}/active"] = (hinge > 0).sum().double().reshape(1)
+    record_forward(f, net, emb, loss, pre, out)
+
+
+def record_forward(f, net, emb, loss, pre, out):
     out[f"{f}/emb"] = emb.detach()
     out[f"{f}/loss"] = loss.detach().reshape(1)
-    out[f"{f}/active"] = (hinge > 0).sum().double().reshape(1)
     for i, z in enumerate(pre):
         out[f"{f}/pre.{i}"] = z.detach()
     for k, p in net.named_parameters():
@@ -161,7 +184,8 @@ def run_case(name, ckpt_path, audio_path, out):
         cfg, ckpt = mg_torch.load_checkpoint(ckpt_path)
     except ValueError as e:
         raise CaseError(str(e)) from e
-    audio, n, steps, mask = read_audio(audio_path)
+    contrastive = cfg["loss"].get("name", "triplet") == "contrastive"
+    audio, n, steps, mask, hops = read_audio(audio_path, contrastive)
     B, S = audio.shape
 
     # Front end (no parameters: computed once).
@@ -177,7 +201,7 @@ def run_case(name, ckpt_path, audio_path, out):
     net = mg_torch.make_net(cfg).double()
     mg_torch.load_params(net, ckpt)
     named = dict(net.named_parameters())
-    params = {k: named[k] for k in mg_torch.param_names(len(cfg["model"]["channels"]))}
+    params = {k: named[k] for k in mg_torch.param_names(cfg)}
     p_drop = cfg["model"]["dropout"]
     keep = dropout_keep(mask, p_drop, (steps, B, net.linear.in_features), audio_path)
     if keep is not None:
@@ -186,12 +210,12 @@ def run_case(name, ckpt_path, audio_path, out):
 
     net.eval()
     with torch.no_grad():
-        out[f"{name}/eval/emb"] = net(logmel)
+        out[f"{name}/eval/emb"] = net.embed(logmel)
     net.train()
     for s in range(steps):
         for p in params.values():
             p.grad = None
-        forward_backward(name, s, net, logmel, None if keep is None else keep[s], n, cfg, out)
+        forward_backward(name, s, net, logmel, None if keep is None else keep[s], n, hops, cfg, out)
         optimizer_step(name, s, params, opt, cfg["optim"]["clip_norm"], out)
 
 
