@@ -4,7 +4,9 @@
 #include <bit>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <unordered_set>
 
 #include "apps/index/index_query.h"
 
@@ -16,30 +18,62 @@ int in_degree_bucket(int64_t in_degree) {
   return in_degree <= 0 ? 0 : static_cast<int>(std::bit_width(static_cast<uint64_t>(in_degree)));
 }
 
+std::vector<std::string> read_id_list(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IndexInputError(path + ": cannot open the list of query ids");
+  std::vector<std::string> ids;
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos || line[b] == '#') continue;
+    const size_t e = line.find_last_not_of(" \t\r");
+    ids.push_back(line.substr(b, e - b + 1));
+  }
+  if (in.bad()) throw IndexInputError(path + ": read failed");
+  if (ids.empty()) throw IndexInputError(path + ": lists no id (one id per line expected)");
+  return ids;
+}
+
 EvalReport evaluate_index(Backend& be, const Index& index, const graph::PreferenceGraph& g, const EvalOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   if (o.k < 1) throw IndexInputError("-k must be >= 1 (got " + std::to_string(o.k) + ")");
   if (o.hops < 1 || o.hops > 255) throw IndexInputError("--hops must be in 1..255 (got " + std::to_string(o.hops) + ")");
+  if (o.wide_k < 0 || o.wide_k > kMaxTopkCuda)
+    throw IndexInputError("--wide-k must be in 0.." + std::to_string(kMaxTopkCuda) + " (got " +
+                          std::to_string(o.wide_k) + ")");
   EvalReport r;
   r.k = o.k;
   r.hops = o.hops;
+  r.wide_k = o.wide_k;
   r.index_path = index.source;
   r.items = index.size();
 
   // Rows <-> graph nodes.
+  const std::unordered_set<std::string> listed(o.queries.begin(), o.queries.end());
+  r.queries_listed = static_cast<int64_t>(listed.size());
   std::vector<int32_t> row_of_node(static_cast<size_t>(g.num_nodes()), -1);
-  std::vector<int32_t> queries;  // rows in the graph
+  std::vector<int32_t> queries;  // rows in the graph (and listed)
   std::vector<int32_t> node_of_query;
+  int64_t listed_found = 0;
   for (int64_t row = 0; row < index.size(); ++row) {
-    const auto node = g.find(index.items[static_cast<size_t>(row)].id);
+    const std::string& id = index.items[static_cast<size_t>(row)].id;
+    const auto node = g.find(id);
     if (!node) {
       ++r.not_in_graph;
       continue;
     }
     row_of_node[static_cast<size_t>(*node)] = static_cast<int32_t>(row);
+    if (!listed.empty() && !listed.count(id)) continue;
+    listed_found += listed.empty() ? 0 : 1;
     queries.push_back(static_cast<int32_t>(row));
     node_of_query.push_back(*node);
   }
+  r.queries_not_found = r.queries_listed - listed_found;
+  if (queries.empty() && !listed.empty())
+    throw IndexInputError("none of the " + std::to_string(listed.size()) + " ids of " +
+                          (o.queries_source.empty() ? std::string("the query list") : o.queries_source) +
+                          " is both an item of " + index.source +
+                          " and a node of the graph: was the index exported from this run's catalog?");
   if (queries.empty())
     throw IndexInputError("none of the " + std::to_string(index.size()) + " items of " + index.source +
                           " is a node of the graph: the edge list and the index name different items");
@@ -48,6 +82,9 @@ EvalReport evaluate_index(Backend& be, const Index& index, const graph::Preferen
   for (const int32_t node : node_of_query)
     max_bucket = std::max(max_bucket, in_degree_bucket(g.in_degree()[static_cast<size_t>(node)]));
   RetrievalAccumulator acc(o.k, max_bucket + 1);
+  RetrievalAccumulator acc_wide(std::max(o.wide_k, 1));
+  // One ranking serves both cut-offs.
+  const int depth = std::max(o.k, o.wide_k);
 
   std::vector<int32_t> dist, scratch;
   std::vector<float> qvec, sims;
@@ -76,15 +113,17 @@ EvalReport evaluate_index(Backend& be, const Index& index, const graph::Preferen
         rel_hops[q].push_back(static_cast<uint8_t>(dist[static_cast<size_t>(v)]));
       }
     }
-    searcher.search(qvec.data(), static_cast<int64_t>(nb), o.k, exclude, top, sims);
+    searcher.search(qvec.data(), static_cast<int64_t>(nb), depth, exclude, top, sims);
     for (size_t q = 0; q < nb; ++q) {
       ranked.clear();
-      for (int j = 0; j < o.k; ++j) {
-        const int32_t c = top[q * static_cast<size_t>(o.k) + static_cast<size_t>(j)];
+      for (int j = 0; j < depth; ++j) {
+        const int32_t c = top[q * static_cast<size_t>(depth) + static_cast<size_t>(j)];
         if (c >= 0) ranked.push_back(c);
       }
       const int bucket = in_degree_bucket(g.in_degree()[static_cast<size_t>(node_of_query[b0 + q])]);
-      if (acc.add(ranked, RelevantSet{rel_items[q], rel_hops[q]}, bucket)) {
+      const RelevantSet rel{rel_items[q], rel_hops[q]};
+      if (o.wide_k > 0) acc_wide.add(ranked, rel);
+      if (acc.add(ranked, rel, bucket)) {  // reads the first k
         // A random ranking of the candidates puts k * |R| / candidates relevant items in the top k.
         const double R = static_cast<double>(rel_items[q].size());
         const double hits = candidates > 0 ? std::min<double>(o.k, candidates) * R / candidates : 0.0;
@@ -93,6 +132,8 @@ EvalReport evaluate_index(Backend& be, const Index& index, const graph::Preferen
     }
   }
   r.overall = acc.overall();
+  if (o.wide_k > 0) r.wide = acc_wide.overall();
+  r.spread = similarity_spread(index.vectors.data(), index.size(), index.dim);
   r.chance_recall = r.overall.queries > 0 ? chance_sum / static_cast<double>(r.overall.queries) : 0.0;
   for (int b = 0; b <= max_bucket; ++b) {
     const RetrievalMetrics m = acc.bucket(b);
@@ -125,6 +166,15 @@ std::string row(const std::string& label, const RetrievalMetrics& m) {
 
 }  // namespace
 
+std::string format_spread(const SimilaritySpread& s) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "spread: cosine similarity of %lld random item pairs: median %.3f, 5th percentile %.3f, 95th %.3f; "
+                "mean vector length %.3f",
+                static_cast<long long>(s.pairs), s.median, s.p5, s.p95, s.mean_norm);
+  return buf;
+}
+
 std::string format_eval(const EvalReport& r) {
   char buf[256];
   std::string out;
@@ -139,8 +189,19 @@ std::string format_eval(const EvalReport& r) {
   out += buf;
   for (const EvalBucket& b : r.buckets) out += row(b.label, b.metrics);
   out += row("all", r.overall);
+  if (r.wide_k > 0) {
+    std::snprintf(buf, sizeof buf, "nDCG@%d %.3f, recall@%d %.3f (the same queries, a wider cut-off)\n", r.wide_k,
+                  r.wide.ndcg, r.wide_k, r.wide.recall);
+    out += buf;
+  }
+  if (r.queries_listed > 0) {
+    std::snprintf(buf, sizeof buf, "queries: %lld listed ids, %lld of them not in the index or not in the graph\n",
+                  static_cast<long long>(r.queries_listed), static_cast<long long>(r.queries_not_found));
+    out += buf;
+  }
   std::snprintf(buf, sizeof buf, "chance recall@%d: %.3f (a random ranking); %.2f s\n", r.k, r.chance_recall, r.seconds);
   out += buf;
+  out += format_spread(r.spread) + "\n";
   return out;
 }
 
@@ -153,9 +214,22 @@ std::string eval_json(const EvalReport& r) {
     j["label"] = b.label;
     buckets.push_back(j);
   }
+  Json wide = nullptr;
+  if (r.wide_k > 0) {
+    wide = metrics_json(r.wide);
+    wide["k"] = r.wide_k;
+  }
   return Json{{"index", r.index_path},
               {"edges", r.edges_path},
               {"k", r.k},
+              {"wide", wide},
+              {"queries_listed", r.queries_listed},
+              {"queries_not_found", r.queries_not_found},
+              {"spread", {{"pairs", r.spread.pairs},
+                          {"median", r.spread.median},
+                          {"p5", r.spread.p5},
+                          {"p95", r.spread.p95},
+                          {"mean_norm", r.spread.mean_norm}}},
               {"hops", r.hops},
               {"items", r.items},
               {"not_in_graph", r.not_in_graph},

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "apps/index/index_format.h"
+#include "apps/train/embedder.h"
 #include "engine/backend_factory.h"
 
 namespace mg::index {
@@ -29,7 +30,7 @@ struct ExportOptions {
   std::string out;             // the index file
   std::string cache_dir;       // empty: default_cache_dir(out)
   std::string npy_prefix;      // non-empty: also <prefix>.npy and <prefix>.ids.txt
-  int crops = 3;               // clips per item (evenly spaced), >= 1
+  int crops = train::kDefaultCrops;  // clips per item (evenly spaced), >= 1
   int prepare_threads = 0;     // decoding threads (0: all cores)
   BackendOptions backend;
   FILE* progress = nullptr;    // decoding progress line (stderr in the CLI); null: none

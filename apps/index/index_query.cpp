@@ -176,8 +176,8 @@ std::string check_index_checkpoint(const Index& index, const std::string& checkp
   } catch (const CheckpointError& e) {
     throw IndexInputError(e.what());
   }
-  if (cfg.model.embedding != index.dim)
-    throw IndexInputError("checkpoint " + path + " embeds into " + std::to_string(cfg.model.embedding) +
+  if (embedding_dim(cfg) != index.dim)
+    throw IndexInputError("checkpoint " + path + " embeds into " + std::to_string(embedding_dim(cfg)) +
                           " dimensions, the index " + index.source + " holds " + std::to_string(index.dim) +
                           ": export the index again with this checkpoint");
   return path;
