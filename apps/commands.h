@@ -23,5 +23,6 @@ void register_train(CLI::App& app);
 void register_export(CLI::App& app);  // export and export-npy
 void register_query(CLI::App& app);
 void register_eval(CLI::App& app);
+void register_quality(CLI::App& app);
 
 }  // namespace mg::cli

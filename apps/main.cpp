@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   mg::cli::register_export(app);
   mg::cli::register_query(app);
   mg::cli::register_eval(app);
+  mg::cli::register_quality(app);
 
   try {
     app.parse(argc, argv);
