@@ -35,7 +35,7 @@ void run_prepare(const PrepareCliOptions& o) {
   // Absolute paths: the index matches files by path, and the same catalog read from another
   // working directory must name the same files.
   for (const auto& it : catalog.items)
-    items.push_back({it.id, std::filesystem::absolute(it.path).lexically_normal().string()});
+    items.push_back({it.id, it.path});
 
   audio::PrepareOptions po;
   po.threads = o.threads;

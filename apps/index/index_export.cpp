@@ -128,7 +128,7 @@ ExportSummary export_index(const ExportOptions& o) {
   std::vector<audio::PrepareItem> items;
   items.reserve(catalog.items.size());
   // Absolute paths, as `melgraph prepare` uses: the cache matches files by path.
-  for (const auto& it : catalog.items) items.push_back({it.id, fs::absolute(it.path).lexically_normal().string()});
+  for (const auto& it : catalog.items) items.push_back({it.id, it.path});
   audio::PrepareOptions po;
   po.threads = o.prepare_threads;
   po.progress = o.progress;

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <deque>
 #include <exception>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -147,8 +148,13 @@ std::string progress_text(size_t done, size_t total, int64_t failed, double seco
 
 }  // namespace
 
-PrepareSummary prepare_cache(const std::vector<PrepareItem>& items, const AudioConfig& audio,
+PrepareSummary prepare_cache(const std::vector<PrepareItem>& requested, const AudioConfig& audio,
                              const std::string& out_dir, const PrepareOptions& options) {
+  // The cache records every source by its absolute path: a training run that names the catalog
+  // relative to the working directory and an export that names it otherwise then find the
+  // same rows instead of decoding everything again.
+  std::vector<PrepareItem> items = requested;
+  for (PrepareItem& it : items) it.path = std::filesystem::absolute(it.path).lexically_normal().string();
   const auto t0 = std::chrono::steady_clock::now();
   const auto wall = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   PrepareSummary s;

@@ -4,7 +4,8 @@
 // cache, so the cache sees one item at a time and commits in batches (cache_writer.h).
 //
 // Incremental rule: an item is skipped when the cache already holds it, or holds a failure
-// for it, with the same id, path, source size and source mtime (ns). Anything else is
+// for it, with the same id, path (made absolute and normal, so a relative and an absolute name
+// of one file agree), source size and source mtime (ns). Anything else is
 // decoded (again): a changed file's new PCM is appended and the old bytes become dead space.
 // Items the catalog no longer has stay in the cache and are counted in the summary.
 //
