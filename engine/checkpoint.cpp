@@ -11,7 +11,18 @@ namespace mg {
 namespace {
 
 constexpr const char* kFormat = "melgraph-checkpoint";
-constexpr const char* kFormatVersion = "1";
+constexpr const char* kFormatVersion = "2";
+// Version 1 checkpoints predate the recipe's options; their configs are read over this base.
+constexpr const char* kFormatVersion1 = "1";
+
+Config version1_base() {
+  Config c = default_config();
+  c.model.input_norm = InputNorm::None;
+  c.model.head_norm = HeadNorm::None;
+  c.model.embedding_from = EmbeddingFrom::Linear;
+  c.loss.name = LossKind::Triplet;
+  return c;
+}
 
 void put_buffer(StFile& f, const std::string& prefix, const TensorBuffer& buf, Backend& be) {
   for (const TensorSpec& s : buf.layout().specs()) {
@@ -86,9 +97,9 @@ StFile read_checked(const std::string& path) {
   if (it == f.metadata.end() || it->second != kFormat)
     throw CheckpointError(path + ": not a melgraph checkpoint (metadata 'format' is not '" + kFormat + "')");
   const std::string ver = meta(f, "format_version");
-  if (ver != kFormatVersion)
-    throw CheckpointError(path + ": checkpoint format version " + ver + "; this melgraph reads version " +
-                          kFormatVersion);
+  if (ver != kFormatVersion && ver != kFormatVersion1)
+    throw CheckpointError(path + ": checkpoint format version " + ver + "; this melgraph reads versions " +
+                          kFormatVersion1 + " and " + kFormatVersion);
   return f;
 }
 
@@ -127,7 +138,9 @@ void save_checkpoint(const std::string& path, Model& model, const Optimizer* opt
 Config read_checkpoint_config(const std::string& path) {
   const StFile f = read_checked(path);
   try {
-    return parse_config(meta(f, "config"), path + " (stored config)");
+    const std::string source = path + " (stored config)";
+    if (meta(f, "format_version") == kFormatVersion1) return parse_config(meta(f, "config"), source, version1_base());
+    return parse_config(meta(f, "config"), source);
   } catch (const ConfigError& e) {
     throw CheckpointError(e.what());
   }

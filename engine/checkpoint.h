@@ -2,9 +2,12 @@
 //   tensors:  <param>                 F32, e.g. conv.0.weight [128, 128, 4] (Model::param_layout)
 //             <state>                 F32, e.g. head_norm.running_mean (Model::state_layout)
 //             optim.m.<param>, optim.v.<param>   Adam moments (when saved with an optimizer)
-//   metadata: format = "melgraph-checkpoint", format_version = "1", config = the run's TOML,
+//   metadata: format = "melgraph-checkpoint", format_version = "2", config = the run's TOML,
 //             step, epoch, seed, optimizer = "adam" | "adamw" | "none", melgraph_version,
 //             trainer = the trainer's own state (JSON: run id, best validation, ...), if any
+// Version 1 (before the learning recipe's options existed) is read too: its stored config
+// lacks model.input_norm, head_norm, embedding_from and loss.name, which then take the values
+// of the model it was (none, none, linear, triplet), not today's defaults.
 // A parameter or moment that is not finite is refused (CheckpointError naming the tensor).
 // Written atomically (temp file, fsync, rename, fsync of the directory): a crash leaves the
 // previous checkpoint or the new one, never half of one.

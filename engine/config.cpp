@@ -598,6 +598,10 @@ int64_t batch_rows(const Config& c) { return (in_batch_layout(c) ? 2 : 3) * int6
 bool mines_in_batch(const Config& c) { return c.loss.name == LossKind::Triplet && c.train.mining != Mining::Offline; }
 
 Config parse_config(const std::string& toml_text, const std::string& source) {
+  return parse_config(toml_text, source, default_config());
+}
+
+Config parse_config(const std::string& toml_text, const std::string& source, const Config& base) {
   toml::value root;
   try {
     std::istringstream in(toml_text);
@@ -605,7 +609,7 @@ Config parse_config(const std::string& toml_text, const std::string& source) {
   } catch (const std::exception& e) {  // toml::syntax_error carries line and column
     throw ConfigError(source + ": " + e.what());
   }
-  Config c = default_config();
+  Config c = base;
   TomlReader reader(root, source);
   visit_fields(c, reader);
   c.mel.sample_rate = c.audio.sample_rate;

@@ -195,6 +195,9 @@ Config default_config();
 // Parses TOML text; `source` names it in errors. Unknown keys are errors (a typo must not
 // silently fall back to a default). Validates the result (validate_config).
 Config parse_config(const std::string& toml_text, const std::string& source);
+// The same with every field the text does not set taken from `base` instead of the defaults
+// (a checkpoint of an older format, written before some fields existed).
+Config parse_config(const std::string& toml_text, const std::string& source, const Config& base);
 Config load_config(const std::string& path);
 // Checks every field's range; throws ConfigError naming the field. Does not check that the
 // clip is long enough for the conv stack: ModelPlan does that, with the shortest clip.

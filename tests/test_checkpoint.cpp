@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <vector>
 
 #include "engine/checkpoint.h"
@@ -61,6 +62,62 @@ TEST(Checkpoint, RoundTripsParametersOptimizerAndPosition) {
   EXPECT_TRUE(f.has("linear.bias"));
   EXPECT_TRUE(f.has("optim.m.conv.2.weight"));
   EXPECT_EQ(f.metadata.at("format"), "melgraph-checkpoint");
+}
+
+// A checkpoint of format version 1 was written before model.input_norm, head_norm,
+// embedding_from and loss.name existed: its config must read as the seed model it was (no
+// state tensors, the projection as the embedding), not as today's defaults, and it must load.
+TEST(Checkpoint, Version1ConfigsReadAsTheSeedModelTheyWere) {
+  TempDir dir;
+  Trained t;  // the seed's head and loss (small_config)
+  const std::string path = dir.file("v1.safetensors");
+  save_checkpoint(path, t.model, &t.opt, TrainState{2, 1, 4, ""});
+  StFile f = read_safetensors(path);
+  EXPECT_EQ(f.metadata.at("format_version"), "2");
+  // What version 1 wrote: the same TOML without the fields it did not have.
+  std::istringstream in(f.metadata.at("config"));
+  std::string line, old_toml, section;
+  int dropped = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind('[', 0) == 0) section = line;
+    const bool added_later = line.rfind("input_norm", 0) == 0 || line.rfind("head_norm", 0) == 0 ||
+                             line.rfind("embedding_from", 0) == 0 || line.rfind("temperature", 0) == 0 ||
+                             (section == "[loss]" && line.rfind("name", 0) == 0);
+    dropped += added_later;
+    if (!added_later) old_toml += line + "\n";
+  }
+  ASSERT_EQ(dropped, 5) << f.metadata.at("config");
+  f.metadata["config"] = old_toml;
+  f.metadata["format_version"] = "1";
+  write_safetensors(path, f);
+
+  const Config c1 = read_checkpoint_config(path);
+  EXPECT_EQ(c1.model.input_norm, InputNorm::None);
+  EXPECT_EQ(c1.model.head_norm, HeadNorm::None);
+  EXPECT_EQ(c1.model.embedding_from, EmbeddingFrom::Linear);
+  EXPECT_EQ(c1.loss.name, LossKind::Triplet);
+  EXPECT_EQ(to_toml(c1), to_toml(t.c));
+  Model m1(c1, *t.be, 6);
+  Optimizer o1(*t.be, m1.params().layout(), c1.optim);
+  EXPECT_EQ(load_checkpoint(path, m1, &o1).step, 2);
+  EXPECT_EQ(host(*t.be, m1.params()), host(*t.be, t.model.params()));
+
+  // The same text under version 2 means today's defaults: a model the tensors do not fit.
+  f.metadata["format_version"] = "2";
+  write_safetensors(path, f);
+  const Config c2 = read_checkpoint_config(path);
+  EXPECT_EQ(c2.model.input_norm, default_config().model.input_norm);
+  Model m2(c2, *t.be, 6);
+  EXPECT_THROW(load_checkpoint(path, m2, nullptr), CheckpointError);
+  // An unknown version is refused, naming the versions that are read.
+  f.metadata["format_version"] = "9";
+  write_safetensors(path, f);
+  try {
+    read_checkpoint_config(path);
+    FAIL() << "version 9 was read";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("reads versions 1 and 2"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Checkpoint, ResumeWithoutOptimizerStateIsRefused) {
