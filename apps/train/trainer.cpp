@@ -273,9 +273,11 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
     info.seed = cfg.train.seed;
     info.device = be->describe();
     ts.run_id = db.begin_run(info);
-    std::printf("run %lld in %s: %lld steps of %d triplets (%d clips), %lld steps per epoch\n",
-                static_cast<long long>(ts.run_id), run_dir.string().c_str(), static_cast<long long>(total), B, rows,
-                static_cast<long long>(steps_per_epoch));
+    // The contrastive loss's batch is anchors and their positives; the triplet loss's, triplets.
+    const char* unit = cfg.loss.name == LossKind::Contrastive ? "anchor pairs" : "triplets";
+    std::printf("run %lld in %s: %lld steps of %d %s (%d clips), %lld steps per epoch\n",
+                static_cast<long long>(ts.run_id), run_dir.string().c_str(), static_cast<long long>(total), B, unit,
+                rows, static_cast<long long>(steps_per_epoch));
   }
   TrainResult result;
   result.run_id = ts.run_id;
