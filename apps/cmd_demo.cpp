@@ -44,12 +44,13 @@ struct DemoOptions {
   std::string device = "auto";
 };
 
-// The demo's model: the seed architecture, made small enough to train in about a minute on
-// two CPU cores (16 kHz, 3 s clips, 64 mels, 64 channels, 64-d embeddings). Mean and max over
-// time, negatives from 2 hops, 1000 steps: over three collection seeds this lifted held-out
-// recall@10 from 0.224 (mean pooling, 3 hops, 300 steps) to 0.252, against 0.204 untrained
-// and 0.216 for the mean log-mel; with 3 hops the negatives are nearly all of other styles,
-// which the untrained model already separates.
+// The demo's model: the seed architecture with the default recipe, made small enough to train
+// in under a minute on two CPU cores (16 kHz, 3 s crops of the 10 s clips, 64 mels, 64
+// channels, 64-d projection, 128-d embedding), at lr 1e-3, negatives from 2 hops. On
+// collection seed 0: lr 2e-3 reached 0.397, 1e-3 0.424, 5e-4 0.408; 48 or 64 anchors a
+// step, 3000 steps, 5 s crops, 128 channels, temperature 0.1 or the linear projection as
+// the embedding did not beat 0.424 against 0.307 untrained (docs/performance.md, "Learning
+// quality").
 Config demo_config(const DemoOptions& o) {
   Config c = default_config();
   c.audio.sample_rate = 16000;
@@ -63,7 +64,7 @@ Config demo_config(const DemoOptions& o) {
   c.model.channels = {64, 64, 64};
   c.model.embedding = 64;
   c.model.pooling = GlobalPool::MeanMax;
-  c.optim.adam.lr = 2e-3;
+  c.optim.adam.lr = 1e-3;
   c.train.neg_hops = 2;
   c.train.batch_triplets = 24;
   c.train.steps = o.steps;

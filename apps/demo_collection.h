@@ -8,10 +8,10 @@
 // which graph/catalog.h (load_catalog) and graph/edge_list_io.h (load_edge_list) read as is.
 //
 // The music: each clip belongs to one of `styles` styles (clip i has style i % styles). A
-// style fixes a tempo, a scale, a timbre (wavetable pluck / pad / square lead / saw bass /
+// style fixes a tempo (which each clip plays at one of three feels: slower, as is, faster), a scale, a timbre (wavetable pluck / pad / square lead / saw bass /
 // marimba / flute / organ, or an FM bell), a rhythm (melody grid, note density, an accent
 // pattern for syncopation, swing) and a drum layer (synthesised kick, snare and hi-hat
-// patterns, or none). Each clip draws its own key transposition, tempo jitter and melody
+// patterns, or none). Each clip draws its own tempo feel, key transposition, tempo jitter and melody
 // (a random walk on the scale), gets a little white noise, and is normalised to the same RMS.
 // So clips of one style sound alike and styles differ in pitch range, spectrum and rhythm:
 // what an audio embedding can learn.
@@ -22,9 +22,11 @@
 // clips) with probability hub_share. Hubs thus get several times the median in-degree, so a
 // top-K selection by in-degree keeps them. Taste: a clip's other same-style recommendations
 // go, with probability `taste`, to one of the `taste_neighbours` clips of its style closest in
-// tempo (demo_clip_traits), else to any clip of the style. So the graph says more than "same
-// style", and retrieving a clip's neighbours beyond style level takes hearing tempo, which a
-// clip's mean spectrum (the mean-log-mel baseline) does not show.
+// tempo (demo_clip_traits), else to any clip of the style. With 50 clips a style, the 12
+// closest are nearly all of the clip's tempo feel. So the graph says more than "same style",
+// and retrieving a clip's neighbours beyond style level takes hearing its tempo feel, which a
+// clip's mean spectrum (the mean-log-mel baseline) does not show. (Tempo within a feel, a few
+// percent, is not what the taste rests on: no model hears that in a 3 s crop.)
 //
 // Everything is a pure function of the options: the random numbers are Philox streams keyed
 // by the seed and indexed by clip or item, so the bytes written do not depend on `threads`.
@@ -41,8 +43,17 @@ constexpr int kDemoStyleCount = 8;
 // The preset's name ("chiptune", "ambient", ...), style in [0, kDemoStyleCount).
 const char* demo_style_name(int style);
 
-// What a clip's own draws made of its style: tempo and key (the tonic, as a MIDI note).
+// A clip plays its style at one of kDemoTempoFeels tempo feels, the style's tempo times
+// demo_feel_factor(feel): 0.8 (laid back), 1, 1.25 (driving), each within the style's jitter.
+// The feels are far enough apart to be heard (a quarter more or fewer notes a second) but
+// leave the mean spectrum nearly as it is.
+constexpr int kDemoTempoFeels = 3;
+double demo_feel_factor(int feel);
+
+// What a clip's own draws made of its style: tempo feel, tempo and key (the tonic, as a MIDI
+// note).
 struct DemoClipTraits {
+  int feel = 0;  // [0, kDemoTempoFeels)
   double bpm = 0;
   int key = 0;
 };
@@ -56,9 +67,9 @@ struct DemoCollectionOptions {
   int out_degree = 6;          // recommendations (out-edges) per item
   double cross_style = 0.1;    // fraction of recommendations that go to another style
   int hubs_per_style = 3;      // popular clips per style
-  double hub_share = 0.3;      // fraction of same-style recommendations that go to a hub
-  double taste = 0.6;          // fraction of the other same-style picks among the nearest-sounding
-  int taste_neighbours = 6;    // how many nearest-sounding clips of the style a taste pick draws from
+  double hub_share = 0.15;     // fraction of same-style recommendations that go to a hub
+  double taste = 0.8;          // fraction of the other same-style picks among the nearest in tempo
+  int taste_neighbours = 12;   // how many clips of the style closest in tempo a taste pick draws from
   bool weights = false;        // write a third column: an integer weight 1..9 per edge
   uint64_t seed = 0;
   int threads = 0;             // worker threads for the audio; 0: all cores

@@ -330,6 +330,14 @@ const char* demo_style_name(int style) {
   return kStyles[static_cast<size_t>(style)].name;
 }
 
+double demo_feel_factor(int feel) {
+  static constexpr std::array<double, kDemoTempoFeels> kFactor = {0.8, 1.0, 1.25};
+  if (feel < 0 || feel >= kDemoTempoFeels)
+    throw std::out_of_range("demo tempo feel " + std::to_string(feel) + " is not in [0, " +
+                            std::to_string(kDemoTempoFeels) + ")");
+  return kFactor[static_cast<size_t>(feel)];
+}
+
 int demo_clip_style(const DemoCollectionOptions& options, int64_t clip) {
   return static_cast<int>(clip % options.styles);
 }
@@ -341,7 +349,8 @@ namespace {
 DemoClipTraits draw_traits(const Style& st, Draws& d, uint64_t* noise_seed) {
   *noise_seed = d.u64() | 1;
   DemoClipTraits t;
-  t.bpm = st.bpm * (1.0 + st.bpm_jitter * (2.0 * d.uniform() - 1.0));
+  t.feel = d.below(kDemoTempoFeels);
+  t.bpm = st.bpm * demo_feel_factor(t.feel) * (1.0 + st.bpm_jitter * (2.0 * d.uniform() - 1.0));
   t.key = st.root_midi + d.between(-st.transpose, st.transpose);
   return t;
 }

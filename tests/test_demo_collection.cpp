@@ -186,6 +186,55 @@ TEST(DemoCollection, HubsHaveHighInDegree) {
   EXPECT_GT(weakest_hub, sorted[sorted.size() - sum.hubs.size() - 1]);
 }
 
+// The within-style structure the demo's graph rests on is the tempo feel: the feels' tempos
+// never overlap within a style (so the 12 closest in tempo share the clip's feel), and most
+// same-style edges between clips join clips of one feel, far more than the third that chance
+// would give.
+TEST(DemoCollection, SameStyleEdgesMostlyJoinClipsOfOneTempoFeel) {
+  test::TempDir dir;
+  DemoCollectionOptions o;
+  o.clip_seconds = 0.05;
+  o.sample_rate = 8000;
+  const DemoCollectionSummary sum = make_demo_collection(dir.path.string(), o);
+  std::vector<int> feel_count(kDemoTempoFeels, 0);
+  for (int s = 0; s < o.styles; ++s) {
+    // The slowest clip of each feel is faster than the fastest clip of the feel below.
+    std::vector<double> lo(kDemoTempoFeels, 1e9), hi(kDemoTempoFeels, 0);
+    for (int c = s; c < o.clips; c += o.styles) {
+      const DemoClipTraits t = demo_clip_traits(o, c);
+      ASSERT_GE(t.feel, 0);
+      ASSERT_LT(t.feel, kDemoTempoFeels);
+      ++feel_count[static_cast<size_t>(t.feel)];
+      lo[static_cast<size_t>(t.feel)] = std::min(lo[static_cast<size_t>(t.feel)], t.bpm);
+      hi[static_cast<size_t>(t.feel)] = std::max(hi[static_cast<size_t>(t.feel)], t.bpm);
+    }
+    for (int f = 1; f < kDemoTempoFeels; ++f)
+      if (hi[static_cast<size_t>(f - 1)] > 0 && lo[static_cast<size_t>(f)] < 1e9)
+        EXPECT_GT(lo[static_cast<size_t>(f)], hi[static_cast<size_t>(f - 1)]) << "style " << s << ", feel " << f;
+  }
+  for (int f = 0; f < kDemoTempoFeels; ++f) EXPECT_GT(feel_count[static_cast<size_t>(f)], o.clips / 6) << "feel " << f;
+
+  const graph::EdgeList g = graph::load_edge_list(sum.edges_path);
+  std::vector<std::string> name(static_cast<size_t>(g.num_nodes()));
+  for (const auto& [id, i] : g.index) name[static_cast<size_t>(i)] = id;
+  auto clip_of = [&](int32_t v) {  // clip index of a node, -1 for graph-only items
+    const std::string& id = name[static_cast<size_t>(v)];
+    return id[0] == 't' ? std::stoi(id.substr(1)) - 1 : -1;
+  };
+  const std::set<std::string> hubs(sum.hubs.begin(), sum.hubs.end());
+  int same_style = 0, same_feel = 0;
+  for (size_t e = 0; e < g.src.size(); ++e) {
+    const int a = clip_of(g.src[e]), b = clip_of(g.dst[e]);
+    if (a < 0 || b < 0 || hubs.count(name[static_cast<size_t>(g.dst[e])])) continue;
+    if (demo_clip_style(o, a) != demo_clip_style(o, b)) continue;
+    ++same_style;
+    same_feel += demo_clip_traits(o, a).feel == demo_clip_traits(o, b).feel;
+  }
+  ASSERT_GT(same_style, 500);
+  // taste 0.8 of the non-hub picks go to the feel, the rest land in it a third of the time.
+  EXPECT_GT(static_cast<double>(same_feel) / same_style, 0.75) << same_feel << " of " << same_style;
+}
+
 TEST(DemoCollection, ClipsAreMono16BitWavsOfTheRenderedAudio) {
   test::TempDir dir;
   const DemoCollectionOptions o = small_options();
