@@ -94,8 +94,10 @@ void run_bench(const BenchOptions& o) {
   }
 
   std::printf("%.1f clips/s\n", r.clips_per_second());
-  std::printf("training step: %.2f ms (median of %d after %d warm-up, %s), %d clips = %d triplets of %.2f s\n",
-              1e3 * r.step_median, o.steps, o.warmup, mode, r.batch, r.n_triplets, c.audio.clip_seconds);
+  const bool contrastive = c.loss.name == LossKind::Contrastive;
+  std::printf("training step: %.2f ms (median of %d after %d warm-up, %s), %d clips = %d %s of %.2f s\n",
+              1e3 * r.step_median, o.steps, o.warmup, mode, r.batch, r.n_triplets,
+              contrastive ? "anchor pairs" : "triplets", c.audio.clip_seconds);
   std::printf("backend: %s\n%s\nconfig: %s\n", be->describe().c_str(), note.c_str(), config_name.c_str());
   std::printf("\nparts, each measured separately (run alone with the same ops and shapes, synchronised around it;\n"
               "they need not add up to the step):\n");
@@ -110,7 +112,8 @@ void run_bench(const BenchOptions& o) {
                 1e3 * f.seconds(), pct(f.seconds(), t));
   }
   std::printf("  %-20s %10.3f %6.1f%%\n", "sum of parts", 1e3 * sum, pct(sum, r.step_median));
-  std::printf("  (the fused triplet loss with its gradient alone: %.4f ms)\n", 1e3 * r.fused_loss_seconds);
+  std::printf("  (the fused %s loss with its gradient alone: %.4f ms)\n", contrastive ? "contrastive" : "triplet",
+              1e3 * r.fused_loss_seconds);
   std::printf("\nroofline: floor %.2f ms = max(%.2f GFLOP / %.1f GFLOP/s, %.3f GB / %.1f GB/s), %s-bound; "
               "measured %.2f ms = %.1f%% of the floor's speed\n",
               1e3 * floor.seconds(), cost.flops() / 1e9, peak.flops_per_s / 1e9, cost.bytes() / 1e9,
