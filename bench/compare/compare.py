@@ -22,8 +22,9 @@ usage: compare.py --melgraph BIN --helper BIN [--device cpu|cuda] [--threads N] 
      installed PyTorch has it, torch.compile of (log-mel, model, loss) with eager backward
      and optimizer;
    - mel front end: melgraph's part "mel" against torchaudio MelSpectrogram + log;
-   - fused loss: melgraph's fused triplet loss with its gradient against PyTorch's
-     TripletMarginWithDistanceLoss forward + backward to the embeddings.
+   - fused loss: melgraph's fused loss (the config's: triplet or contrastive) with its gradient
+     against PyTorch's composite forward + backward to the embeddings
+     (TripletMarginWithDistanceLoss, or mg_torch.contrastive_loss).
    Both use --threads CPU threads (torch.set_num_threads, melgraph --threads). TF32 is off on
    both sides unless --tf32 (parity always runs without it).
 Ratios are PyTorch's time over melgraph's (> 1: melgraph is faster), printed with the
@@ -387,9 +388,10 @@ def main():
     last = mg_runs[-1]
     targets = TARGETS[args.device]
     n = cfg["train"]["batch_triplets"]
-    B = 3 * n
+    B = batch_rows(cfg, n)
+    unit = "anchor pairs" if is_contrastive(cfg) else "triplets"
     print()
-    print(f"timing on {args.device}, {args.threads} threads: {B} clips = {n} triplets of "
+    print(f"timing on {args.device}, {args.threads} threads: {B} clips = {n} {unit} of "
           f"{cfg['audio']['clip_seconds']} s per step; {args.config or 'the reference configuration'}; "
           f"median of {args.steps} after {args.warmup} warm-up, median of {args.repeat} repeat(s)")
     print(f"  melgraph: {last['backend']}, {last['mode']}")
@@ -398,7 +400,7 @@ def main():
     if "step_compile" in pt:
         print(ratio_line("training step, torch.compile", mg["step"], pt["step_compile"], targets.get("step_compile")))
     print(ratio_line(f"mel front end ({B} clips)", mg["mel"], pt["mel"], targets.get("mel")))
-    print(ratio_line(f"fused loss + gradient ({n} triplets)", mg["loss"], pt["loss"], targets.get("loss"), 1e6, "us"))
+    print(ratio_line(f"fused loss + gradient ({n} {unit})", mg["loss"], pt["loss"], targets.get("loss"), 1e6, "us"))
     if args.repeat > 1:
         per = " ".join(f"{p['step_eager'] / m['step_s']:.2f}x" for m, p in zip(mg_runs, pt_runs))
         print(f"  step ratio (eager) of each repeat: {per}; melgraph steps "
