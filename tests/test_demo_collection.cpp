@@ -208,9 +208,11 @@ TEST(DemoCollection, SameStyleEdgesMostlyJoinClipsOfOneTempoFeel) {
       lo[static_cast<size_t>(t.feel)] = std::min(lo[static_cast<size_t>(t.feel)], t.bpm);
       hi[static_cast<size_t>(t.feel)] = std::max(hi[static_cast<size_t>(t.feel)], t.bpm);
     }
-    for (int f = 1; f < kDemoTempoFeels; ++f)
-      if (hi[static_cast<size_t>(f - 1)] > 0 && lo[static_cast<size_t>(f)] < 1e9)
+    for (int f = 1; f < kDemoTempoFeels; ++f) {
+      if (hi[static_cast<size_t>(f - 1)] > 0 && lo[static_cast<size_t>(f)] < 1e9) {
         EXPECT_GT(lo[static_cast<size_t>(f)], hi[static_cast<size_t>(f - 1)]) << "style " << s << ", feel " << f;
+      }
+    }
   }
   for (int f = 0; f < kDemoTempoFeels; ++f) EXPECT_GT(feel_count[static_cast<size_t>(f)], o.clips / 6) << "feel " << f;
 
