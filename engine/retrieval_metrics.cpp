@@ -309,6 +309,7 @@ SimilaritySpread similarity_spread(const float* vecs, int64_t n, int d, int64_t 
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = i + 1; j < n; ++j) sims.push_back(dot(i, j));
   } else {
+    s.sampled = true;
     sims.resize(static_cast<size_t>(max_pairs));
     const auto un = static_cast<uint64_t>(n);
 #pragma omp parallel for schedule(static)

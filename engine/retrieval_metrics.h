@@ -104,6 +104,7 @@ void topk_cosine(const float* queries, int64_t Q, const float* items, int64_t N,
 // mean row (1 when every row is the same, near 0 when they point all ways).
 struct SimilaritySpread {
   int64_t pairs = 0;
+  bool sampled = false;  // pairs is a random sample of them, not all
   double median = 0, p5 = 0, p95 = 0, mean_norm = 0;
 };
 inline constexpr uint64_t kSpreadStream = 0x737072656164ull;  // "spread"

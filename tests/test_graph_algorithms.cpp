@@ -7,6 +7,7 @@
 #include <queue>
 #include <random>
 #include <set>
+#include <string>
 
 #include "engine/safetensors.h"
 #include "graph/preference_graph.h"
@@ -519,6 +520,43 @@ TEST(Split, ItemsReproducibleAndExactFraction) {
   EXPECT_EQ(split_items(50, 1.0, 1).held_out.size(), 50u);
   EXPECT_THROW(split_items(50, 1.5, 1), std::invalid_argument);
   EXPECT_THROW(split_items(50, std::nan(""), 1), std::invalid_argument);
+}
+
+// Groups (albums) held out whole: every item of a held-out group and none of the others, the
+// named fraction of the groups (at least one), reproducible for a seed and the same whatever
+// order the items come in.
+TEST(Split, GroupsHeldOutWholeReproducibly) {
+  std::vector<std::string> group_of;  // 40 groups of 1..5 items, interleaved
+  std::mt19937 rng(3);
+  for (int g = 0; g < 40; ++g)
+    for (int k = 0; k <= g % 5; ++k) group_of.push_back("album" + std::to_string(g));
+  std::shuffle(group_of.begin(), group_of.end(), rng);
+  std::vector<std::string> held_a, held_b, held_c;
+  const HeldOutSplit a = split_groups(group_of, 0.25, 7, &held_a), b = split_groups(group_of, 0.25, 7, &held_b),
+                     c = split_groups(group_of, 0.25, 8, &held_c);
+  EXPECT_EQ(a.held_out, b.held_out);
+  EXPECT_EQ(held_a, held_b);
+  EXPECT_NE(held_a, held_c);
+  ASSERT_EQ(held_a.size(), 10u);  // round(0.25 * 40)
+  EXPECT_TRUE(std::is_sorted(held_a.begin(), held_a.end()));
+  const std::set<std::string> held(held_a.begin(), held_a.end());
+  for (const int32_t i : a.held_out) EXPECT_TRUE(held.count(group_of[static_cast<size_t>(i)])) << i;
+  for (const int32_t i : a.train) EXPECT_FALSE(held.count(group_of[static_cast<size_t>(i)])) << i;
+  EXPECT_EQ(a.held_out.size() + a.train.size(), group_of.size());
+  EXPECT_TRUE(std::is_sorted(a.held_out.begin(), a.held_out.end()));
+  EXPECT_TRUE(std::is_sorted(a.train.begin(), a.train.end()));
+  // The groups drawn depend on the keys, not on where their items stand.
+  std::vector<std::string> reordered(group_of.rbegin(), group_of.rend());
+  std::vector<std::string> held_r;
+  split_groups(reordered, 0.25, 7, &held_r);
+  EXPECT_EQ(held_r, held_a);
+  // A small fraction still holds one group out; none for 0; bad fractions are refused.
+  std::vector<std::string> held_one;
+  EXPECT_FALSE(split_groups(group_of, 0.001, 7, &held_one).held_out.empty());
+  EXPECT_EQ(held_one.size(), 1u);
+  EXPECT_TRUE(split_groups(group_of, 0.0, 7).held_out.empty());
+  EXPECT_THROW(split_groups(group_of, -0.1, 7), std::invalid_argument);
+  EXPECT_THROW(split_groups(group_of, std::nan(""), 7), std::invalid_argument);
 }
 
 TEST(Split, EdgesAmongSelectedItems) {

@@ -613,6 +613,67 @@ TEST(IndexEval, HopsWidenTheRelevantSetAndWeighNdcg) {
   EXPECT_THROW(evaluate_index(*be, x, graph_of("p,q\n"), EvalOptions{}), IndexInputError);
 }
 
+// --queries: only the listed ids are queried (against every item), unknown ids are counted;
+// --wide-k scores the same queries at a second cut-off; the spread covers the whole index.
+TEST(IndexEval, ListedQueriesWideCutOffAndSpread) {
+  // a 0, b 10, c 25, d 90 degrees; edges a -> b, a -> d, c -> d.
+  const Index x = plane_index({{"a", 0}, {"b", 10}, {"c", 25}, {"d", 90}});
+  const graph::PreferenceGraph g = graph_of("a,b\na,d\nc,d\n");
+  const auto be = make_cpu_backend(1);
+  EvalOptions o;
+  o.k = 1;
+  o.wide_k = 3;
+  o.queries = {"a", "nobody"};
+  const EvalReport r = evaluate_index(*be, x, g, o);
+  // Only a is queried: its nearest is b (relevant), d (relevant) comes third.
+  EXPECT_EQ(r.overall.queries, 1);
+  EXPECT_EQ(r.queries_listed, 2);
+  EXPECT_EQ(r.queries_not_found, 1);
+  EXPECT_DOUBLE_EQ(r.overall.recall, 1.0);  // 1 of min(k, 2) = 1
+  EXPECT_EQ(r.wide_k, 3);
+  EXPECT_DOUBLE_EQ(r.wide.recall, 1.0);     // b and d within the top 3
+  // nDCG@3 of b, c, d with b and d relevant: (1 + 1/log2 4) / (1 + 1/log2 3).
+  EXPECT_NEAR(r.wide.ndcg, (1.0 + 0.5) / (1.0 + 1.0 / std::log2(3.0)), 1e-12);
+  // The spread: all 6 pairs of the 4 items.
+  EXPECT_EQ(r.spread.pairs, 6);
+  EXPECT_FALSE(r.spread.sampled);
+  EXPECT_NE(format_eval(r).find("spread: cosine similarity of all 6 item pairs"), std::string::npos) << format_eval(r);
+  const Json j = Json::parse(eval_json(r));
+  EXPECT_EQ(j.at("wide").at("k"), 3);
+  // A list none of whose ids is queryable is an error naming the list.
+  o.queries = {"nobody"};
+  o.queries_source = "held.txt";
+  try {
+    evaluate_index(*be, x, g, o);
+    FAIL() << "an empty query set was accepted";
+  } catch (const IndexInputError& e) {
+    EXPECT_NE(std::string(e.what()).find("held.txt"), std::string::npos) << e.what();
+  }
+}
+
+// The id list the trainer writes (held_out_items.txt): one id per line, comments and blank
+// lines skipped, spaces trimmed; an empty or missing file is an error naming it.
+TEST(IndexEval, ReadIdListSkipsCommentsAndNamesBadFiles) {
+  test::TempDir dir;
+  const std::string p = dir.file("ids.txt");
+  {
+    std::ofstream f(p);
+    f << "# held out by album\n t0001 \n\nt0002\r\n";
+  }
+  EXPECT_EQ(read_id_list(p), (std::vector<std::string>{"t0001", "t0002"}));
+  {
+    std::ofstream f(p);
+    f << "# nothing\n\n";
+  }
+  EXPECT_THROW(read_id_list(p), IndexInputError);
+  try {
+    read_id_list(dir.file("absent.txt"));
+    FAIL();
+  } catch (const IndexInputError& e) {
+    EXPECT_NE(std::string(e.what()).find("absent.txt"), std::string::npos) << e.what();
+  }
+}
+
 TEST(IndexEval, InDegreeBucketsAreLog2) {
   EXPECT_EQ(in_degree_bucket(0), 0);
   EXPECT_EQ(in_degree_bucket(1), 1);

@@ -169,9 +169,10 @@ std::string row(const std::string& label, const RetrievalMetrics& m) {
 std::string format_spread(const SimilaritySpread& s) {
   char buf[256];
   std::snprintf(buf, sizeof buf,
-                "spread: cosine similarity of %lld random item pairs: median %.3f, 5th percentile %.3f, 95th %.3f; "
+                "spread: cosine similarity of %s %lld item pairs: median %.3f, 5th percentile %.3f, 95th %.3f; "
                 "mean vector length %.3f",
-                static_cast<long long>(s.pairs), s.median, s.p5, s.p95, s.mean_norm);
+                s.sampled ? "a random sample of" : "all", static_cast<long long>(s.pairs), s.median, s.p5, s.p95,
+                s.mean_norm);
   return buf;
 }
 
