@@ -73,8 +73,9 @@ char parse_delimiter(const std::string& d) {
   if (d == "tab" || d == "\\t" || d == "\t") return '\t';
   if (d == "comma") return ',';
   if (d == "semicolon") return ';';
+  if (d == "pipe") return '|';
   if (d.size() == 1 && d != "\"" && d != "#" && d != "\n" && d != "\r") return d[0];
-  throw UsageError("--delimiter: expected auto, comma, tab, semicolon or a single character, got '" + d + "'");
+  throw UsageError("--delimiter: expected auto, comma, tab, semicolon, pipe or a single character, got '" + d + "'");
 }
 
 graph::HeaderMode parse_header(const std::string& h) {
@@ -93,8 +94,9 @@ void add_input_options(CLI::App* cmd, InputOptions& in, bool catalog_required) {
       ->required();
   auto* cat = cmd->add_option("--catalog", in.catalog, "Catalog CSV with columns id,path[,...]: the items with audio");
   if (catalog_required) cat->required();
-  cmd->add_option("--delimiter", in.delimiter, "Edge-list delimiter: auto (tab if the first data line has one, "
-                                               "else comma), comma, tab, semicolon, or one character")
+  cmd->add_option("--delimiter", in.delimiter, "Edge-list delimiter: auto (the first of tab, semicolon, pipe and "
+                                               "comma that splits the first line into src, dst[, weight]), comma, "
+                                               "tab, semicolon, pipe, or one character")
       ->capture_default_str();
   cmd->add_option("--header", in.header, "Edge-list header line: auto (detected), yes or no")
       ->capture_default_str()->check(CLI::IsMember({"auto", "yes", "no"}));
@@ -168,8 +170,13 @@ Json catalog_json(const Loaded& l) {
 
 void print_edge_stats(const InputOptions& in, const Loaded& l) {
   const auto& s = l.edges.stats;
-  std::printf("edges file: %s (%s-delimited%s%s)\n", in.edges.c_str(), s.delimiter == '\t' ? "tab" : "comma",
-              s.header ? ", header" : "", s.gzip ? ", gzip" : "");
+  const std::string delim = s.delimiter == '\t'  ? "tab"
+                            : s.delimiter == ',' ? "comma"
+                            : s.delimiter == ';' ? "semicolon"
+                            : s.delimiter == '|' ? "pipe"
+                                                 : std::string("'") + s.delimiter + "'";
+  std::printf("edges file: %s (%s-delimited%s%s)\n", in.edges.c_str(), delim.c_str(), s.header ? ", header" : "",
+              s.gzip ? ", gzip" : "");
   std::printf("nodes: %d\nedges: %lld\n", l.graph->num_nodes(), static_cast<long long>(l.graph->num_edges()));
   std::printf("lines: %lld (%lld edge lines, %lld comments, %lld blank)\n", static_cast<long long>(s.lines),
               static_cast<long long>(s.edges_read), static_cast<long long>(s.comments), static_cast<long long>(s.blank));

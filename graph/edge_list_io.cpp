@@ -31,6 +31,21 @@ bool looks_like_header(const std::string_view* f, int n) {
   return n >= 2 && is_column_name(f[0]) && is_column_name(f[1]);
 }
 
+// The delimiter of the first data line: the first of tab, semicolon, pipe and comma that splits
+// it into 2 or 3 fields (src, dst[, weight]); 0 when none does. The rarer characters come first:
+// commas are common inside ids ("Crosby, Stills, Nash & Young;Neil Young" is ';'-separated),
+// semicolons and pipes are not.
+constexpr std::array<char, 4> kDetected = {'\t', ';', '|', ','};
+char detect_delimiter(std::string_view line, std::vector<std::string>& scratch) {
+  std::array<std::string_view, 3> f;
+  for (const char d : kDetected) {
+    const char* error = nullptr;
+    const int n = detail::split_fields(line, d, f.data(), 3, scratch, &error);
+    if (n == 2 || n == 3) return d;
+  }
+  return 0;
+}
+
 EdgeList parse_lines(detail::LineReader& reader, const std::string& source, const EdgeLoadOptions& opt, bool gz) {
   const char d = opt.delimiter;
   if (d == '"' || d == '\n' || d == '\r' || d == '#')
@@ -53,7 +68,20 @@ EdgeList parse_lines(detail::LineReader& reader, const std::string& source, cons
       ++st.comments;
       continue;
     }
-    if (delim == 0) delim = line.find('\t') != std::string_view::npos ? '\t' : ',';
+    if (delim == 0) {
+      delim = detect_delimiter(line, scratch);
+      if (delim == 0) {
+        if (opt.skip_bad_lines) {
+          ++st.bad_lines;
+          continue;
+        }
+        throw GraphInputError(detail::bad_line_message(
+            source, reader.line_number(),
+            "cannot tell the delimiter: neither tab, ';', '|' nor ',' splits the first line into src, dst[, weight] "
+            "(name it with --delimiter)",
+            line));
+      }
+    }
     const char* quote_error = nullptr;
     const int n = detail::split_fields(line, delim, f.data(), 3, scratch, &quote_error);
     if (first_data) {

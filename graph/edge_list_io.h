@@ -1,7 +1,9 @@
 // Loading an edge list file: "src,dst[,weight]" per line meaning "src recommends dst".
 //
 // Format accepted:
-//   - delimiter: given, or detected from the first data line (tab if it has one, else comma);
+//   - delimiter: given, or detected from the first line that is not blank or a comment: the
+//     first of tab, semicolon, pipe and comma that splits it into 2 or 3 fields (the rarer
+//     characters first: commas are common inside ids); an error naming the line when none does;
 //   - '#' comment lines (after optional whitespace) and blank lines anywhere; CRLF line ends;
 //     a UTF-8 byte-order mark at the start;
 //   - fields trimmed of surrounding whitespace; a field may be double-quoted (then it may hold
@@ -31,7 +33,7 @@ enum class HeaderMode {
 };
 
 struct EdgeLoadOptions {
-  char delimiter = 0;  // 0: detect (tab if the first data line has one, else ','); or e.g. ',' '\t' ';'
+  char delimiter = 0;  // 0: detect (tab, ';', '|' or ',', as above); or e.g. ',' '\t' ';'
   HeaderMode header = HeaderMode::Auto;
   bool skip_bad_lines = false;
   bool weighted = true;  // keep the third column as EdgeList::weight (false: validated, then ignored)

@@ -78,6 +78,36 @@ TEST(EdgeListParse, TabsDetected) {
   EXPECT_EQ(edges_of(el), (std::vector<std::string>{"x y>z w", "z w>q,1"}));
 }
 
+// Semicolons and pipes are detected too (the AllMusic influence graph is ';'-separated); a
+// comma inside a ';'-separated id does not fool it, and a header with a weight column still
+// reads as comma-separated.
+TEST(EdgeListParse, SemicolonAndPipeDetected) {
+  const auto sc = parse("Crosby, Stills & Nash;Neil Young\nNeil Young;Pearl Jam;2\n");
+  EXPECT_EQ(sc.stats.delimiter, ';');
+  EXPECT_EQ(edges_of(sc), (std::vector<std::string>{"Crosby, Stills & Nash>Neil Young", "Neil Young>Pearl Jam"}));
+  const auto sch = parse("source;target\nx;y\n");
+  EXPECT_EQ(sch.stats.delimiter, ';');
+  EXPECT_TRUE(sch.stats.header);
+  const auto pipe = parse("a|b\nb|c|0.5\n");
+  EXPECT_EQ(pipe.stats.delimiter, '|');
+  EXPECT_EQ(edges_of(pipe), (std::vector<std::string>{"a>b", "b>c"}));
+  const auto header = parse("src,dst,weight\na,b,1\n");
+  EXPECT_EQ(header.stats.delimiter, ',');
+  EXPECT_TRUE(header.stats.header);
+  // Nothing splits the first line into src, dst: the error names the file, the line and what
+  // was tried.
+  const std::string msg = parse_error("# spaces\na b\nb c\n");
+  EXPECT_NE(msg.find("edges.csv:2: cannot tell the delimiter"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--delimiter"), std::string::npos) << msg;
+  // With --skip-bad-lines the undetectable line is skipped and the next one decides.
+  EdgeLoadOptions skip;
+  skip.skip_bad_lines = true;
+  const auto el = parse("a b c d\nx;y\n", skip);
+  EXPECT_EQ(el.stats.bad_lines, 1);
+  EXPECT_EQ(el.stats.delimiter, ';');
+  EXPECT_EQ(edges_of(el), (std::vector<std::string>{"x>y"}));
+}
+
 TEST(EdgeListParse, ExplicitDelimiter) {
   EdgeLoadOptions opt;
   opt.delimiter = ';';
