@@ -190,6 +190,17 @@ class Backend {
   }
 };
 
+// A device allocation of n T's, freed on every way out of the scope that owns it.
+template <class T>
+struct DeviceArray {
+  DeviceArray(Backend& be, int64_t n) : be_(be), p(be.alloc<T>(n)) {}
+  ~DeviceArray() { be_.free_bytes(p); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  Backend& be_;
+  T* p;
+};
+
 // threads <= 0: all cores (OpenMP's default).
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
 

@@ -22,17 +22,6 @@ double median_seconds(std::vector<double> v) {
 
 namespace {
 
-// A device allocation freed on every way out.
-template <class T>
-struct DeviceArray {
-  DeviceArray(Backend& be, int64_t n) : be_(be), p(be.alloc<T>(n)) {}
-  ~DeviceArray() { be_.free_bytes(p); }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  Backend& be_;
-  T* p;
-};
-
 // Runs `work` once untimed, then `reps` times between stopwatch marks; the median.
 double time_part(Backend& be, int reps, const std::function<void()>& work) {
   auto sw = be.stopwatch();
@@ -56,7 +45,7 @@ StepBenchResult bench_training_step(Backend& be, const Config& c, const StepBenc
   StepBenchResult r;
   const bool contrastive = c.loss.name == LossKind::Contrastive;
   r.n_triplets = c.train.batch_triplets;
-  r.batch = (contrastive ? 2 : 3) * r.n_triplets;
+  r.batch = (contrastive ? 2 : 3) * r.n_triplets;  // the triplet loss timed on offline triplets, mined or not
   const int B = r.batch;
   const std::vector<uint8_t> hops = contrastive ? TrainStep::pair_hops(r.n_triplets, c.train.neg_hops)
                                                 : std::vector<uint8_t>{};

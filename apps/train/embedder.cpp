@@ -162,12 +162,8 @@ BandStats band_statistics(Model& model, const audio::AudioCache& cache, const st
   const ShortClip pad = model.config().audio.short_clip;
   std::vector<float> clips(static_cast<size_t>(cap) * static_cast<size_t>(S)), mel;
   std::vector<double> sum(static_cast<size_t>(p.n_mels), 0.0), sum_sq(sum.size(), 0.0);
-  float* audio = be.alloc<float>(static_cast<int64_t>(cap) * S);
-  struct Free {
-    Backend& be;
-    float* p;
-    ~Free() { be.free_bytes(p); }
-  } free_audio{be, audio};
+  const DeviceArray<float> audio_buf(be, static_cast<int64_t>(cap) * S);
+  float* audio = audio_buf.p;  // [cap, S]
   BandStats st;
   int n = 0;
   auto flush = [&] {
