@@ -96,8 +96,8 @@ void run_bench(const BenchOptions& o) {
   std::printf("%.1f clips/s\n", r.clips_per_second());
   const bool contrastive = c.loss.name == LossKind::Contrastive;
   std::printf("training step: %.2f ms (median of %d after %d warm-up, %s), %d clips = %d %s of %.2f s\n",
-              1e3 * r.step_median, o.steps, o.warmup, mode, r.batch, r.n_triplets,
-              contrastive ? "anchor pairs" : "triplets", c.audio.clip_seconds);
+              1e3 * r.step_median, o.steps, o.warmup, mode, r.batch, r.n_triplets, batch_unit(c),
+              c.audio.clip_seconds);
   std::printf("backend: %s\n%s\nconfig: %s\n", be->describe().c_str(), note.c_str(), config_name.c_str());
   std::printf("\nparts, each measured separately (run alone with the same ops and shapes, synchronised around it;\n"
               "they need not add up to the step):\n");

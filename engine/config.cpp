@@ -593,6 +593,8 @@ ContrastiveLossParams contrastive_params(const Config& c) {
 
 bool in_batch_layout(const Config& c) { return mines_in_batch(c) || c.loss.name == LossKind::Contrastive; }
 
+const char* batch_unit(const Config& c) { return c.loss.name == LossKind::Contrastive ? "anchor pairs" : "triplets"; }
+
 int64_t batch_rows(const Config& c) { return (in_batch_layout(c) ? 2 : 3) * int64_t{c.train.batch_triplets}; }
 
 bool mines_in_batch(const Config& c) { return c.loss.name == LossKind::Triplet && c.train.mining != Mining::Offline; }

@@ -213,6 +213,8 @@ bool in_batch_layout(const Config& c);
 // Clips in one training batch: 2 (anchor, positive) or 3 (with the negative) per
 // train.batch_triplets.
 int64_t batch_rows(const Config& c);
+// What train.batch_triplets counts, for messages: "anchor pairs" (contrastive loss) or "triplets".
+const char* batch_unit(const Config& c);
 // Applies "section.key=value" overrides (the CLI's --set), each parsed as a TOML value
 // ("train.steps=10", "data.edges=\"e.csv\"" or, for a string field, data.edges=e.csv), then
 // validates. Errors name the override.

@@ -237,7 +237,7 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
   if (contrastive && cfg.train.mining != Mining::Offline)
     std::printf("note: train.mining applies to the triplet loss only; the contrastive loss takes every other row of "
                 "the batch as a negative\n");
-  const int rows = in_batch_layout(cfg) ? 2 * B : 3 * B;
+  const int rows = static_cast<int>(batch_rows(cfg));
   Model model(cfg, *be, rows);
   Optimizer opt(*be, Model::param_layout(cfg), cfg.optim);
   TrainStep step(model);
@@ -273,11 +273,9 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
     info.seed = cfg.train.seed;
     info.device = be->describe();
     ts.run_id = db.begin_run(info);
-    // The contrastive loss's batch is anchors and their positives; the triplet loss's, triplets.
-    const char* unit = cfg.loss.name == LossKind::Contrastive ? "anchor pairs" : "triplets";
     std::printf("run %lld in %s: %lld steps of %d %s (%d clips), %lld steps per epoch\n",
-                static_cast<long long>(ts.run_id), run_dir.string().c_str(), static_cast<long long>(total), B, unit,
-                rows, static_cast<long long>(steps_per_epoch));
+                static_cast<long long>(ts.run_id), run_dir.string().c_str(), static_cast<long long>(total), B,
+                batch_unit(cfg), rows, static_cast<long long>(steps_per_epoch));
   }
   TrainResult result;
   result.run_id = ts.run_id;
