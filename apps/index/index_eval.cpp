@@ -176,6 +176,11 @@ std::string format_spread(const SimilaritySpread& s) {
   return buf;
 }
 
+Json spread_json(const SimilaritySpread& s) {
+  return Json{{"pairs", s.pairs}, {"sampled", s.sampled}, {"median", s.median},
+              {"p5", s.p5},       {"p95", s.p95},         {"mean_norm", s.mean_norm}};
+}
+
 std::string format_eval(const EvalReport& r) {
   char buf[256];
   std::string out;
@@ -226,11 +231,7 @@ std::string eval_json(const EvalReport& r) {
               {"wide", wide},
               {"queries_listed", r.queries_listed},
               {"queries_not_found", r.queries_not_found},
-              {"spread", {{"pairs", r.spread.pairs},
-                          {"median", r.spread.median},
-                          {"p5", r.spread.p5},
-                          {"p95", r.spread.p95},
-                          {"mean_norm", r.spread.mean_norm}}},
+              {"spread", spread_json(r.spread)},
               {"hops", r.hops},
               {"items", r.items},
               {"not_in_graph", r.not_in_graph},

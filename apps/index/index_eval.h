@@ -17,6 +17,7 @@
 // sits) from the same ranking, and the spread of the index's vectors (similarity_spread).
 #pragma once
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,8 @@ EvalReport evaluate_index(Backend& be, const Index& index, const graph::Preferen
 std::string format_eval(const EvalReport& r);
 // One line: pairs, median, 5th and 95th percentile, mean vector length.
 std::string format_spread(const SimilaritySpread& s);
+// The same as JSON: pairs, sampled, median, p5, p95, mean_norm (eval --json, quality.json).
+nlohmann::json spread_json(const SimilaritySpread& s);
 std::string eval_json(const EvalReport& r);
 
 }  // namespace mg::index

@@ -222,9 +222,6 @@ std::string QualityReport::json() const {
   auto scores = [](const Scores& s) {
     return Json{{"recall", s.recall}, {"ndcg", s.ndcg}, {"ndcg_wide", s.ndcg_wide}, {"map", s.map}};
   };
-  auto spread = [](const SimilaritySpread& s) {
-    return Json{{"pairs", s.pairs}, {"median", s.median}, {"p5", s.p5}, {"p95", s.p95}, {"mean_norm", s.mean_norm}};
-  };
   Json per_seed = Json::array();
   for (const SeedResult& s : seeds)
     per_seed.push_back(Json{{"seed", s.seed},
@@ -237,8 +234,8 @@ std::string QualityReport::json() const {
                             {"untrained", scores(s.untrained)},
                             {"mean_log_mel", scores(s.mel)},
                             {"chance_recall", s.chance_recall},
-                            {"spread_trained", spread(s.spread_trained)},
-                            {"spread_untrained", spread(s.spread_untrained)}});
+                            {"spread_trained", index::spread_json(s.spread_trained)},
+                            {"spread_untrained", index::spread_json(s.spread_untrained)}});
   auto summary = [&](Scores SeedResult::*m) {
     Json j;
     for (const auto& [name, f] : std::initializer_list<std::pair<const char*, double Scores::*>>{
