@@ -38,10 +38,10 @@ class Model {
   // The non-trained state (checkpointed beside the parameters):
   //   input_norm.mean [n_mels], input_norm.std [n_mels]         (model.input_norm = band)
   //   head_norm.running_mean [D], head_norm.running_var [D]      (model.head_norm = batch)
+  static TensorLayout state_layout(const Config& c);
   // The input statistics (model.input_norm = band), measured on the training set: mean and std
   // [n_mels] of the log-mel per band. Until set they are 0 and 1 (no change).
   void set_input_stats(const std::vector<float>& mean, const std::vector<float>& std);
-  static TensorLayout state_layout(const Config& c);
 
   // PyTorch's default Conv1d/Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and
   // biases, drawn with Philox (seed, stream = tensor index), identical on every backend; batch
