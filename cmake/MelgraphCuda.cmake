@@ -21,6 +21,10 @@ if(NOT MELGRAPH_CUDA STREQUAL "OFF")
     if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
       set(CMAKE_CUDA_ARCHITECTURES "80-real;90-real;90-virtual")
     endif()
+    # One CUDA runtime in the process: the shared one, as CUDA::cudart, cuBLAS, cuDNN and cuFFT
+    # use (CMake's default for CUDA targets is the static runtime, which put both on the link
+    # line: two runtimes with separate state in one process).
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
     enable_language(CUDA)
     # CMake 3.25 does not know the C++20 flag for nvcc 13; device code needs no more than 17.
     set(CMAKE_CUDA_STANDARD 17)
