@@ -6,15 +6,15 @@
 //   - the window and the CSR filterbank, uploaded once by the constructor (cudaMalloc +
 //     cudaMemcpy: construction happens outside any graph capture);
 //   - the frame buffer [rows, n_fft] and the spectrum buffer [rows, n_freqs] (rows = B * F),
-//     sized for the largest rows seen so far and grown (cudaFree + cudaMalloc) only when a
-//     larger batch arrives;
+//     sized for the largest rows seen so far and replaced by larger ones only when a larger
+//     batch arrives;
 //   - one cuFFT plan per rows value, each with its own work area (auto-allocation off), kept
 //     until destruction.
 // Growth and planning happen only on the first forward of a new shape, and never during
 // stream capture: a new shape while the stream is capturing throws instead. A captured graph
-// holds the buffer addresses of the moment it was captured, so a later growth (a larger batch
-// run outside the graph) invalidates it; the owner warms up with every shape it will capture,
-// largest first, before capturing.
+// holds the buffer addresses of the moment it was captured, so replaced buffers are retired,
+// not freed, until destruction: a graph captured with a smaller batch still replays after a
+// larger batch ran eagerly (and nothing waits on the stream to free them).
 //
 // Streams and threads: one forward at a time, and successive forwards ordered on the device
 // (same stream, or streams the caller orders), since they share the buffers. The object uses
@@ -173,6 +173,7 @@ struct MelCuda::Impl {
   float* frames = nullptr;       // [capacity_rows, n_fft]
   cufftComplex* spec = nullptr;  // [capacity_rows, nf]
   int64_t capacity_rows = 0;
+  std::vector<void*> retired;     // outgrown frame / spectrum buffers, freed at destruction
   std::map<int64_t, Plan> plans;  // keyed by rows = B * F
 
   Impl() = default;
@@ -186,6 +187,7 @@ struct MelCuda::Impl {
       (void)cufftDestroy(kv.second.handle);
       if (kv.second.work) (void)cudaFree(kv.second.work);
     }
+    for (void* p : retired) (void)cudaFree(p);
     for (void* p : {static_cast<void*>(frames), static_cast<void*>(spec), static_cast<void*>(window),
                     static_cast<void*>(band_start), static_cast<void*>(band_count),
                     static_cast<void*>(band_offset), static_cast<void*>(weights)}) {
@@ -193,21 +195,21 @@ struct MelCuda::Impl {
     }
   }
 
-  // Buffers for `rows` frames. The old buffers may still be read by work queued on `stream`
-  // (the stream that orders this object's work): wait for it before freeing them.
-  void grow_buffers(int64_t rows, cudaStream_t stream) {
-    if (frames || spec) {
-      MG_CUDA_CHECK(cudaStreamSynchronize(stream));
-      MG_CUDA_CHECK(cudaFree(frames));
-      frames = nullptr;
-      MG_CUDA_CHECK(cudaFree(spec));
-      spec = nullptr;
-      capacity_rows = 0;
-    }
-    MG_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&frames),
+  // Buffers for `rows` frames. The old ones are retired, not freed: queued work and graphs
+  // captured earlier still use them.
+  void grow_buffers(int64_t rows) {
+    float* new_frames = nullptr;
+    cufftComplex* new_spec = nullptr;
+    MG_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&new_frames),
                              static_cast<size_t>(rows) * static_cast<size_t>(n_fft) * sizeof(float)));
-    MG_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&spec),
-                             static_cast<size_t>(rows) * static_cast<size_t>(nf) * sizeof(cufftComplex)));
+    const cudaError_t spec_malloc = cudaMalloc(reinterpret_cast<void**>(&new_spec),
+                                               static_cast<size_t>(rows) * static_cast<size_t>(nf) * sizeof(cufftComplex));
+    if (spec_malloc != cudaSuccess) (void)cudaFree(new_frames);
+    MG_CUDA_CHECK(spec_malloc);
+    if (frames) retired.push_back(frames);
+    if (spec) retired.push_back(spec);
+    frames = new_frames;
+    spec = new_spec;
     capacity_rows = rows;
   }
 
@@ -311,7 +313,7 @@ void MelCuda::forward(const float* audio, float* out, int B, int64_t S, cudaStre
                                " is new during CUDA Graph capture (it needs buffers and a cuFFT plan, which "
                                "cannot be made while capturing); run one forward with this shape, and the "
                                "largest one, before capturing");
-    if (need_buffers) im.grow_buffers(rows, stream);
+    if (need_buffers) im.grow_buffers(rows);
     if (plan_it == im.plans.end()) plan_it = im.make_plan(rows);
   }
 
