@@ -184,10 +184,10 @@ class CudaBackend final : public Backend {
     relu_backward_cuda(dy, y, dx, n, stream_);
   }
   void maxpool_forward(const float* x, float* y, int64_t rows, int Tin, int w) override {
-    cudnn_->maxpool_forward(x, y, rows, Tin, w);
+    maxpool1d_forward_cuda(x, y, rows, Tin, w, stream_);
   }
   void maxpool_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tin, int w) override {
-    cudnn_->maxpool_backward(dy, x, dx, rows, Tin, w);
+    maxpool1d_backward_cuda(dy, x, dx, rows, Tin, w, stream_);
   }
   void mean_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out) override {
     mean_time_forward_cuda(x, y, rows, Tn, out, stream_);

@@ -1,5 +1,5 @@
 // The CUDA backend: the whole Backend interface on one GPU and one stream.
-// Our kernels (kernels/*_cuda.cu), cuDNN for conv and pool (engine/cudnn_ops.h), cuBLAS for
+// Our kernels (kernels/*_cuda.cu), cuDNN for conv (engine/cudnn_ops.h), cuBLAS for
 // the linear layer, cuFFT for the mel front end. No host synchronisation inside a training
 // step; capture() records it as a CUDA Graph.
 #pragma once
@@ -12,7 +12,7 @@ namespace mg {
 
 struct CudaOptions {
   int device = 0;
-  bool deterministic = false;  // deterministic cuDNN algorithms and pooling
+  bool deterministic = false;  // deterministic cuDNN conv algorithms (our kernels always are)
   bool tf32 = false;           // TF32 tensor-core math in cuBLAS and cuDNN (off: fp32 parity)
 };
 

@@ -9,11 +9,16 @@
 //     bias) copies the wanted columns out. The backward places dy into that padded layout with
 //     zeros in the dropped columns and hands it to cuDNN: the exact adjoint of the slice.
 //     Symmetric shapes (valid, odd-K same) go straight to cuDNN with bias via cudnnAddTensor.
-//   - Math type: CUDNN_FMA_MATH without tf32 (FMA kernels only: fp32 parity with the CPU),
-//     CUDNN_TENSOR_OP_MATH with tf32 (Tensor Cores permitted; for float data on sm_80+ that
-//     means TF32; no down-conversion to fp16, which only *_ALLOW_CONVERSION would permit).
-//     cuDNN may report a chosen algorithm under another math type (e.g. DEFAULT, which also
-//     permits TF32 on sm_80+); each direction has its own descriptor set to the chosen one.
+//   - Math type requested: CUDNN_FMA_MATH without tf32 ("restricted to kernels that use FMA
+//     instructions": fp32 parity with the CPU), CUDNN_TENSOR_OP_MATH with tf32 (Tensor Cores
+//     permitted; for float data on sm_80+ that means TF32; no down-conversion to fp16, which
+//     only *_ALLOW_CONVERSION permits). Each result of Get/Find carries the math type it runs
+//     under, and that is what is accepted, per cuDNN's cudnnMathType_t documentation:
+//       without tf32: FMA, or DEFAULT on GPUs before sm_80, where DEFAULT uses no Tensor Cores
+//       and so is FMA math (from sm_80 on DEFAULT permits TF32: refused);
+//       with tf32:    anything but TENSOR_OP_MATH_ALLOW_CONVERSION.
+//     (PyTorch asserts the same for fp32 without TF32: cuDNN answers an FMA request with FMA
+//     results.) Each direction has its own descriptor, set to the chosen result's math type.
 //     NVIDIA_TF32_OVERRIDE=0 in the environment disables TF32 whatever is set here.
 //
 // Algorithm choice, once per shape (B, Cin, Cout, Tin, K, pads) and direction, on the first
@@ -33,14 +38,8 @@
 // earlier keeps valid pointers. Searches synchronise and growth allocates, so a new shape met
 // while the stream is being captured throws CudaError: run every shape eagerly once first.
 //
-// Max-pool: x [rows, Tin] as NCHW [rows, 1, 1, Tin], window (1, w), stride (1, w), no padding,
-// CUDNN_POOLING_MAX_DETERMINISTIC in deterministic mode (else CUDNN_POOLING_MAX),
-// CUDNN_PROPAGATE_NAN. cuDNN's output width 1 + (Tin - w) / w equals floor(Tin / w) (checked
-// per shape). Rows go in chunks of at most 32768 per call: cuDNN pooling is reported to
-// return NOT_SUPPORTED from N = 65536. The backward recomputes y into scratch (cuDNN needs
-// it), writes dx with beta = 0 (cuDNN writes the whole dx tensor without reading it) and
-// zeroes the Tin % w tail columns itself, so the tail never depends on how cuDNN covers
-// columns outside every window.
+// Max-pool is not here: cuDNN documents no rule for ties, and after a ReLU half of all windows
+// tie among zeros, so the pool is our own kernel (kernels/pool_cuda.cu) with the CPU's rule.
 #include "engine/cudnn_ops.h"
 
 #include <cudnn.h>
@@ -63,7 +62,6 @@ namespace mg {
 namespace {
 
 constexpr size_t kWorkspaceCap = size_t{1} << 30;
-constexpr int64_t kPoolMaxRowsPerCall = 32768;
 
 template <class T, cudnnStatus_t (*Create)(T*), cudnnStatus_t (*Destroy)(T)>
 class Desc {
@@ -84,7 +82,6 @@ using TensorDesc = Desc<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cu
 using FilterDesc = Desc<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
 using ConvDesc =
     Desc<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
-using PoolDesc = Desc<cudnnPoolingDescriptor_t, cudnnCreatePoolingDescriptor, cudnnDestroyPoolingDescriptor>;
 
 // Device memory that only grows. The replaced allocation is retired, not freed: graphs
 // captured before the growth may still reference it.
@@ -180,17 +177,7 @@ struct ConvPlan {
   AlgoChoice<cudnnConvolutionBwdFilterAlgo_t> bwd_filter;
 };
 
-struct PoolPlan {
-  int64_t rows = 0;
-  int Tin = 0, window = 0, Tout = 0;
-  int chunk = 0;  // rows per cuDNN call
-  int rem = 0;    // rows of the last, shorter call (0: none)
-  PoolDesc pool;
-  TensorDesc x_chunk, y_chunk, x_rem, y_rem;
-};
-
 using ConvKey = std::array<int, 7>;
-using PoolKey = std::array<int64_t, 3>;
 
 std::string describe(const Conv1dDims& d) {
   return "B=" + std::to_string(d.B) + " Cin=" + std::to_string(d.Cin) + " Cout=" + std::to_string(d.Cout) +
@@ -230,19 +217,21 @@ struct CudnnOps::Impl {
   CudnnOptions opts;
   cudnnHandle_t handle = nullptr;
   GrowBuffer workspace;  // cuDNN's, shared by every call (all on one stream)
-  GrowBuffer scratch;    // padded conv output / gradient, recomputed pool output
+  GrowBuffer scratch;    // the padded conv output / gradient of asymmetric shapes
   std::map<ConvKey, std::unique_ptr<ConvPlan>> convs;
-  std::map<PoolKey, std::unique_ptr<PoolPlan>> pools;
   bool ran_any = false;
+  int compute_major = 0;  // the device's compute capability (sm_XY: X)
 
   Impl(cudaStream_t s, const CudnnOptions& o) : stream(s), opts(o) {}
   ~Impl() {
     convs.clear();
-    pools.clear();
     if (handle) (void)cudnnDestroy(handle);
   }
 
   void init() {
+    int device = 0;
+    MG_CUDA_CHECK(cudaGetDevice(&device));
+    MG_CUDA_CHECK(cudaDeviceGetAttribute(&compute_major, cudaDevAttrComputeCapabilityMajor, device));
     MG_CUDNN_CHECK(cudnnCreate(&handle));
     MG_CUDNN_CHECK(cudnnSetStream(handle, stream));
   }
@@ -265,7 +254,7 @@ struct CudnnOps::Impl {
     if (p.status != CUDNN_STATUS_SUCCESS || p.memory > ws_limit) return false;
     if (opts.deterministic && p.determinism != CUDNN_DETERMINISTIC) return false;
     if (opts.tf32) return p.mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-    return p.mathType == CUDNN_FMA_MATH;
+    return p.mathType == CUDNN_FMA_MATH || (p.mathType == CUDNN_DEFAULT_MATH && compute_major < 8);
   }
 
   // One direction's search. get_v7(n, &returned, perf); find_ex(n, &returned, perf, out, ws,
@@ -424,54 +413,6 @@ struct CudnnOps::Impl {
                                                                 algo, bytes);
         });
   }
-
-  PoolPlan& pool_plan(int64_t rows, int Tin, int window) {
-    if (rows < 0 || Tin < 0 || window < 1)
-      throw std::invalid_argument("CudnnOps maxpool: invalid shape rows=" + std::to_string(rows) +
-                                  " Tin=" + std::to_string(Tin) + " window=" + std::to_string(window) +
-                                  ": need rows >= 0, Tin >= 0, window >= 1");
-    const PoolKey key{rows, Tin, window};
-    if (auto it = pools.find(key); it != pools.end()) return *it->second;
-    const std::string shape =
-        "rows=" + std::to_string(rows) + " Tin=" + std::to_string(Tin) + " window=" + std::to_string(window);
-    require_not_capturing("the max-pool shape " + shape);
-
-    auto p = std::make_unique<PoolPlan>();
-    p->rows = rows;
-    p->Tin = Tin;
-    p->window = window;
-    p->Tout = Tin / window;
-    if (rows > 0 && p->Tout > 0) {
-      const int64_t chunk = std::min({rows, kPoolMaxRowsPerCall, int64_t{INT_MAX} / Tin});
-      p->chunk = static_cast<int>(chunk);
-      p->rem = static_cast<int>(rows % chunk);
-      const cudnnPoolingMode_t mode = opts.deterministic ? CUDNN_POOLING_MAX_DETERMINISTIC : CUDNN_POOLING_MAX;
-      MG_CUDNN_CHECK(cudnnSetPooling2dDescriptor(p->pool.get(), mode, CUDNN_PROPAGATE_NAN, 1, window, 0, 0, 1, window));
-      auto set = [&](const TensorDesc& xd, const TensorDesc& yd, int n) {
-        MG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(xd.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, 1, 1, Tin));
-        MG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(yd.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, 1, 1, p->Tout));
-        int on = 0, oc = 0, oh = 0, ow = 0;
-        MG_CUDNN_CHECK(cudnnGetPooling2dForwardOutputDim(p->pool.get(), xd.get(), &on, &oc, &oh, &ow));
-        if (on != n || oc != 1 || oh != 1 || ow != p->Tout)
-          throw CudaError("CudnnOps: cuDNN's max-pool output for " + shape + " is [" + std::to_string(on) + ", " +
-                          std::to_string(oc) + ", " + std::to_string(oh) + ", " + std::to_string(ow) + "], expected [" +
-                          std::to_string(n) + ", 1, 1, " + std::to_string(p->Tout) + "] (floor mode)");
-      };
-      set(p->x_chunk, p->y_chunk, p->chunk);
-      if (p->rem > 0) set(p->x_rem, p->y_rem, p->rem);
-      scratch.reserve(static_cast<size_t>(rows * p->Tout) * sizeof(float));
-    }
-    return *pools.emplace(key, std::move(p)).first->second;
-  }
-
-  // Calls f(first_row, x_desc, y_desc) for each cuDNN call's chunk of rows.
-  template <class F>
-  static void for_each_chunk(const PoolPlan& p, F f) {
-    for (int64_t r0 = 0; r0 < p.rows; r0 += p.chunk) {
-      const bool last_short = p.rows - r0 < p.chunk;
-      f(r0, last_short ? p.x_rem.get() : p.x_chunk.get(), last_short ? p.y_rem.get() : p.y_chunk.get());
-    }
-  }
 };
 
 CudnnOps::CudnnOps(cudaStream_t stream, const CudnnOptions& opts) : impl_(std::make_unique<Impl>(stream, opts)) {
@@ -521,38 +462,6 @@ void CudnnOps::conv1d_backward(const float* dy, const float* x, const float* w, 
                                                 p.bwd_filter.ws_bytes, &one, p.w.get(), dw));
   MG_CUDNN_CHECK(cudnnConvolutionBackwardBias(m.handle, &one, p.y.get(), dy, &one, p.bias.get(), db));
   m.ran_any = true;
-}
-
-void CudnnOps::maxpool_forward(const float* x, float* y, int64_t rows, int Tin, int window) {
-  Impl& m = *impl_;
-  const PoolPlan& p = m.pool_plan(rows, Tin, window);
-  m.ran_any = true;
-  if (rows == 0 || p.Tout == 0) return;  // y is empty
-  const float one = 1.0f, zero = 0.0f;
-  Impl::for_each_chunk(p, [&](int64_t r0, cudnnTensorDescriptor_t xd, cudnnTensorDescriptor_t yd) {
-    MG_CUDNN_CHECK(cudnnPoolingForward(m.handle, p.pool.get(), &one, xd, x + r0 * Tin, &zero, yd, y + r0 * p.Tout));
-  });
-}
-
-void CudnnOps::maxpool_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tin, int window) {
-  Impl& m = *impl_;
-  const PoolPlan& p = m.pool_plan(rows, Tin, window);
-  m.ran_any = true;
-  if (rows == 0 || Tin == 0) return;
-  if (p.Tout == 0) {  // no window fits: every input step is dropped
-    MG_CUDA_CHECK(cudaMemsetAsync(dx, 0, static_cast<size_t>(rows * Tin) * sizeof(float), m.stream));
-    return;
-  }
-  const float one = 1.0f, zero = 0.0f;
-  float* y = m.scratch.floats();
-  Impl::for_each_chunk(p, [&](int64_t r0, cudnnTensorDescriptor_t xd, cudnnTensorDescriptor_t yd) {
-    const float* xc = x + r0 * Tin;
-    float* yc = y + r0 * p.Tout;
-    MG_CUDNN_CHECK(cudnnPoolingForward(m.handle, p.pool.get(), &one, xd, xc, &zero, yd, yc));
-    MG_CUDNN_CHECK(cudnnPoolingBackward(m.handle, p.pool.get(), &one, yd, yc, yd, dy + r0 * p.Tout, xd, xc, &zero, xd,
-                                        dx + r0 * Tin));
-  });
-  if (Tin % window != 0) detail::zero_tail_cuda(dx, rows, Tin, p.Tout * window, m.stream);
 }
 
 // Shapes are not known in advance: this says that at least one op has run (so the caller did

@@ -7,7 +7,7 @@
 // workspace size and math type checked), or in deterministic mode by cudnnGet*Algorithm_v7
 // (cuDNN's ranking, no timing, so two runs pick the same algorithm) keeping only those marked
 // CUDNN_DETERMINISTIC. One workspace, grown on the first call of a new shape, is owned here.
-// Max-pool uses CUDNN_POOLING_MAX_DETERMINISTIC in deterministic mode.
+// Max-pool is our own kernel (kernels/pool_cuda.cu): cuDNN documents no rule for ties.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -34,12 +34,6 @@ class CudnnOps {
   void conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d);
   void conv1d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                        const Conv1dDims& d);
-  // Same contracts as maxpool1d_*_cpu: x [rows, Tin] -> y [rows, Tin / window]; dx overwritten
-  // (zero on the dropped tail). The backward needs y, which cuDNN's API takes; it is
-  // recomputed into scratch when the caller has none (the Backend interface passes x only).
-  void maxpool_forward(const float* x, float* y, int64_t rows, int Tin, int window);
-  void maxpool_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tin, int window);
-
   // Called before a graph capture begins: algorithm searches synchronise, so they must all
   // have happened (true once every shape has run eagerly once).
   bool ready_for_capture() const;

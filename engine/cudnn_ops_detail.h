@@ -18,7 +18,4 @@ void conv_slice_bias_cuda(const float* full, const float* bias, float* y, int64_
 void conv_pad_grad_cuda(const float* dy, float* full, int64_t rows, int Tout, int Tfull, int offset,
                         cudaStream_t stream);
 
-// x [rows, T]: x[:, start : T] = 0 (the columns a floor-mode pool window never covers).
-void zero_tail_cuda(float* x, int64_t rows, int T, int start, cudaStream_t stream);
-
 }  // namespace mg::detail

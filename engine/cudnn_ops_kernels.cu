@@ -1,4 +1,3 @@
-#include <algorithm>
 #include <cstdint>
 
 #include "engine/cudnn_ops_detail.h"
@@ -35,16 +34,6 @@ __global__ void conv_pad_grad_kernel(const float* __restrict__ dy, float* __rest
   }
 }
 
-__global__ void zero_tail_kernel(float* __restrict__ x, int64_t n, int T, int start) {
-  const int width = T - start;
-  const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const int64_t r = i / width;
-    const int k = static_cast<int>(i - r * width);
-    x[r * T + start + k] = 0.0f;
-  }
-}
-
 }  // namespace
 
 void conv_slice_bias_cuda(const float* full, const float* bias, float* y, int64_t rows, int C, int Tfull,
@@ -60,14 +49,6 @@ void conv_pad_grad_cuda(const float* dy, float* full, int64_t rows, int Tout, in
   const int64_t n = rows * Tfull;
   if (n <= 0 || Tout <= 0) return;
   conv_pad_grad_kernel<<<grid_for(n), kBlockThreads, 0, stream>>>(dy, full, n, Tout, Tfull, offset);
-  MG_CUDA_CHECK_LAUNCH();
-}
-
-void zero_tail_cuda(float* x, int64_t rows, int T, int start, cudaStream_t stream) {
-  start = std::max(start, 0);
-  if (rows <= 0 || start >= T) return;
-  const int64_t n = rows * (T - start);
-  zero_tail_kernel<<<grid_for(n), kBlockThreads, 0, stream>>>(x, n, T, start);
   MG_CUDA_CHECK_LAUNCH();
 }
 

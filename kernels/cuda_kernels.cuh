@@ -1,5 +1,5 @@
-// The CUDA twins of kernels/*_cpu.h that are our own kernels (conv and pool go through
-// cuDNN in engine/cudnn_ops.h, the linear layer's GEMMs through cuBLAS in the backend).
+// The CUDA twins of kernels/*_cpu.h that are our own kernels (conv goes through cuDNN in
+// engine/cudnn_ops.h, the linear layer's GEMMs through cuBLAS in the backend).
 // Every function enqueues on `stream`, never synchronises, checks its launches, and takes
 // the same pointers and sizes as its CPU twin (device pointers here). Sizes need not be
 // multiples of any block size; every index is guarded.
@@ -26,6 +26,15 @@ void fill_uniform_cuda(float* p, int64_t n, float lo, float hi, uint64_t seed, u
 // ---- activation_cuda.cu ----
 void relu_forward_cuda(const float* x, float* y, int64_t n, cudaStream_t stream);               // y may alias x
 void relu_backward_cuda(const float* dy, const float* y, float* dx, int64_t n, cudaStream_t stream);  // dx may alias dy
+
+// ---- pool_cuda.cu ----
+// Max-pool 1d, window = stride, floor mode (kernels/pool_cpu.h): x [rows, Tin] -> y [rows,
+// Tin / window]; dx [rows, Tin] overwritten, zero on the dropped tail. Bit-identical to the
+// CPU, ties (the first maximum wins) and NaN (the first NaN wins) included. invalid_argument
+// for rows < 0, Tin < 0 or window < 1.
+void maxpool1d_forward_cuda(const float* x, float* y, int64_t rows, int Tin, int window, cudaStream_t stream);
+void maxpool1d_backward_cuda(const float* dy, const float* x, float* dx, int64_t rows, int Tin, int window,
+                             cudaStream_t stream);
 
 // ---- reduce_cuda.cu ----
 // Reductions over time write through RowOut (kernels/reduce_cpu.h). max: bit-identical to the

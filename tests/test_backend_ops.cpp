@@ -470,7 +470,10 @@ void add_pool_cases(std::vector<OpCase>& cases, uint32_t& seed) {
                                    {33, 431, 2, true},
                                    {1, 4, 4, true},
                                    {5, 7, 3, false},
-                                   {64, 23, 4, false}}) {
+                                   {64, 23, 4, false},
+                                   {9, 13, 1, true},     // window 1: a copy
+                                   {6, 3, 5, false},     // no window fits: dx all zeros
+                                   {120001, 37, 4, true}}) {  // 1.08 M windows: past one grid-stride pass (4096 x 256)
     const uint32_t s = seed++;
     const std::string name = "maxpool_rows" + std::to_string(p.rows) + "_T" + std::to_string(p.Tin) + "_w" +
                              std::to_string(p.window) + (p.after_relu ? "_relu_ties" : "_random");
@@ -493,6 +496,30 @@ void add_pool_cases(std::vector<OpCase>& cases, uint32_t& seed) {
                        o.push_back({"dx", to_f64(d.get(pdx, rows * Tin))});
                      }});
   }
+  // NaN: the first NaN of a window is its maximum (PyTorch's rule) and takes the gradient,
+  // wherever it falls; windows without NaN in the same row keep the first-maximum rule. NaN
+  // outputs are compared as a marker (the CPU oracle's outputs must be finite).
+  cases.push_back({"maxpool_nan_rows5_T26_w4", 0, "a selection and copies: exact", [](Dev& d, Outs& o) {
+                     std::mt19937 rng(91);
+                     const int64_t rows = 5;
+                     const int Tin = 26, window = 4, Tout = Tin / window;
+                     auto x = uniform(rng, rows * Tin, -1, 1);
+                     for (auto& v : x) v = std::max(v, 0.0f);  // ties among zeros around the NaNs
+                     // (row, column): first in a window, last in a window, two in one window,
+                     // a whole window, and one in the dropped tail (never read).
+                     const std::vector<std::pair<int, int>> nans = {{0, 0}, {0, 7}, {1, 9}, {1, 10}, {2, 12},
+                                                                    {2, 13}, {2, 14}, {2, 15}, {3, 25}, {4, 22}};
+                     for (const auto& [r, t] : nans) x[static_cast<size_t>(r * Tin + t)] = kNaNf;
+                     const auto dy = uniform(rng, rows * Tout, -1, 1);
+                     const float *px = d.upload(x), *pdy = d.upload(dy);
+                     float *py = d.out(rows * Tout), *pdx = d.out(rows * Tin);
+                     d.launch("forward", [&] { d.be.maxpool_forward(px, py, rows, Tin, window); });
+                     d.launch("backward", [&] { d.be.maxpool_backward(pdy, px, pdx, rows, Tin, window); });
+                     std::vector<double> y = to_f64(d.get(py, rows * Tout));
+                     for (double& v : y) v = std::isnan(v) ? 12345.0 : v;
+                     o.push_back({"y_nan_as_12345", y});
+                     o.push_back({"dx", to_f64(d.get(pdx, rows * Tin))});
+                   }});
 }
 
 // ---- mean over time ----
@@ -1301,6 +1328,36 @@ TEST_P(BackendOps, CudaMatchesCpu) {
       std::printf("[perf] %-62s %-20s cpu %10.1f us  cuda %9.1f us  x%.1f\n", c.name.c_str(), pc[i].what.c_str(),
                   pc[i].seconds_per_launch * 1e6, pg[i].seconds_per_launch * 1e6,
                   pc[i].seconds_per_launch / std::max(pg[i].seconds_per_launch, 1e-12));
+  }
+}
+
+// Without a GPU the table still runs where CI can see it: each case on the CPU, twice. The
+// oracle must overwrite every poisoned output with finite values (else the case compares
+// nothing) and give the same bits both times (the CPU backend is deterministic).
+TEST_P(BackendOps, CpuOracleIsFiniteAndRepeatable) {
+  const OpCase& c = all_cases()[GetParam()];
+  Outs first, second;
+  {
+    Dev d(*cpu_, nullptr);
+    c.run(d, first);
+  }
+  if (HasFatalFailure()) return;
+  {
+    Dev d(*cpu_, nullptr);
+    c.run(d, second);
+  }
+  if (HasFatalFailure()) return;
+  ASSERT_EQ(first.size(), second.size());
+  for (size_t i = 0; i < first.size(); ++i) {
+    SCOPED_TRACE(c.name + " / " + first[i].name);
+    ASSERT_EQ(first[i].v.size(), second[i].v.size());
+    size_t bad = 0, differ = 0;
+    for (size_t j = 0; j < first[i].v.size(); ++j) {
+      bad += !std::isfinite(first[i].v[j]);
+      differ += std::memcmp(&first[i].v[j], &second[i].v[j], sizeof(double)) != 0;
+    }
+    EXPECT_EQ(bad, 0u) << "non-finite values left in a poisoned output";
+    EXPECT_EQ(differ, 0u) << "two CPU runs of the same case differ";
   }
 }
 
