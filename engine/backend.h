@@ -59,11 +59,16 @@ class Backend {
     return p;
   }
   virtual void free_host(void* p) { std::free(p); }
-  // Copies host memory from alloc_host() to the device on a copy stream, so the copy overlaps
-  // device work already enqueued; work enqueued after this call waits for the copy. The caller
-  // guarantees that no pending device work still reads dst and that src stays untouched until
-  // the next synchronize(). Default: to_device.
+  // Copies host memory from alloc_host() to the device on a copy stream. The copy starts once
+  // the device work enqueued before this call is done, so it never races work that reads or
+  // writes dst, and it overlaps the work enqueued after this call, which therefore does not
+  // see dst's new contents: wait_uploads() orders later work after the copy. src stays
+  // untouched until the next synchronize(), which waits for the copies too. So, to overlap a
+  // step with the next step's upload: wait_uploads(); upload_async(next); enqueue the step.
+  // Default (host memory is device memory): to_device.
   virtual void upload_async(void* dst, const void* src_host, size_t bytes) { to_device(dst, src_host, bytes); }
+  // Device work enqueued after this call waits for every upload_async() issued before it.
+  virtual void wait_uploads() {}
 
   // ---- random init: p[i] = lo + (hi - lo) * philox_uniform(seed, stream, i) ----
   virtual void fill_uniform(float* p, int64_t n, float lo, float hi, uint64_t seed, uint64_t stream) = 0;

