@@ -1,7 +1,8 @@
 // The audio decoder on files made here: one signal in every format decodes to the same mono
 // samples (within each codec's tolerance), the downmix is a plain mean, resampling keeps a
 // sine's frequency and purity from 8 to 192 kHz, and excerpts (Start, Middle, whole) are the
-// right slice of the full decode.
+// right slice of the full decode. Ogg Vorbis streams are trimmed as libvorbis trims them
+// (vorbis_trim.h): the rules on numbers, and a stream cut without re-encoding.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -13,7 +14,9 @@
 #include "engine/audio/audio_source.h"
 #include "engine/audio/decode.h"
 #include "engine/audio/decode_window.h"
+#include "engine/audio/ogg_pages.h"
 #include "engine/audio/resampler.h"
+#include "engine/audio/vorbis_trim.h"
 #include "engine/audio/wav_writer.h"
 #include "tests/audio_test_support.h"
 
@@ -280,6 +283,114 @@ TEST_P(Excerpts, AreSlicesOfTheFullDecode) {
 
 INSTANTIATE_TEST_SUITE_P(AudioDecode, Excerpts, ::testing::ValuesIn(kExcerpts),
                          [](const auto& p) { return std::string(p.param.name); });
+
+// ---- Ogg Vorbis trimming (vorbis_trim.h) -------------------------------------------------
+
+// A first page of 44 long-block packets: 43 x 1024 = 44032 decoded samples (D), the last
+// packet's 1024 held by libvorbis at the granule (L).
+std::vector<int64_t> long_blocks(int packets) { return std::vector<int64_t>(static_cast<size_t>(packets - 1), 1024); }
+
+// Numbers of the realset excerpts (realset/audio/<name>.ogg) that libsndfile reads as given.
+TEST(VorbisTrim, SurplusAtMostOnePacketIsDroppedWhereLibvorbisDropsIt) {
+  // 128 samples more than the granule (issue 15's track): the first 128 of the page's last
+  // packet go; the stream is the last granule long.
+  const VorbisTrim t(44032 - 128, long_blocks(44), false, 100000);
+  EXPECT_EQ(t.length(), 100000);
+  const FrameCut before = t.cut(41984, 1024), at = t.cut(43008, 1024), after = t.cut(44032, 1024);
+  EXPECT_EQ(before.erase_count, 0);
+  EXPECT_EQ(before.keep, 1024);
+  EXPECT_EQ(at.erase_from, 0);
+  EXPECT_EQ(at.erase_count, 128);
+  EXPECT_EQ(at.keep, 896);
+  EXPECT_EQ(at.output_position, 43008);
+  EXPECT_EQ(after.output_position, 44032 - 128);
+}
+
+TEST(VorbisTrim, LargerSurplusKeepsItsRestAndTheLengthIsTheLastGranule) {
+  // Constructive_0: granule 39352, surplus 4680: libvorbis drops 1024 (the packet it holds),
+  // libsndfile reads 441784 samples, the last granule, so the last 3656 decoded go.
+  const VorbisTrim t(39352, long_blocks(44), false, 441784);
+  EXPECT_EQ(t.length(), 441784);
+  EXPECT_EQ(t.cut(43008, 1024).keep, 0);
+  // FFmpeg decodes 441784 + 4680 = 446464; decoded positions from 441784 + 1024 on go.
+  const FrameCut last = t.cut(442368, 1024);
+  EXPECT_EQ(last.keep, 440);
+  EXPECT_EQ(last.output_position + last.keep, 441784);
+  EXPECT_EQ(t.cut(442808, 1024).keep, 0);
+}
+
+TEST(VorbisTrim, NegativeFirstGranuleAndLateStart) {
+  // music010_2: granule -3973 (FFmpeg's stream copy wrote it). libsndfile reads granules as
+  // unsigned, so its count is the whole decode; libvorbis drops its 1024.
+  EXPECT_EQ(VorbisTrim(-3973, long_blocks(44), false, 441467).length(), 441467 + 3973 + 44032 - 1024);
+  // Intro2_1: the first page holds fewer samples than its granule (the stream starts at 199).
+  const VorbisTrim late(44103, long_blocks(44) /* 44032 */, false, 441415);
+  EXPECT_EQ(late.length(), 441415 - (44103 - 44032));
+  EXPECT_EQ(late.cut(43008, 1024).keep, 1024);
+}
+
+TEST(VorbisTrim, SinglePageStreamIsCutAtTheEnd) {
+  // One audio page that also ends the stream: 13 x 1024 decoded, granule 13230.
+  const VorbisTrim t(13230, long_blocks(14), true, 13230);
+  EXPECT_EQ(t.length(), 13230);
+  const FrameCut c = t.cut(12288, 1024);
+  EXPECT_EQ(c.erase_count, 0);
+  EXPECT_EQ(c.keep, 13230 - 12288);
+  // Without the last page (an unreadable tail) the end is not known.
+  EXPECT_FALSE(VorbisTrim(39352, long_blocks(44), false, std::nullopt).length());
+}
+
+// A Vorbis stream cut out of a longer one without re-encoding (as realset's excerpts were):
+// its first page holds more samples than its granule. FFmpeg alone keeps them all; melgraph
+// gives what libsndfile gives, the last granule's count, and its Start and Middle excerpts are
+// slices of the whole decode (the Middle one reached by counting packets, not by FFmpeg's
+// timestamps, which are off at block-size changes).
+TEST(AudioDecode, CutOggVorbisIsTrimmedAndItsExcerptsAreSlices) {
+  MG_SKIP_WITHOUT_FFMPEG();
+  TempDir dir;
+  const std::vector<float> x = test::chord_signal(20 * kRate, 2, kRate, 21u);  // [20 s, 2]
+  write_wav(dir.file("master.wav"), x, 2, kRate, WavEncoding::Float32);
+  ASSERT_EQ(test::ffmpeg_convert(dir.file("master.wav"), dir.file("long.ogg"), "-c:a libvorbis -q:a 6"), "");
+  // -ss before -i, as tools/make_realset.py cuts: the cut starts at the page before 3.3 s.
+  const std::string cut = dir.file("cut.ogg");
+  std::string log;
+  const std::string cmd = test::ffmpeg_exe() + " -nostdin -loglevel error -y -ss 3.3 -t 12 -i '" +
+                          dir.file("long.ogg") + "' -c copy '" + cut + "'";
+  ASSERT_EQ(test::run_command(cmd, &log), 0) << cmd << ": " << log;
+  ASSERT_EQ(test::ffmpeg_convert(cut, dir.file("ffmpeg.wav"), "-c:a pcm_f32le"), "");
+
+  const OggTail tail = read_ogg_tail(cut);
+  ASSERT_FALSE(tail.pages.empty());
+  const DecodedAudio whole_src = decode_audio(cut, whole(kRate));
+  const DecodedAudio by_ffmpeg = decode_audio(dir.file("ffmpeg.wav"), whole(kRate));
+  const auto n = static_cast<int64_t>(whole_src.samples.size());
+  std::printf("[measured] cut Vorbis: %lld samples, FFmpeg alone %zu, last granule %lld\n", static_cast<long long>(n),
+              by_ffmpeg.samples.size(), static_cast<long long>(tail.pages.back().granule));
+  EXPECT_EQ(n, tail.pages.back().granule);
+  EXPECT_LT(n, static_cast<int64_t>(by_ffmpeg.samples.size()));
+  EXPECT_EQ(std::llround(whole_src.source_seconds * kRate), n);
+
+  for (const int rate : {kRate, 22050}) {
+    SCOPED_TRACE(rate);
+    const DecodedAudio full = decode_audio(cut, whole(rate));
+    DecodeRequest req = whole(rate);
+    req.max_samples = 4 * rate;
+    const DecodedAudio s = decode_audio(cut, req);
+    ASSERT_EQ(static_cast<int64_t>(s.samples.size()), req.max_samples);
+    EXPECT_EQ(test::max_abs_diff(s.samples, full.samples, 0, s.samples.size()), 0.0);
+    req.excerpt = Excerpt::Middle;
+    const DecodedAudio m = decode_audio(cut, req);
+    ASSERT_EQ(static_cast<int64_t>(m.samples.size()), req.max_samples);
+    const int64_t offset = std::llround(m.offset_seconds * rate);
+    EXPECT_EQ(offset, (static_cast<int64_t>(full.samples.size()) - req.max_samples) / 2);
+    ASSERT_LE(offset + req.max_samples, static_cast<int64_t>(full.samples.size()));
+    const double err = test::max_abs_diff(
+        m.samples, std::vector<float>(full.samples.begin() + offset, full.samples.end()), 0, m.samples.size());
+    std::printf("[measured] cut Vorbis at %d Hz: Middle offset %lld, max |window - full decode| %.3g\n", rate,
+                static_cast<long long>(offset), err);
+    EXPECT_LE(err, 1e-6);
+  }
+}
 
 }  // namespace
 }  // namespace mg::audio

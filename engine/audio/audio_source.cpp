@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <system_error>
 
@@ -70,6 +71,22 @@ bool stream_is_encrypted(const AVStream& st) {
 }
 
 const char* const kEncrypted = "encrypted (DRM) audio: it cannot be decoded without the key";
+
+int64_t frame_timestamp(const AVFrame& frame) {
+  return frame.best_effort_timestamp != AV_NOPTS_VALUE ? frame.best_effort_timestamp : frame.pts;
+}
+
+// Moves samples [from + count, nb_samples) of a writable frame to `from`.
+void erase_samples(AVFrame& f, int from, int count) {
+  const auto fmt = static_cast<AVSampleFormat>(f.format);
+  const bool planar = av_sample_fmt_is_planar(fmt) != 0;
+  const int channels = f.ch_layout.nb_channels;
+  const auto unit = static_cast<size_t>(av_get_bytes_per_sample(fmt) * (planar ? 1 : channels));
+  const auto tail = static_cast<size_t>(f.nb_samples - from - count) * unit;
+  for (int p = 0; p < (planar ? channels : 1); ++p)
+    std::memmove(f.extended_data[p] + static_cast<size_t>(from) * unit,
+                 f.extended_data[p] + static_cast<size_t>(from + count) * unit, tail);
+}
 
 }  // namespace
 
@@ -151,8 +168,20 @@ void AudioSource::open_stream() {
   if (r < 0) throw AudioError(path_, "bad " + std::string(codec->name) + " parameters: " + reason_for(r));
   dec_->pkt_timebase = st.time_base;
   dec_->thread_count = 1;  // parallelism is across files: one decoder thread per file
+  plan_vorbis_trim(st);
   r = avcodec_open2(dec_.get(), codec, nullptr);
   if (r < 0) throw AudioError(path_, "cannot open the " + std::string(codec->name) + " decoder: " + reason_for(r));
+}
+
+void AudioSource::plan_vorbis_trim(const AVStream& st) {
+  // Vorbis granules count samples, and so do the timestamps only in a 1/rate time base.
+  const AVCodecParameters& par = *st.codecpar;
+  if (par.codec_id != AV_CODEC_ID_VORBIS || std::strcmp(fmt_->iformat->name, "ogg") != 0 ||
+      st.time_base.num != 1 || st.time_base.den != par.sample_rate)
+    return;
+  vorbis_trim_ = read_vorbis_trim(path_, st.id, par.extradata, par.extradata_size);
+  // FFmpeg's end trimming is replaced by ours: it cuts a stream of one audio page short.
+  if (vorbis_trim_) dec_->flags2 |= AV_CODEC_FLAG2_SKIP_MANUAL;
 }
 
 std::string AudioSource::container() const { return fmt_->iformat->name; }
@@ -162,6 +191,10 @@ int AudioSource::channels() const { return fmt_->streams[stream_]->codecpar->ch_
 
 double AudioSource::declared_seconds(bool* estimated) const {
   const AVStream& st = *fmt_->streams[stream_];
+  if (vorbis_trim_ && vorbis_trim_->length() && st.codecpar->sample_rate > 0) {
+    if (estimated) *estimated = false;
+    return static_cast<double>(*vorbis_trim_->length()) / st.codecpar->sample_rate;
+  }
   double s = -1;
   if (st.duration != AV_NOPTS_VALUE && st.duration > 0)
     s = static_cast<double>(st.duration) * av_q2d(st.time_base);
@@ -185,7 +218,10 @@ const AVFrame* AudioSource::next_frame() {
   AVCodecContext* dec = dec_.get();
   while (!ended_) {
     int r = avcodec_receive_frame(dec, frame_.get());
-    if (r >= 0) return frame_.get();
+    if (r >= 0) {
+      if (vorbis_trim_ && !trim_frame()) continue;
+      return frame_.get();
+    }
     if (r == AVERROR_EOF || flushing_) {
       ended_ = true;  // a decoder error while draining also ends the stream
       break;
@@ -207,6 +243,10 @@ const AVFrame* AudioSource::next_frame() {
     }
     check_not_encrypted(*packet_);
     ++packets_read_;
+    if (vorbis_clock_ && skip_vorbis_packet()) {
+      av_packet_unref(packet_.get());
+      continue;
+    }
     // The demuxer marks a packet it could not read whole (the file ends inside it); what
     // there is still goes to the decoder.
     if (packet_->flags & AV_PKT_FLAG_CORRUPT) ++incomplete_packets_;
@@ -217,8 +257,34 @@ const AVFrame* AudioSource::next_frame() {
   return nullptr;
 }
 
+// The first packet that ends at or after the target is decoded, though the decoder gives no
+// samples for it (the first packet it sees only primes it): the next frame starts where it ends.
+bool AudioSource::skip_vorbis_packet() {
+  const int64_t end = vorbis_clock_->advance(packet_->data, packet_->size);
+  if (end < skip_before_) return true;
+  next_decoded_ = end;
+  vorbis_clock_.reset();
+  return false;
+}
+
+// Keeps what libvorbis keeps of the frame just decoded, at its decoded position.
+bool AudioSource::trim_frame() {
+  AVFrame& f = *frame_;
+  const FrameCut c = vorbis_trim_->cut(next_decoded_, f.nb_samples);
+  next_decoded_ += f.nb_samples;
+  frame_output_ = c.output_position;
+  if (c.keep == 0) return false;
+  if (c.erase_count > 0) {
+    if (av_frame_make_writable(&f) < 0) throw AudioError(path_, "out of memory trimming a decoded frame");
+    erase_samples(f, c.erase_from, c.erase_count);
+  }
+  f.nb_samples = c.keep;
+  return true;
+}
+
 bool AudioSource::seek(double seconds) {
   const AVStream& st = *fmt_->streams[stream_];
+  if (vorbis_trim_) return seek_vorbis(seconds);
   const int64_t start = st.start_time != AV_NOPTS_VALUE ? st.start_time : 0;
   const int64_t ts = start + av_rescale_q(std::llround(seconds * AV_TIME_BASE), AV_TIME_BASE_Q, st.time_base);
   if (av_seek_frame(fmt_.get(), stream_, ts, AVSEEK_FLAG_BACKWARD) < 0) return false;
@@ -227,8 +293,25 @@ bool AudioSource::seek(double seconds) {
   return true;
 }
 
-std::optional<int64_t> AudioSource::frame_position(const AVFrame& frame) const {
-  const int64_t ts = frame.best_effort_timestamp != AV_NOPTS_VALUE ? frame.best_effort_timestamp : frame.pts;
+bool AudioSource::seek_vorbis(double seconds) {
+  if (packets_read_ > 0) return false;
+  const AVCodecParameters& par = *fmt_->streams[stream_]->codecpar;
+  // Each packet decodes to at most half its largest block (4096 samples for 8192, the most
+  // Vorbis allows): starting this far before the target, the primer ends before it.
+  constexpr int64_t kPrimerMargin = 8192;
+  skip_before_ = vorbis_trim_->decoded_from_output(std::llround(seconds * par.sample_rate)) - kPrimerMargin;
+  try {
+    if (skip_before_ > 0) vorbis_clock_ = std::make_unique<VorbisClock>(par.extradata, par.extradata_size);
+  } catch (const std::runtime_error&) {
+    return false;  // headers FFmpeg accepted but its parser does not: the caller counts instead
+  }
+  return true;
+}
+
+std::optional<int64_t> AudioSource::frame_position() const {
+  if (vorbis_trim_) return frame_output_;  // counted, never from the timestamps (vorbis_trim.h)
+  const AVFrame& frame = *frame_;
+  const int64_t ts = frame_timestamp(frame);
   if (ts == AV_NOPTS_VALUE || frame.sample_rate <= 0) return std::nullopt;
   const AVStream& st = *fmt_->streams[stream_];
   const int64_t start = st.start_time != AV_NOPTS_VALUE ? st.start_time : 0;

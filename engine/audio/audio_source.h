@@ -2,12 +2,19 @@
 // libavcodec's decoder for its best audio stream, yielding decoded frames in the source's own
 // rate, layout and sample format. Opening classifies every way a file can fail to be audio
 // and throws AudioError with the reason; mid-stream damage is recorded, not thrown.
+//
+// The frames hold the samples the reference decoders give: FFmpeg applies the start and end
+// trimming the containers declare (MP3's LAME/Xing delay and padding, Opus pre-skip, the
+// granule of an Ogg stream's last page); an Ogg Vorbis stream is trimmed as libvorbis does it
+// (vorbis_trim.h), which FFmpeg does not.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "engine/audio/ffmpeg_util.h"
+#include "engine/audio/vorbis_trim.h"
 
 namespace mg::audio {
 
@@ -20,20 +27,24 @@ class AudioSource {
   std::string codec() const;      // libavcodec's codec name
   int sample_rate() const;        // as declared by the stream (0 if it does not say)
   int channels() const;
-  // Length of the whole stream in seconds as the container declares it, -1 if unknown.
-  // `estimated` is set when it is only a guess from the bitrate (e.g. an MP3 without a
-  // Xing/Info header): good enough to aim a seek, not to call a file truncated.
+  // Length of the whole stream in seconds as the container declares it (for Ogg Vorbis the
+  // exact length of the decode, from the first and last pages), -1 if unknown. `estimated` is
+  // set when it is only a guess from the bitrate (e.g. an MP3 without a Xing/Info header):
+  // good enough to aim a seek, not to call a file truncated.
   double declared_seconds(bool* estimated = nullptr) const;
 
   // The next decoded frame, owned by the source and valid until the next call; nullptr at the
   // end of the stream (or where the rest cannot be read: see problems()).
   const AVFrame* next_frame();
   // Seeks to the last seek point at or before `seconds` from the start of the stream; the
-  // decoder is flushed. False if the demuxer cannot seek there.
+  // decoder is flushed. False if the demuxer cannot seek there. An Ogg Vorbis stream is not
+  // seeked but read from its start, its packets up to `seconds` demuxed and counted, not
+  // decoded (VorbisClock): that only works before the first next_frame(), else it is false.
   bool seek(double seconds);
-  // Where `frame` starts, in source samples from the start of the stream, from its
-  // timestamp; nullopt if it has none.
-  std::optional<int64_t> frame_position(const AVFrame& frame) const;
+  // Where the frame last returned by next_frame() starts, in source samples from the start
+  // of the stream (as a whole decode counts them): from its timestamp, nullopt if it has none;
+  // for Ogg Vorbis counted from the start.
+  std::optional<int64_t> frame_position() const;
 
   int64_t packets_read() const { return packets_read_; }
   int corrupt_packets() const { return corrupt_packets_; }
@@ -45,6 +56,10 @@ class AudioSource {
   void open_stream();
   void check_not_encrypted(const AVPacket& packet) const;
   void note_corrupt(const std::string& what);
+  void plan_vorbis_trim(const AVStream& st);
+  bool seek_vorbis(double seconds);
+  bool skip_vorbis_packet();  // true: the packet lies before the seek target and is not decoded
+  bool trim_frame();          // false: nothing of the frame is kept
 
   std::string path_;
   IoPtr io_;         // our own AVIOContext, so probing sees bytes, never the file name;
@@ -60,6 +75,12 @@ class AudioSource {
   int incomplete_packets_ = 0;  // the demuxer could not read them whole
   std::string first_corruption_;
   std::string read_error_;
+  // Ogg Vorbis only. Positions count decoded samples from the stream's first audio packet.
+  std::optional<VorbisTrim> vorbis_trim_;
+  std::unique_ptr<VorbisClock> vorbis_clock_;  // while seeking: packets before skip_before_
+  int64_t skip_before_ = 0;
+  int64_t next_decoded_ = 0;  // of the next frame the decoder gives
+  int64_t frame_output_ = 0;  // output position of the frame last returned
 };
 
 }  // namespace mg::audio

@@ -40,7 +40,7 @@ WindowResult decode_window(AudioSource& src, Resampler& rs, OutputWindow window,
   while (const AVFrame* f = src.next_frame()) {
     const int n = f->nb_samples;
     if (!located) {
-      const std::optional<int64_t> p = src.frame_position(*f);
+      const std::optional<int64_t> p = src.frame_position();
       if (!p) continue;  // no timestamp yet: still in the pre-roll after the seek
       in_pos = *p;
       located = true;
