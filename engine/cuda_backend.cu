@@ -401,12 +401,9 @@ class CudaBackend final : public Backend {
  private:
   // A buffer that must grow cannot be allocated while the stream is being captured.
   void require_not_capturing(const std::string& what) const {
-    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
-    MG_CUDA_CHECK(cudaStreamIsCapturing(stream_, &st));
-    if (st != cudaStreamCaptureStatusNone)
-      throw CudaError("CudaBackend: " + what +
-                      " must grow during a CUDA Graph capture, where nothing may be allocated; run the "
-                      "step eagerly once with its largest sizes before capturing");
+    throw_if_capturing(stream_, "CudaBackend: " + what +
+                                    " must grow during a CUDA Graph capture, where nothing may be allocated; run "
+                                    "the step eagerly once with its largest sizes before capturing");
   }
 
   CudaOptions opts_;

@@ -240,13 +240,10 @@ struct CudnnOps::Impl {
 
   // New shapes allocate and searches synchronise: neither may happen inside a graph capture.
   void require_not_capturing(const std::string& what) const {
-    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
-    MG_CUDA_CHECK(cudaStreamIsCapturing(stream, &st));
-    if (st != cudaStreamCaptureStatusNone)
-      throw CudaError("CudnnOps: " + what +
-                      " first met during a CUDA Graph capture; cuDNN algorithm searches synchronise and "
-                      "buffers may grow, so every shape must run eagerly once before capture "
-                      "(see CudnnOps::ready_for_capture)");
+    throw_if_capturing(stream, "CudnnOps: " + what +
+                                   " first met during a CUDA Graph capture; cuDNN algorithm searches synchronise "
+                                   "and buffers may grow, so every shape must run eagerly once before capture "
+                                   "(see CudnnOps::ready_for_capture)");
   }
 
   template <class Perf>

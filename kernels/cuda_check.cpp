@@ -42,4 +42,10 @@ const char* cufft_status_name(int status) {
   }
 }
 
+void throw_if_capturing(cudaStream_t stream, const std::string& message) {
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  MG_CUDA_CHECK(cudaStreamIsCapturing(stream, &st));
+  if (st != cudaStreamCaptureStatusNone) throw CudaError(message);
+}
+
 }  // namespace mg

@@ -3,6 +3,8 @@
 //   cudaMalloc(&p, bytes) failed at engine/cuda_backend.cu:57: out of memory (cudaErrorMemoryAllocation)
 // Kernel launches are followed by MG_CUDA_CHECK_LAUNCH() (cudaGetLastError).
 #pragma once
+#include <cuda_runtime.h>
+
 #include <stdexcept>
 #include <string>
 
@@ -17,6 +19,10 @@ struct CudaError : std::runtime_error {
 
 // Status texts. cuFFT has no string function of its own.
 const char* cufft_status_name(int status);
+
+// Throws CudaError(message) while `stream` is being captured into a CUDA Graph: for the first
+// use of a shape, which allocates, plans or synchronises, none of which a capture allows.
+void throw_if_capturing(cudaStream_t stream, const std::string& message);
 
 }  // namespace mg
 

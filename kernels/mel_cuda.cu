@@ -306,13 +306,10 @@ void MelCuda::forward(const float* audio, float* out, int B, int64_t S, cudaStre
   const bool need_buffers = rows > im.capacity_rows;
   auto plan_it = im.plans.find(rows);
   if (need_buffers || plan_it == im.plans.end()) {
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    MG_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-    if (capture != cudaStreamCaptureStatusNone)
-      throw std::runtime_error("MelCuda::forward: batch shape B=" + std::to_string(B) + ", S=" + std::to_string(S) +
-                               " is new during CUDA Graph capture (it needs buffers and a cuFFT plan, which "
-                               "cannot be made while capturing); run one forward with this shape, and the "
-                               "largest one, before capturing");
+    throw_if_capturing(stream, "MelCuda::forward: batch shape B=" + std::to_string(B) + ", S=" + std::to_string(S) +
+                                   " is new during CUDA Graph capture (it needs buffers and a cuFFT plan, which "
+                                   "cannot be made while capturing); run one forward with this shape before "
+                                   "capturing");
     if (need_buffers) im.grow_buffers(rows);
     if (plan_it == im.plans.end()) plan_it = im.make_plan(rows);
   }
