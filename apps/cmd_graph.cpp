@@ -27,6 +27,7 @@
 #include "graph/edge_list_io.h"
 #include "graph/preference_graph.h"
 #include "graph/triplet_tables.h"
+#include "engine/timer.h"
 
 namespace mg::cli {
 
@@ -82,10 +83,6 @@ graph::HeaderMode parse_header(const std::string& h) {
   if (h == "yes") return graph::HeaderMode::Yes;
   if (h == "no") return graph::HeaderMode::No;
   return graph::HeaderMode::Auto;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 void add_input_options(CLI::App* cmd, InputOptions& in, bool catalog_required) {

@@ -22,6 +22,7 @@
 
 #include "apps/demo_draws.h"
 #include "engine/audio/wav_writer.h"
+#include "engine/timer.h"
 
 namespace mg::demo {
 
@@ -341,7 +342,7 @@ DemoCollectionSummary make_demo_collection(const std::string& dir, const DemoCol
   write_text_file(sum.edges_path, edges);
   sum.edges = static_cast<int64_t>(graph.src.size());
   sum.cross_style_edges = graph.cross_style;
-  sum.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  sum.wall_seconds = seconds_since(t0);
   return sum;
 }
 

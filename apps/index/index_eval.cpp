@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "apps/index/index_query.h"
+#include "engine/timer.h"
 
 namespace mg::index {
 
@@ -145,7 +146,7 @@ EvalReport evaluate_index(Backend& be, const Index& index, const graph::Preferen
     e.metrics = m;
     r.buckets.push_back(e);
   }
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.seconds = seconds_since(t0);
   return r;
 }
 

@@ -26,6 +26,7 @@
 #include "graph/catalog.h"
 #include "graph/edge_list_io.h"
 #include "graph/preference_graph.h"
+#include "engine/timer.h"
 
 namespace mg::index {
 
@@ -33,10 +34,6 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

@@ -17,6 +17,7 @@
 #include "engine/model.h"
 #include "engine/retrieval_metrics.h"
 #include "kernels/blas.h"
+#include "engine/timer.h"
 
 namespace mg::index {
 
@@ -24,20 +25,6 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// Device buffer released at scope exit.
-struct DeviceBuf {
-  Backend& be;
-  void* p;
-  DeviceBuf(Backend& b, size_t bytes) : be(b), p(b.alloc_bytes(bytes)) {}
-  ~DeviceBuf() { be.free_bytes(p); }
-  DeviceBuf(const DeviceBuf&) = delete;
-  DeviceBuf& operator=(const DeviceBuf&) = delete;
-};
 
 // Levenshtein distance, or limit + 1 once it must exceed limit.
 size_t edit_distance(const std::string& a, const std::string& b, size_t limit) {
@@ -85,13 +72,11 @@ void Searcher::search(const float* queries, int64_t Q, int k, const std::vector<
     return;
   }
   const size_t q_bytes = static_cast<size_t>(Q) * D * sizeof(float);
-  DeviceBuf q(be_, q_bytes), ex(be_, exclude.size() * sizeof(int32_t)), oi(be_, out_items.size() * sizeof(int32_t)),
-      os(be_, out_sims.size() * sizeof(float));
+  DeviceArray<float> q(be_, Q * D), os(be_, static_cast<int64_t>(out_sims.size()));
+  DeviceArray<int32_t> ex(be_, static_cast<int64_t>(exclude.size())), oi(be_, static_cast<int64_t>(out_items.size()));
   be_.to_device(q.p, queries, q_bytes);
   if (!exclude.empty()) be_.to_device(ex.p, exclude.data(), exclude.size() * sizeof(int32_t));
-  be_.topk_cosine(static_cast<const float*>(q.p), Q, items_, N, D, k,
-                  exclude.empty() ? nullptr : static_cast<const int32_t*>(ex.p), static_cast<int32_t*>(oi.p),
-                  static_cast<float*>(os.p));
+  be_.topk_cosine(q.p, Q, items_, N, D, k, exclude.empty() ? nullptr : ex.p, oi.p, os.p);
   be_.to_host(out_items.data(), oi.p, out_items.size() * sizeof(int32_t));
   be_.to_host(out_sims.data(), os.p, out_sims.size() * sizeof(float));
 }

@@ -19,6 +19,7 @@
 #include "engine/checkpoint.h"
 #include "engine/model.h"
 #include "graph/edge_list_io.h"
+#include "engine/timer.h"
 
 namespace mg::quality {
 
@@ -68,7 +69,7 @@ SeedResult run_seed(const QualityOptions& o, uint64_t seed) {
   std::fflush(stdout);
   const auto t0 = std::chrono::steady_clock::now();
   const train::TrainResult tr = train::run_training(cfg, o.train);
-  res.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  res.train_seconds = seconds_since(t0);
   res.steps = tr.steps;
   if (tr.status == train::TrainStatus::Diverged || tr.status == train::TrainStatus::Interrupted)
     throw std::runtime_error("seed " + std::to_string(seed) + ": the training run did not finish: " + tr.message);

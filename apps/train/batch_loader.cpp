@@ -6,6 +6,7 @@
 
 #include "engine/augment.h"
 #include "kernels/philox.h"
+#include "engine/timer.h"
 
 namespace mg::train {
 
@@ -139,7 +140,7 @@ void BatchLoader::worker(int w) {
       cv_.notify_all();
       return;
     }
-    const double busy = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double busy = seconds_since(t0);
     {
       std::lock_guard<std::mutex> lock(mu_);
       slot.ready = true;
@@ -161,7 +162,7 @@ const Batch& BatchLoader::next() {
   slot.ready = false;
   slot.in_use = true;
   ++next_step_;
-  stats_.wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stats_.wait_seconds += seconds_since(t0);
   return slot.batch;
 }
 

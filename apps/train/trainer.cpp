@@ -29,6 +29,7 @@
 #include "engine/optimizer.h"
 #include "engine/run_db.h"
 #include "engine/train_step.h"
+#include "engine/timer.h"
 
 namespace mg::train {
 
@@ -36,10 +37,6 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 std::string format_duration(double s) {
   char buf[32];
@@ -332,19 +329,10 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
   BatchLoader loader(data, cache, train_cache, cfg, *be, done + 1, total);
   const bool on_device = be->device() != Device::CPU;
   const size_t batch_bytes = static_cast<size_t>(rows) * static_cast<size_t>(cfg.audio.clip_samples()) * sizeof(float);
-  float* dev_audio[2] = {nullptr, nullptr};  // device [rows, S] x 2: upload one, compute the other
-  if (on_device) {
-    dev_audio[0] = static_cast<float*>(be->alloc_bytes(batch_bytes));
-    dev_audio[1] = static_cast<float*>(be->alloc_bytes(batch_bytes));
-  }
-  struct DeviceFree {
-    Backend& be;
-    float** p;
-    ~DeviceFree() {
-      be.free_bytes(p[0]);
-      be.free_bytes(p[1]);
-    }
-  } free_audio{*be, dev_audio};
+  // device [rows, S] x 2: upload one, compute the other (on the CPU: unused, and empty)
+  const int64_t batch_floats = on_device ? static_cast<int64_t>(batch_bytes / sizeof(float)) : 0;
+  DeviceArray<float> audio_a(*be, batch_floats), audio_b(*be, batch_floats);
+  float* dev_audio[2] = {audio_a.p, audio_b.p};
 
   const NegativeMining rule = cfg.train.mining == Mining::SemiHard ? NegativeMining::SemiHard : NegativeMining::BatchHard;
   if (!in_batch_layout(cfg)) step.set_triplets(TrainStep::offline_triplets(B));

@@ -8,6 +8,7 @@
 
 #include "apps/train/embedder.h"
 #include "kernels/blas.h"
+#include "engine/timer.h"
 
 namespace mg::train {
 
@@ -232,7 +233,7 @@ ValidationReport validate(Model& model, const audio::AudioCache& cache, const st
     }
     r.sets.push_back(s);
   }
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.seconds = seconds_since(t0);
   return r;
 }
 
