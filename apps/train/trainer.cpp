@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <unordered_set>
@@ -182,102 +183,211 @@ TrainingData select_and_prepare(const Config& cfg, int threads, const std::strin
   }
 }
 
-}  // namespace
+// The batches of the loop, one step ahead: the next step's batch is uploaded while the current
+// step computes (CUDA: a copy stream into the other of two device buffers); on the CPU the
+// loader's host buffer is the input itself. An upload waits for the device work enqueued
+// before it (Backend::upload_async), so the next batch's copy is enqueued before the step it
+// should overlap, and wait_uploads() puts each step after its own batch's copy.
+// MELGRAPH_TRAIN_POISON_STEP=S writes a NaN into step S's batch before its upload (the tests'
+// hook for the non-finite paths).
+class BatchFeed {
+ public:
+  BatchFeed(BatchLoader& loader, Backend& be, size_t batch_bytes, int64_t first_step, int64_t last_step)
+      : loader_(loader),
+        be_(be),
+        bytes_(batch_bytes),
+        last_step_(last_step),
+        on_device_(be.device() != Device::CPU),
+        audio_a_(be, on_device_ ? static_cast<int64_t>(batch_bytes / sizeof(float)) : 0),
+        audio_b_(be, on_device_ ? static_cast<int64_t>(batch_bytes / sizeof(float)) : 0) {
+    const char* poison_env = std::getenv("MELGRAPH_TRAIN_POISON_STEP");
+    poison_step_ = poison_env ? std::atoll(poison_env) : -1;
+    cur_ = take(first_step);
+  }
 
-TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
-  Config cfg = cfg_in;
-  if (cfg.data.edges.empty())
+  // Step s's batch, its audio in *audio [rows, S] (device memory), with step s + 1's upload
+  // enqueued behind it.
+  const Batch& begin_step(int64_t s, const float** audio) {
+    *audio = on_device_ ? device_audio(s) : cur_->audio;
+    if (on_device_) be_.wait_uploads();
+    nxt_ = s < last_step_ ? take(s + 1) : nullptr;
+    return *cur_;
+  }
+  // After the step's statistics were read (which synchronises): the device is done with it.
+  void end_step() {
+    loader_.release();
+    cur_ = nxt_;
+  }
+  LoaderStats stats() const { return loader_.stats(); }
+
+ private:
+  const Batch* take(int64_t s) {
+    const Batch* b = &loader_.next();
+    if (b->step == poison_step_) b->audio[0] = std::numeric_limits<float>::quiet_NaN();
+    if (on_device_) be_.upload_async(device_audio(s), b->audio, bytes_);
+    return b;
+  }
+  float* device_audio(int64_t s) const { return s % 2 == 0 ? audio_a_.p : audio_b_.p; }
+
+  BatchLoader& loader_;
+  Backend& be_;
+  size_t bytes_;
+  int64_t last_step_;
+  bool on_device_;
+  DeviceArray<float> audio_a_, audio_b_;  // [rows, S] each; empty on the CPU
+  int64_t poison_step_ = -1;
+  const Batch* cur_ = nullptr;  // the computing step's batch
+  const Batch* nxt_ = nullptr;  // the next step's, uploading
+};
+
+// A training run, as the phases run_training lists. The members are what the phases share,
+// in the order they come to exist.
+class TrainingRun {
+ public:
+  TrainingRun(const Config& cfg, const TrainOptions& o) : cfg_(cfg), o_(o) { check_run_dir(); }
+
+  // ---- the phases -------------------------------------------------------------------------
+  void prepare_data();     // the graph, the selection, the audio cache; held_out_items.txt
+  void build_model();      // backend, model, optimizer, train step; the step count and schedule
+  void start_or_resume();  // a new run (init, input statistics, a runs.sqlite row) or the checkpoint's
+  TrainResult train();     // the untrained validation, the loop, the ending
+
+ private:
+  void check_run_dir();
+  StepStats compute_gradients(const Batch& batch, const float* audio, int64_t s);
+  bool skip_nonfinite(int64_t s, const StepStats& st);  // false: the run stops (train.nonfinite = "stop")
+  void log_step(int64_t s, const StepStats& st, double lr, int64_t clips_done, double loss_ema, bool force);
+  bool validate_and_keep_best(int64_t s, const BatchFeed& feed);  // true: stop early
+  ValidationReport run_validation(int64_t s, bool baseline);
+  TrainState train_state(int64_t s) const;
+  void save_last(int64_t s);
+  TrainResult end(TrainStatus status, RunStatus db_status, int64_t steps, std::string message);
+
+  Config cfg_;
+  const TrainOptions& o_;
+  fs::path run_dir_, last_path_, best_path_;
+  std::string cache_dir_;
+
+  TrainingData data_;
+  std::optional<audio::AudioCache> cache_;
+  std::vector<int64_t> item_cache_;   // the cache entry of every selected item
+  std::vector<int64_t> train_cache_;  // ... of every training item
+
+  std::unique_ptr<Backend> be_;
+  int B_ = 0, rows_ = 0;
+  bool mining_ = false, contrastive_ = false;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Optimizer> opt_;
+  std::unique_ptr<TrainStep> step_;
+  int64_t steps_per_epoch_ = 1, total_ = 0;
+  LrSchedulePlan schedule_;
+
+  std::unique_ptr<RunDb> db_;
+  TrainerState ts_;
+  int64_t done_ = 0;        // steps taken before this invocation
+  int64_t last_saved_ = 0;  // the step of last.safetensors
+  TrainResult result_;
+  std::optional<Progress> progress_;
+  WallClock::time_point t_loop_{};
+};
+
+void TrainingRun::check_run_dir() {
+  if (cfg_.data.edges.empty())
     throw std::invalid_argument("data.edges is not set: the training run needs the preference graph's edge list");
-  if (cfg.data.catalog.empty())
+  if (cfg_.data.catalog.empty())
     throw std::invalid_argument("data.catalog is not set: the training run needs the audio catalog (id, path)");
-  const fs::path run_dir(cfg.data.run_dir);
-  fs::create_directories(run_dir);
-  const std::string cache_dir = cfg.data.cache.empty() ? (run_dir / "cache").string() : cfg.data.cache;
-  const fs::path last_path = run_dir / "last.safetensors", best_path = run_dir / "best.safetensors";
-  if (!o.resume && fs::exists(last_path))
-    throw std::invalid_argument(last_path.string() +
+  run_dir_ = fs::path(cfg_.data.run_dir);
+  fs::create_directories(run_dir_);
+  cache_dir_ = cfg_.data.cache.empty() ? (run_dir_ / "cache").string() : cfg_.data.cache;
+  last_path_ = run_dir_ / "last.safetensors";
+  best_path_ = run_dir_ / "best.safetensors";
+  if (!o_.resume && fs::exists(last_path_))
+    throw std::invalid_argument(last_path_.string() +
                                 " exists: this run directory holds a run. Continue it with --resume, or choose "
                                 "another data.run_dir (--set data.run_dir=...)");
-  if (o.resume && !fs::exists(last_path))
-    throw std::invalid_argument("--resume: no checkpoint " + last_path.string() + " to resume from");
-  if (o.resume) {
+  if (o_.resume && !fs::exists(last_path_))
+    throw std::invalid_argument("--resume: no checkpoint " + last_path_.string() + " to resume from");
+  if (o_.resume) {
     // The run continues under the config it started with; a changed config would make the
     // resumed run a different one.
-    const Config stored = read_checkpoint_config(last_path.string());
-    if (to_toml(stored) != to_toml(cfg))
-      throw std::invalid_argument("--resume: the config differs from the one " + last_path.string() +
+    const Config stored = read_checkpoint_config(last_path_.string());
+    if (to_toml(stored) != to_toml(cfg_))
+      throw std::invalid_argument("--resume: the config differs from the one " + last_path_.string() +
                                   " was trained with; resume with the same config (see " +
-                                  (run_dir / "config.toml").string() + ")");
+                                  (run_dir_ / "config.toml").string() + ")");
   }
-  write_file_atomic((run_dir / "config.toml").string(), to_toml(cfg));
-  const int threads = o.backend.threads;
+  write_file_atomic((run_dir_ / "config.toml").string(), to_toml(cfg_));
+}
 
-  // ---- graph and audio ------------------------------------------------------------------
-  auto t0 = std::chrono::steady_clock::now();
-  const TrainingData data = select_and_prepare(cfg, threads, cache_dir, o);
-  const audio::AudioCache cache = audio::AudioCache::open(cache_dir);
-  const std::vector<int64_t> item_cache = cache_indices(data, cache);
-  std::vector<int64_t> train_cache;
-  for (const int32_t i : data.train_items) train_cache.push_back(item_cache[static_cast<size_t>(i)]);
-  for (size_t i = 0; i < item_cache.size(); ++i)
-    if (item_cache[i] < 0) throw std::logic_error("item " + data.items[i].id + " is missing from the cache");
-  std::printf("%s\n(graph and audio ready in %.1f s)\n", data.summary().c_str(), seconds_since(t0));
-  write_held_out_items(data, (run_dir / kHeldOutItemsFile).string());
+void TrainingRun::prepare_data() {
+  const auto t0 = WallClock::now();
+  data_ = select_and_prepare(cfg_, o_.backend.threads, cache_dir_, o_);
+  cache_.emplace(audio::AudioCache::open(cache_dir_));
+  item_cache_ = cache_indices(data_, *cache_);
+  for (const int32_t i : data_.train_items) train_cache_.push_back(item_cache_[static_cast<size_t>(i)]);
+  for (size_t i = 0; i < item_cache_.size(); ++i)
+    if (item_cache_[i] < 0) throw std::logic_error("item " + data_.items[i].id + " is missing from the cache");
+  std::printf("%s\n(graph and audio ready in %.1f s)\n", data_.summary().c_str(), seconds_since(t0));
+  write_held_out_items(data_, (run_dir_ / kHeldOutItemsFile).string());
+}
 
-  // ---- model, optimizer, step ---------------------------------------------------------------
+void TrainingRun::build_model() {
   std::string note;
-  std::unique_ptr<Backend> be = make_backend(o.backend, &note);
+  be_ = make_backend(o_.backend, &note);
   std::printf("%s\n", note.c_str());
-  const int B = cfg.train.batch_triplets;
-  const bool mining = mines_in_batch(cfg);
-  const bool contrastive = cfg.loss.name == LossKind::Contrastive;
-  if (contrastive && cfg.train.mining != Mining::Offline)
+  B_ = cfg_.train.batch_triplets;
+  mining_ = mines_in_batch(cfg_);
+  contrastive_ = cfg_.loss.name == LossKind::Contrastive;
+  if (contrastive_ && cfg_.train.mining != Mining::Offline)
     std::printf("note: train.mining applies to the triplet loss only; the contrastive loss takes every other row of "
                 "the batch as a negative\n");
-  const int rows = static_cast<int>(batch_rows(cfg));
-  Model model(cfg, *be, rows);
-  Optimizer opt(*be, Model::param_layout(cfg), cfg.optim);
-  TrainStep step(model);
-  step.set_capture(o.capture);
+  rows_ = static_cast<int>(batch_rows(cfg_));
+  model_ = std::make_unique<Model>(cfg_, *be_, rows_);
+  opt_ = std::make_unique<Optimizer>(*be_, Model::param_layout(cfg_), cfg_.optim);
+  step_ = std::make_unique<TrainStep>(*model_);
+  step_->set_capture(o_.capture);
+  if (!in_batch_layout(cfg_)) step_->set_triplets(TrainStep::offline_triplets(B_));
 
-  const int64_t steps_per_epoch = std::max<int64_t>(1, (static_cast<int64_t>(data.anchors.size()) + B - 1) / B);
-  const int64_t total = cfg.train.epochs > 0 ? cfg.train.epochs * steps_per_epoch : cfg.train.steps;
-  const LrSchedulePlan schedule = make_lr_schedule(cfg, total);
+  steps_per_epoch_ = std::max<int64_t>(1, (static_cast<int64_t>(data_.anchors.size()) + B_ - 1) / B_);
+  total_ = cfg_.train.epochs > 0 ? cfg_.train.epochs * steps_per_epoch_ : cfg_.train.steps;
+  schedule_ = make_lr_schedule(cfg_, total_);
+}
 
-  TrainerState ts;
-  int64_t done = 0;  // steps already taken
-  RunDb db((run_dir / "runs.sqlite").string());
-  if (o.resume) {
-    const TrainState st = load_checkpoint(last_path.string(), model, &opt);
-    done = st.step;
-    ts = TrainerState::from_json(st.trainer, last_path.string());
-    const RunStatus was = db.resume_run(ts.run_id, done);
-    std::printf("resuming run %lld at step %lld of %lld (it was %s)\n", static_cast<long long>(ts.run_id),
-                static_cast<long long>(done), static_cast<long long>(total), to_string(was));
+void TrainingRun::start_or_resume() {
+  db_ = std::make_unique<RunDb>((run_dir_ / "runs.sqlite").string());
+  if (o_.resume) {
+    const TrainState st = load_checkpoint(last_path_.string(), *model_, opt_.get());
+    done_ = st.step;
+    ts_ = TrainerState::from_json(st.trainer, last_path_.string());
+    const RunStatus was = db_->resume_run(ts_.run_id, done_);
+    std::printf("resuming run %lld at step %lld of %lld (it was %s)\n", static_cast<long long>(ts_.run_id),
+                static_cast<long long>(done_), static_cast<long long>(total_), to_string(was));
   } else {
-    model.init_params(cfg.train.seed);
-    if (cfg.model.input_norm == InputNorm::Band) {
+    model_->init_params(cfg_.train.seed);
+    if (cfg_.model.input_norm == InputNorm::Band) {
       // Measured once, before step 0, on the training items only (held-out audio never shapes
       // the model); stored in every checkpoint from here on.
-      const BandStats bs = band_statistics(model, cache, train_cache, kDefaultCrops);
-      model.set_input_stats(bs.mean, bs.std);
+      const BandStats bs = band_statistics(*model_, *cache_, train_cache_, kDefaultCrops);
+      model_->set_input_stats(bs.mean, bs.std);
       std::printf("input statistics: log-mel mean and std per band over %lld frames of %zu training items\n",
-                  static_cast<long long>(bs.frames), train_cache.size());
+                  static_cast<long long>(bs.frames), train_cache_.size());
     }
     RunInfo info;
-    info.name = run_dir.filename().string();
-    info.config = to_toml(cfg);
-    info.seed = cfg.train.seed;
-    info.device = be->describe();
-    ts.run_id = db.begin_run(info);
+    info.name = run_dir_.filename().string();
+    info.config = to_toml(cfg_);
+    info.seed = cfg_.train.seed;
+    info.device = be_->describe();
+    ts_.run_id = db_->begin_run(info);
     std::printf("run %lld in %s: %lld steps of %d %s (%d clips), %lld steps per epoch\n",
-                static_cast<long long>(ts.run_id), run_dir.string().c_str(), static_cast<long long>(total), B,
-                batch_unit(cfg), rows, static_cast<long long>(steps_per_epoch));
+                static_cast<long long>(ts_.run_id), run_dir_.string().c_str(), static_cast<long long>(total_), B_,
+                batch_unit(cfg_), rows_, static_cast<long long>(steps_per_epoch_));
   }
-  TrainResult result;
-  result.run_id = ts.run_id;
-  result.held_out_groups = data.held_out_groups;
-  int64_t last_saved = done;
+  last_saved_ = done_;
+  result_.run_id = ts_.run_id;
+  result_.held_out_groups = data_.held_out_groups;
+}
+
+TrainResult TrainingRun::train() {
   // An exception from here on (a failed cache read, a full disk) must not leave the run marked
   // running: it ends as failed, and the error itself propagates to the caller.
   struct FailedRunGuard {
@@ -292,191 +402,187 @@ TrainResult run_training(const Config& cfg_in, const TrainOptions& o) {
       } catch (...) {  // already ended, or the database itself is what failed
       }
     }
-  } failed_run_guard{db, ts.run_id, last_saved};
+  } failed_run_guard{*db_, ts_.run_id, last_saved_};
 
-  auto save_last = [&](int64_t s) {
-    TrainState st;
-    st.step = s;
-    st.epoch = (s - 1) / steps_per_epoch;
-    st.seed = cfg.train.seed;
-    st.trainer = ts.to_json();
-    save_checkpoint(last_path.string(), model, &opt, st);
-    last_saved = s;
-    db.flush();
-  };
-  auto run_validation = [&](int64_t s, bool baseline) {
-    const ValidationReport r = validate(model, cache, item_cache, data, cfg.data.recall_k, baseline);
-    for (const auto& [name, value] : r.metrics(baseline)) db.log(ts.run_id, s, name, value);
-    db.flush();
-    return r;
-  };
-
-  Progress progress(o.quiet);
-  if (done == 0) {
+  progress_.emplace(o_.quiet);
+  if (done_ == 0) {
     const ValidationReport r0 = run_validation(0, true);
-    result.initial = r0;
+    result_.initial = r0;
     std::printf("step 0 (untrained model), validation in %.1f s:\n%s", r0.seconds, format_report(r0, true).c_str());
     std::fflush(stdout);
   }
-  if (done >= total) {
-    result.steps = done;
-    result.message = "nothing to do: the checkpoint is at step " + std::to_string(done) + " of " + std::to_string(total);
-    db.end_run(ts.run_id, RunStatus::Finished, result.message);
-    return result;
-  }
+  if (done_ >= total_)
+    return end(TrainStatus::Finished, RunStatus::Finished, done_,
+               "nothing to do: the checkpoint is at step " + std::to_string(done_) + " of " + std::to_string(total_));
 
-  // ---- the loop -----------------------------------------------------------------------
-  BatchLoader loader(data, cache, train_cache, cfg, *be, done + 1, total);
-  const bool on_device = be->device() != Device::CPU;
-  const size_t batch_bytes = static_cast<size_t>(rows) * static_cast<size_t>(cfg.audio.clip_samples()) * sizeof(float);
-  // device [rows, S] x 2: upload one, compute the other (on the CPU: unused, and empty)
-  const int64_t batch_floats = on_device ? static_cast<int64_t>(batch_bytes / sizeof(float)) : 0;
-  DeviceArray<float> audio_a(*be, batch_floats), audio_b(*be, batch_floats);
-  float* dev_audio[2] = {audio_a.p, audio_b.p};
-
-  const NegativeMining rule = cfg.train.mining == Mining::SemiHard ? NegativeMining::SemiHard : NegativeMining::BatchHard;
-  if (!in_batch_layout(cfg)) step.set_triplets(TrainStep::offline_triplets(B));
-  const char* poison_env = std::getenv("MELGRAPH_TRAIN_POISON_STEP");
-  const int64_t poison_step = poison_env ? std::atoll(poison_env) : -1;
-  const auto t_loop = std::chrono::steady_clock::now();
+  BatchLoader loader(data_, *cache_, train_cache_, cfg_, *be_, done_ + 1, total_);
+  const size_t batch_bytes = static_cast<size_t>(rows_) * static_cast<size_t>(cfg_.audio.clip_samples()) * sizeof(float);
+  BatchFeed feed(loader, *be_, batch_bytes, done_ + 1, total_);
+  t_loop_ = WallClock::now();
   int64_t clips_done = 0;
   double loss_ema = -1;
-  // The next step's batch is uploaded while the current step computes (CUDA: a copy stream
-  // into the other device buffer); on the CPU the loader's host buffer is the input itself.
-  // An upload waits for the device work enqueued before it (Backend::upload_async), so the
-  // next batch's copy is enqueued before the step it should overlap, and wait_uploads() puts
-  // each step after its own batch's copy. The poison hook writes into the loader's buffer
-  // before the batch is uploaded.
-  auto poison = [&](const Batch* b) {
-    if (b->step == poison_step) b->audio[0] = std::numeric_limits<float>::quiet_NaN();
-  };
-  const Batch* cur = &loader.next();
-  poison(cur);
-  if (on_device) be->upload_async(dev_audio[(done + 1) % 2], cur->audio, batch_bytes);
-  for (int64_t s = done + 1; s <= total; ++s) {
-    const float* audio = on_device ? dev_audio[s % 2] : cur->audio;
-    if (on_device) be->wait_uploads();  // step s reads the batch uploaded last
-    const Batch* nxt = nullptr;
-    if (s < total) {
-      nxt = &loader.next();
-      poison(nxt);
-      if (on_device) be->upload_async(dev_audio[(s + 1) % 2], nxt->audio, batch_bytes);
-    }
-    if (mining) step.set_mining(cur->hops, B, rule, cfg.train.neg_hops);
-    if (contrastive) step.set_contrastive(cur->hops, B, cfg.train.pos_hops, cfg.train.neg_hops);
-    model.set_dropout_step(cfg.train.seed, static_cast<uint64_t>(s));
-    step.gradients(audio, rows, cfg.loss, opt);
-    const StepStats st = step.read_stats(&opt);  // synchronises: the device is done with `cur`
-    loader.release();
-    cur = nxt;
-
+  for (int64_t s = done_ + 1; s <= total_; ++s) {
+    const float* audio = nullptr;
+    const Batch& batch = feed.begin_step(s, &audio);
+    const StepStats st = compute_gradients(batch, audio, s);
+    feed.end_step();
     if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm)) {
-      std::string bad = !std::isfinite(st.loss) ? "the loss (" + std::to_string(st.loss) + ")" : std::string();
-      if (bad.empty()) bad = first_nonfinite(*be, model.grads(), "the gradient");
-      if (bad.empty()) bad = "the gradient norm (" + std::to_string(st.grad_norm) + ")";
-      progress.break_line();
-      if (cfg.train.nonfinite == NonFinite::Skip) {
-        ++ts.skipped_steps;
-        std::printf("step %lld: %s is not finite; step skipped (train.nonfinite = \"skip\"), parameters unchanged\n",
-                    static_cast<long long>(s), bad.c_str());
-        db.log(ts.run_id, s, "train.skipped_nonfinite", 1.0);
-        // The step is not taken: the optimizer's count and the schedule stay where they are.
-        continue;
-      }
-      result.status = TrainStatus::Diverged;
-      result.steps = s - 1;
-      result.message = "step " + std::to_string(s) + ": " + bad +
-                       " is not finite; stopped before updating the parameters (train.nonfinite = \"stop\"). The last good "
-                       "checkpoint is " + last_path.string() + " (step " + std::to_string(last_saved) + ")";
-      db.log(ts.run_id, s, "train.nonfinite", 1.0);
-      db.end_run(ts.run_id, RunStatus::Diverged, result.message);
-      return result;
+      if (skip_nonfinite(s, st)) continue;
+      return result_;
     }
-    const double lr = lr_at(schedule, opt.step_count() + 1);
-    step.update(opt, lr);
-    clips_done += rows;
-
-    db.log(ts.run_id, s, "train.loss", st.loss);
-    db.log(ts.run_id, s, "train.active", st.active);
-    db.log(ts.run_id, s, "train.grad_norm", st.grad_norm);
-    db.log(ts.run_id, s, "train.lr", lr);
-    if (mining) db.log(ts.run_id, s, "train.mined", st.mined);
+    const double lr = lr_at(schedule_, opt_->step_count() + 1);
+    step_->update(*opt_, lr);
+    clips_done += rows_;
     loss_ema = loss_ema < 0 ? st.loss : 0.9 * loss_ema + 0.1 * st.loss;
 
-    const double elapsed = seconds_since(t_loop);
-    const double clips_per_s = static_cast<double>(clips_done) / std::max(elapsed, 1e-9);
-    const double eta = elapsed / static_cast<double>(s - done) * static_cast<double>(total - s);
-    char line[256];
-    const int valid = mining ? static_cast<int>(st.mined) : contrastive ? rows : B;
-    std::snprintf(line, sizeof line, "step %lld/%lld  epoch %lld  loss %.4f (avg %.4f)  active %d/%d  lr %.2e  %.0f clips/s  ETA %s",
-                  static_cast<long long>(s), static_cast<long long>(total),
-                  static_cast<long long>((s - 1) / steps_per_epoch + 1), st.loss, loss_ema,
-                  static_cast<int>(st.active), valid, lr, clips_per_s, format_duration(eta).c_str());
-    const bool validate_now = s % cfg.train.validate_every == 0 || s == total;
-    progress.update(line, validate_now);
-
-    const bool stop = (o.stop && o.stop->load()) || (o.stop_after > 0 && s >= o.stop_after && s < total);
-    bool early = false;
-    if (validate_now) {
-      progress.break_line();
-      const ValidationReport r = run_validation(s, false);
-      result.last = r;
-      const double recall = r.selection_recall();
-      const LoaderStats ls = loader.stats();
-      const double per_thread = ls.busy_seconds > 0 ? static_cast<double>(ls.clips) / ls.busy_seconds : 0.0;
-      std::printf("step %lld validation (%.1f s; loader %.0f clips/s per thread, trainer waited %.1f s):\n%s",
-                  static_cast<long long>(s), r.seconds, per_thread, ls.wait_seconds, format_report(r, false).c_str());
-      db.log(ts.run_id, s, "loader.clips_per_thread_second", per_thread);
-      const double loop_seconds = seconds_since(t_loop);
-      db.log(ts.run_id, s, "loader.wait_fraction", loop_seconds > 0 ? ls.wait_seconds / loop_seconds : 0.0);
-      const std::string advice = input_bound_advice(ls, loop_seconds, cfg);
-      if (!advice.empty()) std::printf("  %s\n", advice.c_str());
-      if (recall > ts.best_recall) {
-        ts.best_recall = recall;
-        ts.best_step = s;
-        ts.stale_validations = 0;
-        TrainState bst;
-        bst.step = s;
-        bst.epoch = (s - 1) / steps_per_epoch;
-        bst.seed = cfg.train.seed;
-        bst.trainer = ts.to_json();
-        save_checkpoint(best_path.string(), model, nullptr, bst);
-        std::printf("  new best recall@%d %.4f: %s\n", cfg.data.recall_k, recall, best_path.string().c_str());
-      } else {
-        ++ts.stale_validations;
-        if (cfg.train.early_stopping > 0 && ts.stale_validations >= cfg.train.early_stopping) early = true;
-      }
-      std::fflush(stdout);
-    }
-    if (s % cfg.train.checkpoint_every == 0 || s == total || stop || early) save_last(s);
-    if (stop || early) {
-      progress.break_line();
-      result.steps = s;
-      result.status = stop ? TrainStatus::Interrupted : TrainStatus::EarlyStopped;
-      result.message =
-          stop ? "stopped at step " + std::to_string(s) + "; checkpoint " + last_path.string() +
-                     ". Resume with: melgraph train --config " + o.config_path + " --resume"
-               : "early stopping at step " + std::to_string(s) + ": no better validation recall in " +
-                     std::to_string(ts.stale_validations) + " validations (best " + std::to_string(ts.best_recall) +
-                     " at step " + std::to_string(ts.best_step) + ")";
-      db.end_run(ts.run_id, stop ? RunStatus::Interrupted : RunStatus::Finished, result.message);
-      result.best_recall = ts.best_recall;
-      result.best_step = ts.best_step;
-      result.skipped_steps = ts.skipped_steps;
-      return result;
-    }
+    const bool validate_now = s % cfg_.train.validate_every == 0 || s == total_;
+    log_step(s, st, lr, clips_done, loss_ema, validate_now);
+    const bool stop = (o_.stop && o_.stop->load()) || (o_.stop_after > 0 && s >= o_.stop_after && s < total_);
+    const bool early = validate_now && validate_and_keep_best(s, feed);
+    if (s % cfg_.train.checkpoint_every == 0 || s == total_ || stop || early) save_last(s);
+    if (stop)
+      return end(TrainStatus::Interrupted, RunStatus::Interrupted, s,
+                 "stopped at step " + std::to_string(s) + "; checkpoint " + last_path_.string() +
+                     ". Resume with: melgraph train --config " + o_.config_path + " --resume");
+    if (early)
+      return end(TrainStatus::EarlyStopped, RunStatus::Finished, s,
+                 "early stopping at step " + std::to_string(s) + ": no better validation recall in " +
+                     std::to_string(ts_.stale_validations) + " validations (best " + std::to_string(ts_.best_recall) +
+                     " at step " + std::to_string(ts_.best_step) + ")");
   }
-  progress.break_line();
-  result.steps = total;
-  result.best_recall = ts.best_recall;
-  result.best_step = ts.best_step;
-  result.message = "finished " + std::to_string(total) + " steps in " + format_duration(seconds_since(t_loop)) +
-                   "; best recall@" + std::to_string(cfg.data.recall_k) + " " + std::to_string(ts.best_recall) +
-                   " at step " + std::to_string(ts.best_step) + " (" + best_path.string() + ")";
-  result.skipped_steps = ts.skipped_steps;
-  if (ts.skipped_steps > 0) result.message += "; " + std::to_string(ts.skipped_steps) + " non-finite steps skipped";
-  db.end_run(ts.run_id, RunStatus::Finished, result.message);
-  return result;
+  std::string message = "finished " + std::to_string(total_) + " steps in " + format_duration(seconds_since(t_loop_)) +
+                        "; best recall@" + std::to_string(cfg_.data.recall_k) + " " + std::to_string(ts_.best_recall) +
+                        " at step " + std::to_string(ts_.best_step) + " (" + best_path_.string() + ")";
+  if (ts_.skipped_steps > 0) message += "; " + std::to_string(ts_.skipped_steps) + " non-finite steps skipped";
+  return end(TrainStatus::Finished, RunStatus::Finished, total_, message);
+}
+
+// Forward and backward of step s, its statistics read back (which synchronises).
+StepStats TrainingRun::compute_gradients(const Batch& batch, const float* audio, int64_t s) {
+  const NegativeMining rule =
+      cfg_.train.mining == Mining::SemiHard ? NegativeMining::SemiHard : NegativeMining::BatchHard;
+  if (mining_) step_->set_mining(batch.hops, B_, rule, cfg_.train.neg_hops);
+  if (contrastive_) step_->set_contrastive(batch.hops, B_, cfg_.train.pos_hops, cfg_.train.neg_hops);
+  model_->set_dropout_step(cfg_.train.seed, static_cast<uint64_t>(s));
+  step_->gradients(audio, rows_, cfg_.loss, *opt_);
+  return step_->read_stats(opt_.get());
+}
+
+bool TrainingRun::skip_nonfinite(int64_t s, const StepStats& st) {
+  std::string bad = !std::isfinite(st.loss) ? "the loss (" + std::to_string(st.loss) + ")" : std::string();
+  if (bad.empty()) bad = first_nonfinite(*be_, model_->grads(), "the gradient");
+  if (bad.empty()) bad = "the gradient norm (" + std::to_string(st.grad_norm) + ")";
+  progress_->break_line();
+  if (cfg_.train.nonfinite == NonFinite::Skip) {
+    ++ts_.skipped_steps;
+    std::printf("step %lld: %s is not finite; step skipped (train.nonfinite = \"skip\"), parameters unchanged\n",
+                static_cast<long long>(s), bad.c_str());
+    db_->log(ts_.run_id, s, "train.skipped_nonfinite", 1.0);
+    // The step is not taken: the optimizer's count and the schedule stay where they are.
+    return true;
+  }
+  db_->log(ts_.run_id, s, "train.nonfinite", 1.0);
+  end(TrainStatus::Diverged, RunStatus::Diverged, s - 1,
+      "step " + std::to_string(s) + ": " + bad +
+          " is not finite; stopped before updating the parameters (train.nonfinite = \"stop\"). The last good "
+          "checkpoint is " + last_path_.string() + " (step " + std::to_string(last_saved_) + ")");
+  return false;
+}
+
+// The step's metrics in runs.sqlite and the progress line.
+void TrainingRun::log_step(int64_t s, const StepStats& st, double lr, int64_t clips_done, double loss_ema,
+                           bool force) {
+  db_->log(ts_.run_id, s, "train.loss", st.loss);
+  db_->log(ts_.run_id, s, "train.active", st.active);
+  db_->log(ts_.run_id, s, "train.grad_norm", st.grad_norm);
+  db_->log(ts_.run_id, s, "train.lr", lr);
+  if (mining_) db_->log(ts_.run_id, s, "train.mined", st.mined);
+  const double elapsed = seconds_since(t_loop_);
+  const double clips_per_s = static_cast<double>(clips_done) / std::max(elapsed, 1e-9);
+  const double eta = elapsed / static_cast<double>(s - done_) * static_cast<double>(total_ - s);
+  char line[256];
+  const int valid = mining_ ? static_cast<int>(st.mined) : contrastive_ ? rows_ : B_;
+  std::snprintf(line, sizeof line, "step %lld/%lld  epoch %lld  loss %.4f (avg %.4f)  active %d/%d  lr %.2e  %.0f clips/s  ETA %s",
+                static_cast<long long>(s), static_cast<long long>(total_),
+                static_cast<long long>((s - 1) / steps_per_epoch_ + 1), st.loss, loss_ema,
+                static_cast<int>(st.active), valid, lr, clips_per_s, format_duration(eta).c_str());
+  progress_->update(line, force);
+}
+
+// Validation at step s: the report, the loader's figures, best.safetensors when the recall is
+// the best yet; true when early stopping says stop.
+bool TrainingRun::validate_and_keep_best(int64_t s, const BatchFeed& feed) {
+  progress_->break_line();
+  const ValidationReport r = run_validation(s, false);
+  result_.last = r;
+  const double recall = r.selection_recall();
+  const LoaderStats ls = feed.stats();
+  const double per_thread = ls.busy_seconds > 0 ? static_cast<double>(ls.clips) / ls.busy_seconds : 0.0;
+  std::printf("step %lld validation (%.1f s; loader %.0f clips/s per thread, trainer waited %.1f s):\n%s",
+              static_cast<long long>(s), r.seconds, per_thread, ls.wait_seconds, format_report(r, false).c_str());
+  db_->log(ts_.run_id, s, "loader.clips_per_thread_second", per_thread);
+  const double loop_seconds = seconds_since(t_loop_);
+  db_->log(ts_.run_id, s, "loader.wait_fraction", loop_seconds > 0 ? ls.wait_seconds / loop_seconds : 0.0);
+  const std::string advice = input_bound_advice(ls, loop_seconds, cfg_);
+  if (!advice.empty()) std::printf("  %s\n", advice.c_str());
+  bool early = false;
+  if (recall > ts_.best_recall) {
+    ts_.best_recall = recall;
+    ts_.best_step = s;
+    ts_.stale_validations = 0;
+    save_checkpoint(best_path_.string(), *model_, nullptr, train_state(s));
+    std::printf("  new best recall@%d %.4f: %s\n", cfg_.data.recall_k, recall, best_path_.string().c_str());
+  } else {
+    ++ts_.stale_validations;
+    early = cfg_.train.early_stopping > 0 && ts_.stale_validations >= cfg_.train.early_stopping;
+  }
+  std::fflush(stdout);
+  return early;
+}
+
+ValidationReport TrainingRun::run_validation(int64_t s, bool baseline) {
+  const ValidationReport r = validate(*model_, *cache_, item_cache_, data_, cfg_.data.recall_k, baseline);
+  for (const auto& [name, value] : r.metrics(baseline)) db_->log(ts_.run_id, s, name, value);
+  db_->flush();
+  return r;
+}
+
+// What a checkpoint at step s records besides the tensors.
+TrainState TrainingRun::train_state(int64_t s) const {
+  TrainState st;
+  st.step = s;
+  st.epoch = (s - 1) / steps_per_epoch_;
+  st.seed = cfg_.train.seed;
+  st.trainer = ts_.to_json();
+  return st;
+}
+
+void TrainingRun::save_last(int64_t s) {
+  save_checkpoint(last_path_.string(), *model_, opt_.get(), train_state(s));
+  last_saved_ = s;
+  db_->flush();
+}
+
+TrainResult TrainingRun::end(TrainStatus status, RunStatus db_status, int64_t steps, std::string message) {
+  if (progress_) progress_->break_line();
+  result_.status = status;
+  result_.steps = steps;
+  result_.best_recall = ts_.best_recall;
+  result_.best_step = ts_.best_step;
+  result_.skipped_steps = ts_.skipped_steps;
+  result_.message = std::move(message);
+  db_->end_run(ts_.run_id, db_status, result_.message);
+  return result_;
+}
+
+}  // namespace
+
+TrainResult run_training(const Config& cfg, const TrainOptions& o) {
+  TrainingRun run(cfg, o);  // checks the run directory and the config, writes config.toml
+  run.prepare_data();
+  run.build_model();
+  run.start_or_resume();
+  return run.train();
 }
 
 }  // namespace mg::train
