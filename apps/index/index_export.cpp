@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -98,30 +99,38 @@ std::pair<std::string, std::string> write_npy_export(const Index& index, const s
   return {npy, ids};
 }
 
-ExportSummary export_index(const ExportOptions& o) {
-  ExportSummary s;
-  s.out = o.out;
-  s.crops = o.crops;
-  s.cache_dir = o.cache_dir.empty() ? default_cache_dir(o.out) : o.cache_dir;
+namespace {
+
+void check_export_options(const ExportOptions& o) {
   if (o.crops < 1) throw IndexInputError("--crops must be >= 1 (got " + std::to_string(o.crops) + ")");
   if (o.out.empty()) throw IndexInputError("--out: the index file to write is not set");
   if (!fs::exists(o.checkpoint))
     throw IndexInputError(o.checkpoint + ": no such checkpoint (a training run writes best.safetensors and "
                                          "last.safetensors in its data.run_dir)");
+}
 
-  // ---- model -----------------------------------------------------------------------------
-  Config cfg;
+Config checkpoint_config(const std::string& checkpoint) {
   try {
-    cfg = read_checkpoint_config(o.checkpoint);
+    return read_checkpoint_config(checkpoint);
   } catch (const CheckpointError& e) {
     throw IndexInputError(e.what());
   }
-  s.checkpoint_sha256 = sha256_file_hex(o.checkpoint);
-  const graph::Catalog catalog = graph::load_catalog(o.catalog);
-  s.catalog_items = static_cast<int64_t>(catalog.items.size());
+}
 
-  // ---- audio -----------------------------------------------------------------------------
-  auto t0 = std::chrono::steady_clock::now();
+// The catalog's items that have audio in the cache, in catalog order.
+struct CachedItems {
+  explicit CachedItems(audio::AudioCache c) : cache(std::move(c)) {}
+  audio::AudioCache cache;
+  std::vector<std::string> paths;   // per catalog row, as decoded
+  std::vector<int64_t> cache_index;  // per indexed item: its cache entry
+  std::vector<size_t> catalog_row;   // per indexed item: its catalog row
+};
+
+// Decodes the catalog into the cache (a rerun decodes only what changed); the items that gave
+// no audio go to s.failures.
+CachedItems decode_catalog(const ExportOptions& o, const Config& cfg, const graph::Catalog& catalog,
+                           ExportSummary& s) {
+  const auto t0 = WallClock::now();
   std::vector<audio::PrepareItem> items;
   items.reserve(catalog.items.size());
   // Absolute paths, as `melgraph prepare` uses: the cache matches files by path.
@@ -141,89 +150,130 @@ ExportSummary export_index(const ExportOptions& o) {
     failed.insert(f.id);
     s.failures.push_back({f.id, f.path, f.message});
   }
-  const audio::AudioCache cache = audio::AudioCache::open(s.cache_dir);
-  std::vector<int64_t> cache_index;
-  std::vector<size_t> catalog_row;  // catalog position of each indexed item
+  CachedItems c(audio::AudioCache::open(s.cache_dir));
+  for (const auto& it : items) c.paths.push_back(it.path);
   for (size_t i = 0; i < catalog.items.size(); ++i) {
     const std::string& id = catalog.items[i].id;
     if (failed.count(id)) continue;
-    const int64_t ci = cache.find(id);
+    const int64_t ci = c.cache.find(id);
     if (ci < 0) {  // prepare reported neither audio nor a failure: the cache was changed under us
       s.failures.push_back({id, items[i].path, "not in the cache " + s.cache_dir + " after decoding"});
       continue;
     }
-    cache_index.push_back(ci);
-    catalog_row.push_back(i);
+    c.cache_index.push_back(ci);
+    c.catalog_row.push_back(i);
   }
-  if (cache_index.empty())
+  if (c.cache_index.empty())
     throw std::runtime_error("nothing to index: none of the " + std::to_string(s.catalog_items) + " items of " +
                              o.catalog + " gave audio (" + std::to_string(s.failures.size()) + " failed)");
+  return c;
+}
 
-  // ---- embeddings --------------------------------------------------------------------------
-  t0 = std::chrono::steady_clock::now();
+// The checkpoint's model over the cached items (the mean of o.crops crops each); *step is the
+// checkpoint's step.
+train::Embeddings embed_items(const ExportOptions& o, const Config& cfg, const CachedItems& c, ExportSummary& s,
+                              int64_t* step) {
+  const auto t0 = WallClock::now();
   std::string note;
   std::unique_ptr<Backend> be = make_backend(o.backend, &note);
   s.device = be->describe();
-  const int64_t clips = static_cast<int64_t>(cache_index.size()) * o.crops;
+  const int64_t clips = static_cast<int64_t>(c.cache_index.size()) * o.crops;
   Model model(cfg, *be, static_cast<int>(std::clamp<int64_t>(clips, 1, 64)));
-  TrainState st;
   try {
-    st = load_checkpoint(o.checkpoint, model, nullptr);
+    *step = load_checkpoint(o.checkpoint, model, nullptr).step;
   } catch (const CheckpointError& e) {
     throw IndexInputError(e.what());
   }
   model.set_training(false);
-  const train::Embeddings emb = train::embed_cached(model, cache, cache_index, o.crops, false);
+  train::Embeddings emb = train::embed_cached(model, c.cache, c.cache_index, o.crops, false);
   s.embed_seconds = seconds_since(t0);
   s.dim = emb.dim;
+  return emb;
+}
 
-  // ---- in-degree ----------------------------------------------------------------------------
-  std::vector<int64_t> in_degree(cache_index.size(), -1);
-  if (!o.edges.empty()) {
-    const graph::PreferenceGraph g(graph::load_edge_list(o.edges));
-    for (size_t r = 0; r < cache_index.size(); ++r) {
-      const auto node = g.find(catalog.items[catalog_row[r]].id);
-      in_degree[r] = node ? g.in_degree()[static_cast<size_t>(*node)] : 0;
-    }
+// Each indexed item's in-degree in the graph of `edges` (0 when absent from it); -1 for all
+// when no edge list is given.
+std::vector<int64_t> in_degrees(const std::string& edges, const graph::Catalog& catalog, const CachedItems& c) {
+  std::vector<int64_t> in_degree(c.cache_index.size(), -1);
+  if (edges.empty()) return in_degree;
+  const graph::PreferenceGraph g(graph::load_edge_list(edges));
+  for (size_t r = 0; r < c.cache_index.size(); ++r) {
+    const auto node = g.find(catalog.items[c.catalog_row[r]].id);
+    in_degree[r] = node ? g.in_degree()[static_cast<size_t>(*node)] : 0;
   }
+  return in_degree;
+}
 
-  // ---- the index ------------------------------------------------------------------------------
-  t0 = std::chrono::steady_clock::now();
-  Index x;
-  x.dim = emb.dim;
-  x.vectors = emb.emb;
+// The index's rows: id, path, title and artist when the catalog has them, in-degree, and the
+// catalog's other columns as JSON.
+std::vector<IndexItem> index_items(const graph::Catalog& catalog, const CachedItems& c,
+                                   const std::vector<int64_t>& in_degree) {
+  std::vector<IndexItem> out;
   const ColumnMap cols = map_columns(catalog);
-  for (size_t r = 0; r < cache_index.size(); ++r) {
-    const graph::Catalog::Item& c = catalog.items[catalog_row[r]];
+  for (size_t r = 0; r < c.cache_index.size(); ++r) {
+    const graph::Catalog::Item& ci = catalog.items[c.catalog_row[r]];
     IndexItem it;
-    it.id = c.id;
-    it.path = items[catalog_row[r]].path;
-    if (cols.title >= 0) it.title = c.extra[static_cast<size_t>(cols.title)];
-    if (cols.artist >= 0) it.artist = c.extra[static_cast<size_t>(cols.artist)];
+    it.id = ci.id;
+    it.path = c.paths[c.catalog_row[r]];
+    if (cols.title >= 0) it.title = ci.extra[static_cast<size_t>(cols.title)];
+    if (cols.artist >= 0) it.artist = ci.extra[static_cast<size_t>(cols.artist)];
     it.in_degree = in_degree[r];
     Json extra = Json::object();
-    for (const auto& [j, name] : cols.extra) extra[name] = c.extra[static_cast<size_t>(j)];
+    for (const auto& [j, name] : cols.extra) extra[name] = ci.extra[static_cast<size_t>(j)];
     it.extra = extra.dump();
-    x.items.push_back(std::move(it));
+    out.push_back(std::move(it));
   }
-  x.failures = s.failures;
-  x.meta = {
+  return out;
+}
+
+// What the index says of how it was made (Index::meta).
+std::map<std::string, std::string> index_meta(const ExportOptions& o, const Config& cfg, const ExportSummary& s,
+                                              int64_t step) {
+  auto abs = [](const std::string& p) { return fs::absolute(p).lexically_normal().string(); };
+  return {
       {"config", to_toml(cfg)},
       {"mel", mel_json(cfg.mel)},
-      {"checkpoint", fs::absolute(o.checkpoint).lexically_normal().string()},
+      {"checkpoint", abs(o.checkpoint)},
       {"checkpoint_sha256", s.checkpoint_sha256},
-      {"checkpoint_step", std::to_string(st.step)},
+      {"checkpoint_step", std::to_string(step)},
       {"crops", std::to_string(o.crops)},
       {"clip_seconds", std::to_string(cfg.audio.clip_seconds)},
       {"sample_rate", std::to_string(cfg.audio.sample_rate)},
-      {"catalog", fs::absolute(o.catalog).lexically_normal().string()},
-      {"edges", o.edges.empty() ? std::string() : fs::absolute(o.edges).lexically_normal().string()},
-      {"cache", fs::absolute(s.cache_dir).lexically_normal().string()},
+      {"catalog", abs(o.catalog)},
+      {"edges", o.edges.empty() ? std::string() : abs(o.edges)},
+      {"cache", abs(s.cache_dir)},
       {"device", s.device},
       {"created_at", utc_now_iso8601()},
       {"melgraph_version", MELGRAPH_VERSION},
       {"git_commit", MELGRAPH_GIT_COMMIT},
   };
+}
+
+}  // namespace
+
+ExportSummary export_index(const ExportOptions& o) {
+  check_export_options(o);
+  ExportSummary s;
+  s.out = o.out;
+  s.crops = o.crops;
+  s.cache_dir = o.cache_dir.empty() ? default_cache_dir(o.out) : o.cache_dir;
+  const Config cfg = checkpoint_config(o.checkpoint);
+  s.checkpoint_sha256 = sha256_file_hex(o.checkpoint);
+  const graph::Catalog catalog = graph::load_catalog(o.catalog);
+  s.catalog_items = static_cast<int64_t>(catalog.items.size());
+
+  const CachedItems cached = decode_catalog(o, cfg, catalog, s);
+  int64_t step = 0;
+  train::Embeddings emb = embed_items(o, cfg, cached, s, &step);
+  const std::vector<int64_t> in_degree = in_degrees(o.edges, catalog, cached);
+
+  const auto t0 = WallClock::now();
+  Index x;
+  x.dim = emb.dim;
+  x.vectors = std::move(emb.emb);
+  x.items = index_items(catalog, cached, in_degree);
+  x.failures = s.failures;
+  x.meta = index_meta(o, cfg, s, step);
   write_index(o.out, x);
   s.indexed = x.size();
   if (!o.npy_prefix.empty()) std::tie(s.npy_path, s.ids_path) = write_npy_export(x, o.npy_prefix);
