@@ -48,11 +48,7 @@ void TrainStep::set_triplets(const std::vector<int32_t>& table) {
     mode_ = Mode::Table;
     forget_captures();
   }
-  if (static_cast<int>(n) != n_triplets_) {  // the count is baked into the graph
-    captured_.reset();
-    eager_steps_ = 0;
-  }
-  n_triplets_ = static_cast<int>(n);
+  n_triplets_ = static_cast<int>(n);  // baked into a graph: part of each phase's key
 }
 
 void TrainStep::set_in_batch(const std::vector<uint8_t>& hops, int anchors, const char* who) {
@@ -100,11 +96,7 @@ void TrainStep::set_contrastive(const std::vector<uint8_t>& hops, int anchors, i
   n_triplets_ = anchors;
 }
 
-void TrainStep::forget_captures() {
-  captured_.reset();
-  eager_steps_ = 0;
-  phases_.clear();
-}
+void TrainStep::forget_captures() { phases_.clear(); }
 
 void TrainStep::forward_backward(const float* audio, int batch, const LossConfig& loss) {
   if (n_triplets_ == 0) throw std::logic_error("TrainStep: set_triplets() before the first step");
@@ -133,54 +125,29 @@ void TrainStep::forward_backward(const float* audio, int batch, const LossConfig
 }
 
 void TrainStep::step(const float* audio, int batch, const LossConfig& loss, Optimizer& opt, double lr) {
-  const bool same = captured_ && captured_audio_ == audio && captured_batch_ == batch && captured_opt_ == &opt &&
-                    captured_loss_ == loss;
-  if (captured_ && !same) {
-    // A new shape or buffer: run it eagerly once before recording it, so libraries can plan
-    // it (cuDNN searches synchronise and buffers may grow: neither is allowed in a capture).
-    captured_.reset();
-    eager_steps_ = 0;
-  }
   opt.set_scalars(lr);
-  if (captured_) {
-    captured_->replay();
-    return;
-  }
-  auto work = [&] {
+  run_phase(PhaseKind::Whole, audio, batch, loss, &opt, [&] {
     forward_backward(audio, batch, loss);
     opt.enqueue(model_.params(), model_.grads());
-  };
-  if (!capture_on_ || eager_steps_ < 1) {
-    ++eager_steps_;
-    work();
-    return;
-  }
-  captured_ = be_.capture(work);
-  if (!captured_) {  // the backend cannot capture (the CPU), or not yet: run eagerly
-    work();
-    return;
-  }
-  captured_audio_ = audio;
-  captured_batch_ = batch;
-  captured_opt_ = &opt;
-  captured_loss_ = loss;
-  captured_->replay();
+  });
 }
 
-void TrainStep::run_phase(const void* audio, int batch, const LossConfig& loss, const Optimizer* opt,
+void TrainStep::run_phase(PhaseKind kind, const void* audio, int batch, const LossConfig& loss, const Optimizer* opt,
                           const std::function<void()>& work) {
-  const int n_triplets = audio ? n_triplets_ : 0;  // the update phase does not use the table
+  const int n_triplets = kind == PhaseKind::Update ? 0 : n_triplets_;  // the update does not use the table
   Phase* ph = nullptr;
   for (Phase& p : phases_) {
-    if (p.audio == audio && p.batch == batch && p.n_triplets == n_triplets && p.opt == opt && p.loss == loss) {
+    if (p.kind == kind && p.audio == audio && p.batch == batch && p.n_triplets == n_triplets && p.opt == opt &&
+        p.loss == loss) {
       ph = &p;
       break;
     }
   }
   if (!ph) {
-    phases_.push_back(Phase{audio, batch, n_triplets, opt, loss, 0, nullptr});
+    phases_.push_back(Phase{kind, audio, batch, n_triplets, opt, loss, 0, nullptr});
     ph = &phases_.back();
   }
+  replaying_ = ph->graph != nullptr;
   if (ph->graph) {
     ph->graph->replay();
     return;
@@ -198,12 +165,13 @@ void TrainStep::run_phase(const void* audio, int batch, const LossConfig& loss, 
     work();
     return;
   }
+  replaying_ = true;
   ph->graph->replay();
 }
 
 void TrainStep::gradients(const float* audio, int batch, const LossConfig& loss, Optimizer& opt) {
   if (n_triplets_ == 0) throw std::logic_error("TrainStep: set_triplets() before the first step");
-  run_phase(audio, batch, loss, &opt, [&] {
+  run_phase(PhaseKind::Gradients, audio, batch, loss, &opt, [&] {
     forward_backward(audio, batch, loss);
     // max_norm 0: measure only; update() clips.
     be_.clip_grad_norm(model_.grads().data(), model_.grads().size(), 0.0, opt.norm_device());
@@ -212,7 +180,7 @@ void TrainStep::gradients(const float* audio, int batch, const LossConfig& loss,
 
 void TrainStep::update(Optimizer& opt, double lr) {
   opt.set_scalars(lr);
-  run_phase(nullptr, 0, LossConfig{}, &opt, [&] { opt.enqueue(model_.params(), model_.grads()); });
+  run_phase(PhaseKind::Update, nullptr, 0, LossConfig{}, &opt, [&] { opt.enqueue(model_.params(), model_.grads()); });
 }
 
 StepStats TrainStep::read_stats(const Optimizer* opt) {

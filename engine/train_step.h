@@ -60,11 +60,10 @@ class TrainStep {
   // forward_backward, then the optimizer step. With capture on (the default) and a backend
   // that supports it, the first call runs eagerly (so libraries pick their algorithms), the
   // second records the whole step as one graph, and later calls with the same audio buffer,
-  // batch, triplet table and optimizer only upload {lr, step} and replay it.
+  // batch, triplet count, loss and optimizer only upload {lr, step} and replay it.
   void step(const float* audio, int batch, const LossConfig& loss, Optimizer& opt, double lr);
   void set_capture(bool on) {
     capture_on_ = on;
-    captured_.reset();
     phases_.clear();
   }
 
@@ -78,7 +77,7 @@ class TrainStep {
   // buffer (the trainer alternates two, so uploads overlap compute).
   void gradients(const float* audio, int batch, const LossConfig& loss, Optimizer& opt);
   void update(Optimizer& opt, double lr);
-  bool replaying() const { return captured_ != nullptr; }
+  bool replaying() const { return replaying_; }  // the last step or phase replayed a graph
   // Synchronises and copies the last step's loss, active count and gradient norm.
   StepStats read_stats(const Optimizer* opt = nullptr);
 
@@ -102,17 +101,12 @@ class TrainStep {
   void set_in_batch(const std::vector<uint8_t>& hops, int anchors, const char* who);
   void forget_captures();
 
-  // What the captured graph was recorded for; any change invalidates it.
-  bool capture_on_ = true;
-  int eager_steps_ = 0;
-  std::unique_ptr<Backend::Captured> captured_;
-  const float* captured_audio_ = nullptr;
-  int captured_batch_ = 0;
-  const Optimizer* captured_opt_ = nullptr;
-  LossConfig captured_loss_;
-
-  // Captured phases of the two-phase step, keyed by what they were recorded for.
+  // The one cache of captured graphs: the whole step (step()) and the trainer's two phases,
+  // each keyed by what it was recorded for, so a change of any of these records a new one
+  // (after one eager run) and alternating audio buffers replay a graph each.
+  enum class PhaseKind { Whole, Gradients, Update };
   struct Phase {
+    PhaseKind kind = PhaseKind::Whole;
     const void* audio = nullptr;  // null for the update phase
     int batch = 0, n_triplets = 0;
     const Optimizer* opt = nullptr;
@@ -120,8 +114,10 @@ class TrainStep {
     int eager_runs = 0;
     std::unique_ptr<Backend::Captured> graph;
   };
+  bool capture_on_ = true;
+  bool replaying_ = false;
   std::vector<Phase> phases_;
-  void run_phase(const void* audio, int batch, const LossConfig& loss, const Optimizer* opt,
+  void run_phase(PhaseKind kind, const void* audio, int batch, const LossConfig& loss, const Optimizer* opt,
                  const std::function<void()>& work);
 };
 
