@@ -2,13 +2,19 @@
 // samples (within each codec's tolerance), the downmix is a plain mean, resampling keeps a
 // sine's frequency and purity from 8 to 192 kHz, and excerpts (Start, Middle, whole) are the
 // right slice of the full decode. Ogg Vorbis streams are trimmed as libvorbis trims them
-// (vorbis_trim.h): the rules on numbers, and a stream cut without re-encoding.
+// (vorbis_trim.h): the rules on numbers, and a stream cut without re-encoding. MP3 files decode
+// with libmpg123 to python-soundfile's count and samples, and damaged ones say what happened.
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <numbers>
+#include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/audio/audio_source.h"
@@ -210,10 +216,11 @@ struct ExcerptCase {
 };
 
 // The Middle window is centred on the duration the container declares, which can exceed the
-// decoded length by codec padding (MP3 encoder delay and padding, Opus pre-skip, AAC's last
-// frame): the window may sit up to 20 ms from the decoded centre (measured: 0 for WAV, FLAC
-// and Vorbis, 3 ms Opus, 8 ms AAC, 18 ms MP3). Its samples are those of the full decode at
-// its offset to float rounding (bound 1e-6; measured <= 3e-8): the seek lands exactly.
+// decoded length by codec padding (Opus pre-skip, AAC's last frame): the window may sit up to
+// 20 ms from the decoded centre (measured: 0 for WAV, FLAC, Vorbis and MP3, whose length is
+// its Info header's or, without one, its frames counted; 3 ms Opus, 8 ms AAC). Its samples
+// are those of the full decode at its offset to float rounding (bound 1e-6; measured <= 6e-8):
+// the seek lands exactly.
 // FFmpeg's AAC encoder is told not to use noise substitution here, because the decoder fills
 // those bands with fresh random noise, which differs between two decodes of the same frames.
 const ExcerptCase kExcerpts[] = {
@@ -222,6 +229,8 @@ const ExcerptCase kExcerpts[] = {
     {"ogg_vorbis", "x.ogg", "-c:a libvorbis -q:a 6"},
     {"opus", "x.opus", "-c:a libopus -b:a 128k"},
     {"mp3", "x.mp3", "-c:a libmp3lame -b:a 192k"},
+    {"mp3_mpeg2", "x.mp3", "-c:a libmp3lame -ar 22050 -b:a 64k"},
+    {"mp3_no_info_header", "x.mp3", "-c:a libmp3lame -b:a 192k -write_xing 0"},
     {"aac_m4a", "x.m4a", "-c:a aac -aac_pns 0 -b:a 192k"},
 };
 
@@ -283,6 +292,214 @@ TEST_P(Excerpts, AreSlicesOfTheFullDecode) {
 
 INSTANTIATE_TEST_SUITE_P(AudioDecode, Excerpts, ::testing::ValuesIn(kExcerpts),
                          [](const auto& p) { return std::string(p.param.name); });
+
+// ---- MP3 through libmpg123 (mp3_source.h) ------------------------------------------------
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// `seconds` of our stereo chord at 44.1 kHz, encoded by ffmpeg with `args` into dir/name.
+std::string make_mp3(const TempDir& dir, const std::string& name, const std::string& args, double seconds = 4) {
+  const std::vector<float> x = test::chord_signal(static_cast<int64_t>(seconds * kRate), 2, kRate, 31u);
+  write_wav(dir.file("master.wav"), x, 2, kRate, WavEncoding::Float32);
+  EXPECT_EQ(test::ffmpeg_convert(dir.file("master.wav"), dir.file(name), args), "");
+  return dir.file(name);
+}
+
+// python-soundfile's decode of `path` (libsndfile, which decodes MP3 with libmpg123), as the
+// mean of its channels; empty (and a test failure) if it cannot read it.
+std::vector<float> soundfile_mono(const TempDir& dir, const std::string& path) {
+  const std::string raw = dir.file("soundfile.f32");
+  const std::string cmd = test::python_exe() +
+                          " -c 'import sys, soundfile as sf; x, _ = sf.read(sys.argv[1], always_2d=True); "
+                          "x.mean(axis=1).astype(\"<f4\").tofile(sys.argv[2])' '" + path + "' '" + raw + "'";
+  std::string out;
+  EXPECT_EQ(test::run_command(cmd, &out), 0) << cmd << "\n" << out;
+  const std::string bytes = read_bytes(raw);
+  std::vector<float> x(bytes.size() / sizeof(float));
+  std::memcpy(x.data(), bytes.data(), x.size() * sizeof(float));
+  return x;
+}
+
+struct Mp3Case {
+  const char* name;
+  const char* args;  // ffmpeg arguments
+  int rate;          // the MP3's rate
+};
+
+// MPEG-1, MPEG-2 and MPEG-2.5 (the rates say which), mono and stereo, with the Info header
+// ffmpeg writes by default (encoder delay and padding: a gapless decode is the master's length)
+// and without one (-write_xing 0: every frame's samples).
+const Mp3Case kMp3Cases[] = {
+    {"mpeg1", "-c:a libmp3lame -b:a 128k", 44100},
+    {"mpeg1_no_info_header", "-c:a libmp3lame -b:a 128k -write_xing 0", 44100},
+    {"mpeg2", "-c:a libmp3lame -ar 22050 -b:a 64k", 22050},
+    {"mpeg2_no_info_header", "-c:a libmp3lame -ar 22050 -b:a 64k -write_xing 0", 22050},
+    {"mpeg2_5_mono", "-c:a libmp3lame -ar 11025 -ac 1 -b:a 32k", 11025},
+    {"mpeg2_mono_vbr", "-c:a libmp3lame -ar 24000 -ac 1 -q:a 4", 24000},
+};
+
+class Mp3 : public ::testing::TestWithParam<Mp3Case> {};
+
+// The whole decode at the MP3's own rate is soundfile's: the same count, samples within the
+// reference test's 1e-4 (measured: identical, the same decoder).
+TEST_P(Mp3, DecodesToSoundfilesCountAndSamples) {
+  MG_SKIP_WITHOUT_FFMPEG();
+  MG_REQUIRE_REFERENCE_LIBS(test::python_import_problem("soundfile, numpy", "python3-soundfile python3-numpy"));
+  const Mp3Case& mc = GetParam();
+  TempDir dir;
+  const std::string file = make_mp3(dir, "x.mp3", mc.args);
+  const std::vector<float> want = soundfile_mono(dir, file);
+  const DecodedAudio d = decode_audio(file, whole(mc.rate));
+  EXPECT_EQ(d.codec, "mp3");
+  EXPECT_EQ(d.source_rate, mc.rate);
+  EXPECT_FALSE(d.truncated) << d.warning;
+  ASSERT_EQ(d.samples.size(), want.size());
+  const double err = test::max_abs_diff(d.samples, want, 0, want.size());
+  std::printf("[measured] %s: %zu samples, soundfile's count; max |ours - soundfile| %.3g\n", mc.name, want.size(), err);
+  EXPECT_LE(err, 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(AudioDecode, Mp3, ::testing::ValuesIn(kMp3Cases),
+                         [](const auto& p) { return std::string(p.param.name); });
+
+// libsndfile reads no more than libmpg123's length on opening, which without an Info header is
+// a guess from the file size and the first frame's bitrate: a VBR file that starts loud can be
+// guessed far short (measured: 2.0 s of 6 s). melgraph decodes every frame, as FFmpeg does; the
+// samples soundfile does give are the same. melgraph counts the frames instead of guessing, so
+// the Middle window is centred on the whole track.
+TEST(AudioDecode, VbrMp3WithoutInfoHeaderDecodesEveryFrame) {
+  MG_SKIP_WITHOUT_FFMPEG();
+  MG_REQUIRE_REFERENCE_LIBS(test::python_import_problem("soundfile, numpy", "python3-soundfile python3-numpy"));
+  TempDir dir;
+  std::mt19937 rng(8);
+  std::uniform_real_distribution<float> noise(-0.3f, 0.3f);
+  std::vector<float> x = test::chord_signal(6 * kRate, 1, kRate, 9u);  // [6 s], mono
+  for (size_t i = 0; i < x.size(); ++i) x[i] = i < kRate ? noise(rng) : 0.05f * x[i];
+  write_wav(dir.file("master.wav"), x, 1, kRate, WavEncoding::Float32);
+  const std::string file = dir.file("vbr.mp3");
+  ASSERT_EQ(test::ffmpeg_convert(dir.file("master.wav"), file, "-c:a libmp3lame -q:a 2 -write_xing 0"), "");
+  ASSERT_EQ(test::ffmpeg_convert(file, dir.file("by_ffmpeg.wav"), "-c:a pcm_f32le"), "");
+
+  const DecodedAudio d = decode_audio(file, whole(kRate));
+  const DecodedAudio by_ffmpeg = decode_audio(dir.file("by_ffmpeg.wav"), whole(kRate));
+  const std::vector<float> sf = soundfile_mono(dir, file);
+  std::printf("[measured] VBR MP3 without an Info header: %zu samples, FFmpeg %zu, soundfile %zu\n", d.samples.size(),
+              by_ffmpeg.samples.size(), sf.size());
+  EXPECT_EQ(d.samples.size(), by_ffmpeg.samples.size());
+  EXPECT_FALSE(d.truncated) << d.warning;
+  ASSERT_LE(sf.size(), d.samples.size());
+  EXPECT_LE(test::max_abs_diff(d.samples, sf, 0, sf.size()), 1e-4);
+
+  DecodeRequest middle = whole(kRate);
+  middle.excerpt = Excerpt::Middle;
+  middle.max_samples = 2 * kRate;
+  const DecodedAudio m = decode_audio(file, middle);
+  const int64_t offset = std::llround(m.offset_seconds * kRate);
+  EXPECT_EQ(offset, (static_cast<int64_t>(d.samples.size()) - middle.max_samples) / 2);
+  ASSERT_EQ(static_cast<int64_t>(m.samples.size()), middle.max_samples);
+  ASSERT_LE(offset + middle.max_samples, static_cast<int64_t>(d.samples.size()));
+  EXPECT_LE(test::max_abs_diff(m.samples, std::vector<float>(d.samples.begin() + offset, d.samples.end()), 0,
+                               m.samples.size()),
+            1e-6);
+}
+
+// A cut MP3 keeps what decoded, the same samples as the whole file's, and says it is truncated:
+// by the frame the file ends inside, and with an Info header also by the length it declares.
+TEST(AudioDecode, TruncatedMp3SaysSo) {
+  MG_SKIP_WITHOUT_FFMPEG();
+  for (const bool info_header : {true, false}) {
+    SCOPED_TRACE(info_header ? "with an Info header" : "without an Info header");
+    TempDir dir;
+    const std::string full_file =
+        make_mp3(dir, "full.mp3", std::string("-c:a libmp3lame -b:a 128k") + (info_header ? "" : " -write_xing 0"), 3);
+    const std::string b = read_bytes(full_file);
+    write_bytes(dir.file("cut.mp3"), b.substr(0, b.size() * 6 / 10));
+    const DecodedAudio full = decode_audio(full_file, whole(22050));
+    const DecodedAudio cut = decode_audio(dir.file("cut.mp3"), whole(22050));
+    EXPECT_FALSE(full.truncated) << full.warning;
+    EXPECT_TRUE(cut.truncated);
+    EXPECT_NE(cut.warning.find("truncated: 1 packet is incomplete (the file is cut short)"), std::string::npos)
+        << cut.warning;
+    EXPECT_EQ(cut.warning.find("of 3.0 s declared") != std::string::npos, info_header) << cut.warning;
+    const double fraction = static_cast<double>(cut.samples.size()) / static_cast<double>(full.samples.size());
+    EXPECT_NEAR(fraction, 0.6, 0.05);
+    ASSERT_GT(cut.samples.size(), 4096u);
+    EXPECT_EQ(test::max_abs_diff(cut.samples, full.samples, 0, cut.samples.size() - 4096), 0.0);
+  }
+}
+
+// Bytes that are no MPEG frame in the middle of the stream are skipped (libmpg123 resyncs) and
+// reported as damage; tags at the end (ID3v1, APEv2) are not damage; a second file glued on is
+// not decoded past the first one's declared length (as libsndfile does) but reported. libmpg123
+// prints nothing.
+TEST(AudioDecode, DamagedMp3IsDecodedAroundTheDamage) {
+  MG_SKIP_WITHOUT_FFMPEG();
+  TempDir dir;
+  const std::string file = make_mp3(dir, "x.mp3", "-c:a libmp3lame -b:a 128k -write_id3v1 1 -metadata title=Song", 3);
+  std::string b = read_bytes(file);
+  std::mt19937 rng(12);
+  for (size_t i = b.size() / 2; i < b.size() / 2 + 600; ++i) b[i] = static_cast<char>(rng() & 0xff);
+  write_bytes(dir.file("damaged.mp3"), b);
+  // An APEv2 tag, as MP3Gain appends: one item, then the 32-byte footer.
+  const std::string item = std::string("\x03\0\0\0\0\0\0\0", 8) + "Title" + std::string(1, '\0') + "abc";
+  std::string footer = "APETAGEX" + std::string(24, '\0');
+  footer[8] = static_cast<char>(0xd0), footer[9] = 0x07;  // version 2000
+  footer[12] = static_cast<char>(item.size() + 32), footer[16] = 1;  // tag size, item count
+  write_bytes(dir.file("ape.mp3"), read_bytes(file) + item + footer);
+  write_bytes(dir.file("glued.mp3"), read_bytes(file) + read_bytes(file));
+
+  ::testing::internal::CaptureStderr();
+  const DecodedAudio good = decode_audio(file, whole(22050));
+  const DecodedAudio damaged = decode_audio(dir.file("damaged.mp3"), whole(22050));
+  const DecodedAudio ape = decode_audio(dir.file("ape.mp3"), whole(22050));
+  const DecodedAudio glued = decode_audio(dir.file("glued.mp3"), whole(22050));
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "") << "libmpg123 must not print";
+  EXPECT_FALSE(good.truncated) << good.warning;
+  EXPECT_FALSE(ape.truncated) << ape.warning;
+  EXPECT_EQ(ape.samples, good.samples);
+  EXPECT_EQ(glued.samples, good.samples);
+  EXPECT_NE(glued.warning.find("hold more MPEG audio"), std::string::npos) << glued.warning;
+  EXPECT_TRUE(damaged.truncated);
+  EXPECT_EQ(damaged.warning.rfind("1 damaged packet (first: ", 0), 0u) << damaged.warning;
+  EXPECT_NE(damaged.warning.find("libmpg123 skipped them"), std::string::npos) << damaged.warning;
+  std::printf("[measured] damaged MP3: %zu of %zu samples; %s\n", damaged.samples.size(), good.samples.size(),
+              damaged.warning.c_str());
+  EXPECT_GE(damaged.samples.size(), good.samples.size() * 9 / 10);
+  EXPECT_LT(damaged.samples.size(), good.samples.size());
+}
+
+// Each source has its own libmpg123 handle and nothing global is set up: threads decoding MP3
+// files at once (whole, and Middle excerpts, which seek) get the sequential results.
+TEST(AudioDecode, Mp3DecodesInParallelThreads) {
+  MG_SKIP_WITHOUT_FFMPEG();
+  TempDir dir;
+  const std::vector<std::string> files = {make_mp3(dir, "a.mp3", "-c:a libmp3lame -b:a 128k", 8),
+                                          make_mp3(dir, "b.mp3", "-c:a libmp3lame -ar 22050 -b:a 64k", 8)};
+  DecodeRequest middle = whole(16000);
+  middle.excerpt = Excerpt::Middle;
+  middle.max_samples = 2 * 16000;
+  std::vector<std::vector<float>> want;
+  for (const std::string& f : files)
+    for (const DecodeRequest& r : {whole(16000), middle}) want.push_back(decode_audio(f, r).samples);
+
+  std::vector<std::vector<std::vector<float>>> got(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < got.size(); ++t)
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 3; ++rep)
+        for (const std::string& f : files)
+          for (const DecodeRequest& r : {whole(16000), middle}) got[t].push_back(decode_audio(f, r).samples);
+    });
+  for (std::thread& th : threads) th.join();
+  for (size_t t = 0; t < got.size(); ++t)
+    for (size_t k = 0; k < got[t].size(); ++k) EXPECT_EQ(got[t][k], want[k % want.size()]) << "thread " << t << ", decode " << k;
+}
 
 // ---- Ogg Vorbis trimming (vorbis_trim.h) -------------------------------------------------
 

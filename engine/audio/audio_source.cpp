@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include "engine/audio/decode.h"
+#include "engine/audio/mp3_source.h"
 
 extern "C" {
 #include <libavutil/encryption_info.h>
@@ -99,6 +100,8 @@ AudioSource::AudioSource(const std::string& path) : path_(path) {
   if (!frame_ || !packet_) throw AudioError(path_, "out of memory allocating a frame");
 }
 
+AudioSource::~AudioSource() = default;
+
 void AudioSource::open_container() {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -161,6 +164,7 @@ void AudioSource::open_stream() {
   // Cover art, video and other audio streams are not read at all.
   for (unsigned i = 0; i < f->nb_streams; ++i)
     if (static_cast<int>(i) != idx) f->streams[i]->discard = AVDISCARD_ALL;
+  if (open_mp3(st)) return;
 
   dec_.reset(avcodec_alloc_context3(codec));
   if (!dec_) throw AudioError(path_, "out of memory allocating a decoder");
@@ -171,6 +175,16 @@ void AudioSource::open_stream() {
   plan_vorbis_trim(st);
   r = avcodec_open2(dec_.get(), codec, nullptr);
   if (r < 0) throw AudioError(path_, "cannot open the " + std::string(codec->name) + " decoder: " + reason_for(r));
+}
+
+// A plain MP3 file goes to libmpg123, the reference's decoder (mp3_source.h). MP3 inside
+// another container (WAV, MP4, Matroska) stays with libavcodec, and so does a file libmpg123
+// cannot open: FFmpeg found MP3 frames in it, so its decode is better than none.
+bool AudioSource::open_mp3(const AVStream& st) {
+  if (st.codecpar->codec_id != AV_CODEC_ID_MP3 || std::strcmp(fmt_->iformat->name, "mp3") != 0) return false;
+  // libavformat read the same Info/Xing header: a duration from the bitrate means there is none.
+  mp3_ = Mp3Source::open(path_, fmt_->duration_estimation_method != AVFMT_DURATION_FROM_BITRATE);
+  return mp3_ != nullptr;
 }
 
 void AudioSource::plan_vorbis_trim(const AVStream& st) {
@@ -186,10 +200,17 @@ void AudioSource::plan_vorbis_trim(const AVStream& st) {
 
 std::string AudioSource::container() const { return fmt_->iformat->name; }
 std::string AudioSource::codec() const { return avcodec_get_name(fmt_->streams[stream_]->codecpar->codec_id); }
-int AudioSource::sample_rate() const { return fmt_->streams[stream_]->codecpar->sample_rate; }
-int AudioSource::channels() const { return fmt_->streams[stream_]->codecpar->ch_layout.nb_channels; }
+int AudioSource::sample_rate() const {
+  return mp3_ ? mp3_->sample_rate() : fmt_->streams[stream_]->codecpar->sample_rate;
+}
+int AudioSource::channels() const {
+  return mp3_ ? mp3_->channels() : fmt_->streams[stream_]->codecpar->ch_layout.nb_channels;
+}
+int64_t AudioSource::packets_read() const { return mp3_ ? mp3_->frames_read() : packets_read_; }
+const StreamDamage& AudioSource::damage() const { return mp3_ ? mp3_->damage() : damage_; }
 
 double AudioSource::declared_seconds(bool* estimated) const {
+  if (mp3_) return mp3_->declared_seconds(estimated);
   const AVStream& st = *fmt_->streams[stream_];
   if (vorbis_trim_ && vorbis_trim_->length() && st.codecpar->sample_rate > 0) {
     if (estimated) *estimated = false;
@@ -210,11 +231,8 @@ void AudioSource::check_not_encrypted(const AVPacket& packet) const {
     throw AudioError(path_, kEncrypted);
 }
 
-void AudioSource::note_corrupt(const std::string& what) {
-  if (corrupt_packets_++ == 0) first_corruption_ = what;
-}
-
 const AVFrame* AudioSource::next_frame() {
+  if (mp3_) return mp3_->next_frame();
   AVCodecContext* dec = dec_.get();
   while (!ended_) {
     int r = avcodec_receive_frame(dec, frame_.get());
@@ -227,12 +245,12 @@ const AVFrame* AudioSource::next_frame() {
       break;
     }
     if (r != AVERROR(EAGAIN)) {
-      note_corrupt(reason_for(r));  // that packet is lost; the decoder goes on with the next one
+      damage_.note_corrupt(reason_for(r));  // that packet is lost; the decoder goes on with the next one
       continue;
     }
     r = av_read_frame(fmt_.get(), packet_.get());
     if (r < 0) {
-      if (r != AVERROR_EOF) read_error_ = reason_for(r);
+      if (r != AVERROR_EOF) damage_.read_error = reason_for(r);
       avcodec_send_packet(dec, nullptr);  // drain the frames the decoder still holds
       flushing_ = true;
       continue;
@@ -249,10 +267,10 @@ const AVFrame* AudioSource::next_frame() {
     }
     // The demuxer marks a packet it could not read whole (the file ends inside it); what
     // there is still goes to the decoder.
-    if (packet_->flags & AV_PKT_FLAG_CORRUPT) ++incomplete_packets_;
+    if (packet_->flags & AV_PKT_FLAG_CORRUPT) ++damage_.incomplete_packets;
     r = avcodec_send_packet(dec, packet_.get());
     av_packet_unref(packet_.get());
-    if (r < 0 && r != AVERROR(EAGAIN)) note_corrupt(reason_for(r));
+    if (r < 0 && r != AVERROR(EAGAIN)) damage_.note_corrupt(reason_for(r));
   }
   return nullptr;
 }
@@ -283,6 +301,7 @@ bool AudioSource::trim_frame() {
 }
 
 bool AudioSource::seek(double seconds) {
+  if (mp3_) return mp3_->seek(seconds);
   const AVStream& st = *fmt_->streams[stream_];
   if (vorbis_trim_) return seek_vorbis(seconds);
   const int64_t start = st.start_time != AV_NOPTS_VALUE ? st.start_time : 0;
@@ -309,6 +328,7 @@ bool AudioSource::seek_vorbis(double seconds) {
 }
 
 std::optional<int64_t> AudioSource::frame_position() const {
+  if (mp3_) return mp3_->frame_position();
   if (vorbis_trim_) return frame_output_;  // counted, never from the timestamps (vorbis_trim.h)
   const AVFrame& frame = *frame_;
   const int64_t ts = frame_timestamp(frame);
@@ -316,18 +336,6 @@ std::optional<int64_t> AudioSource::frame_position() const {
   const AVStream& st = *fmt_->streams[stream_];
   const int64_t start = st.start_time != AV_NOPTS_VALUE ? st.start_time : 0;
   return av_rescale_q(ts - start, st.time_base, AVRational{1, frame.sample_rate});
-}
-
-std::string AudioSource::problems() const {
-  std::string p;
-  if (corrupt_packets_ > 0)
-    p = std::to_string(corrupt_packets_) + " damaged packet" + (corrupt_packets_ == 1 ? "" : "s") +
-        " (first: " + first_corruption_ + ")";
-  if (incomplete_packets_ > 0)
-    p += (p.empty() ? "" : "; ") + std::string("truncated: ") + std::to_string(incomplete_packets_) +
-         (incomplete_packets_ == 1 ? " packet is" : " packets are") + " incomplete (the file is cut short)";
-  if (!read_error_.empty()) p += (p.empty() ? "" : "; ") + std::string("the rest of the file is unreadable: ") + read_error_;
-  return p;
 }
 
 }  // namespace mg::audio

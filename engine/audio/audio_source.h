@@ -4,9 +4,10 @@
 // and throws AudioError with the reason; mid-stream damage is recorded, not thrown.
 //
 // The frames hold the samples the reference decoders give: FFmpeg applies the start and end
-// trimming the containers declare (MP3's LAME/Xing delay and padding, Opus pre-skip, the
-// granule of an Ogg stream's last page); an Ogg Vorbis stream is trimmed as libvorbis does it
-// (vorbis_trim.h), which FFmpeg does not.
+// trimming the containers declare (Opus pre-skip, the granule of an Ogg stream's last page);
+// an Ogg Vorbis stream is trimmed as libvorbis does it (vorbis_trim.h), which FFmpeg does not;
+// a plain MP3 file is decoded by libmpg123 instead of libavcodec (mp3_source.h), as the
+// reference decodes it (gapless, its own intensity-stereo rules).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -14,13 +15,17 @@
 #include <string>
 
 #include "engine/audio/ffmpeg_util.h"
+#include "engine/audio/stream_damage.h"
 #include "engine/audio/vorbis_trim.h"
 
 namespace mg::audio {
 
+class Mp3Source;
+
 class AudioSource {
  public:
   explicit AudioSource(const std::string& path);  // throws AudioError
+  ~AudioSource();
 
   const std::string& path() const { return path_; }
   std::string container() const;  // libavformat's short name
@@ -37,25 +42,27 @@ class AudioSource {
   // end of the stream (or where the rest cannot be read: see problems()).
   const AVFrame* next_frame();
   // Seeks to the last seek point at or before `seconds` from the start of the stream; the
-  // decoder is flushed. False if the demuxer cannot seek there. An Ogg Vorbis stream is not
-  // seeked but read from its start, its packets up to `seconds` demuxed and counted, not
-  // decoded (VorbisClock): that only works before the first next_frame(), else it is false.
+  // decoder is flushed. False if the demuxer cannot seek there. A plain MP3 file (libmpg123)
+  // seeks to that very sample. An Ogg Vorbis stream is not seeked but read from its start, its
+  // packets up to `seconds` demuxed and counted, not decoded (VorbisClock): that only works
+  // before the first next_frame(), else it is false.
   bool seek(double seconds);
   // Where the frame last returned by next_frame() starts, in source samples from the start
   // of the stream (as a whole decode counts them): from its timestamp, nullopt if it has none;
-  // for Ogg Vorbis counted from the start.
+  // for Ogg Vorbis and MP3 counted from the start.
   std::optional<int64_t> frame_position() const;
 
-  int64_t packets_read() const { return packets_read_; }
-  int corrupt_packets() const { return corrupt_packets_; }
+  int64_t packets_read() const;  // for MP3: MPEG frames decoded
+  int corrupt_packets() const { return damage().corrupt_packets; }
   // Damage met while decoding, for DecodedAudio::warning: "" when none.
-  std::string problems() const;
+  std::string problems() const { return damage().text(); }
 
  private:
   void open_container();
   void open_stream();
+  bool open_mp3(const AVStream& st);
   void check_not_encrypted(const AVPacket& packet) const;
-  void note_corrupt(const std::string& what);
+  const StreamDamage& damage() const;
   void plan_vorbis_trim(const AVStream& st);
   bool seek_vorbis(double seconds);
   bool skip_vorbis_packet();  // true: the packet lies before the seek target and is not decoded
@@ -71,10 +78,8 @@ class AudioSource {
   bool flushing_ = false;  // end of input reached, the decoder is being drained
   bool ended_ = false;
   int64_t packets_read_ = 0;
-  int corrupt_packets_ = 0;     // the decoder rejected them
-  int incomplete_packets_ = 0;  // the demuxer could not read them whole
-  std::string first_corruption_;
-  std::string read_error_;
+  StreamDamage damage_;
+  std::unique_ptr<Mp3Source> mp3_;  // a plain MP3 file: libmpg123 decodes, not dec_
   // Ogg Vorbis only. Positions count decoded samples from the stream's first audio packet.
   std::optional<VorbisTrim> vorbis_trim_;
   std::unique_ptr<VorbisClock> vorbis_clock_;  // while seeking: packets before skip_before_
