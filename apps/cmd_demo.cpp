@@ -1,6 +1,6 @@
 // `melgraph demo`: the whole pipeline on a generated collection, on any machine, in minutes:
 //
-//   1. a synthetic music collection (apps/demo_collection.h): clips in several styles that
+//   1. a synthetic music collection (engine/demo/demo_collection.h): clips in several styles that
 //      differ in tempo, scale, timbre and rhythm, and a preference graph that mostly links
 //      items of the same style (with noise, hubs and graph-only items without audio);
 //   2. a run config for it (demo.toml, small and fast: short clips, a narrow model);
@@ -19,12 +19,12 @@
 #include <string>
 
 #include "apps/commands.h"
-#include "apps/demo_collection.h"
-#include "apps/index/index_eval.h"
-#include "apps/index/index_export.h"
-#include "apps/index/index_format.h"
-#include "apps/index/index_query.h"
-#include "apps/train/trainer.h"
+#include "engine/demo/demo_collection.h"
+#include "engine/index/index_eval.h"
+#include "engine/index/index_export.h"
+#include "engine/index/index_format.h"
+#include "engine/index/index_query.h"
+#include "engine/train/trainer.h"
 #include "engine/backend_factory.h"
 #include "engine/config.h"
 #include "graph/edge_list_io.h"

@@ -1,13 +1,13 @@
 // `melgraph eval --index I --edges E`: recall@k, nDCG@k, mAP@k and hit@k of graph neighbours
 // among an index's nearest neighbours, overall and by in-degree bucket
-// (apps/index/index_eval.h).
+// (engine/index/index_eval.h).
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "apps/commands.h"
-#include "apps/index/index_eval.h"
-#include "apps/index/index_format.h"
+#include "engine/index/index_eval.h"
+#include "engine/index/index_format.h"
 #include "engine/backend_factory.h"
 #include "graph/edge_list_io.h"
 

@@ -1,12 +1,12 @@
 // `melgraph export`: embed a catalog with a trained checkpoint into an index file
-// (apps/index/index_export.h); `melgraph export-npy`: an index's vectors as .npy + an ids file.
+// (engine/index/index_export.h); `melgraph export-npy`: an index's vectors as .npy + an ids file.
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "apps/commands.h"
-#include "apps/index/index_export.h"
-#include "apps/index/index_format.h"
+#include "engine/index/index_export.h"
+#include "engine/index/index_format.h"
 
 namespace mg::cli {
 

@@ -1,7 +1,7 @@
 // `melgraph quality --data DIR [--config recipe.toml] [--holdout-by album] [--seeds 0,1,2]`:
 // trains a recipe on a dataset with whole groups held out, exports, and scores the held-out
 // items against the untrained model, the mean log-mel vector and chance, over several seeds
-// (apps/quality/quality.h).
+// (engine/quality/quality.h).
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "apps/commands.h"
-#include "apps/quality/quality.h"
+#include "engine/quality/quality.h"
 #include "engine/config.h"
 
 namespace mg::cli {

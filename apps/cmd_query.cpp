@@ -1,12 +1,12 @@
 // `melgraph query --index I (--audio FILE | --item ID)`: the k nearest items by cosine
-// similarity (apps/index/index_query.h). The index is opened read-only.
+// similarity (engine/index/index_query.h). The index is opened read-only.
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "apps/commands.h"
-#include "apps/index/index_format.h"
-#include "apps/index/index_query.h"
+#include "engine/index/index_format.h"
+#include "engine/index/index_query.h"
 #include "engine/backend_factory.h"
 
 namespace mg::cli {

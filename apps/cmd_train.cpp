@@ -1,5 +1,5 @@
 // `melgraph train --config run.toml [--set key=value ...] [--resume]`: the training run of
-// apps/train/trainer.h. SIGINT/SIGTERM finish the current step, write a checkpoint and exit 0
+// engine/train/trainer.h. SIGINT/SIGTERM finish the current step, write a checkpoint and exit 0
 // with the command that resumes; a second signal ends the process at once.
 #include <signal.h>
 #include <unistd.h>
@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "apps/commands.h"
-#include "apps/train/trainer.h"
+#include "engine/train/trainer.h"
 #include "engine/config.h"
 
 namespace mg::cli {

@@ -5,7 +5,7 @@
 //                                                  mapped cache, converted to float (the
 //                                                  loader's inner loop)
 //   pipeline/<family>/loader/<dtype>/threads:T/augment:A/mining:M
-//                                                  the trainer's BatchLoader (apps/train):
+//                                                  the trainer's BatchLoader (engine/train):
 //                                                  triplets drawn from the graph tables, crops,
 //                                                  augmentation, into alloc_host buffers, T
 //                                                  threads; a batch per iteration
@@ -16,8 +16,8 @@
 // Families: ref = the reference configuration's input (22050 Hz, 10 s crops of 12 s cached
 // excerpts, 64 triplets = 192 clips per batch); small = 8 kHz, 1 s crops, 4 triplets (for CI).
 // Each family's data are made on first use in a temporary directory (removed at exit): a
-// generated collection (apps/demo_collection.h), its audio cache in both sample formats
-// (engine/audio/prepare.h), and the graph tables (apps/train/training_data.h).
+// generated collection (engine/demo/demo_collection.h), its audio cache in both sample formats
+// (engine/audio/prepare.h), and the graph tables (engine/train/training_data.h).
 //
 // Timing: wall clock for the loader (its work runs on its own threads; the figure is what the
 // trainer would see if the step took no time), after the loader's first round of batches;
@@ -43,9 +43,9 @@
 #include <string>
 #include <vector>
 
-#include "apps/demo_collection.h"
-#include "apps/train/batch_loader.h"
-#include "apps/train/training_data.h"
+#include "engine/demo/demo_collection.h"
+#include "engine/train/batch_loader.h"
+#include "engine/train/training_data.h"
 #include "bench/bench_backends.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/audio/prepare.h"

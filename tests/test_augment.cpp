@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/augment.h"
+#include "engine/train/augment.h"
 #include "kernels/philox.h"
 #include "tests/test_support.h"
 
@@ -130,7 +130,7 @@ TEST(Augment, NoiseHasTheConfiguredSnrAndIsWhiteGaussian) {
 
 TEST(Augment, NoiseUsesTheDocumentedPhiloxElements) {
   // Odd lengths (the last pair has one sample); 1001 samples span four of the noise loop's
-  // chunks of 256 Philox words (engine/augment.cpp), so chunk edges are covered too, and 500
+  // chunks of 256 Philox words (engine/train/augment.cpp), so chunk edges are covered too, and 500
   // pairs reach every quadrant of the angle.
   for (const int64_t S : {int64_t{11}, int64_t{1001}}) {
     const AugmentConfig c = cfg_of(0, 10, 0);

@@ -1,4 +1,4 @@
-// The demo's synthetic collection (apps/demo_collection.h): that our loaders read its catalog
+// The demo's synthetic collection (engine/demo/demo_collection.h): that our loaders read its catalog
 // and graph, that the graph has the promised structure (mostly within style, graph-only items,
 // hubs), that the clips are the WAVs they claim to be, that the output is a function of the
 // seed alone (not of the thread count), and that the styles differ in a simple audio feature,
@@ -19,7 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "apps/demo_collection.h"
+#include "engine/demo/demo_collection.h"
 #include "engine/audio/decode.h"
 #include "graph/catalog.h"
 #include "graph/edge_list_io.h"

@@ -1,11 +1,11 @@
-// The embedding index (apps/index): SHA-256 against FIPS 180-4, the SQLite file export writes
+// The embedding index (engine/index): SHA-256 against FIPS 180-4, the SQLite file export writes
 // (schema, meta, vectors bit-exact against the embedder, failures listed), crash safety of the
 // write (the melgraph binary killed mid-write by its test hook leaves the previous index
 // byte-identical), read-only queries (bytes and mtime unchanged), query by item and by audio,
 // the .npy export read back by NumPy and the index read by Python's sqlite3, eval's metrics on
 // a hand-worked example, and every bad-input error.
 //
-// The fixture: a generated collection (apps/demo_collection.h, 24 clips of 2 s at 8 kHz) plus
+// The fixture: a generated collection (engine/demo/demo_collection.h, 24 clips of 2 s at 8 kHz) plus
 // two catalog rows without audio, and an untrained model of tests/test_support.h's small config
 // saved as a checkpoint. An untrained model embeds deterministically, which is all these tests
 // need: what they check is the plumbing, not the quality of the embedding.
@@ -28,13 +28,13 @@
 #include <string>
 #include <vector>
 
-#include "apps/demo_collection.h"
-#include "apps/index/index_eval.h"
-#include "apps/index/index_export.h"
-#include "apps/index/index_format.h"
-#include "apps/index/index_query.h"
-#include "apps/index/sha256.h"
-#include "apps/train/embedder.h"
+#include "engine/demo/demo_collection.h"
+#include "engine/index/index_eval.h"
+#include "engine/index/index_export.h"
+#include "engine/index/index_format.h"
+#include "engine/index/index_query.h"
+#include "engine/index/sha256.h"
+#include "engine/train/embedder.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/audio/decode.h"
 #include "engine/backend.h"

@@ -6,7 +6,7 @@
 #include <numbers>
 #include <stdexcept>
 
-#include "engine/lr_schedule.h"
+#include "engine/train/lr_schedule.h"
 
 namespace mg {
 namespace {

@@ -1,4 +1,4 @@
-// melgraph quality (apps/quality/quality.h) end to end on a tiny generated collection: per seed
+// melgraph quality (engine/quality/quality.h) end to end on a tiny generated collection: per seed
 // a run with whole artists held out, its index, and the held-out items scored for the trained
 // model, the untrained model, the mean log-mel and chance; the table, the JSON, the folder.
 #include <gtest/gtest.h>
@@ -11,10 +11,10 @@
 #include <set>
 #include <string>
 
-#include "apps/demo_collection.h"
-#include "apps/index/index_eval.h"
-#include "apps/quality/quality.h"
-#include "apps/train/trainer.h"
+#include "engine/demo/demo_collection.h"
+#include "engine/index/index_eval.h"
+#include "engine/quality/quality.h"
+#include "engine/train/trainer.h"
 #include "graph/catalog.h"
 #include "tests/test_support.h"
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/lr_schedule.h"
+#include "engine/train/lr_schedule.h"
 #include "tests/reference_harness.h"
 
 namespace mg {

@@ -15,7 +15,7 @@
 #include <string>
 
 #include "build_info.h"
-#include "engine/run_db.h"
+#include "engine/train/run_db.h"
 #include "tests/reference_harness.h"
 
 namespace mg {

@@ -1,8 +1,8 @@
-// The trainer end to end on a small generated collection (apps/demo_collection.h): it learns,
+// The trainer end to end on a small generated collection (engine/demo/demo_collection.h): it learns,
 // a resumed run is bit-identical to an uninterrupted one on the CPU, the non-finite guard
 // stops or skips, a signal stops the real binary with a loadable checkpoint, and the results
 // database records it all.
-#include "apps/train/trainer.h"
+#include "engine/train/trainer.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -20,13 +20,13 @@
 #include <string>
 #include <vector>
 
-#include "apps/demo_collection.h"
-#include "apps/train/batch_loader.h"
-#include "apps/train/training_data.h"
+#include "engine/demo/demo_collection.h"
+#include "engine/train/batch_loader.h"
+#include "engine/train/training_data.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/audio/prepare.h"
 #include "engine/checkpoint.h"
-#include "engine/run_db.h"
+#include "engine/train/run_db.h"
 #include "engine/safetensors.h"
 #include "kernels/blas.h"
 #include "tests/test_support.h"

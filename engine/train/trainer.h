@@ -15,7 +15,7 @@
 //     every checkpoint_every, at the end and on SIGINT/SIGTERM: last.safetensors
 //
 // Outputs in data.run_dir: config.toml (the resolved config), last.safetensors,
-// best.safetensors, runs.sqlite (runs and metrics tables, see engine/run_db.h),
+// best.safetensors, runs.sqlite (runs and metrics tables, see engine/train/run_db.h),
 // held_out_items.txt (the ids never trained on, one per line: `melgraph eval --queries`), and
 // the cache (data.cache, default <run_dir>/cache).
 #pragma once
@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/train/validation.h"
+#include "engine/train/validation.h"
 #include "engine/backend_factory.h"
 #include "engine/config.h"
 

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "apps/train/embedder.h"
-#include "apps/train/trainer.h"
+#include "engine/train/embedder.h"
+#include "engine/train/trainer.h"
 #include "engine/config.h"
 #include "engine/retrieval_metrics.h"
 

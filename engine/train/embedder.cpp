@@ -1,4 +1,4 @@
-#include "apps/train/embedder.h"
+#include "engine/train/embedder.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "apps/index/index_query.h"
+#include "engine/index/index_query.h"
 
 #include <algorithm>
 #include <chrono>
@@ -10,8 +10,8 @@
 #include <span>
 #include <stdexcept>
 
-#include "apps/index/sha256.h"
-#include "apps/train/embedder.h"
+#include "engine/index/sha256.h"
+#include "engine/train/embedder.h"
 #include "engine/audio/decode.h"
 #include "engine/checkpoint.h"
 #include "engine/model.h"

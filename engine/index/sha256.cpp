@@ -1,4 +1,4 @@
-#include "apps/index/sha256.h"
+#include "engine/index/sha256.h"
 
 #include <algorithm>
 #include <cerrno>

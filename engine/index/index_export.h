@@ -17,8 +17,8 @@
 #include <utility>
 #include <vector>
 
-#include "apps/index/index_format.h"
-#include "apps/train/embedder.h"
+#include "engine/index/index_format.h"
+#include "engine/train/embedder.h"
 #include "engine/backend_factory.h"
 
 namespace mg::index {

@@ -24,7 +24,7 @@
 #include <thread>
 #include <vector>
 
-#include "apps/train/training_data.h"
+#include "engine/train/training_data.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/backend.h"
 #include "engine/config.h"

@@ -1,6 +1,6 @@
 // The demo collection's files (see demo_collection.h): options, the preference graph, the
 // catalog, and the parallel rendering of the clips (demo_synth.cpp) into WAV files.
-#include "apps/demo_collection.h"
+#include "engine/demo/demo_collection.h"
 
 #include <unistd.h>
 
@@ -20,7 +20,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "apps/demo_draws.h"
+#include "engine/demo/demo_draws.h"
 #include "engine/audio/wav_writer.h"
 #include "engine/timer.h"
 

@@ -1,4 +1,4 @@
-#include "apps/train/validation.h"
+#include "engine/train/validation.h"
 
 #include <algorithm>
 #include <chrono>
@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include "apps/train/embedder.h"
+#include "engine/train/embedder.h"
 #include "kernels/blas.h"
 #include "engine/timer.h"
 

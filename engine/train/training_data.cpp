@@ -1,4 +1,4 @@
-#include "apps/train/training_data.h"
+#include "engine/train/training_data.h"
 
 #include <algorithm>
 #include <sstream>

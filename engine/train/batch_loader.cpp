@@ -1,10 +1,10 @@
-#include "apps/train/batch_loader.h"
+#include "engine/train/batch_loader.h"
 
 #include <algorithm>
 #include <chrono>
 #include <stdexcept>
 
-#include "engine/augment.h"
+#include "engine/train/augment.h"
 #include "kernels/philox.h"
 #include "engine/timer.h"
 

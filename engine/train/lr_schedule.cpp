@@ -1,4 +1,4 @@
-#include "engine/lr_schedule.h"
+#include "engine/train/lr_schedule.h"
 
 #include <cmath>
 #include <numbers>

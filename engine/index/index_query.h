@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/index/index_format.h"
+#include "engine/index/index_format.h"
 #include "engine/backend.h"
 
 namespace mg::index {

@@ -1,4 +1,4 @@
-#include "engine/augment.h"
+#include "engine/train/augment.h"
 
 #include <algorithm>
 #include <bit>

@@ -1,4 +1,4 @@
-#include "apps/quality/quality.h"
+#include "engine/quality/quality.h"
 
 #include <algorithm>
 #include <chrono>
@@ -10,10 +10,10 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
-#include "apps/index/index_eval.h"
-#include "apps/index/index_export.h"
-#include "apps/index/index_format.h"
-#include "apps/train/embedder.h"
+#include "engine/index/index_eval.h"
+#include "engine/index/index_export.h"
+#include "engine/index/index_format.h"
+#include "engine/train/embedder.h"
 #include "engine/atomic_file.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/checkpoint.h"

@@ -1,4 +1,4 @@
-#include "apps/index/index_format.h"
+#include "engine/index/index_format.h"
 
 #include <fcntl.h>
 #include <sqlite3.h>

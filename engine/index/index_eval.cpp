@@ -1,4 +1,4 @@
-#include "apps/index/index_eval.h"
+#include "engine/index/index_eval.h"
 
 #include <algorithm>
 #include <bit>
@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
-#include "apps/index/index_query.h"
+#include "engine/index/index_query.h"
 #include "engine/timer.h"
 
 namespace mg::index {

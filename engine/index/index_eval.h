@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/index/index_format.h"
+#include "engine/index/index_format.h"
 #include "engine/backend.h"
 #include "engine/retrieval_metrics.h"
 #include "graph/preference_graph.h"

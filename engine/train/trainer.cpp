@@ -1,4 +1,4 @@
-#include "apps/train/trainer.h"
+#include "engine/train/trainer.h"
 
 #include <unistd.h>
 
@@ -17,18 +17,18 @@
 #include <stdexcept>
 #include <unordered_set>
 
-#include "apps/train/batch_loader.h"
-#include "apps/train/embedder.h"
-#include "apps/train/training_data.h"
-#include "apps/train/validation.h"
+#include "engine/train/batch_loader.h"
+#include "engine/train/embedder.h"
+#include "engine/train/training_data.h"
+#include "engine/train/validation.h"
 #include "engine/atomic_file.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/audio/prepare.h"
 #include "engine/checkpoint.h"
-#include "engine/lr_schedule.h"
+#include "engine/train/lr_schedule.h"
 #include "engine/model.h"
 #include "engine/optimizer.h"
-#include "engine/run_db.h"
+#include "engine/train/run_db.h"
 #include "engine/train_step.h"
 #include "engine/timer.h"
 

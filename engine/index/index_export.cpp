@@ -1,4 +1,4 @@
-#include "apps/index/index_export.h"
+#include "engine/index/index_export.h"
 
 #include <algorithm>
 #include <cctype>
@@ -15,8 +15,8 @@
 #include <tuple>
 #include <utility>
 
-#include "apps/index/sha256.h"
-#include "apps/train/embedder.h"
+#include "engine/index/sha256.h"
+#include "engine/train/embedder.h"
 #include "build_info.h"
 #include "engine/atomic_file.h"
 #include "engine/audio/audio_cache.h"

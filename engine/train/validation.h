@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/train/training_data.h"
+#include "engine/train/training_data.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/model.h"
 #include "engine/retrieval_metrics.h"

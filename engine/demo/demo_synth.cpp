@@ -13,8 +13,8 @@
 #include <string_view>
 #include <vector>
 
-#include "apps/demo_collection.h"
-#include "apps/demo_draws.h"
+#include "engine/demo/demo_collection.h"
+#include "engine/demo/demo_draws.h"
 
 namespace mg::demo {
 

@@ -1,4 +1,4 @@
-#include "engine/run_db.h"
+#include "engine/train/run_db.h"
 
 #include <algorithm>
 #include <chrono>
