@@ -191,6 +191,39 @@ TEST(AudioCache, RerunDecodesNothingAndChangedFileOnlyIt) {
   expect_matches_decoder(cache, a);
 }
 
+// A cache written before decoder revision 2 (schema version 1, no decoder column) is read as it
+// is, and the next prepare migrates it and re-decodes exactly the items whose codec the newer
+// decoder decodes differently (here a row marked as Ogg Vorbis), no others.
+TEST(AudioCache, OlderDecoderRowsOfChangedCodecsAreDecodedAgain) {
+  const AudioConfig a = test_audio();
+  Collection c;
+  c.add_wav("w0", 1.0, 21);
+  c.add_wav("w1", 1.0, 22);
+  ASSERT_EQ(c.prepare(a).decoded, 2);
+  const std::string index = (fs::path(c.cache()) / schema::kIndexFile).string();
+  {  // as a version-1 cache that had decoded w0 as Vorbis would be
+    SqliteDb db(index, SQLITE_OPEN_READWRITE);
+    db.exec("ALTER TABLE items DROP COLUMN decoder; UPDATE items SET codec = 'vorbis' WHERE id = 'w0';"
+            "UPDATE meta SET value = '1' WHERE key = 'format_version'; PRAGMA user_version = 1;");
+  }
+  {
+    const AudioCache old = AudioCache::open(c.cache());
+    ASSERT_EQ(old.size(), 2);
+    for (int64_t i = 0; i < old.size(); ++i) EXPECT_EQ(old.entry(i).decoder, 1) << old.entry(i).id;
+  }
+  const PrepareSummary again = c.prepare(a);
+  EXPECT_EQ(again.decoded, 1) << "w0 (an older Vorbis decode) only";
+  EXPECT_EQ(again.unchanged, 1);
+  const AudioCache cache = AudioCache::open(c.cache());
+  EXPECT_EQ(cache.entry(cache.find("w0")).decoder, schema::kDecoderRevision);
+  EXPECT_EQ(cache.entry(cache.find("w1")).decoder, 1) << "a WAV decode is the same in every revision";
+  EXPECT_EQ(cache.entry(cache.find("w0")).codec, cache.entry(cache.find("w1")).codec);
+  expect_matches_decoder(cache, a);
+  SqliteDb db(index, SQLITE_OPEN_READONLY);
+  EXPECT_EQ(schema::get_meta(db, "format_version", ""), std::to_string(schema::kVersion));
+  EXPECT_EQ(c.prepare(a).decoded, 0) << "migrated once, then current";
+}
+
 TEST(AudioCache, BadFilesAreRecordedAndTheRunGoesOn) {
   const AudioConfig a = test_audio();
   Collection c;

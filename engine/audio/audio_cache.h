@@ -63,6 +63,7 @@ struct CacheEntry {
   double offset_seconds = 0;                     // where the excerpt starts in the source
   std::string codec;
   std::string warning;                           // e.g. "truncated: ..."; empty when clean
+  int decoder = 1;                               // schema::kDecoderRevision when it was decoded
 };
 
 // A file that gave no audio, and why (AudioError's reason).

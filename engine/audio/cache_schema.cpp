@@ -39,7 +39,7 @@ void create(SqliteDb& db, const CacheSettings& s) {
       "CREATE TABLE items (id TEXT PRIMARY KEY, path TEXT NOT NULL, \"offset\" INTEGER NOT NULL,"
       " length INTEGER NOT NULL, source_size INTEGER NOT NULL, source_mtime_ns INTEGER NOT NULL,"
       " checksum INTEGER NOT NULL, source_seconds REAL NOT NULL, offset_seconds REAL NOT NULL,"
-      " codec TEXT NOT NULL, warning TEXT NOT NULL);"
+      " codec TEXT NOT NULL, warning TEXT NOT NULL, decoder INTEGER NOT NULL DEFAULT 1);"
       "CREATE TABLE failures (id TEXT PRIMARY KEY, path TEXT NOT NULL, source_size INTEGER NOT NULL,"
       " source_mtime_ns INTEGER NOT NULL, reason TEXT NOT NULL);"
       "PRAGMA user_version = " + std::to_string(kVersion) + ";");
@@ -53,6 +53,29 @@ void create(SqliteDb& db, const CacheSettings& s) {
   db.exec("COMMIT");
 }
 
+int decoder_revision_needed(const std::string& codec) {
+  return codec == "vorbis" || codec == "mp3" ? 2 : 1;
+}
+
+namespace {
+
+int64_t user_version(SqliteDb& db) {
+  SqliteStmt v(db, "PRAGMA user_version");
+  v.step();
+  return v.int64(0);
+}
+
+}  // namespace
+
+void migrate(SqliteDb& db) {
+  if (user_version(db) != 1) return;
+  db.exec("BEGIN IMMEDIATE");
+  db.exec("ALTER TABLE items ADD COLUMN decoder INTEGER NOT NULL DEFAULT 1;"
+          "PRAGMA user_version = " + std::to_string(kVersion) + ";");
+  set_meta(db, "format_version", std::to_string(kVersion));
+  db.exec("COMMIT");
+}
+
 bool is_empty(SqliteDb& db) {
   SqliteStmt st(db, "SELECT count(*) FROM sqlite_master");
   st.step();
@@ -60,9 +83,7 @@ bool is_empty(SqliteDb& db) {
 }
 
 CacheSettings read_settings(SqliteDb& db, const std::string& dir) {
-  SqliteStmt v(db, "PRAGMA user_version");
-  v.step();
-  const int64_t version = v.int64(0);
+  const int64_t version = user_version(db);
   bool has_meta = false;
   {
     SqliteStmt t(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
@@ -72,9 +93,9 @@ CacheSettings read_settings(SqliteDb& db, const std::string& dir) {
   if (!has_meta || get_meta(db, "format", "") != kFormat)
     throw CacheMismatchError(db.path() + ": not a melgraph audio cache index; give another --out (or --rebuild to "
                      "replace the cache files in " + dir + ")");
-  if (version != kVersion)
+  if (version < 1 || version > kVersion)
     throw CacheMismatchError(dir + ": the cache has schema version " + std::to_string(version) + ", this melgraph reads " +
-                     std::to_string(kVersion) + ": use another --out or --rebuild");
+                     "1 to " + std::to_string(kVersion) + ": use another --out or --rebuild");
   CacheSettings s;
   const std::string rate = get_meta(db, "sample_rate", ""), dtype = get_meta(db, "dtype", ""),
                     excerpt = get_meta(db, "excerpt", ""), seconds = get_meta(db, "excerpt_seconds", "");
@@ -139,9 +160,11 @@ int64_t committed_pcm_bytes(SqliteDb& db) {
 }
 
 std::vector<CacheEntry> load_items(SqliteDb& db) {
+  // A version-1 cache (read-only, not migrated yet) has no decoder column: its rows are decoder 1.
+  const std::string decoder = user_version(db) >= 2 ? "decoder" : "1";
   SqliteStmt st(db,
                 "SELECT id, path, \"offset\", length, source_size, source_mtime_ns, checksum, source_seconds,"
-                " offset_seconds, codec, warning FROM items ORDER BY \"offset\"");
+                " offset_seconds, codec, warning, " + decoder + " FROM items ORDER BY \"offset\"");
   std::vector<CacheEntry> items;
   while (st.step()) {
     CacheEntry e;
@@ -156,6 +179,7 @@ std::vector<CacheEntry> load_items(SqliteDb& db) {
     e.offset_seconds = st.real(8);
     e.codec = st.text(9);
     e.warning = st.text(10);
+    e.decoder = static_cast<int>(st.int64(11));
     items.push_back(std::move(e));
   }
   return items;

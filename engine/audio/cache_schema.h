@@ -10,8 +10,18 @@
 namespace mg::audio::schema {
 
 // Bump when the tables or the meaning of a column change; a cache of another version is
-// refused (user_version), never guessed at.
-constexpr int kVersion = 1;
+// refused (user_version), never guessed at, except those migrate() knows. Version 2 added
+// items.decoder (version-1 caches read as decoder 1 and are migrated by the next writer).
+constexpr int kVersion = 2;
+
+// What decoded an item, so that a cache re-decodes what a better decoder now decodes
+// differently (its sample count or samples), and only that. Each revision says what changed:
+//   1  FFmpeg for every format
+//   2  Ogg Vorbis trimmed as libvorbis trims it (vorbis_trim.h); MP3 through libmpg123
+constexpr int kDecoderRevision = 2;
+// The revision an item of `codec` (libavcodec's codec name, CacheEntry::codec) needs: a row
+// decoded before it is stale.
+int decoder_revision_needed(const std::string& codec);
 inline const std::string kFormat = "melgraph-audio-cache";
 inline const std::string kPcmFile = "pcm.bin";
 inline const std::string kIndexFile = "index.sqlite";
@@ -22,7 +32,11 @@ inline const std::string kCompactFile = "pcm.bin.compact";
 void create(SqliteDb& db, const CacheSettings& s);
 // Whether the database has no tables yet (a file SQLite just created).
 bool is_empty(SqliteDb& db);
-// Checks that `db` is a melgraph cache of this schema version and returns its settings.
+// A version-1 cache's items table gains its decoder column (every row decoder 1), in one
+// transaction; a no-op on a version-2 cache. The writer calls it, holding the cache's lock.
+void migrate(SqliteDb& db);
+// Checks that `db` is a melgraph cache of this schema version (or one migrate() knows) and
+// returns its settings.
 CacheSettings read_settings(SqliteDb& db, const std::string& dir);
 // Throws CacheError naming the first setting that differs and what to do about it.
 void check_same(const CacheSettings& cache, const CacheSettings& wanted, const std::string& dir);

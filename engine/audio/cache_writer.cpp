@@ -124,6 +124,7 @@ void CacheWriter::open_files(bool rebuild) {
     fresh = true;
   } else {
     schema::check_same(schema::read_settings(*db_, dir_), settings_, dir_);
+    schema::migrate(*db_);
   }
 
   std::error_code ec;
@@ -189,10 +190,10 @@ void CacheWriter::put(CacheEntry meta, const float* samples, int64_t n) {
   pcm_bytes_ += static_cast<int64_t>(bytes);  // from here on, a failure below leaves dead space
   SqliteStmt ins(*db_,
                  "INSERT OR REPLACE INTO items (id, path, \"offset\", length, source_size, source_mtime_ns, checksum,"
-                 " source_seconds, offset_seconds, codec, warning) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                 " source_seconds, offset_seconds, codec, warning, decoder) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   ins.bind(1, meta.id).bind(2, meta.path).bind(3, meta.offset).bind(4, meta.length).bind(5, meta.source_size);
   ins.bind(6, meta.source_mtime_ns).bind(7, static_cast<int64_t>(meta.checksum)).bind(8, meta.source_seconds);
-  ins.bind(9, meta.offset_seconds).bind(10, meta.codec).bind(11, meta.warning).run();
+  ins.bind(9, meta.offset_seconds).bind(10, meta.codec).bind(11, meta.warning).bind(12, int64_t{meta.decoder}).run();
   SqliteStmt del(*db_, "DELETE FROM failures WHERE id = ?");
   del.bind(1, meta.id).run();
 

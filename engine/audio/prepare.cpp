@@ -17,6 +17,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "engine/audio/cache_schema.h"
 #include "engine/audio/cache_writer.h"
 #include "engine/audio/decode.h"
 #include "engine/audio/progress_line.h"
@@ -164,7 +165,8 @@ PrepareSummary prepare_cache(const std::vector<PrepareItem>& requested, const Au
   CacheWriter writer(out_dir, s.settings, options.rebuild);
   s.truncated_on_open = writer.truncated_on_open();
 
-  // What to decode: everything not already cached (or failed) from the same file.
+  // What to decode: everything not already cached (or failed) from the same file, and what an
+  // older decoder than this one decoded differently (schema::decoder_revision_needed).
   std::vector<Job> jobs;
   std::vector<PrepareIssue> earlier_failures;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -173,7 +175,8 @@ PrepareSummary prepare_cache(const std::vector<PrepareItem>& requested, const Au
     const auto same = [&](const auto& row) {
       return row.path == it.path && row.source_size == st.size && row.source_mtime_ns == st.mtime_ns;
     };
-    if (const auto c = writer.items().find(it.id); c != writer.items().end() && same(c->second)) {
+    const auto current = [](const CacheEntry& e) { return e.decoder >= schema::decoder_revision_needed(e.codec); };
+    if (const auto c = writer.items().find(it.id); c != writer.items().end() && same(c->second) && current(c->second)) {
       ++s.unchanged;
     } else if (const auto f = writer.failures().find(it.id); f != writer.failures().end() && same(f->second)) {
       ++s.failed_earlier;
@@ -213,6 +216,7 @@ PrepareSummary prepare_cache(const std::vector<PrepareItem>& requested, const Au
         e.offset_seconds = r.audio.offset_seconds;
         e.codec = r.audio.codec;
         e.warning = r.audio.warning;
+        e.decoder = schema::kDecoderRevision;
         writer.put(std::move(e), r.audio.samples.data(), static_cast<int64_t>(r.audio.samples.size()));
         ++s.decoded;
         s.decoded_seconds += static_cast<double>(r.audio.samples.size()) / audio.sample_rate;
