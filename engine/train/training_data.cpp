@@ -93,42 +93,24 @@ Query neighbours(const graph::PreferenceGraph& g, const graph::Selection& sel, i
   return q;
 }
 
-}  // namespace
-
-TrainingData build_training_data(const Config& cfg, int threads, const std::unordered_set<std::string>& no_audio) {
-  if (cfg.data.edges.empty())
-    throw std::invalid_argument("data.edges is not set: the training run needs the preference graph's edge list");
-  if (cfg.data.catalog.empty())
-    throw std::invalid_argument("data.catalog is not set: the training run needs the audio catalog (id, path)");
-  TrainingData d;
-  d.holdout_by = cfg.data.holdout_by;
-  const graph::EdgeList edges = graph::load_edge_list(cfg.data.edges);
-  graph::Catalog catalog = graph::load_catalog(cfg.data.catalog);
-  if (!no_audio.empty()) {
-    graph::Catalog kept;
-    kept.source = catalog.source;
-    kept.columns = catalog.columns;
-    kept.extra_columns = catalog.extra_columns;
-    for (auto& row : catalog.items) {
-      if (no_audio.count(row.id)) continue;
-      kept.index[row.id] = static_cast<int64_t>(kept.items.size());
-      kept.items.push_back(std::move(row));
-    }
-    catalog = std::move(kept);
+// The catalog without the rows in `no_audio` (items that failed to decode).
+graph::Catalog without_items(graph::Catalog catalog, const std::unordered_set<std::string>& no_audio) {
+  if (no_audio.empty()) return catalog;
+  graph::Catalog kept;
+  kept.source = catalog.source;
+  kept.columns = catalog.columns;
+  kept.extra_columns = catalog.extra_columns;
+  for (auto& row : catalog.items) {
+    if (no_audio.count(row.id)) continue;
+    kept.index[row.id] = static_cast<int64_t>(kept.items.size());
+    kept.items.push_back(std::move(row));
   }
-  const graph::PreferenceGraph g(edges);
-  const graph::AudioCoverage cov = graph::audio_coverage(edges, catalog);
-  d.graph_nodes = g.num_nodes();
-  d.graph_edges = g.num_edges();
-  d.catalog_items = static_cast<int64_t>(catalog.items.size());
-  d.nodes_with_audio = std::count(cov.has_audio.begin(), cov.has_audio.end(), true);
-  if (d.nodes_with_audio < 2)
-    throw std::invalid_argument(cfg.data.catalog + ": only " + std::to_string(d.nodes_with_audio) +
-                                " of the graph's items have audio; training needs at least 2");
+  return kept;
+}
 
-  const int64_t k = cfg.data.top_k > 0 ? std::min<int64_t>(cfg.data.top_k, d.nodes_with_audio) : d.nodes_with_audio;
-  const graph::Selection sel = graph::select_top_k(g, cov.has_audio, k, cfg.data.weighted);
-
+// d.items and d.catalog: the selected nodes' catalog rows, in selection order.
+void take_selected_rows(TrainingData& d, const graph::Catalog& catalog, const graph::Selection& sel,
+                        const graph::AudioCoverage& cov) {
   d.catalog.source = catalog.source;
   d.catalog.columns = catalog.columns;
   d.catalog.extra_columns = catalog.extra_columns;
@@ -139,25 +121,27 @@ TrainingData build_training_data(const Config& cfg, int threads, const std::unor
     d.catalog.index[row.id] = static_cast<int64_t>(d.catalog.items.size());
     d.catalog.items.push_back(row);
   }
+}
 
-  // Item split, then the edge split among the training items only.
-  const graph::HeldOutSplit split = split_selection(d, cfg, &d.held_out_groups);
-  d.train_items = split.train;
-  d.val_items = split.held_out;
-  if (d.train_items.size() < 2)
-    throw std::invalid_argument("data.val_items = " + std::to_string(cfg.data.val_items) + " leaves " +
-                                std::to_string(d.train_items.size()) + " of " + std::to_string(sel.size()) +
-                                " items for training" +
-                                (cfg.data.holdout_by.empty() ? "" : " (held out by " + cfg.data.holdout_by + ")") +
-                                "; lower it or select more items (data.top_k)");
-  graph::Selection train_sel;  // the training items, same nodes; item t = train_items[t]
-  train_sel.item_of_node.assign(static_cast<size_t>(g.num_nodes()), -1);
+// The training items as a selection of their own over the same nodes: item t = train_items[t].
+graph::Selection training_selection(const TrainingData& d, const graph::Selection& sel, int32_t num_nodes) {
+  graph::Selection train_sel;
+  train_sel.item_of_node.assign(static_cast<size_t>(num_nodes), -1);
   for (size_t t = 0; t < d.train_items.size(); ++t) {
     const auto i = static_cast<size_t>(d.train_items[t]);
     train_sel.nodes.push_back(sel.nodes[i]);
     train_sel.score.push_back(sel.score[i]);
     train_sel.item_of_node[static_cast<size_t>(sel.nodes[i])] = static_cast<int32_t>(t);
   }
+  return train_sel;
+}
+
+// The edge split among the training items (d.held_out_edges), then the triplet tables over
+// the training graph, which has neither those edges nor any edge of a held-out item, and the
+// anchors (training items with a positive and a negative).
+void build_tables(TrainingData& d, const Config& cfg, int threads, const graph::EdgeList& edges,
+                  const graph::PreferenceGraph& g, const graph::Selection& sel) {
+  const graph::Selection train_sel = training_selection(d, sel, g.num_nodes());
   const graph::EdgeSplit esplit = graph::split_edges(g, train_sel, cfg.data.val_edges, cfg.train.seed ^ kEdgeSplitSeedSalt);
   for (const auto& [a, b] : esplit.held_out) {
     const int32_t ia = d.train_items[static_cast<size_t>(a)], ib = d.train_items[static_cast<size_t>(b)];
@@ -177,44 +161,53 @@ TrainingData build_training_data(const Config& cfg, int threads, const std::unor
                                 std::to_string(cfg.train.pos_hops) + " and a negative beyond train.neg_hops = " +
                                 std::to_string(cfg.train.neg_hops) +
                                 " in the training graph; check the edge list, select more items or raise pos_hops");
+}
 
-  // Validation sets.
+// Held-out items against every selected item; relevant: their neighbours within pos_hops in
+// the full graph.
+ValidationSet held_out_items_set(const TrainingData& d, const Config& cfg, const graph::PreferenceGraph& g,
+                                 const graph::Selection& sel) {
+  ValidationSet v;
+  v.name = "held-out items";
+  v.candidates.resize(static_cast<size_t>(sel.size()));
+  for (size_t i = 0; i < v.candidates.size(); ++i) v.candidates[i] = static_cast<int32_t>(i);
   std::vector<int32_t> dist, scratch;
-  const auto all = [&] {
-    std::vector<int32_t> v(static_cast<size_t>(sel.size()));
-    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int32_t>(i);
-    return v;
-  }();
-  d.val_items_set.name = "held-out items";
-  d.val_items_set.candidates = all;
   for (const int32_t q : d.val_items) {
     Query query = neighbours(g, sel, q, cfg.train.pos_hops, dist, scratch);
-    if (!query.relevant.empty()) d.val_items_set.queries.push_back(std::move(query));
+    if (!query.relevant.empty()) v.queries.push_back(std::move(query));
   }
+  return v;
+}
 
-  d.val_edges_set.name = "held-out edges";
-  d.val_edges_set.candidates = d.train_items;
-  {
-    std::vector<std::vector<int32_t>> partners(static_cast<size_t>(sel.size()));
-    for (const auto& [a, b] : d.held_out_edges) {
-      partners[static_cast<size_t>(a)].push_back(b);
-      partners[static_cast<size_t>(b)].push_back(a);
-    }
-    for (const int32_t a : d.train_items) {
-      auto& p = partners[static_cast<size_t>(a)];
-      if (p.empty()) continue;
-      std::sort(p.begin(), p.end());
-      Query q;
-      q.item = a;
-      q.relevant = p;
-      q.hops.assign(p.size(), 1);
-      d.val_edges_set.queries.push_back(std::move(q));
-    }
+// Training items against training items; relevant: the partners of their held-out edges.
+ValidationSet held_out_edges_set(const TrainingData& d, int32_t num_items) {
+  ValidationSet v;
+  v.name = "held-out edges";
+  v.candidates = d.train_items;
+  std::vector<std::vector<int32_t>> partners(static_cast<size_t>(num_items));
+  for (const auto& [a, b] : d.held_out_edges) {
+    partners[static_cast<size_t>(a)].push_back(b);
+    partners[static_cast<size_t>(b)].push_back(a);
   }
+  for (const int32_t a : d.train_items) {
+    auto& p = partners[static_cast<size_t>(a)];
+    if (p.empty()) continue;
+    std::sort(p.begin(), p.end());
+    Query q;
+    q.item = a;
+    q.relevant = p;
+    q.hops.assign(p.size(), 1);
+    v.queries.push_back(std::move(q));
+  }
+  return v;
+}
 
-  // Training fit on at most 1000 anchors, evenly spaced (deterministic).
-  d.train_fit_set.name = "training fit";
-  d.train_fit_set.candidates = d.train_items;
+// Training fit on at most 1000 anchors, evenly spaced (deterministic); relevant: each one's
+// positives in the training graph.
+ValidationSet training_fit_set(const TrainingData& d) {
+  ValidationSet v;
+  v.name = "training fit";
+  v.candidates = d.train_items;
   const size_t n_fit = std::min<size_t>(d.anchors.size(), 1000);
   for (size_t j = 0; j < n_fit; ++j) {
     const int32_t t = d.anchors[j * d.anchors.size() / n_fit];
@@ -226,8 +219,51 @@ TrainingData build_training_data(const Config& cfg, int threads, const std::unor
       q.relevant.push_back(d.train_items[static_cast<size_t>(near[static_cast<size_t>(r)])]);
       q.hops.push_back(nd[static_cast<size_t>(r)]);
     }
-    d.train_fit_set.queries.push_back(std::move(q));
+    v.queries.push_back(std::move(q));
   }
+  return v;
+}
+
+}  // namespace
+
+TrainingData build_training_data(const Config& cfg, int threads, const std::unordered_set<std::string>& no_audio) {
+  if (cfg.data.edges.empty())
+    throw std::invalid_argument("data.edges is not set: the training run needs the preference graph's edge list");
+  if (cfg.data.catalog.empty())
+    throw std::invalid_argument("data.catalog is not set: the training run needs the audio catalog (id, path)");
+  TrainingData d;
+  d.holdout_by = cfg.data.holdout_by;
+  const graph::EdgeList edges = graph::load_edge_list(cfg.data.edges);
+  const graph::Catalog catalog = without_items(graph::load_catalog(cfg.data.catalog), no_audio);
+  const graph::PreferenceGraph g(edges);
+  const graph::AudioCoverage cov = graph::audio_coverage(edges, catalog);
+  d.graph_nodes = g.num_nodes();
+  d.graph_edges = g.num_edges();
+  d.catalog_items = static_cast<int64_t>(catalog.items.size());
+  d.nodes_with_audio = std::count(cov.has_audio.begin(), cov.has_audio.end(), true);
+  if (d.nodes_with_audio < 2)
+    throw std::invalid_argument(cfg.data.catalog + ": only " + std::to_string(d.nodes_with_audio) +
+                                " of the graph's items have audio; training needs at least 2");
+
+  const int64_t k = cfg.data.top_k > 0 ? std::min<int64_t>(cfg.data.top_k, d.nodes_with_audio) : d.nodes_with_audio;
+  const graph::Selection sel = graph::select_top_k(g, cov.has_audio, k, cfg.data.weighted);
+  take_selected_rows(d, catalog, sel, cov);
+
+  // Item split, then the edge split among the training items only.
+  const graph::HeldOutSplit split = split_selection(d, cfg, &d.held_out_groups);
+  d.train_items = split.train;
+  d.val_items = split.held_out;
+  if (d.train_items.size() < 2)
+    throw std::invalid_argument("data.val_items = " + std::to_string(cfg.data.val_items) + " leaves " +
+                                std::to_string(d.train_items.size()) + " of " + std::to_string(sel.size()) +
+                                " items for training" +
+                                (cfg.data.holdout_by.empty() ? "" : " (held out by " + cfg.data.holdout_by + ")") +
+                                "; lower it or select more items (data.top_k)");
+  build_tables(d, cfg, threads, edges, g, sel);
+
+  d.val_items_set = held_out_items_set(d, cfg, g, sel);
+  d.val_edges_set = held_out_edges_set(d, sel.size());
+  d.train_fit_set = training_fit_set(d);
   return d;
 }
 
