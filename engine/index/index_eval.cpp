@@ -35,26 +35,28 @@ std::vector<std::string> read_id_list(const std::string& path) {
   return ids;
 }
 
-EvalReport evaluate_index(Backend& be, const Index& index, const graph::PreferenceGraph& g, const EvalOptions& o) {
-  const auto t0 = std::chrono::steady_clock::now();
+namespace {
+
+void check_eval_options(const EvalOptions& o) {
   if (o.k < 1) throw IndexInputError("-k must be >= 1 (got " + std::to_string(o.k) + ")");
   if (o.hops < 1 || o.hops > 255) throw IndexInputError("--hops must be in 1..255 (got " + std::to_string(o.hops) + ")");
   if (o.wide_k < 0 || o.wide_k > kMaxTopkCuda)
     throw IndexInputError("--wide-k must be in 0.." + std::to_string(kMaxTopkCuda) + " (got " +
                           std::to_string(o.wide_k) + ")");
-  EvalReport r;
-  r.k = o.k;
-  r.hops = o.hops;
-  r.wide_k = o.wide_k;
-  r.index_path = index.source;
-  r.items = index.size();
+}
 
-  // Rows <-> graph nodes.
+// The index's rows against the graph's nodes, and the rows that are queries: those in the
+// graph, and in the list when one is given. Counts what matched in r.
+struct EvalQueries {
+  std::vector<int32_t> row_of_node;  // per graph node: its index row, -1 if none
+  std::vector<int32_t> rows, nodes;  // per query
+};
+
+EvalQueries match_queries(const Index& index, const graph::PreferenceGraph& g, const EvalOptions& o, EvalReport& r) {
   const std::unordered_set<std::string> listed(o.queries.begin(), o.queries.end());
   r.queries_listed = static_cast<int64_t>(listed.size());
-  std::vector<int32_t> row_of_node(static_cast<size_t>(g.num_nodes()), -1);
-  std::vector<int32_t> queries;  // rows in the graph (and listed)
-  std::vector<int32_t> node_of_query;
+  EvalQueries eq;
+  eq.row_of_node.assign(static_cast<size_t>(g.num_nodes()), -1);
   int64_t listed_found = 0;
   for (int64_t row = 0; row < index.size(); ++row) {
     const std::string& id = index.items[static_cast<size_t>(row)].id;
@@ -63,79 +65,64 @@ EvalReport evaluate_index(Backend& be, const Index& index, const graph::Preferen
       ++r.not_in_graph;
       continue;
     }
-    row_of_node[static_cast<size_t>(*node)] = static_cast<int32_t>(row);
+    eq.row_of_node[static_cast<size_t>(*node)] = static_cast<int32_t>(row);
     if (!listed.empty() && !listed.count(id)) continue;
     listed_found += listed.empty() ? 0 : 1;
-    queries.push_back(static_cast<int32_t>(row));
-    node_of_query.push_back(*node);
+    eq.rows.push_back(static_cast<int32_t>(row));
+    eq.nodes.push_back(*node);
   }
   r.queries_not_found = r.queries_listed - listed_found;
-  if (queries.empty() && !listed.empty())
+  if (eq.rows.empty() && !listed.empty())
     throw IndexInputError("none of the " + std::to_string(listed.size()) + " ids of " +
                           (o.queries_source.empty() ? std::string("the query list") : o.queries_source) +
                           " is both an item of " + index.source +
                           " and a node of the graph: was the index exported from this run's catalog?");
-  if (queries.empty())
+  if (eq.rows.empty())
     throw IndexInputError("none of the " + std::to_string(index.size()) + " items of " + index.source +
                           " is a node of the graph: the edge list and the index name different items");
+  return eq;
+}
 
-  int max_bucket = 0;
-  for (const int32_t node : node_of_query)
-    max_bucket = std::max(max_bucket, in_degree_bucket(g.in_degree()[static_cast<size_t>(node)]));
-  RetrievalAccumulator acc(o.k, max_bucket + 1);
-  RetrievalAccumulator acc_wide(std::max(o.wide_k, 1));
-  // One ranking serves both cut-offs.
-  const int depth = std::max(o.k, o.wide_k);
-
-  std::vector<int32_t> dist, scratch;
-  std::vector<float> qvec, sims;
-  std::vector<int32_t> exclude, top, ranked;
+// One batch of queries: their vectors, themselves to exclude, and their relevant rows (graph
+// neighbours within `hops`, both edge directions) with the distances.
+struct QueryBatch {
+  std::vector<float> vectors;  // [n, dim]
+  std::vector<int32_t> exclude;
   std::vector<std::vector<int32_t>> rel_items;
   std::vector<std::vector<uint8_t>> rel_hops;
-  double chance_sum = 0;
-  const auto candidates = static_cast<double>(index.size() - 1);
-  const int64_t batch = std::max<int64_t>(1, o.query_batch);
-  Searcher searcher(be, index);  // the vectors go to the device once
-  for (size_t b0 = 0; b0 < queries.size(); b0 += static_cast<size_t>(batch)) {
-    const size_t nb = std::min(queries.size() - b0, static_cast<size_t>(batch));
-    qvec.resize(nb * static_cast<size_t>(index.dim));
-    exclude.resize(nb);
-    rel_items.assign(nb, {});
-    rel_hops.assign(nb, {});
-    for (size_t q = 0; q < nb; ++q) {
-      const int32_t row = queries[b0 + q];
-      std::copy_n(index.vector(row), index.dim, qvec.data() + q * static_cast<size_t>(index.dim));
-      exclude[q] = row;
-      g.bfs(node_of_query[b0 + q], /*directed=*/false, o.hops, dist, scratch);
-      for (const int32_t v : scratch) {
-        const int32_t rv = row_of_node[static_cast<size_t>(v)];
-        if (rv < 0 || rv == row) continue;
-        rel_items[q].push_back(rv);
-        rel_hops[q].push_back(static_cast<uint8_t>(dist[static_cast<size_t>(v)]));
-      }
-    }
-    searcher.search(qvec.data(), static_cast<int64_t>(nb), depth, exclude, top, sims);
-    for (size_t q = 0; q < nb; ++q) {
-      ranked.clear();
-      for (int j = 0; j < depth; ++j) {
-        const int32_t c = top[q * static_cast<size_t>(depth) + static_cast<size_t>(j)];
-        if (c >= 0) ranked.push_back(c);
-      }
-      const int bucket = in_degree_bucket(g.in_degree()[static_cast<size_t>(node_of_query[b0 + q])]);
-      const RelevantSet rel{rel_items[q], rel_hops[q]};
-      if (o.wide_k > 0) acc_wide.add(ranked, rel);
-      if (acc.add(ranked, rel, bucket)) {  // reads the first k
-        // A random ranking of the candidates puts k * |R| / candidates relevant items in the top k.
-        const double R = static_cast<double>(rel_items[q].size());
-        const double hits = candidates > 0 ? std::min<double>(o.k, candidates) * R / candidates : 0.0;
-        chance_sum += hits / std::min<double>(o.k, R);
-      }
+  std::vector<int32_t> dist, scratch;  // BFS scratch
+};
+
+void fill_batch(QueryBatch& b, const Index& index, const graph::PreferenceGraph& g, const EvalQueries& eq, size_t b0,
+                size_t n, int hops) {
+  b.vectors.resize(n * static_cast<size_t>(index.dim));
+  b.exclude.resize(n);
+  b.rel_items.assign(n, {});
+  b.rel_hops.assign(n, {});
+  for (size_t q = 0; q < n; ++q) {
+    const int32_t row = eq.rows[b0 + q];
+    std::copy_n(index.vector(row), index.dim, b.vectors.data() + q * static_cast<size_t>(index.dim));
+    b.exclude[q] = row;
+    g.bfs(eq.nodes[b0 + q], /*directed=*/false, hops, b.dist, b.scratch);
+    for (const int32_t v : b.scratch) {
+      const int32_t rv = eq.row_of_node[static_cast<size_t>(v)];
+      if (rv < 0 || rv == row) continue;
+      b.rel_items[q].push_back(rv);
+      b.rel_hops[q].push_back(static_cast<uint8_t>(b.dist[static_cast<size_t>(v)]));
     }
   }
-  r.overall = acc.overall();
-  if (o.wide_k > 0) r.wide = acc_wide.overall();
-  r.spread = similarity_spread(index.vectors.data(), index.size(), index.dim);
-  r.chance_recall = r.overall.queries > 0 ? chance_sum / static_cast<double>(r.overall.queries) : 0.0;
+}
+
+// recall@k of a random ranking for a query with R relevant among `candidates`: it puts
+// k * R / candidates relevant items in the top k.
+double chance_recall(int k, double R, double candidates) {
+  const double hits = candidates > 0 ? std::min<double>(k, candidates) * R / candidates : 0.0;
+  return hits / std::min<double>(k, R);
+}
+
+// The per-in-degree rows of the report: bucket b holds in-degrees [2^(b-1), 2^b - 1], 0 alone.
+std::vector<EvalBucket> degree_buckets(const RetrievalAccumulator& acc, int max_bucket) {
+  std::vector<EvalBucket> out;
   for (int b = 0; b <= max_bucket; ++b) {
     const RetrievalMetrics m = acc.bucket(b);
     if (m.queries + m.skipped == 0) continue;
@@ -144,8 +131,58 @@ EvalReport evaluate_index(Backend& be, const Index& index, const graph::Preferen
     e.hi = b == 0 ? 0 : (int64_t{1} << b) - 1;
     e.label = e.lo == e.hi ? std::to_string(e.lo) : std::to_string(e.lo) + "-" + std::to_string(e.hi);
     e.metrics = m;
-    r.buckets.push_back(e);
+    out.push_back(e);
   }
+  return out;
+}
+
+}  // namespace
+
+EvalReport evaluate_index(Backend& be, const Index& index, const graph::PreferenceGraph& g, const EvalOptions& o) {
+  const auto t0 = WallClock::now();
+  check_eval_options(o);
+  EvalReport r;
+  r.k = o.k;
+  r.hops = o.hops;
+  r.wide_k = o.wide_k;
+  r.index_path = index.source;
+  r.items = index.size();
+  const EvalQueries eq = match_queries(index, g, o, r);
+
+  const auto bucket_of = [&](size_t q) { return in_degree_bucket(g.in_degree()[static_cast<size_t>(eq.nodes[q])]); };
+  int max_bucket = 0;
+  for (size_t q = 0; q < eq.nodes.size(); ++q) max_bucket = std::max(max_bucket, bucket_of(q));
+  RetrievalAccumulator acc(o.k, max_bucket + 1);
+  RetrievalAccumulator acc_wide(std::max(o.wide_k, 1));
+  const int depth = std::max(o.k, o.wide_k);  // one ranking serves both cut-offs
+  const auto candidates = static_cast<double>(index.size() - 1);
+  const auto batch = static_cast<size_t>(std::max<int64_t>(1, o.query_batch));
+  double chance_sum = 0;
+  QueryBatch qb;
+  std::vector<int32_t> top, ranked;
+  std::vector<float> sims;
+  Searcher searcher(be, index);  // the vectors go to the device once
+  for (size_t b0 = 0; b0 < eq.rows.size(); b0 += batch) {
+    const size_t nb = std::min(eq.rows.size() - b0, batch);
+    fill_batch(qb, index, g, eq, b0, nb, o.hops);
+    searcher.search(qb.vectors.data(), static_cast<int64_t>(nb), depth, qb.exclude, top, sims);
+    for (size_t q = 0; q < nb; ++q) {
+      ranked.clear();
+      for (int j = 0; j < depth; ++j) {
+        const int32_t c = top[q * static_cast<size_t>(depth) + static_cast<size_t>(j)];
+        if (c >= 0) ranked.push_back(c);
+      }
+      const RelevantSet rel{qb.rel_items[q], qb.rel_hops[q]};
+      if (o.wide_k > 0) acc_wide.add(ranked, rel);
+      if (acc.add(ranked, rel, bucket_of(b0 + q)))  // reads the first k
+        chance_sum += chance_recall(o.k, static_cast<double>(qb.rel_items[q].size()), candidates);
+    }
+  }
+  r.overall = acc.overall();
+  if (o.wide_k > 0) r.wide = acc_wide.overall();
+  r.spread = similarity_spread(index.vectors.data(), index.size(), index.dim);
+  r.chance_recall = r.overall.queries > 0 ? chance_sum / static_cast<double>(r.overall.queries) : 0.0;
+  r.buckets = degree_buckets(acc, max_bucket);
   r.seconds = seconds_since(t0);
   return r;
 }
