@@ -17,7 +17,7 @@
 #include "engine/backend.h"
 #include "engine/backend_factory.h"
 #include "engine/config.h"
-#include "engine/npy.h"
+#include "engine/io/npy.h"
 
 namespace mg::cli {
 

@@ -18,7 +18,7 @@
 #include "engine/config.h"
 #include "engine/model.h"
 #include "engine/optimizer.h"
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 
 namespace mg {
 

@@ -27,7 +27,7 @@
 #include "engine/audio/decode.h"
 #include "engine/audio/half.h"
 #include "engine/audio/prepare.h"
-#include "engine/sqlite_db.h"
+#include "engine/sqlite/sqlite_db.h"
 #include "engine/audio/wav_writer.h"
 #include "graph/catalog.h"
 #include "tests/test_support.h"

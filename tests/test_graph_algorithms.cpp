@@ -9,7 +9,7 @@
 #include <set>
 #include <string>
 
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 #include "graph/preference_graph.h"
 #include "graph/triplet_tables.h"
 #include "test_support.h"

@@ -40,7 +40,7 @@
 #include "engine/backend.h"
 #include "engine/checkpoint.h"
 #include "engine/model.h"
-#include "engine/npy.h"
+#include "engine/io/npy.h"
 #include "graph/catalog.h"
 #include "graph/edge_list_io.h"
 #include "graph/preference_graph.h"

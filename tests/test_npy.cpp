@@ -1,4 +1,4 @@
-// NumPy .npy float32 files (engine/npy.h): round trips of every rank, the exact 1.0 header,
+// NumPy .npy float32 files (engine/io/npy.h): round trips of every rank, the exact 1.0 header,
 // numpy's own files read back and ours read by numpy, and every damaged-file error.
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/npy.h"
+#include "engine/io/npy.h"
 #include "tests/reference_harness.h"
 
 namespace mg {

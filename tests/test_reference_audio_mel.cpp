@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "engine/config.h"
-#include "engine/npy.h"
-#include "engine/safetensors.h"
+#include "engine/io/npy.h"
+#include "engine/io/safetensors.h"
 #include "tests/mel_tolerance.h"
 #include "tests/reference_harness.h"
 

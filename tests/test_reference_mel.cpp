@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 #include "kernels/mel_cpu.h"
 #include "tests/mel_tolerance.h"
 #include "tests/reference_harness.h"

@@ -72,7 +72,7 @@
 #include "engine/config.h"
 #include "engine/model.h"
 #include "engine/optimizer.h"
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 #include "engine/train_step.h"
 #include "tests/reference_harness.h"
 #include "tests/test_support.h"

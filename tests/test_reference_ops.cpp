@@ -22,7 +22,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 #include "kernels/activation_cpu.h"
 #include "kernels/band_norm_cpu.h"
 #include "kernels/batchnorm_cpu.h"

@@ -27,7 +27,7 @@
 #include "engine/audio/prepare.h"
 #include "engine/checkpoint.h"
 #include "engine/train/run_db.h"
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 #include "kernels/blas.h"
 #include "tests/test_support.h"
 

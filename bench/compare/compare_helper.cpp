@@ -23,7 +23,7 @@
 #include "engine/checkpoint.h"
 #include "engine/config.h"
 #include "engine/model.h"
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 #include "engine/train_step.h"
 
 namespace mg {

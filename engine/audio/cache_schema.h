@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "engine/audio/audio_cache.h"
-#include "engine/sqlite_db.h"
+#include "engine/sqlite/sqlite_db.h"
 
 namespace mg::audio::schema {
 

@@ -18,7 +18,7 @@
 #include <unordered_map>
 
 #include "engine/audio/audio_cache.h"
-#include "engine/sqlite_db.h"
+#include "engine/sqlite/sqlite_db.h"
 
 namespace mg::audio {
 

@@ -14,7 +14,7 @@
 #include <filesystem>
 #include <unordered_set>
 
-#include "engine/sqlite_db.h"
+#include "engine/sqlite/sqlite_db.h"
 
 namespace mg::index {
 

@@ -14,7 +14,7 @@
 #include "engine/index/index_export.h"
 #include "engine/index/index_format.h"
 #include "engine/train/embedder.h"
-#include "engine/atomic_file.h"
+#include "engine/io/atomic_file.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/checkpoint.h"
 #include "engine/model.h"

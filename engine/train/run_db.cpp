@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "build_info.h"
-#include "engine/sqlite_db.h"
+#include "engine/sqlite/sqlite_db.h"
 
 namespace mg {
 

@@ -30,7 +30,7 @@
 
 namespace mg {
 
-class SqliteDb;  // engine/sqlite_db.h
+class SqliteDb;  // engine/sqlite/sqlite_db.h
 
 struct RunDbError : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -21,7 +21,7 @@
 #include "engine/train/embedder.h"
 #include "engine/train/training_data.h"
 #include "engine/train/validation.h"
-#include "engine/atomic_file.h"
+#include "engine/io/atomic_file.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/audio/prepare.h"
 #include "engine/checkpoint.h"

@@ -1,4 +1,4 @@
-#include "engine/sqlite_db.h"
+#include "engine/sqlite/sqlite_db.h"
 
 namespace mg {
 

@@ -1,4 +1,4 @@
-#include "engine/npy.h"
+#include "engine/io/npy.h"
 
 #include <bit>
 #include <cerrno>
@@ -7,7 +7,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "engine/atomic_file.h"
+#include "engine/io/atomic_file.h"
 
 namespace mg {
 
