@@ -6,7 +6,7 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 #include "kernels/philox.h"
 
 namespace mg::graph {
