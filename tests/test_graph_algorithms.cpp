@@ -10,6 +10,7 @@
 #include <string>
 
 #include "engine/io/safetensors.h"
+#include "graph/graph_report.h"
 #include "graph/preference_graph.h"
 #include "graph/triplet_tables.h"
 #include "test_support.h"
@@ -131,6 +132,33 @@ TEST(PreferenceGraph, StarAndTwoComponents) {
   EXPECT_EQ(d[static_cast<size_t>(node(g, "r"))], -1);
   const auto dh = fresh_bfs(g, "h", true);  // the hub recommends nothing
   EXPECT_EQ(std::count(dh.begin(), dh.end(), -1), g.num_nodes() - 1);
+}
+
+// graph stats' in-degree summary against a sort done here: nearest-rank percentiles and bins
+// [0], [1], [2, 3], [4, 7], ... that count every node once.
+TEST(GraphReport, InDegreeSummaryMatchesASortAndBinsEveryNode) {
+  const EdgeList el = random_graph(300, 1500, 17);
+  const PreferenceGraph g(el);
+  const graph::InDegreeSummary s = graph::summarize_in_degree(g);
+  std::vector<int32_t> deg = g.in_degree();
+  std::sort(deg.begin(), deg.end());
+  const auto rank = [&](double p) { return deg[static_cast<size_t>(std::ceil(p * static_cast<double>(deg.size())) - 1)]; };
+  EXPECT_EQ(s.min, deg.front());
+  EXPECT_EQ(s.max, deg.back());
+  EXPECT_EQ(s.median, rank(0.5));
+  EXPECT_EQ(s.p90, rank(0.9));
+  EXPECT_EQ(s.p99, rank(0.99));
+  int64_t total = 0;
+  for (const auto& b : s.bins) {
+    total += b.count;
+    EXPECT_EQ(b.count, std::count_if(deg.begin(), deg.end(), [&](int32_t d) { return d >= b.lo && d <= b.hi; }))
+        << b.lo << ".." << b.hi;
+  }
+  EXPECT_EQ(total, g.num_nodes());
+  ASSERT_GE(s.bins.size(), 2u);
+  EXPECT_EQ(s.bins[1].lo, 1);
+  EXPECT_EQ(s.bins[1].hi, 1);
+  EXPECT_GE(s.bins.back().hi, s.max);
 }
 
 TEST(PreferenceGraph, SelfLoopOnlyNodeIsItsOwnComponent) {
