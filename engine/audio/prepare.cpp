@@ -20,7 +20,7 @@
 #include "engine/audio/cache_schema.h"
 #include "engine/audio/cache_writer.h"
 #include "engine/audio/decode.h"
-#include "engine/audio/progress_line.h"
+#include "engine/io/progress_line.h"
 
 namespace mg::audio {
 

@@ -1,7 +1,5 @@
 #include "engine/train/trainer.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -22,6 +20,7 @@
 #include "engine/train/training_data.h"
 #include "engine/train/validation.h"
 #include "engine/io/atomic_file.h"
+#include "engine/io/progress_line.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/audio/prepare.h"
 #include "engine/checkpoint.h"
@@ -109,37 +108,6 @@ std::string first_nonfinite(Backend& be, const TensorBuffer& buf, const char* wh
   }
   return "";
 }
-
-// One line, redrawn in place on a terminal; on a pipe, a line every few seconds.
-class Progress {
- public:
-  explicit Progress(bool quiet) : quiet_(quiet), tty_(isatty(fileno(stderr)) != 0) {}
-  void update(const std::string& line, bool force) {
-    if (quiet_) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (tty_) {
-      std::fprintf(stderr, "\r\033[K%s", line.c_str());
-      open_ = true;
-    } else if (force || seconds(now) >= 5.0) {
-      std::fprintf(stderr, "%s\n", line.c_str());
-      last_ = now;
-    }
-    std::fflush(stderr);
-  }
-  // Ends the redrawn line before other output.
-  void break_line() {
-    if (open_) std::fprintf(stderr, "\n");
-    open_ = false;
-  }
-
- private:
-  double seconds(std::chrono::steady_clock::time_point now) const {
-    return std::chrono::duration<double>(now - last_).count();
-  }
-  bool quiet_, tty_;
-  bool open_ = false;
-  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
-};
 
 // Decodes the selected items into the cache; returns the ids that gave no audio.
 std::unordered_set<std::string> prepare(const TrainingData& d, const Config& cfg, const std::string& dir,
@@ -287,7 +255,7 @@ class TrainingRun {
   int64_t done_ = 0;        // steps taken before this invocation
   int64_t last_saved_ = 0;  // the step of last.safetensors
   TrainResult result_;
-  std::optional<Progress> progress_;
+  std::optional<ProgressLine> progress_;  // stderr, or nothing with --quiet
   WallClock::time_point t_loop_{};
 };
 
@@ -404,7 +372,7 @@ TrainResult TrainingRun::train() {
     }
   } failed_run_guard{*db_, ts_.run_id, last_saved_};
 
-  progress_.emplace(o_.quiet);
+  progress_.emplace(o_.quiet ? nullptr : stderr);
   if (done_ == 0) {
     const ValidationReport r0 = run_validation(0, true);
     result_.initial = r0;
@@ -472,7 +440,7 @@ bool TrainingRun::skip_nonfinite(int64_t s, const StepStats& st) {
   std::string bad = !std::isfinite(st.loss) ? "the loss (" + std::to_string(st.loss) + ")" : std::string();
   if (bad.empty()) bad = first_nonfinite(*be_, model_->grads(), "the gradient");
   if (bad.empty()) bad = "the gradient norm (" + std::to_string(st.grad_norm) + ")";
-  progress_->break_line();
+  progress_->finish();
   if (cfg_.train.nonfinite == NonFinite::Skip) {
     ++ts_.skipped_steps;
     std::printf("step %lld: %s is not finite; step skipped (train.nonfinite = \"skip\"), parameters unchanged\n",
@@ -512,7 +480,7 @@ void TrainingRun::log_step(int64_t s, const StepStats& st, double lr, int64_t cl
 // Validation at step s: the report, the loader's figures, best.safetensors when the recall is
 // the best yet; true when early stopping says stop.
 bool TrainingRun::validate_and_keep_best(int64_t s, const BatchFeed& feed) {
-  progress_->break_line();
+  progress_->finish();
   const ValidationReport r = run_validation(s, false);
   result_.last = r;
   const double recall = r.selection_recall();
@@ -564,7 +532,7 @@ void TrainingRun::save_last(int64_t s) {
 }
 
 TrainResult TrainingRun::end(TrainStatus status, RunStatus db_status, int64_t steps, std::string message) {
-  if (progress_) progress_->break_line();
+  if (progress_) progress_->finish();
   result_.status = status;
   result_.steps = steps;
   result_.best_recall = ts_.best_recall;

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <string>
 
-namespace mg::audio {
+namespace mg {
 
 class ProgressLine {
  public:
@@ -22,4 +22,4 @@ class ProgressLine {
   std::chrono::steady_clock::time_point last_{};
 };
 
-}  // namespace mg::audio
+}  // namespace mg

@@ -1,8 +1,8 @@
-#include "engine/audio/progress_line.h"
+#include "engine/io/progress_line.h"
 
 #include <unistd.h>
 
-namespace mg::audio {
+namespace mg {
 
 namespace {
 constexpr double kTtyInterval = 0.1;  // s between redraws on a terminal
@@ -37,4 +37,4 @@ void ProgressLine::finish() {
   drawn_ = false;
 }
 
-}  // namespace mg::audio
+}  // namespace mg
