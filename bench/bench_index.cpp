@@ -35,6 +35,7 @@
 #include "engine/backend.h"
 #include "engine/backend_factory.h"
 #include "engine/retrieval_metrics.h"
+#include "kernels/topk_cpu.h"
 #include "kernels/blas.h"
 #ifdef MELGRAPH_HAVE_FAISS
 #include <faiss/IndexFlat.h>

@@ -19,6 +19,7 @@
 #include "kernels/philox.h"
 #include "kernels/pool_cpu.h"
 #include "kernels/reduce_cpu.h"
+#include "kernels/topk_cpu.h"
 
 namespace mg {
 

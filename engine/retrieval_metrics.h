@@ -1,5 +1,5 @@
-// Retrieval quality of an embedding: exact top-k by cosine similarity and the ranking metrics
-// of graph neighbours (used by validation during training and by `melgraph eval`).
+// Retrieval quality of an embedding: the ranking metrics of graph neighbours (used by validation
+// during training and by `melgraph eval`); the exact top-k they rank with is kernels/topk_cpu.h.
 //
 // Relevance. A query's relevant items are graph neighbours within some hop radius, each with
 // its hop distance h >= 1; the caller chooses the radius (the list it passes is the relevant
@@ -78,22 +78,6 @@ class RetrievalAccumulator {
   Sums all_;
   std::vector<Sums> buckets_;
 };
-
-// Exact top-k by cosine similarity for unit-norm rows (the similarity is the dot product; rows
-// are not re-normalised). queries: [Q, D], items: [N, D], both row-major float32, N < 2^31.
-// exclude: empty, or [Q] item indices to leave out per query (its own index; -1 for none).
-// Writes out_items [Q, k] and out_sims [Q, k], best first; rows with fewer than k candidates
-// are padded with item -1 and similarity -inf.
-//
-// Order: descending similarity, ties broken by the lower item index. A NaN similarity ranks
-// below every number. The similarities are float32 BLAS dot products over fixed blocks of
-// items (independent of the thread count), so results are the same for any number of threads.
-// A query block of one row uses sgemv, larger ones sgemm: a query's similarities may differ in
-// the last bit between a batch and a lone query, which can swap items within a rounding error.
-// Parallel over item blocks with OpenMP, calling BLAS inside: set OpenBLAS to one thread first
-// (blas_set_threads(1), as the CPU backend does) or the two thread pools oversubscribe the cores.
-void topk_cosine(const float* queries, int64_t Q, const float* items, int64_t N, int D, int k,
-                 std::span<const int32_t> exclude, int32_t* out_items, float* out_sims);
 
 // How spread out a set of unit vectors is: the cosine similarity of random pairs of distinct
 // rows. Embeddings that crowd into a narrow cone (median near 1) rank by differences in the

@@ -18,6 +18,7 @@
 
 #include "engine/retrieval_metrics.h"
 #include "kernels/blas.h"
+#include "kernels/topk_cpu.h"
 
 namespace mg {
 namespace {

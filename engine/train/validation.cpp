@@ -9,6 +9,7 @@
 #include "engine/train/embedder.h"
 #include "kernels/blas.h"
 #include "engine/timer.h"
+#include "kernels/topk_cpu.h"
 
 namespace mg::train {
 
