@@ -1,7 +1,7 @@
 // The CUDA backend: dispatch of the Backend interface to our kernels (kernels/*_cuda.cu),
-// cuDNN (engine/cudnn_ops.h), cuBLAS (the linear layer) and cuFFT (inside MelCuda), all on
-// one non-blocking stream, plus a copy stream for upload_async. Host synchronisation happens
-// only in synchronize() and to_host().
+// cuDNN (kernels/conv1d_cudnn.h), cuBLAS (the linear layer in kernels/linear_cublas.h, and the
+// top-k's products) and cuFFT (inside MelCuda), all on one non-blocking stream, plus a copy
+// stream for upload_async. Host synchronisation happens only in synchronize() and to_host().
 //
 // CUDA Graphs: nothing here allocates or frees while the stream is being captured. Buffers
 // that grow with a new shape (cuBLAS's workspace is fixed; the clip-norm scratch, cuDNN's
@@ -22,9 +22,10 @@
 #include <vector>
 
 #include "engine/cuda_backend.h"
-#include "engine/cudnn_ops.h"
+#include "kernels/conv1d_cudnn.h"
 #include "kernels/cuda_check.h"
 #include "kernels/cuda_kernels.cuh"
+#include "kernels/linear_cublas.h"
 #include "kernels/mel_cuda.cuh"
 
 namespace mg {
@@ -106,7 +107,7 @@ class CudaBackend final : public Backend {
     MG_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_, cublas_ws_bytes_));
     // Default math is plain FP32; TF32 tensor-core math only when asked for.
     MG_CUBLAS_CHECK(cublasSetMathMode(cublas_, o.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
-    cudnn_ = std::make_unique<CudnnOps>(stream_, CudnnOptions{o.deterministic, o.tf32});
+    cudnn_ = std::make_unique<Conv1dCudnn>(stream_, Conv1dCudnnOptions{o.deterministic, o.tf32});
   }
 
   // Statuses are ignored: a destructor must not throw, and a failing teardown has no remedy.
@@ -256,22 +257,12 @@ class CudaBackend final : public Backend {
     batchnorm_backward_cuda(dy, x, gamma, dx, dgamma, dbeta, B, D, p, stream_);
   }
 
-  // Row-major y [B, E] = x [B, C] w^T + b. cuBLAS is column-major, where a row-major [R, K]
-  // matrix reads as its transpose [K, R]; so y^T [E, B] = w [E, C] x^T [C, B] with w read as
-  // op_T of the stored [C, E].
   void linear_forward(const float* x, const float* w, const float* b, float* y, int B, int C, int E) override {
-    bias_broadcast_cuda(b, y, B, E, stream_);
-    const float one = 1.0f;
-    MG_CUBLAS_CHECK(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, E, B, C, &one, w, C, x, C, &one, y, E));
+    linear_forward_cublas(cublas_, x, w, b, y, B, C, E, stream_);
   }
   void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int B,
                        int C, int E) override {
-    const float one = 1.0f, zero = 0.0f;
-    // dx^T [C, B] = w^T [C, E] dy^T [E, B]   (overwrite)
-    if (dx) MG_CUBLAS_CHECK(cublasSgemm(cublas_, CUBLAS_OP_N, CUBLAS_OP_N, C, B, E, &one, w, C, dy, E, &zero, dx, C));
-    // dw^T [C, E] += x^T [C, B] dy [B, E]    (accumulate)
-    MG_CUBLAS_CHECK(cublasSgemm(cublas_, CUBLAS_OP_N, CUBLAS_OP_T, C, E, B, &one, x, C, dy, E, &one, dw, C));
-    bias_grad_cuda(dy, db, B, E, stream_);
+    linear_backward_cublas(cublas_, dy, x, w, dx, dw, db, B, C, E, stream_);
   }
   void l2norm_forward(const float* x, float* y, int B, int E, double eps) override {
     l2norm_forward_cuda(x, y, B, E, eps, stream_);
@@ -415,7 +406,7 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   void* cublas_ws_ = nullptr;  // cuBLAS's workspace (cublasSetWorkspace), fixed size
   size_t cublas_ws_bytes_ = 0;
-  std::unique_ptr<CudnnOps> cudnn_;
+  std::unique_ptr<Conv1dCudnn> cudnn_;
   std::map<decltype(mel_key(MelParams{})), std::unique_ptr<MelCuda>> mel_;
   double* norm_partials_ = nullptr;
   int64_t norm_partials_size_ = 0;

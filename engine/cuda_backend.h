@@ -1,5 +1,5 @@
 // The CUDA backend: the whole Backend interface on one GPU and one stream.
-// Our kernels (kernels/*_cuda.cu), cuDNN for conv (engine/cudnn_ops.h), cuBLAS for
+// Our kernels (kernels/*_cuda.cu), cuDNN for conv (kernels/conv1d_cudnn.h), cuBLAS for
 // the linear layer, cuFFT for the mel front end. No host synchronisation inside a training
 // step; capture() records it as a CUDA Graph.
 #pragma once

@@ -1,5 +1,5 @@
 // The CUDA twins of kernels/*_cpu.h that are our own kernels (conv goes through cuDNN in
-// engine/cudnn_ops.h, the linear layer's GEMMs through cuBLAS in the backend).
+// kernels/conv1d_cudnn.h, the linear layer's GEMMs through cuBLAS in kernels/linear_cublas.h).
 // Every function enqueues on `stream`, never synchronises, checks its launches, and takes
 // the same pointers and sizes as its CPU twin (device pointers here). Sizes need not be
 // multiples of any block size; every index is guarded.

@@ -1,5 +1,5 @@
-// Private to engine/cudnn_ops.cpp: the few element-wise kernels cuDNN's legacy API has no call
-// for (engine/cudnn_ops_kernels.cu). Every function enqueues on `stream`, never synchronises,
+// Private to kernels/conv1d_cudnn.cpp: the few element-wise kernels cuDNN's legacy API has no call
+// for (kernels/conv1d_cudnn_kernels.cu). Every function enqueues on `stream`, never synchronises,
 // checks its launch, and is a no-op for zero elements.
 #pragma once
 #include <cuda_runtime.h>

@@ -17,17 +17,17 @@
 
 namespace mg {
 
-struct CudnnOptions {
+struct Conv1dCudnnOptions {
   bool deterministic = false;  // only deterministic algorithms
   bool tf32 = false;           // allow TF32 tensor-core math in convolutions
 };
 
-class CudnnOps {
+class Conv1dCudnn {
  public:
-  CudnnOps(cudaStream_t stream, const CudnnOptions& opts);
-  ~CudnnOps();
-  CudnnOps(const CudnnOps&) = delete;
-  CudnnOps& operator=(const CudnnOps&) = delete;
+  Conv1dCudnn(cudaStream_t stream, const Conv1dCudnnOptions& opts);
+  ~Conv1dCudnn();
+  Conv1dCudnn(const Conv1dCudnn&) = delete;
+  Conv1dCudnn& operator=(const Conv1dCudnn&) = delete;
 
   // Same contracts as conv1d_forward_cpu / conv1d_backward_cpu (kernels/conv1d_cpu.h):
   // y overwritten; dx overwritten (skipped when null); dw, db accumulated (+=).

@@ -1,6 +1,6 @@
 #include <cstdint>
 
-#include "engine/cudnn_ops_detail.h"
+#include "kernels/conv1d_cudnn_detail.h"
 #include "kernels/cuda_check.h"
 #include "kernels/cuda_launch.cuh"
 

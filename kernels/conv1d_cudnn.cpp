@@ -40,7 +40,7 @@
 //
 // Max-pool is not here: cuDNN documents no rule for ties, and after a ReLU half of all windows
 // tie among zeros, so the pool is our own kernel (kernels/pool_cuda.cu) with the CPU's rule.
-#include "engine/cudnn_ops.h"
+#include "kernels/conv1d_cudnn.h"
 
 #include <cudnn.h>
 
@@ -54,7 +54,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/cudnn_ops_detail.h"
+#include "kernels/conv1d_cudnn_detail.h"
 #include "kernels/cuda_check.h"
 
 namespace mg {
@@ -188,14 +188,14 @@ std::string describe(const Conv1dDims& d) {
 void check_dims(const Conv1dDims& d) {
   if (d.B < 0 || d.Cin < 1 || d.Cout < 1 || d.Tin < 1 || d.K < 1 || d.pad_left < 0 || d.pad_right < 0 ||
       d.Tout() < 1)
-    throw std::invalid_argument("CudnnOps conv1d: invalid shape " + describe(d) +
+    throw std::invalid_argument("Conv1dCudnn conv1d: invalid shape " + describe(d) +
                                 ": need B >= 0, Cin, Cout, Tin, K >= 1, pads >= 0 and Tin + pads >= K");
 }
 
 // cuDNN's 4-D descriptors take int sizes and compute int strides.
 void check_int_elems(int64_t n, const char* what, const std::string& shape) {
   if (n > INT_MAX)
-    throw std::invalid_argument(std::string("CudnnOps: ") + what + " of " + shape + " has " + std::to_string(n) +
+    throw std::invalid_argument(std::string("Conv1dCudnn: ") + what + " of " + shape + " has " + std::to_string(n) +
                                 " elements, more than cuDNN's 4-D descriptors can address (2^31 - 1); "
                                 "use a smaller batch");
 }
@@ -212,9 +212,9 @@ const char* math_name(cudnnMathType_t m) {
 
 }  // namespace
 
-struct CudnnOps::Impl {
+struct Conv1dCudnn::Impl {
   cudaStream_t stream;
-  CudnnOptions opts;
+  Conv1dCudnnOptions opts;
   cudnnHandle_t handle = nullptr;
   GrowBuffer workspace;  // cuDNN's, shared by every call (all on one stream)
   GrowBuffer scratch;    // the padded conv output / gradient of asymmetric shapes
@@ -222,7 +222,7 @@ struct CudnnOps::Impl {
   bool ran_any = false;
   int compute_major = 0;  // the device's compute capability (sm_XY: X)
 
-  Impl(cudaStream_t s, const CudnnOptions& o) : stream(s), opts(o) {}
+  Impl(cudaStream_t s, const Conv1dCudnnOptions& o) : stream(s), opts(o) {}
   ~Impl() {
     convs.clear();
     if (handle) (void)cudnnDestroy(handle);
@@ -240,10 +240,10 @@ struct CudnnOps::Impl {
 
   // New shapes allocate and searches synchronise: neither may happen inside a graph capture.
   void require_not_capturing(const std::string& what) const {
-    throw_if_capturing(stream, "CudnnOps: " + what +
+    throw_if_capturing(stream, "Conv1dCudnn: " + what +
                                    " first met during a CUDA Graph capture; cuDNN algorithm searches synchronise "
                                    "and buffers may grow, so every shape must run eagerly once before capture "
-                                   "(see CudnnOps::ready_for_capture)");
+                                   "(see Conv1dCudnn::ready_for_capture)");
   }
 
   template <class Perf>
@@ -306,7 +306,7 @@ struct CudnnOps::Impl {
               cudnnGetErrorString(perf[i].status) + " " + math_name(perf[i].mathType) +
               (perf[i].determinism == CUDNN_DETERMINISTIC ? " deterministic" : " non-deterministic") + " " +
               std::to_string(perf[i].memory) + " B";
-    throw CudaError(std::string("CudnnOps: no usable cuDNN conv1d ") + direction + " algorithm for " + describe(d) +
+    throw CudaError(std::string("Conv1dCudnn: no usable cuDNN conv1d ") + direction + " algorithm for " + describe(d) +
                     " (deterministic=" + (opts.deterministic ? "on" : "off") + ", tf32=" + (opts.tf32 ? "on" : "off") +
                     ", workspace cap 1 GiB); candidates: " + (list.empty() ? "none" : list));
   }
@@ -341,7 +341,7 @@ struct CudnnOps::Impl {
     int n = 0, c = 0, h = 0, w = 0;
     MG_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p->conv_fwd.get(), p->x.get(), p->w.get(), &n, &c, &h, &w));
     if (n != d.B || c != d.Cout || h != 1 || w != p->Tfull)
-      throw CudaError("CudnnOps: cuDNN's conv output for " + shape + " is [" + std::to_string(n) + ", " +
+      throw CudaError("Conv1dCudnn: cuDNN's conv output for " + shape + " is [" + std::to_string(n) + ", " +
                       std::to_string(c) + ", " + std::to_string(h) + ", " + std::to_string(w) + "], expected [" +
                       std::to_string(d.B) + ", " + std::to_string(d.Cout) + ", 1, " + std::to_string(p->Tfull) + "]");
     if (p->asym) scratch.reserve(static_cast<size_t>(int64_t{d.B} * d.Cout * p->Tfull) * sizeof(float));
@@ -412,13 +412,13 @@ struct CudnnOps::Impl {
   }
 };
 
-CudnnOps::CudnnOps(cudaStream_t stream, const CudnnOptions& opts) : impl_(std::make_unique<Impl>(stream, opts)) {
+Conv1dCudnn::Conv1dCudnn(cudaStream_t stream, const Conv1dCudnnOptions& opts) : impl_(std::make_unique<Impl>(stream, opts)) {
   impl_->init();  // on a throw, impl_'s destructor releases what init created
 }
 
-CudnnOps::~CudnnOps() = default;
+Conv1dCudnn::~Conv1dCudnn() = default;
 
-void CudnnOps::conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d) {
+void Conv1dCudnn::conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d) {
   check_dims(d);
   if (d.B == 0) return;
   Impl& m = *impl_;
@@ -435,7 +435,7 @@ void CudnnOps::conv1d_forward(const float* x, const float* w, const float* b, fl
   m.ran_any = true;
 }
 
-void CudnnOps::conv1d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+void Conv1dCudnn::conv1d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                                const Conv1dDims& d) {
   check_dims(d);
   if (d.B == 0) return;  // no clips: dx is empty and dw, db get nothing added
@@ -463,6 +463,6 @@ void CudnnOps::conv1d_backward(const float* dy, const float* x, const float* w, 
 
 // Shapes are not known in advance: this says that at least one op has run (so the caller did
 // an eager pass). The real guard is per call: a new shape met during capture throws.
-bool CudnnOps::ready_for_capture() const { return impl_->ran_any; }
+bool Conv1dCudnn::ready_for_capture() const { return impl_->ran_any; }
 
 }  // namespace mg
