@@ -509,7 +509,7 @@ bool TrainingRun::validate_and_keep_best(int64_t s, const BatchFeed& feed) {
 }
 
 ValidationReport TrainingRun::run_validation(int64_t s, bool baseline) {
-  const ValidationReport r = validate(*model_, *cache_, item_cache_, data_, cfg_.data.recall_k, baseline);
+  ValidationReport r = validate(*model_, *cache_, item_cache_, data_, cfg_.data.recall_k, baseline);
   for (const auto& [name, value] : r.metrics(baseline)) db_->log(ts_.run_id, s, name, value);
   db_->flush();
   return r;
