@@ -22,6 +22,73 @@ std::string resolve(const std::filesystem::path& dir, std::string_view p) {
   return (dir / path).lexically_normal().string();
 }
 
+// The catalog's header: its columns and where id and path are.
+struct CatalogHeader {
+  char delim = ',';
+  int ncol = 0, id_col = -1, path_col = -1;
+};
+
+// Reads the header (the first line that is neither blank nor a comment) into cat.columns and
+// cat.extra_columns; throws GraphInputError for an empty file, a bad or duplicate column name,
+// or a missing id or path column.
+CatalogHeader read_header(detail::LineReader& reader, const std::string& path, Catalog& cat,
+                          std::vector<std::string>& scratch) {
+  constexpr int kMaxColumns = 1024;
+  std::string_view line;
+  std::vector<std::string_view> f(kMaxColumns + 1);
+  const char* quote_error = nullptr;
+  CatalogHeader h;
+  bool have_header = false;
+  while (!have_header && reader.next(line)) {
+    if (detail::is_blank(line) || detail::is_comment(line)) continue;
+    h.delim = line.find('\t') != std::string_view::npos ? '\t' : ',';
+    const int n = detail::split_fields(line, h.delim, f.data(), kMaxColumns, scratch, &quote_error);
+    const std::string at = path + ":" + std::to_string(reader.line_number()) + ": header";
+    if (n < 0) throw GraphInputError(at + ": " + quote_error);
+    if (n > kMaxColumns) throw GraphInputError(path + ": header has more than " + std::to_string(kMaxColumns) + " columns");
+    h.ncol = n;
+    for (int c = 0; c < n; ++c) {
+      const std::string name = lower(f[static_cast<size_t>(c)]);
+      if (name.empty()) throw GraphInputError(at + " column " + std::to_string(c + 1) + " has no name");
+      if (std::find_if(cat.columns.begin(), cat.columns.end(), [&](const std::string& o) { return lower(o) == name; }) !=
+          cat.columns.end())
+        throw GraphInputError(at + " column '" + name + "' appears twice");
+      if (name == "id") h.id_col = c;
+      else if (name == "path") h.path_col = c;
+      cat.columns.emplace_back(f[static_cast<size_t>(c)]);
+      if (name != "id" && name != "path") cat.extra_columns.emplace_back(f[static_cast<size_t>(c)]);
+    }
+    have_header = true;
+  }
+  if (!have_header)
+    throw GraphInputError("catalog " + path + ": empty, expected a header row with columns id,path[,...]");
+  for (const auto& [col, name] : {std::pair{h.id_col, "id"}, std::pair{h.path_col, "path"}}) {
+    if (col >= 0) continue;
+    std::string have;
+    for (const auto& c : cat.columns) have += (have.empty() ? "" : ",") + c;
+    throw GraphInputError("catalog " + path + ": missing required column '" + name + "' (the header has: " + have +
+                          "); the catalog needs columns id and path");
+  }
+  return h;
+}
+
+// What is wrong with a row's n fields f ("" when nothing); *duplicate when only its id repeats.
+std::string row_problem(int n, const std::vector<std::string_view>& f, const CatalogHeader& h, const Catalog& cat,
+                        const char* quote_error, bool* duplicate) {
+  *duplicate = false;
+  if (n < 0) return quote_error;
+  if (n != h.ncol)
+    return (n > h.ncol ? "more than " + std::to_string(h.ncol) : std::to_string(n)) + " fields, the header has " +
+           std::to_string(h.ncol);
+  if (f[static_cast<size_t>(h.id_col)].empty()) return "empty id";
+  if (f[static_cast<size_t>(h.path_col)].empty()) return "empty path";
+  if (cat.index.count(std::string(f[static_cast<size_t>(h.id_col)])) != 0) {
+    *duplicate = true;
+    return "duplicate id '" + std::string(f[static_cast<size_t>(h.id_col)]) + "'";
+  }
+  return std::string();
+}
+
 }  // namespace
 
 Catalog load_catalog(const std::string& path, bool skip_bad_lines) {
@@ -29,88 +96,28 @@ Catalog load_catalog(const std::string& path, bool skip_bad_lines) {
   cat.source = path;
   detail::LineReader reader(detail::open_file(path, "catalog", nullptr), path);
   const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  std::vector<std::string> scratch;
+  const CatalogHeader h = read_header(reader, path, cat, scratch);
 
   std::string_view line;
-  std::vector<std::string> scratch;
-  std::vector<std::string_view> f;
-  char delim = ',';
-  int ncol = 0, id_col = -1, path_col = -1;
+  std::vector<std::string_view> f(static_cast<size_t>(h.ncol) + 1);
   const char* quote_error = nullptr;
-
-  // The header: the first line that is neither blank nor a comment.
-  bool have_header = false;
   while (reader.next(line)) {
     if (detail::is_blank(line) || detail::is_comment(line)) continue;
-    delim = line.find('\t') != std::string_view::npos ? '\t' : ',';
-    constexpr int kMaxColumns = 1024;
-    f.resize(kMaxColumns + 1);
-    const int n = detail::split_fields(line, delim, f.data(), kMaxColumns, scratch, &quote_error);
-    if (n < 0) throw GraphInputError(path + ":" + std::to_string(reader.line_number()) + ": header: " + quote_error);
-    if (n > kMaxColumns)
-      throw GraphInputError(path + ": header has more than " + std::to_string(kMaxColumns) + " columns");
-    ncol = n;
-    for (int c = 0; c < n; ++c) {
-      const std::string name = lower(f[static_cast<size_t>(c)]);
-      if (name.empty())
-        throw GraphInputError(path + ":" + std::to_string(reader.line_number()) + ": header column " +
-                              std::to_string(c + 1) + " has no name");
-      if (std::find_if(cat.columns.begin(), cat.columns.end(), [&](const std::string& o) { return lower(o) == name; }) !=
-          cat.columns.end())
-        throw GraphInputError(path + ":" + std::to_string(reader.line_number()) + ": header column '" + name +
-                              "' appears twice");
-      if (name == "id") id_col = c;
-      else if (name == "path") path_col = c;
-      cat.columns.emplace_back(f[static_cast<size_t>(c)]);
-      if (name != "id" && name != "path") cat.extra_columns.emplace_back(f[static_cast<size_t>(c)]);
-    }
-    have_header = true;
-    break;
-  }
-  if (!have_header)
-    throw GraphInputError("catalog " + path + ": empty, expected a header row with columns id,path[,...]");
-  for (const auto& [col, name] : {std::pair{id_col, "id"}, std::pair{path_col, "path"}}) {
-    if (col >= 0) continue;
-    std::string have;
-    for (const auto& c : cat.columns) have += (have.empty() ? "" : ",") + c;
-    throw GraphInputError("catalog " + path + ": missing required column '" + name + "' (the header has: " + have +
-                          "); the catalog needs columns id and path");
-  }
-
-  f.resize(static_cast<size_t>(ncol) + 1);
-  std::string what;
-  while (reader.next(line)) {
-    if (detail::is_blank(line) || detail::is_comment(line)) continue;
-    const int n = detail::split_fields(line, delim, f.data(), ncol, scratch, &quote_error);
-    what.clear();
-    if (n < 0) {
-      what = quote_error;
-    } else if (n != ncol) {
-      what = (n > ncol ? "more than " + std::to_string(ncol) : std::to_string(n)) + " fields, the header has " +
-             std::to_string(ncol);
-    } else if (f[static_cast<size_t>(id_col)].empty()) {
-      what = "empty id";
-    } else if (f[static_cast<size_t>(path_col)].empty()) {
-      what = "empty path";
-    } else if (cat.index.count(std::string(f[static_cast<size_t>(id_col)])) != 0) {
-      if (skip_bad_lines) {
-        ++cat.duplicates;
-        continue;
-      }
-      what = "duplicate id '" + std::string(f[static_cast<size_t>(id_col)]) + "'";
-    }
+    const int n = detail::split_fields(line, h.delim, f.data(), h.ncol, scratch, &quote_error);
+    bool duplicate = false;
+    const std::string what = row_problem(n, f, h, cat, quote_error, &duplicate);
     if (!what.empty()) {
-      if (skip_bad_lines) {
-        ++cat.bad_lines;
-        continue;
-      }
-      throw GraphInputError(detail::bad_line_message(path, reader.line_number(), what, line));
+      if (!skip_bad_lines) throw GraphInputError(detail::bad_line_message(path, reader.line_number(), what, line));
+      ++(duplicate ? cat.duplicates : cat.bad_lines);
+      continue;
     }
     Catalog::Item item;
-    item.id = f[static_cast<size_t>(id_col)];
-    item.path = resolve(dir, f[static_cast<size_t>(path_col)]);
+    item.id = f[static_cast<size_t>(h.id_col)];
+    item.path = resolve(dir, f[static_cast<size_t>(h.path_col)]);
     item.extra.reserve(cat.extra_columns.size());
-    for (int c = 0; c < ncol; ++c)
-      if (c != id_col && c != path_col) item.extra.emplace_back(f[static_cast<size_t>(c)]);
+    for (int c = 0; c < h.ncol; ++c)
+      if (c != h.id_col && c != h.path_col) item.extra.emplace_back(f[static_cast<size_t>(c)]);
     cat.index.emplace(item.id, static_cast<int64_t>(cat.items.size()));
     cat.items.push_back(std::move(item));
   }
