@@ -198,6 +198,84 @@ void write_index(const std::string& path, const Index& x) {
 
 // ---- reading ---------------------------------------------------------------------------------
 
+namespace {
+
+// The file is a melgraph index of a schema this melgraph reads (application_id, user_version).
+void check_index_identity(SqliteDb& db, const std::string& path) {
+  const std::string not_index = path + ": not a melgraph index";
+  int64_t app_id = 0, version = 0;
+  try {
+    SqliteStmt a(db, "PRAGMA application_id");
+    if (a.step()) app_id = a.int64(0);
+    SqliteStmt v(db, "PRAGMA user_version");
+    if (v.step()) version = v.int64(0);
+  } catch (const SqliteError&) {
+    throw IndexInputError(not_index + " (not an SQLite database)");
+  }
+  if (app_id != kIndexApplicationId)
+    throw IndexInputError(not_index + " (an SQLite file without melgraph's application_id; make an index with `melgraph export`)");
+  if (version > kIndexSchemaVersion)
+    throw IndexInputError(path + ": written by a newer melgraph (index schema version " + std::to_string(version) +
+                          ", this melgraph reads up to " + std::to_string(kIndexSchemaVersion) +
+                          "): update melgraph, or export the index again with this one");
+  if (version < 1) throw IndexInputError(not_index + " (schema version " + std::to_string(version) + ")");
+}
+
+// x.meta, and x.dim from it.
+void read_meta(SqliteDb& db, const std::string& path, Index& x) {
+  SqliteStmt st(db, "SELECT key, value FROM meta");
+  while (st.step()) x.meta[st.text(0)] = st.text(1);
+  if (x.meta.count("format") == 0 || x.meta["format"] != kIndexFormat)
+    throw IndexInputError(path + ": not a melgraph index (meta format is not '" + kIndexFormat + "')");
+  try {
+    x.dim = std::stoi(x.meta_value("dim"));
+  } catch (const std::logic_error&) {
+    throw IndexInputError(path + ": meta dim '" + x.meta["dim"] + "' is not a number; export the index again");
+  }
+  if (x.dim < 1) throw IndexInputError(path + ": meta dim " + std::to_string(x.dim) + " is not positive");
+}
+
+void read_items(SqliteDb& db, const std::string& path, Index& x) {
+  SqliteStmt st(db, "SELECT item, id, path, title, artist, in_degree, extra FROM items ORDER BY item");
+  while (st.step()) {
+    if (st.int64(0) != static_cast<int64_t>(x.items.size()))
+      throw IndexInputError(path + ": items are not numbered 0..n-1 (item " + std::to_string(st.int64(0)) + " at row " +
+                            std::to_string(x.items.size()) + "); export the index again");
+    IndexItem it;
+    it.id = st.text(1);
+    it.path = st.text(2);
+    if (!st.is_null(3)) it.title = st.text(3);
+    if (!st.is_null(4)) it.artist = st.text(4);
+    it.in_degree = st.is_null(5) ? -1 : st.int64(5);
+    it.extra = st.text(6);
+    x.items.push_back(std::move(it));
+  }
+}
+
+// One vector of x.dim floats per item, in item order; anything else is a damaged index.
+void read_vectors(SqliteDb& db, const std::string& path, Index& x) {
+  const size_t n = x.items.size(), row_bytes = static_cast<size_t>(x.dim) * sizeof(float);
+  x.vectors.resize(n * static_cast<size_t>(x.dim));
+  SqliteStmt st(db, "SELECT item, vector FROM embeddings ORDER BY item");
+  size_t row = 0;
+  while (st.step()) {
+    if (row >= n || st.int64(0) != static_cast<int64_t>(row))
+      throw IndexInputError(path + ": embedding rows do not match the items (item " + std::to_string(st.int64(0)) +
+                            " at row " + std::to_string(row) + "); export the index again");
+    const void* p = st.blob(1);
+    if (st.bytes(1) != row_bytes || !p)
+      throw IndexInputError(path + ": the vector of item " + std::to_string(row) + " has " + std::to_string(st.bytes(1)) +
+                            " bytes, expected " + std::to_string(row_bytes) + " (dim " + std::to_string(x.dim) + ")");
+    std::memcpy(x.vectors.data() + row * static_cast<size_t>(x.dim), p, row_bytes);
+    ++row;
+  }
+  if (row != n)
+    throw IndexInputError(path + ": " + std::to_string(n) + " items but " + std::to_string(row) +
+                          " embeddings; export the index again");
+}
+
+}  // namespace
+
 Index read_index(const std::string& path, bool with_vectors) {
   std::error_code ec;
   if (!fs::exists(path, ec))
@@ -205,79 +283,14 @@ Index read_index(const std::string& path, bool with_vectors) {
   if (fs::is_directory(path, ec)) throw IndexInputError(path + ": is a directory, not a melgraph index file");
   Index x;
   x.source = path;
-  const std::string not_index = path + ": not a melgraph index";
   try {
     SqliteDb db(path, SQLITE_OPEN_READONLY);
-    int64_t app_id = 0, version = 0;
-    try {
-      SqliteStmt a(db, "PRAGMA application_id");
-      if (a.step()) app_id = a.int64(0);
-      SqliteStmt v(db, "PRAGMA user_version");
-      if (v.step()) version = v.int64(0);
-    } catch (const SqliteError&) {
-      throw IndexInputError(not_index + " (not an SQLite database)");
-    }
-    if (app_id != kIndexApplicationId)
-      throw IndexInputError(not_index + " (an SQLite file without melgraph's application_id; make an index with `melgraph export`)");
-    if (version > kIndexSchemaVersion)
-      throw IndexInputError(path + ": written by a newer melgraph (index schema version " + std::to_string(version) +
-                            ", this melgraph reads up to " + std::to_string(kIndexSchemaVersion) +
-                            "): update melgraph, or export the index again with this one");
-    if (version < 1) throw IndexInputError(not_index + " (schema version " + std::to_string(version) + ")");
-
-    {
-      SqliteStmt st(db, "SELECT key, value FROM meta");
-      while (st.step()) x.meta[st.text(0)] = st.text(1);
-    }
-    if (x.meta.count("format") == 0 || x.meta["format"] != kIndexFormat)
-      throw IndexInputError(not_index + " (meta format is not '" + kIndexFormat + "')");
-    try {
-      x.dim = std::stoi(x.meta_value("dim"));
-    } catch (const std::logic_error&) {
-      throw IndexInputError(path + ": meta dim '" + x.meta["dim"] + "' is not a number; export the index again");
-    }
-    if (x.dim < 1) throw IndexInputError(path + ": meta dim " + std::to_string(x.dim) + " is not positive");
-
-    {
-      SqliteStmt st(db, "SELECT item, id, path, title, artist, in_degree, extra FROM items ORDER BY item");
-      while (st.step()) {
-        if (st.int64(0) != static_cast<int64_t>(x.items.size()))
-          throw IndexInputError(path + ": items are not numbered 0..n-1 (item " + std::to_string(st.int64(0)) + " at row " +
-                                std::to_string(x.items.size()) + "); export the index again");
-        IndexItem it;
-        it.id = st.text(1);
-        it.path = st.text(2);
-        if (!st.is_null(3)) it.title = st.text(3);
-        if (!st.is_null(4)) it.artist = st.text(4);
-        it.in_degree = st.is_null(5) ? -1 : st.int64(5);
-        it.extra = st.text(6);
-        x.items.push_back(std::move(it));
-      }
-    }
-    {
-      SqliteStmt st(db, "SELECT id, path, reason FROM failures ORDER BY rowid");
-      while (st.step()) x.failures.push_back({st.text(0), st.text(1), st.text(2)});
-    }
-    if (with_vectors) {
-      const size_t n = x.items.size(), row_bytes = static_cast<size_t>(x.dim) * sizeof(float);
-      x.vectors.resize(n * static_cast<size_t>(x.dim));
-      SqliteStmt st(db, "SELECT item, vector FROM embeddings ORDER BY item");
-      size_t row = 0;
-      while (st.step()) {
-        if (row >= n || st.int64(0) != static_cast<int64_t>(row))
-          throw IndexInputError(path + ": embedding rows do not match the items (item " + std::to_string(st.int64(0)) +
-                                " at row " + std::to_string(row) + "); export the index again");
-        const void* p = st.blob(1);
-        if (st.bytes(1) != row_bytes || !p)
-          throw IndexInputError(path + ": the vector of item " + std::to_string(row) + " has " + std::to_string(st.bytes(1)) +
-                                " bytes, expected " + std::to_string(row_bytes) + " (dim " + std::to_string(x.dim) + ")");
-        std::memcpy(x.vectors.data() + row * static_cast<size_t>(x.dim), p, row_bytes);
-        ++row;
-      }
-      if (row != n)
-        throw IndexInputError(path + ": " + std::to_string(n) + " items but " + std::to_string(row) +
-                              " embeddings; export the index again");
-    }
+    check_index_identity(db, path);
+    read_meta(db, path, x);
+    read_items(db, path, x);
+    SqliteStmt st(db, "SELECT id, path, reason FROM failures ORDER BY rowid");
+    while (st.step()) x.failures.push_back({st.text(0), st.text(1), st.text(2)});
+    if (with_vectors) read_vectors(db, path, x);
   } catch (const SqliteError& e) {  // unreadable, or tables missing or malformed
     throw IndexInputError(path + ": cannot be read as a melgraph index (damaged, or not readable?): " + e.what());
   }
