@@ -37,52 +37,40 @@ double time_part(Backend& be, int reps, const std::function<void()>& work) {
   return median_seconds(t);
 }
 
-}  // namespace
-
-StepBenchResult bench_training_step(Backend& be, const Config& c, const StepBenchOptions& o) {
-  if (o.steps < 1) throw std::invalid_argument("bench: --steps must be >= 1 (got " + std::to_string(o.steps) + ")");
-  if (o.warmup < 0) throw std::invalid_argument("bench: --warmup must be >= 0 (got " + std::to_string(o.warmup) + ")");
-  StepBenchResult r;
+// The whole step as the trainer takes it, o.steps times after o.warmup: r.step_seconds and
+// whether it replayed a captured graph.
+void time_whole_step(Backend& be, const Config& c, const StepBenchOptions& o, Model& model, const float* audio,
+                     const std::vector<uint8_t>& hops, StepBenchResult& r) {
   const bool contrastive = c.loss.name == LossKind::Contrastive;
-  r.n_triplets = c.train.batch_triplets;
-  r.batch = (contrastive ? 2 : 3) * r.n_triplets;  // the triplet loss timed on offline triplets, mined or not
   const int B = r.batch;
-  const std::vector<uint8_t> hops = contrastive ? TrainStep::pair_hops(r.n_triplets, c.train.neg_hops)
-                                                : std::vector<uint8_t>{};
-
-  Model model(c, be, B);
-  model.init_params(o.seed);
-  const ModelPlan& plan = model.plan();
-  const int64_t S = plan.samples;
-  DeviceArray<float> audio_buf(be, B * S);
-  float* audio = audio_buf.p;  // [B, S]
-  be.fill_uniform(audio, B * S, -0.5f, 0.5f, o.seed, 1000);
-
-  // ---- the whole step ----
-  {
-    Optimizer opt(be, model.params().layout(), c.optim);
-    TrainStep step(model);
-    step.set_capture(o.capture);
-    if (contrastive)
-      step.set_contrastive(hops, r.n_triplets, c.train.pos_hops, c.train.neg_hops);
-    else
-      step.set_triplets(TrainStep::offline_triplets(r.n_triplets));
-    for (int i = 0; i < o.warmup; ++i) step.step(audio, B, c.loss, opt, c.optim.adam.lr);
-    be.synchronize();
-    auto sw = be.stopwatch();
-    for (int i = 0; i < o.steps; ++i) {
-      sw->start();
-      step.step(audio, B, c.loss, opt, c.optim.adam.lr);
-      sw->stop();
-      r.step_seconds.push_back(sw->seconds());
-    }
-    r.replayed = step.replaying();
-    const StepStats st = step.read_stats(&opt);
-    if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm))
-      throw std::runtime_error("bench: the training step produced a non-finite loss or gradient norm");
+  Optimizer opt(be, model.params().layout(), c.optim);
+  TrainStep step(model);
+  step.set_capture(o.capture);
+  if (contrastive)
+    step.set_contrastive(hops, r.n_triplets, c.train.pos_hops, c.train.neg_hops);
+  else
+    step.set_triplets(TrainStep::offline_triplets(r.n_triplets));
+  for (int i = 0; i < o.warmup; ++i) step.step(audio, B, c.loss, opt, c.optim.adam.lr);
+  be.synchronize();
+  auto sw = be.stopwatch();
+  for (int i = 0; i < o.steps; ++i) {
+    sw->start();
+    step.step(audio, B, c.loss, opt, c.optim.adam.lr);
+    sw->stop();
+    r.step_seconds.push_back(sw->seconds());
   }
-  r.step_median = median_seconds(r.step_seconds);
+  r.replayed = step.replaying();
+  const StepStats st = step.read_stats(&opt);
+  if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm))
+    throw std::runtime_error("bench: the training step produced a non-finite loss or gradient norm");
+}
 
+// Each part alone, with the model's own part functions on the arena the step left: r.parts and
+// the fused loss.
+void time_parts(Backend& be, const Config& c, const StepBenchOptions& o, Model& model, const float* audio,
+                const std::vector<uint8_t>& hops, StepBenchResult& r) {
+  const bool contrastive = c.loss.name == LossKind::Contrastive;
+  const int B = r.batch;
   // ---- the parts, each alone: the model's own part functions, on the arena the step left ----
   // (the conv stack's backward reads the head's gradient from the last step; the parameter
   // gradients keep accumulating, which changes no timing).
@@ -95,7 +83,7 @@ StepBenchResult bench_training_step(Backend& be, const Config& c, const StepBenc
   DeviceArray<uint8_t> loss_ws(be, static_cast<int64_t>(contrastive_workspace_bytes(B)));
   DeviceArray<float> stats_buf(be, 2);
   float* stats = stats_buf.p;  // {loss, active}
-  const int E = plan.embedding;
+  const int E = model.plan().embedding;
   float* demb = model.demb_buffer();  // [B, E]
   const float* emb = nullptr;         // [B, E], set by the head's forward
   auto mel = [&] { model.forward_mel(audio, B); };
@@ -132,6 +120,31 @@ StepBenchResult bench_training_step(Backend& be, const Config& c, const StepBenc
   r.parts.push_back({"head + loss", time_part(be, o.steps, head)});
   r.parts.push_back({"optimizer", time_part(be, o.steps, optimizer)});
   r.fused_loss_seconds = time_part(be, o.steps, loss);
+}
+
+}  // namespace
+
+StepBenchResult bench_training_step(Backend& be, const Config& c, const StepBenchOptions& o) {
+  if (o.steps < 1) throw std::invalid_argument("bench: --steps must be >= 1 (got " + std::to_string(o.steps) + ")");
+  if (o.warmup < 0) throw std::invalid_argument("bench: --warmup must be >= 0 (got " + std::to_string(o.warmup) + ")");
+  StepBenchResult r;
+  const bool contrastive = c.loss.name == LossKind::Contrastive;
+  r.n_triplets = c.train.batch_triplets;
+  r.batch = (contrastive ? 2 : 3) * r.n_triplets;  // the triplet loss timed on offline triplets, mined or not
+  const int B = r.batch;
+  const std::vector<uint8_t> hops = contrastive ? TrainStep::pair_hops(r.n_triplets, c.train.neg_hops)
+                                                : std::vector<uint8_t>{};
+
+  Model model(c, be, B);
+  model.init_params(o.seed);
+  const int64_t S = model.plan().samples;
+  DeviceArray<float> audio_buf(be, B * S);
+  float* audio = audio_buf.p;  // [B, S]
+  be.fill_uniform(audio, B * S, -0.5f, 0.5f, o.seed, 1000);
+
+  time_whole_step(be, c, o, model, audio, hops, r);
+  r.step_median = median_seconds(r.step_seconds);
+  time_parts(be, c, o, model, audio, hops, r);
   return r;
 }
 
