@@ -14,12 +14,12 @@
 // the index; a rerun replaces an earlier demo there.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 
 #include "apps/commands.h"
 #include "engine/demo/demo_collection.h"
+#include "engine/demo/demo_config.h"
 #include "engine/index/index_eval.h"
 #include "engine/index/index_export.h"
 #include "engine/index/index_format.h"
@@ -27,6 +27,7 @@
 #include "engine/train/trainer.h"
 #include "engine/backend_factory.h"
 #include "engine/config.h"
+#include "engine/io/atomic_file.h"
 #include "graph/edge_list_io.h"
 #include "graph/preference_graph.h"
 
@@ -44,59 +45,21 @@ struct DemoOptions {
   std::string device = "auto";
 };
 
-// The demo's model: the seed architecture with the default recipe, made small enough to train
-// in under a minute on two CPU cores (16 kHz, 3 s crops of the 10 s clips, 64 mels, 64
-// channels, 64-d projection, 128-d embedding), at lr 1e-3, negatives from 2 hops. On
-// collection seed 0: lr 2e-3 reached 0.397, 1e-3 0.424, 5e-4 0.408; 48 or 64 anchors a
-// step, 3000 steps, 5 s crops, 128 channels, temperature 0.1 or the linear projection as
-// the embedding did not beat 0.424 against 0.307 untrained (docs/performance.md, "Learning
-// quality").
-Config demo_config(const DemoOptions& o) {
-  Config c = default_config();
-  c.audio.sample_rate = 16000;
-  c.mel.sample_rate = 16000;
-  c.audio.clip_seconds = 3.0;
-  c.audio.excerpt = Excerpt::Start;
-  c.audio.excerpt_seconds = o.clip_seconds;
-  c.mel.n_fft = 512;
-  c.mel.hop = 256;
-  c.mel.n_mels = 64;
-  c.model.channels = {64, 64, 64};
-  c.model.embedding = 64;
-  c.model.pooling = GlobalPool::MeanMax;
-  c.optim.adam.lr = 1e-3;
-  c.train.neg_hops = 2;
-  c.train.batch_triplets = 24;
-  c.train.steps = o.steps;
-  c.train.warmup_steps = std::min(20, o.steps);
-  c.train.validate_every = std::max(1, o.steps / 3);
-  c.train.checkpoint_every = std::max(1, o.steps / 3);
-  c.train.seed = o.seed;
-  c.train.loader_threads = 1;
-  c.augment.gain_db = 3.0;
-  c.data.edges = "collection/edges.csv";
-  c.data.catalog = "collection/catalog.csv";
-  c.data.run_dir = "run";
-  c.data.val_items = 0.2;
-  c.data.val_edges = 0.1;
-  c.data.recall_k = 10;
-  validate_config(c);
-  return c;
-}
+namespace fs = std::filesystem;
 
-void run_demo(const DemoOptions& o) {
-  namespace fs = std::filesystem;
-  const fs::path dir(o.dir);
-  // The demo owns its directory: an earlier demo there (it has demo.toml) is replaced; any
-  // other non-empty directory is left alone.
+// The demo owns its directory: an earlier demo there (it has demo.toml) is replaced; any other
+// non-empty directory is left alone.
+void prepare_dir(const std::string& d) {
+  const fs::path dir(d);
   if (fs::exists(dir) && !fs::is_empty(dir)) {
-    if (!fs::exists(dir / "demo.toml"))
-      throw UsageError(o.dir + " is not empty and holds no earlier demo; choose another --dir");
-    std::printf("replacing the earlier demo in %s\n", o.dir.c_str());
+    if (!fs::exists(dir / "demo.toml")) throw UsageError(d + " is not empty and holds no earlier demo; choose another --dir");
+    std::printf("replacing the earlier demo in %s\n", d.c_str());
     fs::remove_all(dir);
   }
   fs::create_directories(dir);
+}
 
+void make_collection(const DemoOptions& o) {
   std::printf("== 1. a synthetic collection and its preference graph\n");
   demo::DemoCollectionOptions dopt;
   dopt.clips = o.clips;
@@ -104,30 +67,21 @@ void run_demo(const DemoOptions& o) {
   dopt.sample_rate = 16000;
   dopt.seed = o.seed;
   dopt.threads = o.threads;
-  const demo::DemoCollectionSummary coll = demo::make_demo_collection((dir / "collection").string(), dopt);
-  std::printf("%s\n", coll.describe().c_str());
+  std::printf("%s\n", demo::make_demo_collection((fs::path(o.dir) / "collection").string(), dopt).describe().c_str());
+}
 
+// demo.toml, and the config with its paths resolved against the demo's folder.
+Config write_config(const DemoOptions& o, const std::string& config_path) {
   std::printf("\n== 2. the run config\n");
-  Config cfg = demo_config(o);
-  const std::string config_path = (dir / "demo.toml").string();
-  {
-    std::ofstream out(config_path, std::ios::binary | std::ios::trunc);
-    out << to_toml(cfg);
-    if (!out) throw std::runtime_error(config_path + ": write failed");
-  }
+  Config cfg = demo::demo_run_config(o.clip_seconds, o.steps, o.seed);
+  write_file_atomic(config_path, to_toml(cfg));
   std::printf("%s (edit it and run `melgraph train --config %s` to train it again)\n", config_path.c_str(),
               config_path.c_str());
   resolve_paths(cfg, o.dir);
+  return cfg;
+}
 
-  std::printf("\n== 3. train\n");
-  train::TrainOptions to;
-  to.config_path = config_path;
-  to.backend.device = parse_device_choice(o.device);
-  to.backend.threads = o.threads;
-  to.prepare_threads = o.threads;
-  const train::TrainResult r = train::run_training(cfg, to);
-  std::printf("%s\n", r.message.c_str());
-
+void print_verdict(const train::TrainResult& r) {
   std::printf("\n== 4. did it learn?\n");
   if (!r.initial || !r.last) throw std::runtime_error("the run did not validate (no steps were taken)");
   const auto& first = r.initial->sets.front();
@@ -138,34 +92,53 @@ void run_demo(const DemoOptions& o) {
   std::printf("  untrained model   %.3f  (nDCG %.3f)\n", first.model.recall, first.model.ndcg);
   std::printf("  mean log-mel      %.3f  (nDCG %.3f)\n", first.baseline.recall, first.baseline.ndcg);
   std::printf("  chance            %.3f\n", first.chance_recall);
+}
 
+// melgraph export of the best checkpoint, eval of the index against the graph, a query by item
+// and one by audio file.
+void export_eval_query(const DemoOptions& o, const Config& cfg, const BackendOptions& bo) {
   std::printf("\n== 5. export, eval, query\n");
   index::ExportOptions eo;
   eo.checkpoint = (fs::path(cfg.data.run_dir) / "best.safetensors").string();
   eo.catalog = cfg.data.catalog;
   eo.edges = cfg.data.edges;
-  eo.out = (dir / "index.sqlite").string();
+  eo.out = (fs::path(o.dir) / "index.sqlite").string();
   eo.cache_dir = (fs::path(cfg.data.run_dir) / "cache").string();  // the run's cache: nothing to decode
-  eo.backend = to.backend;
+  eo.backend = bo;
   eo.prepare_threads = o.threads;
-  const index::ExportSummary ex = index::export_index(eo);
-  std::printf("%s\n", ex.describe().c_str());
+  std::printf("%s\n", index::export_index(eo).describe().c_str());
 
   const index::Index idx = index::read_index(eo.out);
   std::string note;
-  const std::unique_ptr<Backend> be = make_backend(to.backend, &note);
+  const std::unique_ptr<Backend> be = make_backend(bo, &note);
   const graph::PreferenceGraph g(graph::load_edge_list(cfg.data.edges));
   index::EvalOptions ev;
   ev.k = 10;
   std::printf("melgraph eval --index %s --edges %s\n%s\n", eo.out.c_str(), cfg.data.edges.c_str(),
               index::format_eval(index::evaluate_index(*be, idx, g, ev)).c_str());
-
   const std::string item = idx.items.front().id;
   std::printf("melgraph query --index %s --item %s -k 5\n%s\n", eo.out.c_str(), item.c_str(),
               index::format_hits(idx, index::query_item(*be, idx, item, 5)).c_str());
   const std::string audio = idx.items.back().path;
   std::printf("melgraph query --index %s --audio %s -k 5\n%s", eo.out.c_str(), audio.c_str(),
               index::format_hits(idx, index::query_audio(*be, idx, audio, 5, "")).c_str());
+}
+
+void run_demo(const DemoOptions& o) {
+  prepare_dir(o.dir);
+  make_collection(o);
+  const std::string config_path = (fs::path(o.dir) / "demo.toml").string();
+  const Config cfg = write_config(o, config_path);
+  std::printf("\n== 3. train\n");
+  train::TrainOptions to;
+  to.config_path = config_path;
+  to.backend.device = parse_device_choice(o.device);
+  to.backend.threads = o.threads;
+  to.prepare_threads = o.threads;
+  const train::TrainResult r = train::run_training(cfg, to);
+  std::printf("%s\n", r.message.c_str());
+  print_verdict(r);
+  export_eval_query(o, cfg, to.backend);
 }
 
 }  // namespace
