@@ -15,6 +15,7 @@
 
 #include "engine/audio/cache_schema.h"
 #include "engine/audio/half.h"
+#include "engine/timer.h"
 
 namespace mg::audio {
 
@@ -173,7 +174,7 @@ void CacheWriter::begin_if_needed() {
   if (in_transaction_) return;
   db_->exec("BEGIN IMMEDIATE");
   in_transaction_ = true;
-  batch_start_ = std::chrono::steady_clock::now();
+  batch_start_ = WallClock::now();
 }
 
 void CacheWriter::put(CacheEntry meta, const float* samples, int64_t n) {
@@ -220,7 +221,7 @@ void CacheWriter::put_failure(const CacheFailure& f) {
 
 void CacheWriter::commit_if_due() {
   if (!in_transaction_) return;
-  const double held = std::chrono::duration<double>(std::chrono::steady_clock::now() - batch_start_).count();
+  const double held = seconds_since(batch_start_);
   if (pending_ >= kBatchItems || held >= kBatchSeconds) commit();
 }
 

@@ -21,6 +21,7 @@
 #include "engine/audio/cache_writer.h"
 #include "engine/audio/decode.h"
 #include "engine/io/progress_line.h"
+#include "engine/timer.h"
 
 namespace mg::audio {
 
@@ -156,8 +157,8 @@ PrepareSummary prepare_cache(const std::vector<PrepareItem>& requested, const Au
   // same rows instead of decoding everything again.
   std::vector<PrepareItem> items = requested;
   for (PrepareItem& it : items) it.path = std::filesystem::absolute(it.path).lexically_normal().string();
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto wall = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  const auto t0 = WallClock::now();
+  const auto wall = [&] { return seconds_since(t0); };
   PrepareSummary s;
   s.dir = out_dir;
   s.settings = cache_settings(audio);
