@@ -21,7 +21,7 @@ struct QualityCliOptions {
   std::vector<std::string> overrides;
   std::vector<uint64_t> seeds = {0, 1, 2};
   double holdout = 0.25;
-  int crops = train::kDefaultCrops;
+  int crops = embed::kDefaultCrops;
   int threads = 0;
   std::string device = "auto";
   bool json = false;

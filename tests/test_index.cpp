@@ -34,7 +34,7 @@
 #include "engine/index/index_format.h"
 #include "engine/index/index_query.h"
 #include "engine/index/sha256.h"
-#include "engine/train/embedder.h"
+#include "engine/embed/embedder.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/audio/decode.h"
 #include "engine/backend.h"
@@ -101,12 +101,12 @@ TEST(Sha256, ChunkedUpdatesMatchOneShotAndFiles) {
 // ---- crop rule -------------------------------------------------------------------------------
 
 TEST(CropStarts, EvenlySpacedCentredOrWhole) {
-  EXPECT_EQ(train::crop_starts(16000, 8000, 3), (std::vector<int64_t>{0, 4000, 8000}));
-  EXPECT_EQ(train::crop_starts(16001, 8000, 2), (std::vector<int64_t>{0, 8001}));
-  EXPECT_EQ(train::crop_starts(16000, 8000, 1), (std::vector<int64_t>{4000}));
-  EXPECT_EQ(train::crop_starts(8000, 8000, 3), (std::vector<int64_t>{0}));
-  EXPECT_EQ(train::crop_starts(100, 8000, 3), (std::vector<int64_t>{0}));
-  EXPECT_THROW(train::crop_starts(100, 8000, 0), std::invalid_argument);
+  EXPECT_EQ(embed::crop_starts(16000, 8000, 3), (std::vector<int64_t>{0, 4000, 8000}));
+  EXPECT_EQ(embed::crop_starts(16001, 8000, 2), (std::vector<int64_t>{0, 8001}));
+  EXPECT_EQ(embed::crop_starts(16000, 8000, 1), (std::vector<int64_t>{4000}));
+  EXPECT_EQ(embed::crop_starts(8000, 8000, 3), (std::vector<int64_t>{0}));
+  EXPECT_EQ(embed::crop_starts(100, 8000, 3), (std::vector<int64_t>{0}));
+  EXPECT_THROW(embed::crop_starts(100, 8000, 0), std::invalid_argument);
 }
 
 // A track shorter than a clip is padded as audio.short_clip says, like the cache's read_clip.
@@ -123,7 +123,7 @@ TEST(EmbedTrack, ShortTrackIsPaddedLikeTheCache) {
     std::vector<float> clip(static_cast<size_t>(S));
     for (int64_t j = 0; j < S; ++j)
       clip[static_cast<size_t>(j)] = j < L ? a[static_cast<size_t>(j)] : pad == ShortClip::Zero ? 0.0f : a[static_cast<size_t>(j % L)];
-    const train::Embeddings got = train::embed_track(m, a, 3), want = train::embed_clips(m, clip, 1, false);
+    const embed::Embeddings got = embed::embed_track(m, a, 3), want = embed::embed_clips(m, clip, 1, false);
     ASSERT_EQ(got.emb.size(), want.emb.size());
     for (size_t j = 0; j < got.emb.size(); ++j) EXPECT_EQ(got.emb[j], want.emb[j]) << "element " << j;
   }
@@ -264,7 +264,7 @@ TEST_F(IndexTest, VectorsAreTheEmbeddersBitForBit) {
   const audio::AudioCache cache = audio::AudioCache::open(default_cache_dir(file("index.sqlite")));
   std::vector<int64_t> ci;
   for (const IndexItem& it : x.items) ci.push_back(cache.find(it.id));
-  const train::Embeddings e = train::embed_cached(m, cache, ci, kCrops, false);
+  const embed::Embeddings e = embed::embed_cached(m, cache, ci, kCrops, false);
   ASSERT_EQ(e.emb.size(), x.vectors.size());
   EXPECT_EQ(std::memcmp(e.emb.data(), x.vectors.data(), e.emb.size() * sizeof(float)), 0);
   for (int64_t i = 0; i < x.size(); ++i) {
@@ -302,7 +302,7 @@ TEST_F(IndexTest, EmbedTrackAgreesWithEmbedCached) {
     ASSERT_GT(L, fixture_config().audio.clip_samples()) << "the tracks must be longer than a clip to have crops";
     std::vector<float> samples(static_cast<size_t>(L));
     cache.read_clip(i, 0, L, ShortClip::Repeat, samples.data());
-    const train::Embeddings a = train::embed_track(m, samples, kCrops), b = train::embed_cached(m, cache, {i}, kCrops, false);
+    const embed::Embeddings a = embed::embed_track(m, samples, kCrops), b = embed::embed_cached(m, cache, {i}, kCrops, false);
     ASSERT_EQ(a.emb.size(), b.emb.size());
     // The same clips in the same batch positions: the same bits.
     for (size_t j = 0; j < a.emb.size(); ++j) EXPECT_EQ(a.emb[j], b.emb[j]) << "item " << i << " element " << j;

@@ -16,7 +16,7 @@
 #include <utility>
 
 #include "engine/index/sha256.h"
-#include "engine/train/embedder.h"
+#include "engine/embed/embedder.h"
 #include "build_info.h"
 #include "engine/io/atomic_file.h"
 #include "engine/audio/audio_cache.h"
@@ -171,7 +171,7 @@ CachedItems decode_catalog(const ExportOptions& o, const Config& cfg, const grap
 
 // The checkpoint's model over the cached items (the mean of o.crops crops each); *step is the
 // checkpoint's step.
-train::Embeddings embed_items(const ExportOptions& o, const Config& cfg, const CachedItems& c, ExportSummary& s,
+embed::Embeddings embed_items(const ExportOptions& o, const Config& cfg, const CachedItems& c, ExportSummary& s,
                               int64_t* step) {
   const auto t0 = WallClock::now();
   std::string note;
@@ -185,7 +185,7 @@ train::Embeddings embed_items(const ExportOptions& o, const Config& cfg, const C
     throw IndexInputError(e.what());
   }
   model.set_training(false);
-  train::Embeddings emb = train::embed_cached(model, c.cache, c.cache_index, o.crops, false);
+  embed::Embeddings emb = embed::embed_cached(model, c.cache, c.cache_index, o.crops, false);
   s.embed_seconds = seconds_since(t0);
   s.dim = emb.dim;
   return emb;
@@ -264,7 +264,7 @@ ExportSummary export_index(const ExportOptions& o) {
 
   const CachedItems cached = decode_catalog(o, cfg, catalog, s);
   int64_t step = 0;
-  train::Embeddings emb = embed_items(o, cfg, cached, s, &step);
+  embed::Embeddings emb = embed_items(o, cfg, cached, s, &step);
   const std::vector<int64_t> in_degree = in_degrees(o.edges, catalog, cached);
 
   const auto t0 = WallClock::now();

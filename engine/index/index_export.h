@@ -5,7 +5,7 @@
 //   catalog    -> prepare_cache into the cache directory (incremental: a cache that already
 //                 holds the items under the same settings, e.g. the training run's, is reused)
 //              -> items with audio, catalog order; items that gave no audio go to `failures`
-//   embeddings -> train::embed_cached: the L2-normalised mean of `crops` evenly spaced clips
+//   embeddings -> embed::embed_cached: the L2-normalised mean of `crops` evenly spaced clips
 //   edges      -> in-degree of every item (optional)
 //   index      -> write_index (temporary file, one transaction, rename); optionally .npy + ids
 //
@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "engine/index/index_format.h"
-#include "engine/train/embedder.h"
+#include "engine/embed/embedder.h"
 #include "engine/backend_factory.h"
 
 namespace mg::index {
@@ -30,7 +30,7 @@ struct ExportOptions {
   std::string out;             // the index file
   std::string cache_dir;       // empty: default_cache_dir(out)
   std::string npy_prefix;      // non-empty: also <prefix>.npy and <prefix>.ids.txt
-  int crops = train::kDefaultCrops;  // clips per item (evenly spaced), >= 1
+  int crops = embed::kDefaultCrops;  // clips per item (evenly spaced), >= 1
   int prepare_threads = 0;     // decoding threads (0: all cores)
   BackendOptions backend;
   FILE* progress = nullptr;    // decoding progress line (stderr in the CLI); null: none

@@ -11,7 +11,7 @@
 #include <stdexcept>
 
 #include "engine/index/sha256.h"
-#include "engine/train/embedder.h"
+#include "engine/embed/embedder.h"
 #include "engine/audio/decode.h"
 #include "engine/checkpoint.h"
 #include "engine/model.h"
@@ -184,7 +184,7 @@ std::vector<float> embed_audio_query(Backend& be, const Index& index, const std:
   Model model(cfg, be, std::min(crops, 64));
   load_checkpoint(checkpoint, model, nullptr);
   model.set_training(false);
-  return train::embed_track(model, decoded.samples, crops).emb;
+  return embed::embed_track(model, decoded.samples, crops).emb;
 }
 
 QueryResult query_audio(Backend& be, const Index& index, const std::string& audio_path, int k,

@@ -13,7 +13,7 @@
 #include "engine/index/index_eval.h"
 #include "engine/index/index_export.h"
 #include "engine/index/index_format.h"
-#include "engine/train/embedder.h"
+#include "engine/embed/embedder.h"
 #include "engine/io/atomic_file.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/checkpoint.h"
@@ -114,7 +114,7 @@ SeedResult run_seed(const QualityOptions& o, uint64_t seed) {
     if (ci < 0) throw std::logic_error("quality: item " + it.id + " of the index is missing from the cache");
     cache_index.push_back(ci);
   }
-  const train::Embeddings e = train::embed_cached(model, cache, cache_index, o.crops, true);
+  const embed::Embeddings e = embed::embed_cached(model, cache, cache_index, o.crops, true);
   const index::EvalReport ru = index::evaluate_index(*be, index_like(trained, e.emb, e.dim, "the untrained model"), g, ev);
   const index::EvalReport rm =
       index::evaluate_index(*be, index_like(trained, e.mel, e.mel_dim, "the mean log-mel vector"), g, ev);

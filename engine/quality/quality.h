@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/train/embedder.h"
+#include "engine/embed/embedder.h"
 #include "engine/train/trainer.h"
 #include "engine/config.h"
 #include "engine/retrieval_metrics.h"
@@ -26,7 +26,7 @@ struct QualityOptions {
   Config recipe;                 // data.edges, data.catalog and data.holdout_by set; paths resolved
   std::vector<uint64_t> seeds = {0, 1, 2};
   std::string out_dir = "quality";
-  int crops = train::kDefaultCrops;  // clips per item in the index (export --crops)
+  int crops = embed::kDefaultCrops;  // clips per item in the index (export --crops)
   int k = 10, wide_k = 200;
   train::TrainOptions train;     // backend, threads, quiet
 };
@@ -50,7 +50,7 @@ struct SeedResult {
 
 struct QualityReport {
   std::string catalog, holdout_by;
-  int k = 10, wide_k = 200, crops = train::kDefaultCrops;
+  int k = 10, wide_k = 200, crops = embed::kDefaultCrops;
   int64_t items = 0;             // in the index
   std::vector<SeedResult> seeds;
   // The table: one row per embedding (mean +- sd over seeds), then one line per seed.

@@ -16,7 +16,7 @@
 #include <unordered_set>
 
 #include "engine/train/batch_loader.h"
-#include "engine/train/embedder.h"
+#include "engine/embed/embedder.h"
 #include "engine/train/training_data.h"
 #include "engine/train/validation.h"
 #include "engine/io/atomic_file.h"
@@ -335,7 +335,7 @@ void TrainingRun::start_or_resume() {
     if (cfg_.model.input_norm == InputNorm::Band) {
       // Measured once, before step 0, on the training items only (held-out audio never shapes
       // the model); stored in every checkpoint from here on.
-      const BandStats bs = band_statistics(*model_, *cache_, train_cache_, kDefaultCrops);
+      const embed::BandStats bs = embed::band_statistics(*model_, *cache_, train_cache_, embed::kDefaultCrops);
       model_->set_input_stats(bs.mean, bs.std);
       std::printf("input statistics: log-mel mean and std per band over %lld frames of %zu training items\n",
                   static_cast<long long>(bs.frames), train_cache_.size());

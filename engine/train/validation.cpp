@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include "engine/train/embedder.h"
+#include "engine/embed/embedder.h"
 #include "kernels/blas.h"
 #include "engine/timer.h"
 #include "kernels/topk_cpu.h"
@@ -218,7 +218,7 @@ ValidationReport validate(Model& model, const audio::AudioCache& cache, const st
   const auto t0 = std::chrono::steady_clock::now();
   ValidationReport r;
   r.k = k;
-  const Embeddings e = embed_cached(model, cache, cache_index, kDefaultCrops, with_baseline);
+  const embed::Embeddings e = embed::embed_cached(model, cache, cache_index, embed::kDefaultCrops, with_baseline);
   for (const ValidationSet* set : {&data.val_items_set, &data.val_edges_set, &data.train_fit_set}) {
     SetScores s;
     s.name = set->name;

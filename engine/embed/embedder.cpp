@@ -1,10 +1,10 @@
-#include "engine/train/embedder.h"
+#include "engine/embed/embedder.h"
 
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
-namespace mg::train {
+namespace mg::embed {
 
 namespace {
 
@@ -247,4 +247,4 @@ Embeddings embed_track(Model& model, const std::vector<float>& samples, int crop
   return r;
 }
 
-}  // namespace mg::train
+}  // namespace mg::embed

@@ -16,7 +16,7 @@
 #include "engine/audio/audio_cache.h"
 #include "engine/model.h"
 
-namespace mg::train {
+namespace mg::embed {
 
 // Clips per item wherever the project embeds whole items (the index, validation, the input
 // statistics, the quality benchmark), so that they all see an item the same way: evenly
@@ -59,4 +59,4 @@ std::vector<int64_t> crop_starts(int64_t L, int64_t S, int crops);
 // crop rule and padding (audio.short_clip) of embed_cached. Returns n = 1, emb [1, E].
 Embeddings embed_track(Model& model, const std::vector<float>& samples, int crops);
 
-}  // namespace mg::train
+}  // namespace mg::embed
