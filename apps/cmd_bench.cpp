@@ -1,6 +1,6 @@
 // `melgraph bench`: the training step's speed on this machine, first as `<N> clips/s`, then
-// the step time, its parts (each measured alone, see engine/step_bench.h) and the roofline
-// floor (engine/roofline.h) next to the measured times. --json prints the same as one object
+// the step time, its parts (each measured alone, see engine/perf/step_bench.h) and the roofline
+// floor (engine/perf/roofline.h) next to the measured times. --json prints the same as one object
 // (bench/compare/ reads it).
 #include <cstdio>
 #include <memory>
@@ -12,8 +12,8 @@
 #include "engine/backend.h"
 #include "engine/backend_factory.h"
 #include "engine/config.h"
-#include "engine/roofline.h"
-#include "engine/step_bench.h"
+#include "engine/perf/roofline.h"
+#include "engine/perf/step_bench.h"
 
 namespace mg::cli {
 

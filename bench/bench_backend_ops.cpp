@@ -13,7 +13,7 @@
 //                            a CPU)
 //
 // Arguments are named: B (clips), sec (clip seconds), C (channels of every stage), stage.
-// Counters: FLOPS (the op's arithmetic per second, counted as engine/roofline.h does),
+// Counters: FLOPS (the op's arithmetic per second, counted as engine/perf/roofline.h does),
 // bytes_per_second (its inputs read and outputs written once), clips/s.
 //
 // Timing: every iteration is measured by the backend's stopwatch (CUDA events on the GPU, the
@@ -42,7 +42,7 @@
 #include "engine/model.h"
 #include "engine/model_plan.h"
 #include "engine/optimizer.h"
-#include "engine/roofline.h"
+#include "engine/perf/roofline.h"
 #include "engine/train_step.h"
 
 namespace mg {

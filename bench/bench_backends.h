@@ -11,7 +11,7 @@
 #include <string>
 
 #include "engine/backend_factory.h"
-#include "engine/roofline.h"
+#include "engine/perf/roofline.h"
 
 namespace mg {
 

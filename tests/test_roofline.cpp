@@ -1,4 +1,4 @@
-// The roofline's FLOP and byte counts (engine/roofline.h) against numbers worked out by hand
+// The roofline's FLOP and byte counts (engine/perf/roofline.h) against numbers worked out by hand
 // for the small test model, and the floor's arithmetic.
 //
 // small_config(): 8 kHz, 1 s (S = 8000), n_fft 256, hop 64 -> F = 126 frames, 16 mels; three
@@ -8,7 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/model_plan.h"
-#include "engine/roofline.h"
+#include "engine/perf/roofline.h"
 #include "tests/test_support.h"
 
 namespace mg {

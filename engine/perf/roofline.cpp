@@ -1,4 +1,4 @@
-#include "engine/roofline.h"
+#include "engine/perf/roofline.h"
 
 #include <omp.h>
 

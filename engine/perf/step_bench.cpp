@@ -1,4 +1,4 @@
-#include "engine/step_bench.h"
+#include "engine/perf/step_bench.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,10 +1,10 @@
-// cuda_peak(): the FP32 peak and memory bandwidth of a CUDA device (engine/roofline.h).
+// cuda_peak(): the FP32 peak and memory bandwidth of a CUDA device (engine/perf/roofline.h).
 #include <cuda_runtime.h>
 
 #include <cstdio>
 #include <string>
 
-#include "engine/roofline.h"
+#include "engine/perf/roofline.h"
 #include "kernels/cuda_check.h"
 
 namespace mg {
