@@ -15,8 +15,8 @@
 #include "kernels/activation_cpu.h"
 #include "kernels/blas.h"
 #include "kernels/dropout_cpu.h"
+#include "kernels/fill_cpu.h"
 #include "kernels/linear_cpu.h"
-#include "kernels/philox.h"
 #include "kernels/pool_cpu.h"
 #include "kernels/reduce_cpu.h"
 #include "kernels/topk_cpu.h"
@@ -52,16 +52,11 @@ class CpuBackend final : public Backend {
   void free_bytes(void* p) override { std::free(p); }
   void to_device(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
-  void fill(float* p, int64_t n, float value) override {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; ++i) p[i] = value;
-  }
+  void fill(float* p, int64_t n, float value) override { fill_cpu(p, n, value); }
   void synchronize() override {}
 
   void fill_uniform(float* p, int64_t n, float lo, float hi, uint64_t seed, uint64_t stream) override {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i)
-      p[i] = lo + (hi - lo) * philox_uniform(seed, stream, static_cast<uint64_t>(i));
+    fill_uniform_cpu(p, n, lo, hi, seed, stream);
   }
 
   void mel_forward(const float* audio, float* out, int B, int64_t S, const MelParams& p) override {
