@@ -1,5 +1,6 @@
-// Every op of the training step, and the whole step, through the Backend interface on each
-// backend this build has (cpu, and cuda when a GPU is present), in three families:
+// Every op of the op list (kernels/op_list.h: register_<op> below, benchmarks named
+// <op>[_variant]), and the whole step, through the Backend interface on each backend this
+// build has (cpu, and cuda when a GPU is present), in three families:
 //
 //   ref/<op>/<device>/...    the reference configuration (22050 Hz, 10 s clips, n_fft 1024,
 //                            hop 512, 128 mels, channels 128, kernel 4, pool 4, embedding 128,
@@ -44,6 +45,7 @@
 #include "engine/optimizer.h"
 #include "engine/perf/roofline.h"
 #include "engine/train_step.h"
+#include "kernels/op_list.h"
 
 namespace mg {
 namespace {
@@ -411,6 +413,104 @@ void BM_Adam(benchmark::State& st, const std::string& dev) {
   be.free_bytes(scalars);
 }
 
+// Initialisation over the model's parameters: one value, or Philox uniform values (FLOPs: the
+// scale and shift, 2 per element; the Philox rounds are integer work, not counted).
+void BM_Fill(benchmark::State& st, const std::string& dev, bool uniform) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const int64_t n = Model::param_layout(s.cfg).total();
+  const double bytes = kF * static_cast<double>(n);
+  const int k = copies_for(ctx, bytes);
+  Rotating p(be, n, k, -1.f, 1.f, 1);
+  timed(st, be, k, [&](int r) {
+    if (uniform)
+      be.fill_uniform(p.at(r), n, -0.1f, 0.1f, 11, static_cast<uint64_t>(r));
+    else
+      be.fill(p.at(r), n, 0.f);
+  });
+  counters(st, uniform ? 2.0 * static_cast<double>(n) : 0.0, bytes, s.B);
+}
+
+// Max or L2 over time of the last stage's output [B, C, T] into the head's [mean | max | l2]
+// layout (row stride 3 C), forward or backward (accumulating, as the head runs it).
+void BM_TimePool(benchmark::State& st, const std::string& dev, bool l2, bool backward) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const StagePlan& last = s.plan.stages.back();
+  const int C = last.conv.Cout, T = last.t_out;
+  const int64_t rows = static_cast<int64_t>(s.B) * C, nx = rows * T, ny = static_cast<int64_t>(s.B) * 3 * C;
+  const RowOut out{C, 3 * static_cast<int64_t>(C)};
+  const double bytes = kF * static_cast<double>(backward ? 3 * nx + rows : nx + rows);
+  const int k = copies_for(ctx, bytes);
+  Rotating x(be, nx, k, 0.f, 1.f, 1), y(be, ny, k, -1.f, 1.f, 2), dx(be, nx, k, -1.f, 1.f, 3);
+  timed(st, be, k, [&](int r) {
+    if (l2 && backward)
+      be.l2_time_backward(y.at(r), x.at(r), dx.at(r), rows, T, out, true);
+    else if (l2)
+      be.l2_time_forward(x.at(r), y.at(r), rows, T, out);
+    else if (backward)
+      be.max_time_backward(y.at(r), x.at(r), dx.at(r), rows, T, out, true);
+    else
+      be.max_time_forward(x.at(r), y.at(r), rows, T, out);
+  });
+  counters(st, static_cast<double>(nx) * (l2 ? (backward ? 3 : 2) : 1), bytes, s.B);
+}
+
+// Dropout over the pooled features [B, 3 C] before the head (p = 0.1): the mask drawn from
+// Philox and applied, or the backward's product with the mask.
+void BM_Dropout(benchmark::State& st, const std::string& dev, bool backward) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const int64_t n = static_cast<int64_t>(s.B) * 3 * s.plan.stages.back().conv.Cout;
+  const double bytes = kF * 3.0 * static_cast<double>(n);  // x, y, mask (dy, mask, dx)
+  const int k = copies_for(ctx, bytes);
+  Rotating x(be, n, k, -1.f, 1.f, 1), y(be, n, k, -1.f, 1.f, 2), mask(be, n, k, 0.f, 1.f, 3);
+  uint64_t* rng = be.alloc<uint64_t>(2);
+  const uint64_t host[2] = {17, 3};
+  be.to_device(rng, host, sizeof host);
+  timed(st, be, k, [&](int r) {
+    if (backward)
+      be.dropout_backward(y.at(r), mask.at(r), x.at(r), n);
+    else
+      be.dropout_forward(x.at(r), y.at(r), mask.at(r), n, 0.1, rng);
+  });
+  counters(st, static_cast<double>(n), bytes, s.B);
+  be.free_bytes(rng);
+}
+
+// Clipping the model's gradient by its global norm (max norm 1: every call scales).
+void BM_ClipGradNorm(benchmark::State& st, const std::string& dev) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const int64_t n = Model::param_layout(s.cfg).total();
+  const double bytes = kF * 3.0 * static_cast<double>(n);  // read for the norm, then read and written
+  const int k = copies_for(ctx, bytes);
+  Rotating g(be, n, k, -1e-2f, 1e-2f, 1);
+  float* norm = be.alloc<float>(1);
+  timed(st, be, k, [&](int r) { be.clip_grad_norm(g.at(r), n, 1.0, norm); });
+  counters(st, 3.0 * static_cast<double>(n), bytes, s.B);
+  be.free_bytes(norm);
+}
+
+// Exact top-10 by cosine of the batch's B embeddings against an index of 20000 items (the
+// query path of the index; bench_index has larger indexes and FAISS beside it).
+void BM_Topk(benchmark::State& st, const std::string& dev) {
+  MG_BACKEND_OR_SKIP(dev);
+  const Shape s = shape_of(st);
+  const int E = s.plan.embedding, kTop = 10;
+  const int64_t N = 20000, Q = s.B;
+  const double bytes = kF * static_cast<double>((N + Q) * E) + 8.0 * static_cast<double>(Q) * kTop;
+  const int k = copies_for(ctx, bytes);
+  Rotating raw(be, N * E, 1, -1.f, 1.f, 1), items(be, N * E, 1, -1.f, 1.f, 2), q(be, Q * E, k, -1.f, 1.f, 3);
+  be.l2norm_forward(raw.at(0), items.at(0), static_cast<int>(N), E, 1e-12);  // unit rows, as an index holds
+  int32_t* out_items = be.alloc<int32_t>(Q * kTop);
+  float* out_sims = be.alloc<float>(Q * kTop);
+  timed(st, be, k, [&](int r) { be.topk_cosine(q.at(r), Q, items.at(0), N, E, kTop, nullptr, out_items, out_sims); });
+  counters(st, 2.0 * static_cast<double>(Q) * static_cast<double>(N) * E, bytes, s.B);
+  be.free_bytes(out_items);
+  be.free_bytes(out_sims);
+}
+
 // The whole training step (zero grads, forward, fused loss, backward, Adam): eager, or
 // replayed as a CUDA Graph. One audio batch: the step's working set (activations, gradients)
 // is far larger than any cache at these shapes.
@@ -451,51 +551,128 @@ benchmark::internal::Benchmark* add(const std::string& name, Fn fn) {
       ->Unit(benchmark::kMillisecond);
 }
 
-// One family (ref or small) at one shape: every op, per stage where the op is per stage.
-void register_family(const std::string& family, int B, int sec, int C, const std::string& dev) {
-  const int stages = static_cast<int>(default_config().model.channels.size());
-  const std::vector<int64_t> shape{B, sec, C};
-  auto at = [&](benchmark::internal::Benchmark* b, bool per_stage, int first_stage = 0) {
-    b->ArgNames(per_stage ? std::vector<std::string>{"B", "sec", "C", "stage"} : std::vector<std::string>{"B", "sec", "C"});
-    if (!per_stage) return b->Args(shape);
-    for (int i = first_stage; i < stages; ++i) b->Args({B, sec, C, i});
+// One family (ref or small) at one shape, on one device: where each op's benchmarks register.
+struct Family {
+  std::string prefix;  // "ref/" or "small/"
+  std::string dev;
+  int B, sec, C;
+  ModelPlan plan;
+  // name = "<op>[_variant]": registered as <family>/<name>/<device>, with the family's shape.
+  benchmark::internal::Benchmark* add(const std::string& name, Fn fn) const {
+    return mg::add(prefix + name + "/" + dev, std::move(fn))->ArgNames({"B", "sec", "C"})->Args({B, sec, C});
+  }
+  // The same, once per model stage from first_stage.
+  benchmark::internal::Benchmark* add_stages(const std::string& name, int first_stage, Fn fn) const {
+    auto* b = mg::add(prefix + name + "/" + dev, std::move(fn))->ArgNames({"B", "sec", "C", "stage"});
+    for (size_t i = static_cast<size_t>(first_stage); i < plan.stages.size(); ++i)
+      b->Args({B, sec, C, static_cast<int64_t>(i)});
     return b;
-  };
-  const Config c = shape_config(B, sec, C);
-  const ModelPlan plan = make_model_plan(c, B);
-  const std::string p = family + "/";
-  const std::string d = "/" + dev;
-  at(add(p + "mel" + d, [dev](auto& st) { BM_Mel(st, dev); }), false);
-  at(add(p + "band_norm" + d, [dev](auto& st) { BM_BandNorm(st, dev); }), false);
-  at(add(p + "conv_fwd" + d, [dev](auto& st) { BM_Conv(st, dev, ConvOp::Forward); }), true);
-  at(add(p + "conv_bwd_filter" + d, [dev](auto& st) { BM_Conv(st, dev, ConvOp::BackwardFilter); }), true);
-  at(add(p + "conv_bwd_data_filter" + d, [dev](auto& st) { BM_Conv(st, dev, ConvOp::BackwardDataFilter); }), true, 1);
-  at(add(p + "relu_fwd" + d, [dev](auto& st) { BM_Relu(st, dev, false); }), true);
-  at(add(p + "relu_bwd" + d, [dev](auto& st) { BM_Relu(st, dev, true); }), true);
-  // Max-pool follows every stage but the last.
-  auto pool = [&](const std::string& name, bool bwd) {
-    auto* b = add(p + name + d, [dev, bwd](auto& st) { BM_Pool(st, dev, bwd); });
+  }
+};
+
+// One function per row of the op list (kernels/op_list.h), named after the op.
+void register_fill(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("fill", [dev](auto& st) { BM_Fill(st, dev, false); });
+  f.add("fill_uniform", [dev](auto& st) { BM_Fill(st, dev, true); });
+}
+void register_mel(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("mel", [dev](auto& st) { BM_Mel(st, dev); });
+}
+void register_band_norm(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("band_norm", [dev](auto& st) { BM_BandNorm(st, dev); });
+}
+void register_conv1d(const Family& f) {
+  const std::string dev = f.dev;
+  f.add_stages("conv1d_fwd", 0, [dev](auto& st) { BM_Conv(st, dev, ConvOp::Forward); });
+  f.add_stages("conv1d_bwd_filter", 0, [dev](auto& st) { BM_Conv(st, dev, ConvOp::BackwardFilter); });
+  // Stage 0's input is the log-mel, which needs no gradient: dx from stage 1 on.
+  f.add_stages("conv1d_bwd_data_filter", 1, [dev](auto& st) { BM_Conv(st, dev, ConvOp::BackwardDataFilter); });
+}
+void register_relu(const Family& f) {
+  const std::string dev = f.dev;
+  f.add_stages("relu_fwd", 0, [dev](auto& st) { BM_Relu(st, dev, false); });
+  f.add_stages("relu_bwd", 0, [dev](auto& st) { BM_Relu(st, dev, true); });
+}
+// Max-pool follows every stage but the last.
+void register_maxpool(const Family& f) {
+  for (const bool bwd : {false, true}) {
+    const std::string dev = f.dev;
+    auto* b = mg::add(f.prefix + (bwd ? "maxpool_bwd/" : "maxpool_fwd/") + dev,
+                      [dev, bwd](auto& st) { BM_Pool(st, dev, bwd); });
     b->ArgNames({"B", "sec", "C", "stage"});
-    for (size_t i = 0; i < plan.stages.size(); ++i)
-      if (plan.stages[i].pool) b->Args({B, sec, C, static_cast<int64_t>(i)});
-  };
-  pool("pool_fwd", false);
-  pool("pool_bwd", true);
-  at(add(p + "mean_fwd" + d, [dev](auto& st) { BM_Mean(st, dev, false); }), false);
-  at(add(p + "mean_bwd" + d, [dev](auto& st) { BM_Mean(st, dev, true); }), false);
-  at(add(p + "batchnorm_fwd" + d, [dev](auto& st) { BM_BatchNorm(st, dev, false); }), false);
-  at(add(p + "batchnorm_bwd" + d, [dev](auto& st) { BM_BatchNorm(st, dev, true); }), false);
-  at(add(p + "linear_fwd" + d, [dev](auto& st) { BM_Linear(st, dev, false); }), false);
-  at(add(p + "linear_bwd" + d, [dev](auto& st) { BM_Linear(st, dev, true); }), false);
-  at(add(p + "l2_fwd" + d, [dev](auto& st) { BM_L2(st, dev, false); }), false);
-  at(add(p + "l2_bwd" + d, [dev](auto& st) { BM_L2(st, dev, true); }), false);
-  at(add(p + "loss" + d, [dev](auto& st) { BM_Loss(st, dev); }), false);
-  at(add(p + "contrastive" + d, [dev](auto& st) { BM_Contrastive(st, dev); }), false);
-  at(add(p + "mine" + d, [dev](auto& st) { BM_Mine(st, dev); }), false);
-  at(add(p + "adam" + d, [dev](auto& st) { BM_Adam(st, dev); }), false);
-  at(add(p + "train_step_eager" + d, [dev](auto& st) { BM_TrainStep(st, dev, false); }), false);
+    for (size_t i = 0; i < f.plan.stages.size(); ++i)
+      if (f.plan.stages[i].pool) b->Args({f.B, f.sec, f.C, static_cast<int64_t>(i)});
+  }
+}
+void register_mean_time(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("mean_time_fwd", [dev](auto& st) { BM_Mean(st, dev, false); });
+  f.add("mean_time_bwd", [dev](auto& st) { BM_Mean(st, dev, true); });
+}
+void register_time_pool(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("time_pool_max_fwd", [dev](auto& st) { BM_TimePool(st, dev, false, false); });
+  f.add("time_pool_max_bwd", [dev](auto& st) { BM_TimePool(st, dev, false, true); });
+  f.add("time_pool_l2_fwd", [dev](auto& st) { BM_TimePool(st, dev, true, false); });
+  f.add("time_pool_l2_bwd", [dev](auto& st) { BM_TimePool(st, dev, true, true); });
+}
+void register_batchnorm(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("batchnorm_fwd", [dev](auto& st) { BM_BatchNorm(st, dev, false); });
+  f.add("batchnorm_bwd", [dev](auto& st) { BM_BatchNorm(st, dev, true); });
+}
+void register_dropout(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("dropout_fwd", [dev](auto& st) { BM_Dropout(st, dev, false); });
+  f.add("dropout_bwd", [dev](auto& st) { BM_Dropout(st, dev, true); });
+}
+void register_linear(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("linear_fwd", [dev](auto& st) { BM_Linear(st, dev, false); });
+  f.add("linear_bwd", [dev](auto& st) { BM_Linear(st, dev, true); });
+}
+void register_l2norm(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("l2norm_fwd", [dev](auto& st) { BM_L2(st, dev, false); });
+  f.add("l2norm_bwd", [dev](auto& st) { BM_L2(st, dev, true); });
+}
+void register_triplet(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("triplet", [dev](auto& st) { BM_Loss(st, dev); });
+}
+void register_contrastive(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("contrastive", [dev](auto& st) { BM_Contrastive(st, dev); });
+}
+void register_mine(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("mine", [dev](auto& st) { BM_Mine(st, dev); });
+}
+void register_adam(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("adam", [dev](auto& st) { BM_Adam(st, dev); });
+}
+void register_clip_grad_norm(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("clip_grad_norm", [dev](auto& st) { BM_ClipGradNorm(st, dev); });
+}
+void register_topk(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("topk", [dev](auto& st) { BM_Topk(st, dev); });
+}
+
+// Every op of the list, then the whole step.
+void register_family(const std::string& family, int B, int sec, int C, const std::string& dev) {
+  const Family f{family + "/", dev, B, sec, C, make_model_plan(shape_config(B, sec, C), B)};
+#define MG_REGISTER(op, gradient, reference, kernels) register_##op(f);
+  MELGRAPH_OPS(MG_REGISTER)
+#undef MG_REGISTER
+  f.add("train_step_eager", [dev](auto& st) { BM_TrainStep(st, dev, false); });
   // Only the CUDA backend captures; on the CPU "replay" would be the eager step again.
-  if (dev == "cuda") at(add(p + "train_step_replay" + d, [dev](auto& st) { BM_TrainStep(st, dev, true); }), false);
+  if (dev == "cuda") f.add("train_step_replay", [dev](auto& st) { BM_TrainStep(st, dev, true); });
 }
 
 // The sweep: batch x clip seconds x channels, for the ops whose cost scales with all three.
@@ -505,10 +682,10 @@ void register_sweep(const std::string& dev) {
   add("sweep/mel" + d, [dev](auto& st) { BM_Mel(st, dev); })
       ->ArgNames({"B", "sec", "C"})
       ->ArgsProduct({batches, seconds, {128}});
-  add("sweep/conv_fwd" + d, [dev](auto& st) { BM_Conv(st, dev, ConvOp::Forward); })
+  add("sweep/conv1d_fwd" + d, [dev](auto& st) { BM_Conv(st, dev, ConvOp::Forward); })
       ->ArgNames({"B", "sec", "C", "stage"})
       ->ArgsProduct({batches, seconds, channels, {0}});
-  add("sweep/conv_bwd_data_filter" + d, [dev](auto& st) { BM_Conv(st, dev, ConvOp::BackwardDataFilter); })
+  add("sweep/conv1d_bwd_data_filter" + d, [dev](auto& st) { BM_Conv(st, dev, ConvOp::BackwardDataFilter); })
       ->ArgNames({"B", "sec", "C", "stage"})
       ->ArgsProduct({batches, seconds, channels, {1}});
   auto* step = add("sweep/train_step" + d, [dev](auto& st) { BM_TrainStep(st, dev, dev == "cuda"); })

@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -47,6 +48,7 @@
 #include "engine/model.h"
 #include "engine/optimizer.h"
 #include "engine/train_step.h"
+#include "kernels/op_list.h"
 #include "tests/test_support.h"
 
 namespace mg {
@@ -286,7 +288,18 @@ std::string fmt(double x) {
 constexpr size_t kGuard = 64;  // floats each side: keeps the range 256-byte aligned
 constexpr float kSentinel = -7.25f;
 
-void add_fill_cases(std::vector<OpCase>& cases) {
+// The seed streams the case inputs are drawn from. Each op draws from one stream in list
+// order, so a new op on its own stream leaves every other case's inputs as they were.
+struct CaseSeeds {
+  uint32_t shared = 5000;       // mel, conv1d, relu, maxpool, mean_time, linear, l2norm, triplet, adam, clip
+  uint32_t mining = 9000;       // mine
+  uint32_t contrastive = 9800;  // contrastive
+  uint32_t head = 9500;         // time_pool, dropout
+  uint32_t norm = 9900;         // band_norm, batchnorm
+  uint32_t topk = 9950;         // topk
+};
+
+void add_fill_cases(std::vector<OpCase>& cases, CaseSeeds&) {
   for (const auto& [n, value] : std::vector<std::pair<int64_t, float>>{{1, 0.37f}, {1000, -2.5f}, {300007, 1e-3f}}) {
     cases.push_back({"fill_n" + std::to_string(n), 0, "a store of one value: bit-identical",
                      [n = n, value = value](Dev& d, Outs& o) {
@@ -324,7 +337,8 @@ void add_fill_cases(std::vector<OpCase>& cases) {
 
 // ---- mel ----
 
-void add_mel_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+void add_mel_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.shared;
   struct M {
     std::string tag;
     MelParams p;
@@ -384,7 +398,8 @@ void add_mel_cases(std::vector<OpCase>& cases, uint32_t& seed) {
 
 // ---- conv1d ----
 
-void add_conv_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+void add_conv1d_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.shared;
   struct C {
     int B, Cin, Cout, Tin, K;
     bool same, with_dx;
@@ -430,7 +445,8 @@ void add_conv_cases(std::vector<OpCase>& cases, uint32_t& seed) {
 
 // ---- relu ----
 
-void add_relu_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+void add_relu_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.shared;
   for (int64_t n : {int64_t{1}, int64_t{777}, int64_t{37} * 33 * 431 + 5}) {
     const uint32_t s = seed++;
     cases.push_back({"relu_n" + std::to_string(n), 0, "max with 0 and a select: exact", [n, s](Dev& d, Outs& o) {
@@ -459,7 +475,8 @@ void add_relu_cases(std::vector<OpCase>& cases, uint32_t& seed) {
 
 // ---- maxpool ----
 
-void add_pool_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+void add_maxpool_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.shared;
   struct P {
     int64_t rows;
     int Tin, window;
@@ -524,7 +541,8 @@ void add_pool_cases(std::vector<OpCase>& cases, uint32_t& seed) {
 
 // ---- mean over time ----
 
-void add_mean_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+void add_mean_time_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.shared;
   for (const auto& [rows, Tn] : std::vector<std::pair<int64_t, int>>{{37 * 33, 23}, {5, 431}, {1, 1}, {37, 6}}) {
     const uint32_t s = seed++;
     cases.push_back(
@@ -547,7 +565,8 @@ void add_mean_cases(std::vector<OpCase>& cases, uint32_t& seed) {
 
 // ---- linear ----
 
-void add_linear_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+void add_linear_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.shared;
   struct L {
     int B, C, E;
   };
@@ -582,7 +601,8 @@ void add_linear_cases(std::vector<OpCase>& cases, uint32_t& seed) {
 
 // ---- l2 normalisation ----
 
-void add_l2_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+void add_l2norm_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.shared;
   struct N {
     int B, E;
     double eps;
@@ -747,7 +767,8 @@ TripletData draw_triplets(int E, int T, const std::string& layout, double margin
   return t;
 }
 
-void add_triplet_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+void add_triplet_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.shared;
   for (int E : {1, 7, 33, 128, 300})
     for (const auto& [layout, T] :
          std::vector<std::pair<std::string, int>>{{"single", 1}, {"offline", 64}, {"shared", 64}})
@@ -863,7 +884,8 @@ MineData draw_mining(int B, int E, int neg_hops, bool duplicates, uint32_t seed)
   return m;
 }
 
-void add_mining_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+void add_mine_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.mining;
   struct M {
     int B, E;
   };
@@ -951,7 +973,8 @@ void add_mining_cases(std::vector<OpCase>& cases, uint32_t& seed) {
 
 // ---- batch norm and band norm ----
 
-void add_norm_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+void add_batchnorm_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.norm;
   struct N {
     int B, D;
   };
@@ -990,6 +1013,10 @@ void add_norm_cases(std::vector<OpCase>& cases, uint32_t& seed) {
            o.push_back({"dbeta_added", added(d.get(db, sd), db0)});
          }});
   }
+}
+
+void add_band_norm_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.norm;
   for (const auto& [B, C, T] : std::vector<std::tuple<int, int, int>>{{1, 1, 1}, {3, 7, 11}, {64, 128, 108}}) {
     const uint32_t s = seed++;
     cases.push_back({"band_norm_B" + std::to_string(B) + "_C" + std::to_string(C) + "_T" + std::to_string(T), 0,
@@ -1013,7 +1040,8 @@ void add_norm_cases(std::vector<OpCase>& cases, uint32_t& seed) {
 // The batch of in-batch mining (anchors then positives, hops with near, band, far and same-item
 // rows, duplicated rows: exact ties), scored by the contrastive loss at several temperatures
 // and hop bounds, and the loss alone (demb null) must leave stats as the full call does.
-void add_contrastive_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+void add_contrastive_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.contrastive;
   struct C {
     int B, E;
     double tau;
@@ -1055,7 +1083,8 @@ void add_contrastive_cases(std::vector<OpCase>& cases, uint32_t& seed) {
 
 // ---- Adam / AdamW ----
 
-void add_adam_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+void add_adam_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.shared;
   struct A {
     std::string tag;
     int64_t n;
@@ -1066,9 +1095,9 @@ void add_adam_cases(std::vector<OpCase>& cases, uint32_t& seed) {
   };
   for (const A& a : std::vector<A>{{"adam_n1013_wd0", 1013, false, 0.0, 1, true},
                                    {"adam_n1013_wd001", 1013, false, 0.01, 1, true},
-                                   {"adamw_n1013_wd001", 1013, true, 0.01, 1, true},
+                                   {"adam_decoupled_n1013_wd001", 1013, true, 0.01, 1, true},
                                    {"adam_n1_wd001", 1, false, 0.01, 1, true},
-                                   {"adamw_n300007_wd01_from_step7_queued", 300007, true, 0.1, 7, false},
+                                   {"adam_decoupled_n300007_wd01_from_step7_queued", 300007, true, 0.1, 7, false},
                                    {"adam_n4099_wd001_queued", 4099, false, 0.01, 1, false}}) {
     const uint32_t s = seed++;
     cases.push_back(
@@ -1110,7 +1139,8 @@ void add_adam_cases(std::vector<OpCase>& cases, uint32_t& seed) {
 
 // ---- clip_grad_norm ----
 
-void add_clip_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+void add_clip_grad_norm_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.shared;
   // Norms: n = 1 -> |g| ~0.7; n = 1000 -> ~18; n = 300007 -> ~316.
   for (const auto& [n, max_norm] : std::vector<std::pair<int64_t, double>>{
            {1, 0.5}, {1, 2.0}, {1000, 5.0}, {1000, 50.0}, {1000, 0.0}, {1000, -1.0}, {300007, 1.0}, {300007, 1000.0}}) {
@@ -1143,7 +1173,8 @@ void add_clip_cases(std::vector<OpCase>& cases, uint32_t& seed) {
 // x [B, C, T] -> pooled [B, ld] with ld = 3C + 2: [mean | max | l2] per clip row and two padding
 // columns that hold a sentinel no op may touch. Inputs are ReLU'd (as the model feeds them):
 // many exact zeros, ties at zero, and every 7th row all zero (L2 norm 0: zero gradient).
-void add_time_pool_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+void add_time_pool_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.head;
   struct P {
     int B, C, T;
   };
@@ -1191,7 +1222,7 @@ void add_time_pool_cases(std::vector<OpCase>& cases, uint32_t& seed) {
   // NaN propagates through the max as on the CPU: the first NaN of a row wins, wherever it
   // falls among the warp's lanes. NaN outputs are compared as a marker (the CPU oracle's
   // outputs must be finite); the gradient goes to the first NaN, so dx stays finite.
-  cases.push_back({"max_time_nan_rows_B3_C5_T37", 0, "a selection: exact", [](Dev& d, Outs& o) {
+  cases.push_back({"time_pool_max_nan_rows_B3_C5_T37", 0, "a selection: exact", [](Dev& d, Outs& o) {
                      std::mt19937 rng(77);
                      const int64_t rows = 15;
                      const int T = 37;
@@ -1210,7 +1241,8 @@ void add_time_pool_cases(std::vector<OpCase>& cases, uint32_t& seed) {
                    }});
 }
 
-void add_dropout_cases(std::vector<OpCase>& cases, uint32_t& seed) {
+void add_dropout_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.head;
   for (const int64_t n : {int64_t{1}, int64_t{777}, int64_t{192} * 384 + 5})
     for (const double p : {0.0, 0.1, 0.5, 0.9}) {
       const uint32_t s = seed++;
@@ -1242,34 +1274,85 @@ void add_dropout_cases(std::vector<OpCase>& cases, uint32_t& seed) {
     }
 }
 
+// ---- top-k ----
+
+// Exact top-k by cosine over the index: small integer coordinates, so every similarity is
+// exact in float32 on both backends and many tie (repeated rows): the rule (higher first,
+// then the lower item) must pick the same items, bit for bit. Excluded items (one per query,
+// or -1 for none) and k up to the CUDA limit. NaN rows and k > N: TopkCosineCuda below (the
+// oracle's outputs here must be finite).
+void add_topk_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
+  uint32_t& seed = seeds.topk;
+  struct P {
+    int64_t N, Q;
+    int k;
+    bool exclude;
+  };
+  for (const P& p :
+       std::vector<P>{{70000, 300, 10, true}, {70000, 7, 1024, false}, {5000, 33, 100, true}, {37, 5, 37, false}}) {
+    const uint32_t s = seed++;
+    cases.push_back({"topk_N" + std::to_string(p.N) + "_Q" + std::to_string(p.Q) + "_k" + std::to_string(p.k) +
+                         (p.exclude ? "_exclude" : ""),
+                     0, "exact similarities (multiples of 1/64, D 16): the same items and bits",
+                     [p, s](Dev& d, Outs& o) {
+                       constexpr int D = 16;
+                       std::mt19937 rng(s);
+                       std::uniform_int_distribution<int> v(-8, 8);
+                       std::vector<float> items(static_cast<size_t>(p.N * D)), q(static_cast<size_t>(p.Q * D));
+                       for (float& x : items) x = static_cast<float>(v(rng)) / 8.0f;
+                       for (int64_t i = 1; i < p.N; i += 97)  // repeated rows: equal similarities
+                         std::copy_n(items.begin(), D, items.begin() + i * D);
+                       for (float& x : q) x = static_cast<float>(v(rng)) / 8.0f;
+                       std::vector<int32_t> exclude;
+                       if (p.exclude)
+                         for (int64_t i = 0; i < p.Q; ++i)
+                           exclude.push_back(i % 5 == 4 ? -1 : static_cast<int32_t>((i * 7919) % p.N));
+                       const size_t n = static_cast<size_t>(p.Q * p.k);
+                       const float* dq = d.upload(q);
+                       const float* di = d.upload(items);
+                       const int32_t* dx = exclude.empty() ? nullptr : d.upload(exclude);
+                       int32_t* oi = d.upload(std::vector<int32_t>(n, -7));  // poison: no item is -7
+                       float* os = d.out(n);
+                       d.launch("topk_cosine", [&] { d.be.topk_cosine(dq, p.Q, di, p.N, D, p.k, dx, oi, os); });
+                       o.push_back({"items", get_i32(d, oi, n)});
+                       o.push_back({"sims", to_f64(d.get(os, n))});
+                     },
+                     true});
+  }
+}
+
+// Every row of the op list (kernels/op_list.h) adds its cases here, in list order.
 std::vector<OpCase> make_cases() {
   std::vector<OpCase> c;
-  uint32_t seed = 5000;
-  add_fill_cases(c);
-  add_mel_cases(c, seed);
-  add_conv_cases(c, seed);
-  add_relu_cases(c, seed);
-  add_pool_cases(c, seed);
-  add_mean_cases(c, seed);
-  add_linear_cases(c, seed);
-  add_l2_cases(c, seed);
-  add_triplet_cases(c, seed);
-  uint32_t mining_seed = 9000;  // its own sequence: the cases after it keep their inputs
-  add_mining_cases(c, mining_seed);
-  uint32_t contrastive_seed = 9800;  // its own sequence, as mining's
-  add_contrastive_cases(c, contrastive_seed);
-  add_norm_cases(c, contrastive_seed);
-  add_adam_cases(c, seed);
-  add_clip_cases(c, seed);
-  uint32_t head_seed = 9500;  // its own sequence, as mining's
-  add_time_pool_cases(c, head_seed);
-  add_dropout_cases(c, head_seed);
+  CaseSeeds seeds;
+#define MG_ADD_CASES(op, gradient, reference, kernels) add_##op##_cases(c, seeds);
+  MELGRAPH_OPS(MG_ADD_CASES)
+#undef MG_ADD_CASES
   return c;
 }
 
 const std::vector<OpCase>& all_cases() {
   static const std::vector<OpCase> cases = make_cases();
   return cases;
+}
+
+// Each row's kernels column names real files: the oracle kernels/<kernels>_cpu.{h,cpp} and a
+// CUDA twin beside it (ours, _cuda.cu, or library-backed, _cudnn.cpp / _cublas.cpp).
+TEST(BackendOpsTable, EveryOpNamesItsKernelFiles) {
+  const std::filesystem::path dir = std::filesystem::path(MELGRAPH_REFERENCE_DIR) / ".." / ".." / "kernels";
+  const std::vector<std::pair<std::string, std::string>> rows = {
+#define MG_OP_FILES(op, gradient, reference, kernels) {#op, kernels},
+      MELGRAPH_OPS(MG_OP_FILES)
+#undef MG_OP_FILES
+  };
+  for (const auto& [op, stem] : rows) {
+    for (const char* ext : {"_cpu.h", "_cpu.cpp"})
+      EXPECT_TRUE(std::filesystem::exists(dir / (stem + ext))) << op << ": no kernels/" << stem << ext;
+    EXPECT_TRUE(std::filesystem::exists(dir / (stem + "_cuda.cu")) ||
+                std::filesystem::exists(dir / (stem + "_cudnn.cpp")) ||
+                std::filesystem::exists(dir / (stem + "_cublas.cpp")))
+        << op << ": no CUDA twin kernels/" << stem << "_cuda.cu (or _cudnn.cpp, _cublas.cpp)";
+  }
 }
 
 // ---- the op test ------------------------------------------------------------------------------
@@ -1364,18 +1447,25 @@ TEST_P(BackendOps, CpuOracleIsFiniteAndRepeatable) {
 INSTANTIATE_TEST_SUITE_P(Ops, BackendOps, ::testing::Range<size_t>(0, all_cases().size()),
                          [](const ::testing::TestParamInfo<size_t>& p) { return all_cases()[p.param].name; });
 
-// The table itself: names unique (gtest needs that) and every Backend op family present.
+// The table itself: names unique (gtest needs that), every row of the op list has a case
+// named after it, and every case belongs to a row.
 TEST(BackendOpsTable, CoversEveryOpWithUniqueNames) {
   std::vector<std::string> names;
   for (const auto& c : all_cases()) names.push_back(c.name);
   std::sort(names.begin(), names.end());
   EXPECT_EQ(std::adjacent_find(names.begin(), names.end()), names.end()) << "duplicate case name";
-  for (const char* op : {"fill_n", "fill_uniform", "mel_", "conv1d_", "relu_", "maxpool_", "mean_time_", "linear_",
-                         "l2norm_", "triplet_", "mine_", "adam_", "adamw_", "clip_grad_norm_", "time_pool_",
-                         "max_time_nan", "dropout_"}) {
-    EXPECT_TRUE(std::any_of(names.begin(), names.end(), [&](const std::string& n) { return n.rfind(op, 0) == 0; }))
-        << "no case for " << op;
-  }
+  const std::vector<std::string> ops = {
+#define MG_OP_NAME(op, gradient, reference, kernels) #op,
+      MELGRAPH_OPS(MG_OP_NAME)
+#undef MG_OP_NAME
+  };
+  auto of_op = [](const std::string& name, const std::string& op) { return name.rfind(op + "_", 0) == 0; };
+  for (const std::string& op : ops)
+    EXPECT_TRUE(std::any_of(names.begin(), names.end(), [&](const std::string& n) { return of_op(n, op); }))
+        << "no case for " << op << " (add_" << op << "_cases adds none)";
+  for (const std::string& n : names)
+    EXPECT_TRUE(std::any_of(ops.begin(), ops.end(), [&](const std::string& op) { return of_op(n, op); }))
+        << "case " << n << " is not named after an op of kernels/op_list.h";
 }
 
 // ---- whole training steps ---------------------------------------------------------------------

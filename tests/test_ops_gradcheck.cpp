@@ -32,6 +32,7 @@
 #include "kernels/conv1d_cpu.h"
 #include "kernels/dropout_cpu.h"
 #include "kernels/linear_cpu.h"
+#include "kernels/op_list.h"
 #include "kernels/philox.h"
 #include "kernels/pool_cpu.h"
 #include "kernels/reduce_cpu.h"
@@ -480,51 +481,101 @@ struct NamedCase {
 // gtest prints parameters in test names (and so in ctest's): the case name, not its bytes.
 void PrintTo(const NamedCase& c, std::ostream* os) { *os << c.name; }
 
-std::vector<NamedCase> all_cases() {
-  auto conv = [](Conv1dDims d) { return [d] { return std::unique_ptr<GradCase>(new Conv1dCase(d)); }; };
-  auto time = [](TimeOp op, int64_t rows, int Tn, RowOut out, bool acc) {
-    return [=] { return std::unique_ptr<GradCase>(new TimeReduceCase(op, rows, Tn, out, acc)); };
-  };
+template <class C, class... A>
+NamedCase named(std::string name, A... args) {
+  return {std::move(name), [=] { return std::unique_ptr<GradCase>(new C(args...)); }};
+}
+
+std::vector<NamedCase> conv1d_grad_cases() {
   return {
-      {"conv1d_valid_k4", conv({3, 5, 7, 29, 4, 0, 0})},
-      {"conv1d_valid_k1", conv({2, 6, 3, 17, 1, 0, 0})},
-      {"conv1d_same_k4", conv({2, 5, 6, 23, 4, 1, 2})},
-      {"conv1d_same_k3", conv({3, 4, 5, 19, 3, 1, 1})},
-      {"conv1d_many_clips", conv({19, 2, 3, 9, 4, 0, 0})},  // more clips than gradient chunks
-      {"relu", [] { return std::unique_ptr<GradCase>(new ReluCase(1001)); }},
-      {"maxpool_w4_tail", [] { return std::unique_ptr<GradCase>(new MaxPoolCase(7, 43, 4)); }},
-      {"maxpool_w3", [] { return std::unique_ptr<GradCase>(new MaxPoolCase(5, 30, 3)); }},
-      {"mean_time", [] { return std::unique_ptr<GradCase>(new MeanTimeCase(13, 23)); }},
-      {"mean_time_strided", time(TimeOp::Mean, 15, 7, {5, 17}, false)},
-      {"max_time", time(TimeOp::Max, 13, 23, {}, false)},
-      {"max_time_strided", time(TimeOp::Max, 15, 7, {5, 17}, false)},
-      {"max_time_strided_accumulate", time(TimeOp::Max, 12, 9, {3, 9}, true)},
-      {"max_time_one_step", time(TimeOp::Max, 6, 1, {2, 6}, false)},
-      {"max_time_long_rows", time(TimeOp::Max, 4, 97, {}, false)},
-      {"l2_time", time(TimeOp::L2, 13, 23, {}, false)},
-      {"l2_time_strided", time(TimeOp::L2, 15, 7, {5, 17}, false)},
-      {"l2_time_strided_accumulate", time(TimeOp::L2, 12, 9, {3, 9}, true)},
-      {"l2_time_one_step", time(TimeOp::L2, 6, 1, {2, 6}, false)},
-      {"dropout_p03", [] { return std::unique_ptr<GradCase>(new DropoutCase(1001, 0.3)); }},
-      {"dropout_p0", [] { return std::unique_ptr<GradCase>(new DropoutCase(101, 0.0)); }},
-      {"pooling_head_mean_max_l2_dropout",
-       [] { return std::unique_ptr<GradCase>(new PoolingHeadCase(3, 5, 11, 0.25)); }},
-      {"linear", [] { return std::unique_ptr<GradCase>(new LinearCase(6, 37, 11)); }},
-      {"l2norm", [] { return std::unique_ptr<GradCase>(new L2NormCase(5, 17, 1.0, 1e-12)); }},
-      {"l2norm_below_eps", [] { return std::unique_ptr<GradCase>(new L2NormCase(3, 7, 1e-3, 1.0)); }},
-      {"triplet_m02", [] { return std::unique_ptr<GradCase>(new TripletCase(9, 16, 0.2, false, false)); }},
-      {"triplet_m1_swap", [] { return std::unique_ptr<GradCase>(new TripletCase(9, 16, 1.0, true, false)); }},
-      {"triplet_shared_rows", [] { return std::unique_ptr<GradCase>(new TripletCase(12, 8, 1.0, false, true)); }},
-      {"triplet_shared_rows_swap", [] { return std::unique_ptr<GradCase>(new TripletCase(12, 8, 1.0, true, true)); }},
-      {"triplet_unmined_rows", [] { return std::unique_ptr<GradCase>(new UnminedTripletCase(false)); }},
-      {"triplet_unmined_rows_swap", [] { return std::unique_ptr<GradCase>(new UnminedTripletCase(true)); }},
-      {"batchnorm", [] { return std::unique_ptr<GradCase>(new BatchNormCase(7, 5)); }},
-      {"batchnorm_two_rows", [] { return std::unique_ptr<GradCase>(new BatchNormCase(2, 3)); }},
-      {"contrastive_t01", [] { return std::unique_ptr<GradCase>(new ContrastiveCase(9, 16, 0.1, 1, 2, false)); }},
-      {"contrastive_t05_band", [] { return std::unique_ptr<GradCase>(new ContrastiveCase(11, 7, 0.5, 1, 3, false)); }},
-      {"contrastive_asymmetric", [] { return std::unique_ptr<GradCase>(new ContrastiveCase(10, 5, 0.2, 2, 4, true)); }},
-      {"contrastive_same_item_only", [] { return std::unique_ptr<GradCase>(new ContrastiveCase(8, 9, 0.3, 0, 1, false)); }},
+      named<Conv1dCase>("conv1d_valid_k4", Conv1dDims{3, 5, 7, 29, 4, 0, 0}),
+      named<Conv1dCase>("conv1d_valid_k1", Conv1dDims{2, 6, 3, 17, 1, 0, 0}),
+      named<Conv1dCase>("conv1d_same_k4", Conv1dDims{2, 5, 6, 23, 4, 1, 2}),
+      named<Conv1dCase>("conv1d_same_k3", Conv1dDims{3, 4, 5, 19, 3, 1, 1}),
+      named<Conv1dCase>("conv1d_many_clips", Conv1dDims{19, 2, 3, 9, 4, 0, 0}),  // more clips than gradient chunks
   };
+}
+
+std::vector<NamedCase> relu_grad_cases() { return {named<ReluCase>("relu", 1001)}; }
+
+std::vector<NamedCase> maxpool_grad_cases() {
+  return {named<MaxPoolCase>("maxpool_w4_tail", 7, 43, 4), named<MaxPoolCase>("maxpool_w3", 5, 30, 3)};
+}
+
+std::vector<NamedCase> mean_time_grad_cases() {
+  return {named<MeanTimeCase>("mean_time", 13, 23),
+          named<TimeReduceCase>("mean_time_strided", TimeOp::Mean, int64_t{15}, 7, RowOut{5, 17}, false)};
+}
+
+// Max and L2 over time (the pooled head's other reductions), and the whole head.
+std::vector<NamedCase> time_pool_grad_cases() {
+  return {
+      named<TimeReduceCase>("time_pool_max", TimeOp::Max, int64_t{13}, 23, RowOut{}, false),
+      named<TimeReduceCase>("time_pool_max_strided", TimeOp::Max, int64_t{15}, 7, RowOut{5, 17}, false),
+      named<TimeReduceCase>("time_pool_max_strided_accumulate", TimeOp::Max, int64_t{12}, 9, RowOut{3, 9}, true),
+      named<TimeReduceCase>("time_pool_max_one_step", TimeOp::Max, int64_t{6}, 1, RowOut{2, 6}, false),
+      named<TimeReduceCase>("time_pool_max_long_rows", TimeOp::Max, int64_t{4}, 97, RowOut{}, false),
+      named<TimeReduceCase>("time_pool_l2", TimeOp::L2, int64_t{13}, 23, RowOut{}, false),
+      named<TimeReduceCase>("time_pool_l2_strided", TimeOp::L2, int64_t{15}, 7, RowOut{5, 17}, false),
+      named<TimeReduceCase>("time_pool_l2_strided_accumulate", TimeOp::L2, int64_t{12}, 9, RowOut{3, 9}, true),
+      named<TimeReduceCase>("time_pool_l2_one_step", TimeOp::L2, int64_t{6}, 1, RowOut{2, 6}, false),
+      named<PoolingHeadCase>("time_pool_head_mean_max_l2_dropout", 3, 5, 11, 0.25),
+  };
+}
+
+std::vector<NamedCase> batchnorm_grad_cases() {
+  return {named<BatchNormCase>("batchnorm", 7, 5), named<BatchNormCase>("batchnorm_two_rows", 2, 3)};
+}
+
+std::vector<NamedCase> dropout_grad_cases() {
+  return {named<DropoutCase>("dropout_p03", 1001, 0.3), named<DropoutCase>("dropout_p0", 101, 0.0)};
+}
+
+std::vector<NamedCase> linear_grad_cases() { return {named<LinearCase>("linear", 6, 37, 11)}; }
+
+std::vector<NamedCase> l2norm_grad_cases() {
+  return {named<L2NormCase>("l2norm", 5, 17, 1.0, 1e-12), named<L2NormCase>("l2norm_below_eps", 3, 7, 1e-3, 1.0)};
+}
+
+std::vector<NamedCase> triplet_grad_cases() {
+  return {
+      named<TripletCase>("triplet_m02", 9, 16, 0.2, false, false),
+      named<TripletCase>("triplet_m1_swap", 9, 16, 1.0, true, false),
+      named<TripletCase>("triplet_shared_rows", 12, 8, 1.0, false, true),
+      named<TripletCase>("triplet_shared_rows_swap", 12, 8, 1.0, true, true),
+      named<UnminedTripletCase>("triplet_unmined_rows", false),
+      named<UnminedTripletCase>("triplet_unmined_rows_swap", true),
+  };
+}
+
+std::vector<NamedCase> contrastive_grad_cases() {
+  return {
+      named<ContrastiveCase>("contrastive_t01", 9, 16, 0.1, 1, 2, false),
+      named<ContrastiveCase>("contrastive_t05_band", 11, 7, 0.5, 1, 3, false),
+      named<ContrastiveCase>("contrastive_asymmetric", 10, 5, 0.2, 2, 4, true),
+      named<ContrastiveCase>("contrastive_same_item_only", 8, 9, 0.3, 0, 1, false),
+  };
+}
+
+// Every row of the op list (kernels/op_list.h) whose gradient is `central` adds its cases.
+#define MG_GRAD_central(op) append(op##_grad_cases());
+#define MG_GRAD_none(op)
+#define MG_GRAD_CASES(op, gradient, reference, kernels) MG_GRAD_##gradient(op)
+std::vector<NamedCase> all_cases() {
+  std::vector<NamedCase> all;
+  auto append = [&](std::vector<NamedCase> v) { all.insert(all.end(), v.begin(), v.end()); };
+  MELGRAPH_OPS(MG_GRAD_CASES)
+  return all;
+}
+
+// The ops whose gradient is `central`, each of which must have added a case named after it.
+std::vector<std::string> central_ops() {
+  std::vector<std::string> ops;
+#define MG_CENTRAL_central(op) ops.push_back(#op);
+#define MG_CENTRAL_none(op)
+#define MG_CENTRAL(op, gradient, reference, kernels) MG_CENTRAL_##gradient(op)
+  MELGRAPH_OPS(MG_CENTRAL)
+  return ops;
 }
 
 class GradCheck : public ::testing::TestWithParam<NamedCase> {};
@@ -558,6 +609,14 @@ TEST_P(GradCheck, CentralDifferencesMatchBackward) {
 
 INSTANTIATE_TEST_SUITE_P(Ops, GradCheck, ::testing::ValuesIn(all_cases()),
                          [](const auto& tp) { return tp.param.name; });
+
+TEST(GradCheckTable, EveryDifferentiableOpHasACase) {
+  const std::vector<NamedCase> cases = all_cases();
+  for (const std::string& op : central_ops())
+    EXPECT_TRUE(std::any_of(cases.begin(), cases.end(),
+                            [&](const NamedCase& c) { return c.name == op || c.name.rfind(op + "_", 0) == 0; }))
+        << op << ": its gradient is `central` in kernels/op_list.h but " << op << "_grad_cases() adds no case";
+}
 
 // Ties in max-pool: the first maximum of a window takes the gradient (PyTorch's CPU rule).
 TEST(MaxPool, FirstMaximumWinsOnTies) {

@@ -10,6 +10,7 @@
 // accumulate into (parameter gradients) are pre-filled with random values.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -29,6 +30,7 @@
 #include "kernels/contrastive_loss_cpu.h"
 #include "kernels/conv1d_cpu.h"
 #include "kernels/linear_cpu.h"
+#include "kernels/op_list.h"
 #include "kernels/optim_cpu.h"
 #include "kernels/pool_cpu.h"
 #include "kernels/reduce_cpu.h"
@@ -559,13 +561,16 @@ void gen_adam(const std::string& name, bool decoupled, double wd, uint32_t seed)
 }
 
 void gen_clip(const std::string& name, int64_t n, double max_norm, uint32_t seed) {
-  add_case("clip", name, {{"n", static_cast<double>(n)}, {"max_norm", max_norm}});
+  add_case("clip_grad_norm", name, {{"n", static_cast<double>(n)}, {"max_norm", max_norm}});
   std::mt19937 rng(seed);
   put(name, "g", {n}, uniform(rng, static_cast<size_t>(n), -1, 1));
 }
 
-void generate_all() {
-  uint32_t seed = 1000;
+// One generator per row of the op list (kernels/op_list.h) whose reference is `torch`; the
+// seed runs through them in list order.
+void band_norm_reference_cases(uint32_t& seed) { gen_band_norm("band_norm_3x7x11", 3, 7, 11, seed++); }
+
+void conv1d_reference_cases(uint32_t& seed) {
   for (int K : {1, 3, 4, 5})
     for (bool same : {false, true})
       gen_conv(std::string("conv_") + (same ? "same" : "valid") + "_k" + std::to_string(K), 3, 7, 5,
@@ -573,25 +578,41 @@ void generate_all() {
   // The model's first stage: 128 mels -> 128 channels over 431 frames, K = 4.
   gen_conv("conv_model_valid", 2, 128, 128, 431, 4, false, seed++);
   gen_conv("conv_model_same", 2, 128, 128, 431, 4, true, seed++);
+}
 
+void relu_reference_cases(uint32_t& seed) { gen_relu("relu_777", 3 * 7 * 37, seed++); }
+
+void maxpool_reference_cases(uint32_t& seed) {
   gen_maxpool("pool_37", 21, 37, 4, false, seed++);
   gen_maxpool("pool_39", 5, 39, 4, false, seed++);
   gen_maxpool("pool_model", 256, 431, 4, false, seed++);  // "same" stage 1 output
   gen_maxpool("pool_ties", 6, 42, 4, true, seed++);
+}
 
-  gen_relu("relu_777", 3 * 7 * 37, seed++);
-
+void mean_time_reference_cases(uint32_t& seed) {
   gen_mean("mean_21x37", 21, 37, seed++);
   gen_mean("mean_model", 2 * 128, 23, seed++);  // last stage of the valid model: 23 steps
+}
 
+void batchnorm_reference_cases(uint32_t& seed) {
+  gen_batchnorm("batchnorm_8x37", 8, 37, 0.1, seed++);
+  gen_batchnorm("batchnorm_model", 64, 256, 0.1, seed++);  // 64 clips, [mean | max] of 128 channels
+  gen_batchnorm("batchnorm_two_rows", 2, 5, 0.3, seed++);
+}
+
+void linear_reference_cases(uint32_t& seed) {
   gen_linear("linear_6x37x11", 6, 37, 11, seed++);
   gen_linear("linear_model", 192, 128, 128, seed++);  // 64 triplets x 3 clips, 128 -> 128
+}
 
+void l2norm_reference_cases(uint32_t& seed) {
   gen_l2norm("l2_6x11", 6, 11, 1e-12, -1, seed++);
   gen_l2norm("l2_model", 192, 128, 1e-12, -1, seed++);
   gen_l2norm("l2_tiny_row", 5, 11, 1e-2, 2, seed++);
   gen_l2norm_at_eps("l2_norm_equals_eps", seed++);
+}
 
+void triplet_reference_cases(uint32_t& seed) {
   for (double m : {0.2, 1.0})
     for (bool swap : {false, true}) {
       const std::string tag = std::string(m == 0.2 ? "m02" : "m10") + (swap ? "_swap" : "");
@@ -600,24 +621,51 @@ void generate_all() {
     }
   gen_triplet_hinge_zero("trip_hinge_zero", false);
   gen_triplet_hinge_zero("trip_hinge_zero_swap", true);
+}
 
+void contrastive_reference_cases(uint32_t& seed) {
   gen_contrastive("contrastive_t01", 24, 16, 0.1, 1, 2, false, seed++);
   gen_contrastive("contrastive_band_t05", 31, 33, 0.5, 1, 3, false, seed++);
   gen_contrastive("contrastive_asym_t02", 20, 7, 0.2, 2, 4, true, seed++);
   gen_contrastive("contrastive_model", 64, 128, 0.2, 1, 2, false, seed++);  // 32 anchors + positives
-  gen_batchnorm("batchnorm_8x37", 8, 37, 0.1, seed++);
-  gen_batchnorm("batchnorm_model", 64, 256, 0.1, seed++);  // 64 clips, [mean | max] of 128 channels
-  gen_batchnorm("batchnorm_two_rows", 2, 5, 0.3, seed++);
-  gen_band_norm("band_norm_3x7x11", 3, 7, 11, seed++);
+}
 
+void adam_reference_cases(uint32_t& seed) {
   gen_adam("adam_wd0", false, 0.0, seed++);
   gen_adam("adam_wd001", false, 0.01, seed++);
   gen_adam("adamw_wd0", true, 0.0, seed++);
   gen_adam("adamw_wd001", true, 0.01, seed++);
+}
 
+void clip_grad_norm_reference_cases(uint32_t& seed) {
   gen_clip("clip_above", 1013, 5.0, seed++);    // norm ~18
   gen_clip("clip_below", 1013, 50.0, seed++);   // norm ~18
   gen_clip("clip_model", 300007, 1.0, seed++);  // norm ~316, long reduction
+}
+
+#define MG_REF_torch(op) op##_reference_cases(seed);
+#define MG_REF_own(op)
+#define MG_REF_CASES(op, gradient, reference, kernels) MG_REF_##reference(op)
+void generate_all() {
+  uint32_t seed = 1000;
+  MELGRAPH_OPS(MG_REF_CASES)
+}
+
+// The rows whose reference is `torch`: each must have cases, and ref_ops.py must know each
+// (it is given this list and exits naming any op it lacks).
+std::vector<std::string> torch_ops() {
+  std::vector<std::string> ops;
+#define MG_TORCH_torch(op) ops.push_back(#op);
+#define MG_TORCH_own(op)
+#define MG_TORCH(op, gradient, reference, kernels) MG_TORCH_##reference(op)
+  MELGRAPH_OPS(MG_TORCH)
+  return ops;
+}
+
+std::string json_list(const std::vector<std::string>& v) {
+  std::string o = "[";
+  for (size_t i = 0; i < v.size(); ++i) o += (i ? ",\"" : "\"") + json_escape(v[i]) + "\"";
+  return o + "]";
 }
 
 class RefOps : public ::testing::Test {
@@ -635,6 +683,7 @@ class RefOps : public ::testing::Test {
       return;
     }
     s.in.metadata["cases"] = cases_json();
+    s.in.metadata["ops"] = json_list(torch_ops());
     mg::test::TempDir dir;
     const std::string in_path = dir.file("ops_in.safetensors");
     const std::string out_path = dir.file("ops_out.safetensors");
@@ -665,6 +714,20 @@ class RefOps : public ::testing::Test {
 
   static const std::vector<Case>& cases(const std::string& op) { return suite().by_op.at(op); }
 };
+
+// Every `torch` row of the op list has cases here (ref_ops.py has already refused to run if
+// it lacks one of them).
+TEST_F(RefOps, EveryTorchOpOfTheListHasCases) {
+  for (const std::string& op : torch_ops()) {
+    const auto it = suite().by_op.find(op);
+    EXPECT_TRUE(it != suite().by_op.end() && !it->second.empty())
+        << op << ": its reference is `torch` in kernels/op_list.h but " << op << "_reference_cases adds no case";
+  }
+  for (const auto& [op, cases] : suite().by_op) {
+    const std::vector<std::string> ops = torch_ops();
+    EXPECT_NE(std::find(ops.begin(), ops.end(), op), ops.end()) << op << ": cases for an op that is not a torch row";
+  }
+}
 
 // ---- conv1d ----------------------------------------------------------------------------------
 
@@ -1145,7 +1208,7 @@ void check_clip(const Case& c) {
 
 TEST_F(RefOps, ClipGradNorm) {
   bool above = false, below = false;
-  for (const Case& c : cases("clip")) {
+  for (const Case& c : cases("clip_grad_norm")) {
     const double nrm = want(c.name, "norm", 1)[0];
     (nrm > c.num.at("max_norm") ? above : below) = true;
     check_clip<float>(c);

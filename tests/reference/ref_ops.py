@@ -3,7 +3,8 @@
 Usage: ref_ops.py IN.safetensors OUT.safetensors
 
 IN holds every case of one test run: tensor "<case>/<field>" (float32 inputs as our kernels see
-them, int32 index tables) and __metadata__["cases"], a JSON object {case: {"op": ..., params}}.
+them, int32 index tables), __metadata__["cases"], a JSON object {case: {"op": ..., params}}, and
+__metadata__["ops"], the ops kernels/op_list.h gives a torch reference (each must be in OPS).
 OUT gets "<case>/<field>" in float64: outputs and the pure gradients (d loss / d input for the
 upstream gradient "dy" of the case; parameter gradients are not added to any pre-filled buffer,
 the C++ side does the accumulation check). Everything is computed by torch autograd in float64
@@ -201,7 +202,7 @@ def adam(tin, case, p):
             "v": state["exp_avg_sq"].clone()}
 
 
-def clip(tin, case, p):
+def clip_grad_norm(tin, case, p):
     g = t64(tin, case, "g")
     param = torch.zeros_like(g, requires_grad=True)
     param.grad = g.clone()
@@ -210,7 +211,7 @@ def clip(tin, case, p):
 
 
 OPS = {"conv1d": conv1d, "maxpool": maxpool, "relu": relu, "mean_time": mean_time,
-       "linear": linear, "l2norm": l2norm, "triplet": triplet, "adam": adam, "clip": clip,
+       "linear": linear, "l2norm": l2norm, "triplet": triplet, "adam": adam, "clip_grad_norm": clip_grad_norm,
        "contrastive": contrastive, "batchnorm": batchnorm, "band_norm": band_norm}
 
 
@@ -221,6 +222,11 @@ def main():
     if "cases" not in meta:
         sys.exit(f"{sys.argv[1]}: __metadata__ has no 'cases' entry (JSON {{case: params}})")
     cases = json.loads(meta["cases"])
+    # The ops whose reference is torch in kernels/op_list.h: every one must be known here.
+    missing = sorted(set(json.loads(meta.get("ops", "[]"))) - set(OPS))
+    if missing:
+        sys.exit(f"{sys.argv[1]}: kernels/op_list.h names ops with a torch reference that ref_ops.py "
+                 f"does not compute: {missing} (add a function and its OPS entry)")
     out = {}
     for case, params in cases.items():
         op = params.get("op")
