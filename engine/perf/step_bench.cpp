@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 
 #include "engine/model.h"
@@ -146,6 +147,18 @@ StepBenchResult bench_training_step(Backend& be, const Config& c, const StepBenc
   r.step_median = median_seconds(r.step_seconds);
   time_parts(be, c, o, model, audio, hops, r);
   return r;
+}
+
+StepBenchReport bench_step_on_device(const Config& c, const BackendOptions& bo, const StepBenchOptions& o) {
+  StepBenchReport rep;
+  const std::unique_ptr<Backend> be = make_backend(bo, &rep.note);
+  rep.backend = be->describe();
+  rep.gpu = be->device() == Device::CUDA;
+  rep.result = bench_training_step(*be, c, o);
+  rep.peak = rep.gpu ? cuda_peak(bo.cuda_device) : measure_cpu_peak(bo.threads);
+  rep.cost = training_step_cost(c, rep.result.batch, rep.result.n_triplets);
+  rep.floor = roofline_floor(rep.cost.flops(), rep.cost.bytes(), rep.peak);
+  return rep;
 }
 
 }  // namespace mg

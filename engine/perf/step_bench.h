@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/backend_factory.h"
 #include "engine/config.h"
+#include "engine/perf/roofline.h"
 
 namespace mg {
 
@@ -47,6 +49,20 @@ struct StepBenchResult {
 // positives; every other row far in the graph). In-batch mining is timed as offline triplets.
 // Allocates the model, optimizer and part buffers on `be` and frees them on return.
 StepBenchResult bench_training_step(Backend& be, const Config& c, const StepBenchOptions& o);
+
+// `melgraph bench`: the step on a backend made from `bo` (bench_training_step), and the
+// roofline floor of the step and of each part on that device (measure_cpu_peak with
+// bo.threads, or cuda_peak).
+struct StepBenchReport {
+  StepBenchResult result;
+  std::string backend;  // Backend::describe()
+  std::string note;     // what make_backend chose and why
+  bool gpu = false;
+  DevicePeak peak;
+  StepCost cost;        // its parts in the order of result.parts
+  RooflineFloor floor;  // of the whole step
+};
+StepBenchReport bench_step_on_device(const Config& c, const BackendOptions& bo, const StepBenchOptions& o);
 
 // The median of a list of times (0 for none).
 double median_seconds(std::vector<double> v);

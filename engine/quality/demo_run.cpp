@@ -1,0 +1,125 @@
+#include "engine/quality/demo_run.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "engine/backend_factory.h"
+#include "engine/config.h"
+#include "engine/demo/demo_collection.h"
+#include "engine/demo/demo_config.h"
+#include "engine/index/index_eval.h"
+#include "engine/index/index_export.h"
+#include "engine/index/index_format.h"
+#include "engine/index/index_query.h"
+#include "engine/io/atomic_file.h"
+#include "engine/train/trainer.h"
+#include "graph/edge_list_io.h"
+#include "graph/preference_graph.h"
+
+namespace mg::quality {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// The demo owns its directory: an earlier demo there (it has demo.toml) is replaced; any other
+// non-empty directory is left alone.
+void prepare_dir(const std::string& d) {
+  const fs::path dir(d);
+  if (fs::exists(dir) && !fs::is_empty(dir)) {
+    if (!fs::exists(dir / "demo.toml"))
+      throw std::invalid_argument(d + " is not empty and holds no earlier demo; choose another --dir");
+    std::printf("replacing the earlier demo in %s\n", d.c_str());
+    fs::remove_all(dir);
+  }
+  fs::create_directories(dir);
+}
+
+void make_collection(const DemoRunOptions& o) {
+  std::printf("== 1. a synthetic collection and its preference graph\n");
+  demo::DemoCollectionOptions dopt;
+  dopt.clips = o.clips;
+  dopt.clip_seconds = o.clip_seconds;
+  dopt.sample_rate = 16000;
+  dopt.seed = o.seed;
+  dopt.threads = o.threads;
+  std::printf("%s\n", demo::make_demo_collection((fs::path(o.dir) / "collection").string(), dopt).describe().c_str());
+}
+
+// demo.toml, and the config with its paths resolved against the demo's folder.
+Config write_config(const DemoRunOptions& o, const std::string& config_path) {
+  std::printf("\n== 2. the run config\n");
+  Config cfg = demo::demo_run_config(o.clip_seconds, o.steps, o.seed);
+  write_file_atomic(config_path, to_toml(cfg));
+  std::printf("%s (edit it and run `melgraph train --config %s` to train it again)\n", config_path.c_str(),
+              config_path.c_str());
+  resolve_paths(cfg, o.dir);
+  return cfg;
+}
+
+void print_verdict(const train::TrainResult& r) {
+  std::printf("\n== 4. did it learn?\n");
+  if (!r.initial || !r.last) throw std::runtime_error("the run did not validate (no steps were taken)");
+  const auto& first = r.initial->sets.front();
+  const auto& last = r.last->sets.front();
+  std::printf("recall@%d of graph neighbours for %lld held-out items (never seen in training):\n", r.last->k,
+              static_cast<long long>(last.model.queries));
+  std::printf("  trained model     %.3f  (nDCG %.3f)\n", last.model.recall, last.model.ndcg);
+  std::printf("  untrained model   %.3f  (nDCG %.3f)\n", first.model.recall, first.model.ndcg);
+  std::printf("  mean log-mel      %.3f  (nDCG %.3f)\n", first.baseline.recall, first.baseline.ndcg);
+  std::printf("  chance            %.3f\n", first.chance_recall);
+}
+
+// melgraph export of the best checkpoint, eval of the index against the graph, a query by item
+// and one by audio file.
+void export_eval_query(const DemoRunOptions& o, const Config& cfg, const BackendOptions& bo) {
+  std::printf("\n== 5. export, eval, query\n");
+  index::ExportOptions eo;
+  eo.checkpoint = (fs::path(cfg.data.run_dir) / "best.safetensors").string();
+  eo.catalog = cfg.data.catalog;
+  eo.edges = cfg.data.edges;
+  eo.out = (fs::path(o.dir) / "index.sqlite").string();
+  eo.cache_dir = (fs::path(cfg.data.run_dir) / "cache").string();  // the run's cache: nothing to decode
+  eo.backend = bo;
+  eo.prepare_threads = o.threads;
+  std::printf("%s\n", index::export_index(eo).describe().c_str());
+
+  const index::Index idx = index::read_index(eo.out);
+  std::string note;
+  const std::unique_ptr<Backend> be = make_backend(bo, &note);
+  const graph::PreferenceGraph g(graph::load_edge_list(cfg.data.edges));
+  index::EvalOptions ev;
+  ev.k = 10;
+  std::printf("melgraph eval --index %s --edges %s\n%s\n", eo.out.c_str(), cfg.data.edges.c_str(),
+              index::format_eval(index::evaluate_index(*be, idx, g, ev)).c_str());
+  const std::string item = idx.items.front().id;
+  std::printf("melgraph query --index %s --item %s -k 5\n%s\n", eo.out.c_str(), item.c_str(),
+              index::format_hits(idx, index::query_item(*be, idx, item, 5)).c_str());
+  const std::string audio = idx.items.back().path;
+  std::printf("melgraph query --index %s --audio %s -k 5\n%s", eo.out.c_str(), audio.c_str(),
+              index::format_hits(idx, index::query_audio(*be, idx, audio, 5, "")).c_str());
+}
+
+}  // namespace
+
+void run_demo(const DemoRunOptions& o) {
+  prepare_dir(o.dir);
+  make_collection(o);
+  const std::string config_path = (fs::path(o.dir) / "demo.toml").string();
+  const Config cfg = write_config(o, config_path);
+  std::printf("\n== 3. train\n");
+  train::TrainOptions to;
+  to.config_path = config_path;
+  to.backend.device = parse_device_choice(o.device);
+  to.backend.threads = o.threads;
+  to.prepare_threads = o.threads;
+  const train::TrainResult r = train::run_training(cfg, to);
+  std::printf("%s\n", r.message.c_str());
+  print_verdict(r);
+  export_eval_query(o, cfg, to.backend);
+}
+
+}  // namespace mg::quality

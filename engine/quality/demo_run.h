@@ -1,0 +1,35 @@
+// The pipeline of `melgraph demo`: the whole of melgraph on a generated collection, on any machine, in minutes:
+//
+//   1. a synthetic music collection (engine/demo/demo_collection.h): clips in several styles that
+//      differ in tempo, scale, timbre and rhythm, and a preference graph that mostly links
+//      items of the same style (with noise, hubs and graph-only items without audio);
+//   2. a run config for it (demo.toml, small and fast: short clips, a narrow model);
+//   3. `melgraph train` on it: selection, audio cache, training, validation;
+//   4. the verdict: recall@k of held-out items for the trained model, the untrained model,
+//      the mean-log-mel baseline and chance;
+//   5. `melgraph export` of the best checkpoint into an SQLite index, `melgraph eval` of the
+//      index against the graph, and a sample `melgraph query` by item and by audio file.
+//
+// Everything lands in --dir (default melgraph-demo/): the collection, demo.toml, the run and
+// the index; a rerun replaces an earlier demo there.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace mg::quality {
+
+struct DemoRunOptions {
+  std::string dir = "melgraph-demo";
+  int clips = 300;
+  double clip_seconds = 10.0;
+  int steps = 1000;
+  uint64_t seed = 0;
+  int threads = 0;
+  std::string device = "auto";
+};
+
+// Runs the five phases above, printing each to stdout. std::invalid_argument for bad input
+// (a --dir that holds something other than an earlier demo, a bad config).
+void run_demo(const DemoRunOptions& o);
+
+}  // namespace mg::quality
