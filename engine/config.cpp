@@ -141,11 +141,9 @@ constexpr Choice<NonFinite> kNonFinites[] = {{"stop", NonFinite::Stop}, {"skip",
 constexpr Choice<LossKind> kLossKinds[] = {{"triplet", LossKind::Triplet}, {"contrastive", LossKind::Contrastive}};
 constexpr Choice<bool> kOptimNames[] = {{"adam", false}, {"adamw", true}};
 
-// Every section and key in canonical order. The reader and the writer both walk this one
-// list, so a field added here is parsed, written and known to the typo check at once.
-// mel.sample_rate is absent on purpose: it mirrors audio.sample_rate.
+// One visitor per config section, in the order visit_fields walks them.
 template <class C, class V>
-void visit_fields(C& c, V& v) {
+void visit_audio(C& c, V& v) {
   v.section("audio");
   v.field("sample_rate", c.audio.sample_rate);
   v.field("clip_seconds", c.audio.clip_seconds);
@@ -153,7 +151,10 @@ void visit_fields(C& c, V& v) {
   v.field("excerpt_seconds", c.audio.excerpt_seconds);
   v.choice("short_clip", c.audio.short_clip, kShortClips);
   v.choice("cache_dtype", c.audio.cache_dtype, kCacheDtypes);
+}
 
+template <class C, class V>
+void visit_mel(C& c, V& v) {
   v.section("mel");
   v.field("n_fft", c.mel.n_fft);
   v.field("hop", c.mel.hop);
@@ -164,7 +165,10 @@ void visit_fields(C& c, V& v) {
   v.choice("norm", c.mel.norm, kMelNorms);
   v.field("power", c.mel.power);
   v.field("log_eps", c.mel.log_eps);
+}
 
+template <class C, class V>
+void visit_model(C& c, V& v) {
   v.section("model");
   v.field("channels", c.model.channels);
   v.field("kernel", c.model.kernel);
@@ -177,14 +181,20 @@ void visit_fields(C& c, V& v) {
   v.choice("head_norm", c.model.head_norm, kHeadNorms);
   v.choice("embedding_from", c.model.embedding_from, kEmbeddingFroms);
   v.field("dropout", c.model.dropout);
+}
 
+template <class C, class V>
+void visit_loss(C& c, V& v) {
   v.section("loss");
   v.choice("name", c.loss.name, kLossKinds);
   v.field("margin", c.loss.margin);
   v.field("swap", c.loss.swap);
   v.field("eps", c.loss.eps);
   v.field("temperature", c.loss.temperature);
+}
 
+template <class C, class V>
+void visit_optim(C& c, V& v) {
   v.section("optim");
   v.choice("name", c.optim.adam.decoupled, kOptimNames);
   v.field("lr", c.optim.adam.lr);
@@ -193,7 +203,10 @@ void visit_fields(C& c, V& v) {
   v.field("eps", c.optim.adam.eps);
   v.field("weight_decay", c.optim.adam.weight_decay);
   v.field("clip_norm", c.optim.clip_norm);
+}
 
+template <class C, class V>
+void visit_train(C& c, V& v) {
   v.section("train");
   v.field("batch_triplets", c.train.batch_triplets);
   v.field("seed", c.train.seed);
@@ -210,12 +223,18 @@ void visit_fields(C& c, V& v) {
   v.field("early_stopping", c.train.early_stopping);
   v.choice("nonfinite", c.train.nonfinite, kNonFinites);
   v.field("loader_threads", c.train.loader_threads);
+}
 
+template <class C, class V>
+void visit_augment(C& c, V& v) {
   v.section("augment");
   v.field("gain_db", c.augment.gain_db);
   v.field("noise_snr_db", c.augment.noise_snr_db);
   v.field("shift_seconds", c.augment.shift_seconds);
+}
 
+template <class C, class V>
+void visit_data(C& c, V& v) {
   v.section("data");
   v.field("edges", c.data.edges);
   v.field("catalog", c.data.catalog);
@@ -227,7 +246,21 @@ void visit_fields(C& c, V& v) {
   v.field("holdout_by", c.data.holdout_by);
   v.field("val_edges", c.data.val_edges);
   v.field("recall_k", c.data.recall_k);
+}
 
+// Every section and key in canonical order. The reader and the writer both walk this one
+// list, so a field added here is parsed, written and known to the typo check at once.
+// mel.sample_rate is absent on purpose: it mirrors audio.sample_rate.
+template <class C, class V>
+void visit_fields(C& c, V& v) {
+  visit_audio(c, v);
+  visit_mel(c, v);
+  visit_model(c, v);
+  visit_loss(c, v);
+  visit_optim(c, v);
+  visit_train(c, v);
+  visit_augment(c, v);
+  visit_data(c, v);
   v.end();
 }
 
@@ -495,8 +528,8 @@ class Checker {
   std::string source_;
 };
 
-void validate(const Config& c, const std::string& source) {
-  const Checker check(source);
+// Clip and excerpt lengths fit the int sample counts; the mel front end is valid at the rate.
+void validate_audio_and_mel(const Config& c, const Checker& check) {
   check.at_least("audio.sample_rate", c.audio.sample_rate, 1);
   check.positive("audio.clip_seconds", c.audio.clip_seconds);
   // Frame counts and kernel dimensions are int; 2^31 - 1 samples is over a day of audio.
@@ -524,7 +557,9 @@ void validate(const Config& c, const std::string& source) {
   } catch (const std::invalid_argument& e) {
     check.fail(e.what());
   }
+}
 
+void validate_model(const Config& c, const Checker& check) {
   if (c.model.channels.empty())
     check.fail("model.channels must list at least one conv stage (got [])");
   for (size_t i = 0; i < c.model.channels.size(); ++i)
@@ -534,18 +569,25 @@ void validate(const Config& c, const std::string& source) {
   check.at_least("model.embedding", c.model.embedding, 1);
   check.positive("model.l2_eps", c.model.l2_eps);
   check.unit_interval("model.dropout", c.model.dropout);
+}
 
+void validate_loss(const Config& c, const Checker& check) {
   check.non_negative("loss.margin", c.loss.margin);
   check.positive("loss.eps", c.loss.eps);
   check.positive("loss.temperature", c.loss.temperature);
+}
 
+void validate_optim(const Config& c, const Checker& check) {
   check.positive("optim.lr", c.optim.adam.lr);
   check.unit_interval("optim.beta1", c.optim.adam.beta1);
   check.unit_interval("optim.beta2", c.optim.adam.beta2);
   check.positive("optim.eps", c.optim.adam.eps);
   check.non_negative("optim.weight_decay", c.optim.adam.weight_decay);
   check.non_negative("optim.clip_norm", c.optim.clip_norm);
+}
 
+// Steps, hop bounds of positives and negatives, schedule and checkpoint cadence.
+void validate_train(const Config& c, const Checker& check) {
   check.at_least("train.batch_triplets", c.train.batch_triplets, 1);
   check.at_least("train.steps", c.train.steps, 0);
   check.at_least("train.epochs", c.train.epochs, 0);
@@ -564,14 +606,18 @@ void validate(const Config& c, const std::string& source) {
   check.at_least("train.validate_every", c.train.validate_every, 1);
   check.at_least("train.early_stopping", c.train.early_stopping, 0);
   check.at_least("train.loader_threads", c.train.loader_threads, 1);
+}
 
+void validate_augment(const Config& c, const Checker& check) {
   check.non_negative("augment.gain_db", c.augment.gain_db);
   check.non_negative("augment.noise_snr_db", c.augment.noise_snr_db);
   check.non_negative("augment.shift_seconds", c.augment.shift_seconds);
   if (c.augment.shift_seconds > c.audio.clip_seconds)
     check.fail("augment.shift_seconds", "<= audio.clip_seconds (" +
                format_double(c.audio.clip_seconds) + ")", format_double(c.augment.shift_seconds));
+}
 
+void validate_data(const Config& c, const Checker& check) {
   check.at_least("data.top_k", c.data.top_k, 0);
   check.unit_interval("data.val_items", c.data.val_items);
   check.unit_interval("data.val_edges", c.data.val_edges);
@@ -581,6 +627,17 @@ void validate(const Config& c, const std::string& source) {
   if (c.train.seed > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
     check.fail("train.seed", "<= " + std::to_string(std::numeric_limits<int64_t>::max()),
                std::to_string(c.train.seed));
+}
+
+void validate(const Config& c, const std::string& source) {
+  const Checker check(source);
+  validate_audio_and_mel(c, check);
+  validate_model(c, check);
+  validate_loss(c, check);
+  validate_optim(c, check);
+  validate_train(c, check);
+  validate_augment(c, check);
+  validate_data(c, check);
 }
 
 }  // namespace

@@ -366,94 +366,107 @@ DemoClipTraits demo_clip_traits(const DemoCollectionOptions& o, int64_t clip) {
   return draw_traits(kStyles[static_cast<size_t>(demo_clip_style(o, clip))], d, &noise_seed);
 }
 
-std::vector<float> render_demo_clip(const DemoCollectionOptions& o, int64_t clip) {
-  validate_demo_options(o);
-  if (clip < 0 || clip >= o.clips)
-    throw std::out_of_range("demo clip " + std::to_string(clip) + " is not in [0, " + std::to_string(o.clips) + ")");
-  const Style& st = kStyles[static_cast<size_t>(demo_clip_style(o, clip))];
-  const int sr = o.sample_rate;
-  const int64_t S = std::llround(o.clip_seconds * sr);
-  std::vector<float> audio(static_cast<size_t>(S), 0.0f);  // [S]
-  float* out = audio.data();
-  Draws d(o.seed, kClipStream + static_cast<uint64_t>(clip));
-  uint64_t noise_seed = 0;
-  const DemoClipTraits traits = draw_traits(st, d, &noise_seed);
-  WhiteNoise noise{noise_seed};
-  const double bpm = traits.bpm;
-  const int key = traits.key;
-  const double step_s = 60.0 / bpm / st.steps_per_beat;  // one melody grid step
+namespace {
+
+// What the parts of one clip share while render_demo_clip draws them, in its order (the
+// draws come from one stream, so the order is part of the output).
+struct ClipCanvas {
+  const Style& st;
+  const DemoCollectionOptions& o;
+  Draws& d;
+  WhiteNoise& noise;
+  float* out;  // [S]
+  int64_t S;
+  int sr;
+  int key;  // MIDI note of the scale's root
+  double bpm;
+  double step_s;  // one melody grid step
+  int64_t at(double seconds) const { return static_cast<int64_t>(std::llround(seconds * sr)); }
+  double degree_midi(int deg) const {
+    return key + 12 * (deg / st.scale_size) + st.scale[static_cast<size_t>(deg % st.scale_size)];
+  }
+};
+
+// One chord per bar (I, IV, V or vi of the scale), held to the next.
+void draw_chords(const ClipCanvas& c) {
+  constexpr int kRoots[4] = {0, 3, 4, 5};
+  const double bar_s = 4 * c.st.steps_per_beat * c.step_s;
+  for (int b = 0; b * bar_s < c.o.clip_seconds; ++b) {
+    const int root = kRoots[c.d.below(4)];
+    for (int k = 0; k < 3; ++k)
+      add_note(c.st.voice, Note{midi_to_hz(c.degree_midi(root + 2 * k)), c.at(b * bar_s), c.at(1.02 * bar_s), 0.7f},
+               c.sr, c.d.u32(), c.out, c.S);
+  }
+}
+
+// A random walk on the scale: mostly steps, some repeats, a few leaps; the first grid step
+// always plays so that even a short clip has a note.
+void draw_melody(const ClipCanvas& c) {
+  const Style& st = c.st;
+  Draws& d = c.d;
   const int bar_steps = 4 * st.steps_per_beat;
   const int top_degree = st.scale_size * st.octaves;
-  auto degree_midi = [&](int deg) {
-    return key + 12 * (deg / st.scale_size) + st.scale[static_cast<size_t>(deg % st.scale_size)];
-  };
-  auto at = [&](double seconds) { return static_cast<int64_t>(std::llround(seconds * sr)); };
-
-  if (st.chords) {
-    // One chord per bar (I, IV, V or vi of the scale), held to the next.
-    constexpr int kRoots[4] = {0, 3, 4, 5};
-    const double bar_s = bar_steps * step_s;
-    for (int b = 0; b * bar_s < o.clip_seconds; ++b) {
-      const int root = kRoots[d.below(4)];
-      for (int k = 0; k < 3; ++k)
-        add_note(st.voice, Note{midi_to_hz(degree_midi(root + 2 * k)), at(b * bar_s), at(1.02 * bar_s), 0.7f}, sr,
-                 d.u32(), out, S);
-    }
-  } else {
-    // A random walk on the scale: mostly steps, some repeats, a few leaps; the first grid
-    // step always plays so that even a short clip has a note.
-    int deg = d.below(st.scale_size);
-    for (int k = 0; k * step_s < o.clip_seconds; ++k) {
-      const bool accent = (st.accents >> (k % bar_steps) & 1u) != 0;
-      if (k > 0 && d.uniform() >= (accent ? st.density : st.off_density)) continue;
-      const double r = d.uniform();
-      int move = 0;
-      if (r < 0.1) move = d.between(3, 5);
-      else if (r < 0.25) move = 0;
-      else if (r < 0.85) move = 1;
-      else move = 2;
-      if (d.below(2) == 1) move = -move;
-      deg += move;
-      if (deg < 0) deg = -deg;
-      if (deg > top_degree) deg = 2 * top_degree - deg;
-      deg = std::clamp(deg, 0, top_degree);
-      const double onset = (k + (k % 2 == 1 ? st.swing : 0.0)) * step_s;
-      const double gate = st.hold * step_s * (0.85 + 0.3 * d.uniform());
-      const auto velocity = static_cast<float>((accent ? 1.0 : 0.75) * (0.85 + 0.15 * d.uniform()));
-      add_note(st.voice, Note{midi_to_hz(degree_midi(deg)), at(onset), std::max<int64_t>(1, at(gate)), velocity}, sr,
-               d.u32(), out, S);
-    }
+  int deg = d.below(st.scale_size);
+  for (int k = 0; k * c.step_s < c.o.clip_seconds; ++k) {
+    const bool accent = (st.accents >> (k % bar_steps) & 1u) != 0;
+    if (k > 0 && d.uniform() >= (accent ? st.density : st.off_density)) continue;
+    const double r = d.uniform();
+    int move = 0;
+    if (r < 0.1)
+      move = d.between(3, 5);
+    else if (r < 0.25)
+      move = 0;
+    else if (r < 0.85)
+      move = 1;
+    else
+      move = 2;
+    if (d.below(2) == 1) move = -move;
+    deg += move;
+    if (deg < 0) deg = -deg;
+    if (deg > top_degree) deg = 2 * top_degree - deg;
+    deg = std::clamp(deg, 0, top_degree);
+    const double onset = (k + (k % 2 == 1 ? st.swing : 0.0)) * c.step_s;
+    const double gate = st.hold * c.step_s * (0.85 + 0.3 * d.uniform());
+    const auto velocity = static_cast<float>((accent ? 1.0 : 0.75) * (0.85 + 0.15 * d.uniform()));
+    add_note(st.voice, Note{midi_to_hz(c.degree_midi(deg)), c.at(onset), std::max<int64_t>(1, c.at(gate)), velocity},
+             c.sr, d.u32(), c.out, c.S);
   }
+}
 
-  if (st.bass_beats > 0) {
-    const double every = st.bass_beats * st.steps_per_beat * step_s;
-    const double fifth = st.scale[static_cast<size_t>(std::min(st.scale_size - 1, st.scale_size / 2 + 1))];
-    for (int b = 0; b * every < o.clip_seconds; ++b) {
-      const double midi = key - 12.0 * st.bass_octaves + (b % 2 == 1 ? fifth : 0.0);
-      add_note(st.voice, Note{midi_to_hz(midi), at(b * every), at(0.9 * every), 0.8f}, sr, d.u32(), out, S);
-    }
+// Root and fifth an octave or more below, every bass_beats beats.
+void draw_bass(const ClipCanvas& c) {
+  const Style& st = c.st;
+  const double every = st.bass_beats * st.steps_per_beat * c.step_s;
+  const double fifth = st.scale[static_cast<size_t>(std::min(st.scale_size - 1, st.scale_size / 2 + 1))];
+  for (int b = 0; b * every < c.o.clip_seconds; ++b) {
+    const double midi = c.key - 12.0 * st.bass_octaves + (b % 2 == 1 ? fifth : 0.0);
+    add_note(st.voice, Note{midi_to_hz(midi), c.at(b * every), c.at(0.9 * every), 0.8f}, c.sr, c.d.u32(), c.out, c.S);
   }
+}
 
-  if (st.drums > 0) {
-    // The drum grid is 16ths; swing moves the 16ths that fall on odd melody grid steps.
-    const double sixteenth = 60.0 / bpm / 4;
-    const int per_step = 4 / st.steps_per_beat;  // 16ths per melody grid step
-    for (int s = 0; s * sixteenth < o.clip_seconds; ++s) {
-      const int pos = s % 16;
-      const bool swung = s % per_step == 0 && (s / per_step) % 2 == 1;
-      const int64_t start = at((s + (swung ? st.swing * per_step : 0.0)) * sixteenth);
-      const auto level = static_cast<float>(st.drums);
-      if (st.kick >> pos & 1u)
-        add_drum(Drum::Kick, start, level * static_cast<float>(0.9 + 0.1 * d.uniform()), sr, noise, out, S);
-      if (st.snare >> pos & 1u)
-        add_drum(Drum::Snare, start, level * static_cast<float>(0.8 + 0.2 * d.uniform()), sr, noise, out, S);
-      if ((st.hat >> pos & 1u) && d.uniform() >= 0.05)
-        add_drum(Drum::Hat, start, level * static_cast<float>(0.5 + 0.3 * d.uniform()), sr, noise, out, S);
-    }
+// The drum grid is 16ths; swing moves the 16ths that fall on odd melody grid steps.
+void draw_drums(const ClipCanvas& c) {
+  const Style& st = c.st;
+  Draws& d = c.d;
+  const double sixteenth = 60.0 / c.bpm / 4;
+  const int per_step = 4 / st.steps_per_beat;  // 16ths per melody grid step
+  for (int s = 0; s * sixteenth < c.o.clip_seconds; ++s) {
+    const int pos = s % 16;
+    const bool swung = s % per_step == 0 && (s / per_step) % 2 == 1;
+    const int64_t start = c.at((s + (swung ? st.swing * per_step : 0.0)) * sixteenth);
+    const auto level = static_cast<float>(st.drums);
+    if (st.kick >> pos & 1u)
+      add_drum(Drum::Kick, start, level * static_cast<float>(0.9 + 0.1 * d.uniform()), c.sr, c.noise, c.out, c.S);
+    if (st.snare >> pos & 1u)
+      add_drum(Drum::Snare, start, level * static_cast<float>(0.8 + 0.2 * d.uniform()), c.sr, c.noise, c.out, c.S);
+    if ((st.hat >> pos & 1u) && d.uniform() >= 0.05)
+      add_drum(Drum::Hat, start, level * static_cast<float>(0.5 + 0.3 * d.uniform()), c.sr, c.noise, c.out, c.S);
   }
+}
 
-  // Same loudness for every clip (RMS 0.1, -20 dBFS), a noise floor at about -60 dBFS, and
-  // a peak limit that keeps the 16-bit conversion from clipping.
+// Same loudness for every clip (RMS 0.1, -20 dBFS), a noise floor at about -60 dBFS, and a
+// peak limit that keeps the 16-bit conversion from clipping.
+void master(float* out, int64_t S, WhiteNoise& noise) {
   double energy = 0;
   for (int64_t n = 0; n < S; ++n) energy += static_cast<double>(out[n]) * out[n];
   const double rms = std::sqrt(energy / static_cast<double>(std::max<int64_t>(1, S)));
@@ -467,6 +480,30 @@ std::vector<float> render_demo_clip(const DemoCollectionOptions& o, int64_t clip
     const float limit = 0.98f / peak;
     for (int64_t n = 0; n < S; ++n) out[n] *= limit;
   }
+}
+
+}  // namespace
+
+std::vector<float> render_demo_clip(const DemoCollectionOptions& o, int64_t clip) {
+  validate_demo_options(o);
+  if (clip < 0 || clip >= o.clips)
+    throw std::out_of_range("demo clip " + std::to_string(clip) + " is not in [0, " + std::to_string(o.clips) + ")");
+  const Style& st = kStyles[static_cast<size_t>(demo_clip_style(o, clip))];
+  const int64_t S = std::llround(o.clip_seconds * o.sample_rate);
+  std::vector<float> audio(static_cast<size_t>(S), 0.0f);  // [S]
+  Draws d(o.seed, kClipStream + static_cast<uint64_t>(clip));
+  uint64_t noise_seed = 0;
+  const DemoClipTraits traits = draw_traits(st, d, &noise_seed);
+  WhiteNoise noise{noise_seed};
+  const ClipCanvas c{
+      st, o, d, noise, audio.data(), S, o.sample_rate, traits.key, traits.bpm, 60.0 / traits.bpm / st.steps_per_beat};
+  if (st.chords)
+    draw_chords(c);
+  else
+    draw_melody(c);
+  if (st.bass_beats > 0) draw_bass(c);
+  if (st.drums > 0) draw_drums(c);
+  master(audio.data(), S, noise);
   return audio;
 }
 
