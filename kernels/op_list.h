@@ -48,3 +48,19 @@
   MG_OP(clip_grad_norm, none, torch, "optim")                                                             \
   MG_OP(topk, none, own, "topk")                /* float64 ranks: TopkCosineCuda.*, test_index */
 // clang-format on
+
+namespace mg {
+
+// The same rows as data, for the checks that walk the list (every row has cases, names its
+// files): the columns as strings.
+struct OpRow {
+  const char* op;
+  const char* gradient;   // "central" or "none"
+  const char* reference;  // "torch" or "own"
+  const char* kernels;    // kernels/<kernels>_cpu.h ...
+};
+#define MG_OP_ROW(op, gradient, reference, kernels) OpRow{#op, #gradient, #reference, kernels},
+inline constexpr OpRow kOpRows[] = {MELGRAPH_OPS(MG_OP_ROW)};
+#undef MG_OP_ROW
+
+}  // namespace mg

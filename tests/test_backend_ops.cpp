@@ -1340,12 +1340,8 @@ const std::vector<OpCase>& all_cases() {
 // CUDA twin beside it (ours, _cuda.cu, or library-backed, _cudnn.cpp / _cublas.cpp).
 TEST(BackendOpsTable, EveryOpNamesItsKernelFiles) {
   const std::filesystem::path dir = std::filesystem::path(MELGRAPH_REFERENCE_DIR) / ".." / ".." / "kernels";
-  const std::vector<std::pair<std::string, std::string>> rows = {
-#define MG_OP_FILES(op, gradient, reference, kernels) {#op, kernels},
-      MELGRAPH_OPS(MG_OP_FILES)
-#undef MG_OP_FILES
-  };
-  for (const auto& [op, stem] : rows) {
+  for (const OpRow& row : kOpRows) {
+    const std::string op = row.op, stem = row.kernels;
     for (const char* ext : {"_cpu.h", "_cpu.cpp"})
       EXPECT_TRUE(std::filesystem::exists(dir / (stem + ext))) << op << ": no kernels/" << stem << ext;
     EXPECT_TRUE(std::filesystem::exists(dir / (stem + "_cuda.cu")) ||
@@ -1454,11 +1450,8 @@ TEST(BackendOpsTable, CoversEveryOpWithUniqueNames) {
   for (const auto& c : all_cases()) names.push_back(c.name);
   std::sort(names.begin(), names.end());
   EXPECT_EQ(std::adjacent_find(names.begin(), names.end()), names.end()) << "duplicate case name";
-  const std::vector<std::string> ops = {
-#define MG_OP_NAME(op, gradient, reference, kernels) #op,
-      MELGRAPH_OPS(MG_OP_NAME)
-#undef MG_OP_NAME
-  };
+  std::vector<std::string> ops;
+  for (const OpRow& row : kOpRows) ops.emplace_back(row.op);
   auto of_op = [](const std::string& name, const std::string& op) { return name.rfind(op + "_", 0) == 0; };
   for (const std::string& op : ops)
     EXPECT_TRUE(std::any_of(names.begin(), names.end(), [&](const std::string& n) { return of_op(n, op); }))

@@ -655,10 +655,8 @@ void generate_all() {
 // (it is given this list and exits naming any op it lacks).
 std::vector<std::string> torch_ops() {
   std::vector<std::string> ops;
-#define MG_TORCH_torch(op) ops.push_back(#op);
-#define MG_TORCH_own(op)
-#define MG_TORCH(op, gradient, reference, kernels) MG_TORCH_##reference(op)
-  MELGRAPH_OPS(MG_TORCH)
+  for (const mg::OpRow& row : mg::kOpRows)
+    if (std::string(row.reference) == "torch") ops.emplace_back(row.op);
   return ops;
 }
 
