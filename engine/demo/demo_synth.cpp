@@ -383,7 +383,8 @@ struct ClipCanvas {
   double step_s;  // one melody grid step
   int64_t at(double seconds) const { return static_cast<int64_t>(std::llround(seconds * sr)); }
   double degree_midi(int deg) const {
-    return key + 12 * (deg / st.scale_size) + st.scale[static_cast<size_t>(deg % st.scale_size)];
+    const int octave = deg / st.scale_size;  // whole octaves above the root
+    return key + 12 * octave + st.scale[static_cast<size_t>(deg % st.scale_size)];
   }
 };
 

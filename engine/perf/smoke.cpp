@@ -44,11 +44,12 @@ std::vector<float> synth_triplet_batch(const Config& c, int n, int rows, uint64_
   std::vector<float> audio(static_cast<size_t>(rows) * S);
   auto pitch = [](int k) { return 110.0 * std::pow(2.0, (k % 24) / 12.0); };
   auto clip = [&](int slot) { return &audio[static_cast<size_t>(slot) * S]; };
+  const auto un = static_cast<uint64_t>(n);
   for (int i = 0; i < n; ++i) {
-    const uint64_t item = static_cast<uint64_t>(i), other = static_cast<uint64_t>(n + i);
-    synth_clip(clip(i), S, sr, seed, item, pitch(i), static_cast<uint64_t>(i));
-    synth_clip(clip(n + i), S, sr, seed, item, pitch(i + 5), static_cast<uint64_t>(n + i));
-    if (rows == 3 * n) synth_clip(clip(2 * n + i), S, sr, seed, other, pitch(i), static_cast<uint64_t>(2 * n + i));
+    const auto item = static_cast<uint64_t>(i), other = un + item;  // clip ids and item ids: the slot
+    synth_clip(clip(i), S, sr, seed, item, pitch(i), item);
+    synth_clip(clip(n + i), S, sr, seed, item, pitch(i + 5), un + item);
+    if (rows == 3 * n) synth_clip(clip(2 * n + i), S, sr, seed, other, pitch(i), 2 * un + item);
   }
   return audio;
 }

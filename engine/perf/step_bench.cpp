@@ -133,8 +133,8 @@ StepBenchResult bench_training_step(Backend& be, const Config& c, const StepBenc
   r.n_triplets = c.train.batch_triplets;
   r.batch = (contrastive ? 2 : 3) * r.n_triplets;  // the triplet loss timed on offline triplets, mined or not
   const int B = r.batch;
-  const std::vector<uint8_t> hops = contrastive ? TrainStep::pair_hops(r.n_triplets, c.train.neg_hops)
-                                                : std::vector<uint8_t>{};
+  const std::vector<uint8_t> hops =
+      contrastive ? TrainStep::pair_hops(r.n_triplets, c.train.neg_hops) : std::vector<uint8_t>{};
 
   Model model(c, be, B);
   model.init_params(o.seed);
