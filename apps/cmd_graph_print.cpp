@@ -49,7 +49,8 @@ void print_edge_stats(const InputOptions& in, const graph::GraphInputs& l) {
               s.header ? ", header" : "", s.gzip ? ", gzip" : "");
   std::printf("nodes: %d\nedges: %lld\n", l.graph->num_nodes(), static_cast<long long>(l.graph->num_edges()));
   std::printf("lines: %lld (%lld edge lines, %lld comments, %lld blank)\n", static_cast<long long>(s.lines),
-              static_cast<long long>(s.edges_read), static_cast<long long>(s.comments), static_cast<long long>(s.blank));
+              static_cast<long long>(s.edges_read), static_cast<long long>(s.comments),
+              static_cast<long long>(s.blank));
   std::printf("dropped: %lld self-loops, %lld duplicates, %lld bad lines\n", static_cast<long long>(s.self_loops),
               static_cast<long long>(s.duplicates), static_cast<long long>(s.bad_lines));
 }

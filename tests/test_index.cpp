@@ -28,19 +28,19 @@
 #include <string>
 #include <vector>
 
+#include "engine/audio/audio_cache.h"
+#include "engine/audio/decode.h"
+#include "engine/backend.h"
+#include "engine/checkpoint.h"
 #include "engine/demo/demo_collection.h"
+#include "engine/embed/embedder.h"
 #include "engine/index/index_eval.h"
 #include "engine/index/index_export.h"
 #include "engine/index/index_format.h"
 #include "engine/index/index_query.h"
 #include "engine/index/sha256.h"
-#include "engine/embed/embedder.h"
-#include "engine/audio/audio_cache.h"
-#include "engine/audio/decode.h"
-#include "engine/backend.h"
-#include "engine/checkpoint.h"
-#include "engine/model.h"
 #include "engine/io/npy.h"
+#include "engine/model.h"
 #include "graph/catalog.h"
 #include "graph/edge_list_io.h"
 #include "graph/preference_graph.h"
@@ -302,7 +302,8 @@ TEST_F(IndexTest, EmbedTrackAgreesWithEmbedCached) {
     ASSERT_GT(L, fixture_config().audio.clip_samples()) << "the tracks must be longer than a clip to have crops";
     std::vector<float> samples(static_cast<size_t>(L));
     cache.read_clip(i, 0, L, ShortClip::Repeat, samples.data());
-    const embed::Embeddings a = embed::embed_track(m, samples, kCrops), b = embed::embed_cached(m, cache, {i}, kCrops, false);
+    const embed::Embeddings a = embed::embed_track(m, samples, kCrops),
+                            b = embed::embed_cached(m, cache, {i}, kCrops, false);
     ASSERT_EQ(a.emb.size(), b.emb.size());
     // The same clips in the same batch positions: the same bits.
     for (size_t j = 0; j < a.emb.size(); ++j) EXPECT_EQ(a.emb[j], b.emb[j]) << "item " << i << " element " << j;

@@ -15,19 +15,19 @@
 #include <tuple>
 #include <utility>
 
-#include "engine/index/sha256.h"
-#include "engine/embed/embedder.h"
 #include "build_info.h"
-#include "engine/io/atomic_file.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/audio/prepare.h"
 #include "engine/checkpoint.h"
-#include "engine/model.h"
+#include "engine/embed/embedder.h"
+#include "engine/index/sha256.h"
+#include "engine/io/atomic_file.h"
 #include "engine/io/npy.h"
+#include "engine/model.h"
+#include "engine/timer.h"
 #include "graph/catalog.h"
 #include "graph/edge_list_io.h"
 #include "graph/preference_graph.h"
-#include "engine/timer.h"
 
 namespace mg::index {
 

@@ -17,9 +17,9 @@
 #include <utility>
 #include <vector>
 
-#include "engine/index/index_format.h"
-#include "engine/embed/embedder.h"
 #include "engine/backend_factory.h"
+#include "engine/embed/embedder.h"
+#include "engine/index/index_format.h"
 
 namespace mg::index {
 

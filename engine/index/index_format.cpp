@@ -213,7 +213,8 @@ void check_index_identity(SqliteDb& db, const std::string& path) {
     throw IndexInputError(not_index + " (not an SQLite database)");
   }
   if (app_id != kIndexApplicationId)
-    throw IndexInputError(not_index + " (an SQLite file without melgraph's application_id; make an index with `melgraph export`)");
+    throw IndexInputError(not_index +
+                          " (an SQLite file without melgraph's application_id; make an index with `melgraph export`)");
   if (version > kIndexSchemaVersion)
     throw IndexInputError(path + ": written by a newer melgraph (index schema version " + std::to_string(version) +
                           ", this melgraph reads up to " + std::to_string(kIndexSchemaVersion) +
@@ -264,8 +265,9 @@ void read_vectors(SqliteDb& db, const std::string& path, Index& x) {
                             " at row " + std::to_string(row) + "); export the index again");
     const void* p = st.blob(1);
     if (st.bytes(1) != row_bytes || !p)
-      throw IndexInputError(path + ": the vector of item " + std::to_string(row) + " has " + std::to_string(st.bytes(1)) +
-                            " bytes, expected " + std::to_string(row_bytes) + " (dim " + std::to_string(x.dim) + ")");
+      throw IndexInputError(path + ": the vector of item " + std::to_string(row) + " has " +
+                            std::to_string(st.bytes(1)) + " bytes, expected " + std::to_string(row_bytes) + " (dim " +
+                            std::to_string(x.dim) + ")");
     std::memcpy(x.vectors.data() + row * static_cast<size_t>(x.dim), p, row_bytes);
     ++row;
   }

@@ -10,14 +10,14 @@
 #include <span>
 #include <stdexcept>
 
-#include "engine/index/sha256.h"
-#include "engine/embed/embedder.h"
 #include "engine/audio/decode.h"
 #include "engine/checkpoint.h"
+#include "engine/embed/embedder.h"
+#include "engine/index/sha256.h"
 #include "engine/model.h"
 #include "engine/retrieval_metrics.h"
-#include "kernels/blas.h"
 #include "engine/timer.h"
+#include "kernels/blas.h"
 #include "kernels/topk_cpu.h"
 
 namespace mg::index {

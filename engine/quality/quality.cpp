@@ -10,16 +10,16 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "engine/audio/audio_cache.h"
+#include "engine/checkpoint.h"
+#include "engine/embed/embedder.h"
 #include "engine/index/index_eval.h"
 #include "engine/index/index_export.h"
 #include "engine/index/index_format.h"
-#include "engine/embed/embedder.h"
 #include "engine/io/atomic_file.h"
-#include "engine/audio/audio_cache.h"
-#include "engine/checkpoint.h"
 #include "engine/model.h"
-#include "graph/edge_list_io.h"
 #include "engine/timer.h"
+#include "graph/edge_list_io.h"
 
 namespace mg::quality {
 
@@ -241,7 +241,8 @@ std::string QualityReport::json() const {
     Json j;
     for (const auto& [name, f] : std::initializer_list<std::pair<const char*, double Scores::*>>{
              {"recall", &Scores::recall}, {"ndcg", &Scores::ndcg}, {"ndcg_wide", &Scores::ndcg_wide}, {"map", &Scores::map}}) {
-      const MeanSd v = over_seeds(*this, [&](const SeedResult& s) { return (s.*m).*f; });
+      // A copy of f: clang before 16 (clang-tidy here) cannot capture a structured binding.
+      const MeanSd v = over_seeds(*this, [&, field = f](const SeedResult& s) { return (s.*m).*field; });
       j[name] = Json{{"mean", v.mean}, {"sd", v.sd}};
     }
     return j;

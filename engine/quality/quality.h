@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/embed/embedder.h"
-#include "engine/train/trainer.h"
 #include "engine/config.h"
+#include "engine/embed/embedder.h"
 #include "engine/retrieval_metrics.h"
+#include "engine/train/trainer.h"
 
 namespace mg::quality {
 

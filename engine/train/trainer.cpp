@@ -15,21 +15,21 @@
 #include <stdexcept>
 #include <unordered_set>
 
-#include "engine/train/batch_loader.h"
-#include "engine/embed/embedder.h"
-#include "engine/train/training_data.h"
-#include "engine/train/validation.h"
-#include "engine/io/atomic_file.h"
-#include "engine/io/progress_line.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/audio/prepare.h"
 #include "engine/checkpoint.h"
-#include "engine/train/lr_schedule.h"
+#include "engine/embed/embedder.h"
+#include "engine/io/atomic_file.h"
+#include "engine/io/progress_line.h"
 #include "engine/model.h"
 #include "engine/optimizer.h"
-#include "engine/train/run_db.h"
-#include "engine/train_step.h"
 #include "engine/timer.h"
+#include "engine/train/batch_loader.h"
+#include "engine/train/lr_schedule.h"
+#include "engine/train/run_db.h"
+#include "engine/train/training_data.h"
+#include "engine/train/validation.h"
+#include "engine/train_step.h"
 
 namespace mg::train {
 

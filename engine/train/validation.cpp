@@ -7,8 +7,8 @@
 #include <sstream>
 
 #include "engine/embed/embedder.h"
-#include "kernels/blas.h"
 #include "engine/timer.h"
+#include "kernels/blas.h"
 #include "kernels/topk_cpu.h"
 
 namespace mg::train {
