@@ -138,7 +138,7 @@ NpyArray read_npy(const std::string& path) {
     throw NpyError(path + ": " + std::to_string(bytes.size() - data_start) + " data bytes, shape " +
                    shape_tuple(a.shape) + " needs " + std::to_string(want));
   a.data.resize(static_cast<size_t>(n));
-  std::memcpy(a.data.data(), bytes.data() + data_start, want);
+  if (want > 0) std::memcpy(a.data.data(), bytes.data() + data_start, want);  // an empty vector's data() may be null
   return a;
 }
 
