@@ -5,8 +5,8 @@ Usage: check_layout.py SOURCE_DIR
 
 - Each library folder includes headers only from the folders it may depend on (LAYERS below:
   dependencies point down, never to a folder above or beside it unless listed).
-- Each library folder defines exactly one CMake library named after it (kernels/ also its
-  CUDA twin library, built only with a CUDA toolkit); apps/ defines only executables.
+- Each library folder defines exactly one CMake library named after it; apps/ defines only
+  executables.
 - apps/*.cpp stay thin: at most APPS_MAX_LINES lines each.
 Exits 1 naming every file and line that breaks a rule.
 """
@@ -32,7 +32,6 @@ LAYERS = {
 }
 LIBRARY_NAME = {folder: "melgraph_" + (folder.split("/")[-1]) for folder in LAYERS}
 LIBRARY_NAME["engine"] = "melgraph_engine"
-EXTRA_LIBRARIES = {"kernels": {"melgraph_kernels_cuda"}}
 # The CLI may use every library; benchmarks and tests everything but the CLI.
 TOP = {"apps": set(LAYERS), "bench": set(LAYERS), "bench/compare": set(LAYERS)}
 APPS_MAX_LINES = 150
@@ -79,7 +78,7 @@ def main():
             problems.append(f"{folder}/CMakeLists.txt: missing (each library folder builds its library)")
             continue
         libs = set(re.findall(r"add_library\(\s*(\w+)", open(cmake, encoding="utf-8").read()))
-        if libs - EXTRA_LIBRARIES.get(folder, set()) != {name}:
+        if libs != {name}:
             problems.append(f"{folder}/CMakeLists.txt: defines {sorted(libs)}; a folder is one library, {name}")
     apps_cmake = open(os.path.join(root, "apps", "CMakeLists.txt"), encoding="utf-8").read()
     if "add_library" in apps_cmake:
