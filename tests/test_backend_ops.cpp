@@ -661,104 +661,123 @@ struct TripletData {
   std::string error;
 };
 
-TripletData draw_triplets(int E, int T, const std::string& layout, double margin, bool swap, uint32_t seed) {
-  const double eps = TripletLossParams{}.eps;
-  std::mt19937 rng(seed);
-  const size_t sE = static_cast<size_t>(E);
-  TripletData t;
-  int N = 0;
+// Which rows the triplets use and how the rows are drawn.
+struct TripletLayout {
+  int N = 0;                    // rows
+  std::vector<int32_t> trip;    // [T, 3]
   std::vector<int> near;        // near[r] = b: row r drawn close to row b (positives: inactive triplets)
   std::vector<int> exact_rows;  // rows set to exact values
+  bool exact(int r) const { return std::find(exact_rows.begin(), exact_rows.end(), r) != exact_rows.end(); }
+};
+
+TripletLayout triplet_layout(int E, int T, const std::string& layout, std::mt19937& rng) {
+  TripletLayout l;
   if (layout == "single") {
-    N = 3;
-    near = {-1, 0, -1};
-    t.trip = {0, 1, 2};
+    l.N = 3;
+    l.near = {-1, 0, -1};
+    l.trip = {0, 1, 2};
   } else if (layout == "offline") {  // the model's layout: (i, T + i, 2T + i)
-    N = 3 * T;
-    near.assign(static_cast<size_t>(N), -1);
+    l.N = 3 * T;
+    l.near.assign(static_cast<size_t>(l.N), -1);
     for (int i = 0; i < T; ++i) {
-      t.trip.insert(t.trip.end(), {i, T + i, 2 * T + i});
-      near[static_cast<size_t>(T + i)] = i;
+      l.trip.insert(l.trip.end(), {i, T + i, 2 * T + i});
+      l.near[static_cast<size_t>(T + i)] = i;
     }
   } else {  // "shared": rows in several triplets, rows 0..2 clusters, plus clamp triplets
-    N = 20;
-    near.assign(static_cast<size_t>(N), -1);
+    l.N = 20;
+    l.near.assign(static_cast<size_t>(l.N), -1);
     for (int r = 1; r < 16; ++r)
-      if (r % 4 != 0) near[static_cast<size_t>(r)] = r - r % 4;  // clusters {0..3}, {4..7}, ...
+      if (r % 4 != 0) l.near[static_cast<size_t>(r)] = r - r % 4;  // clusters {0..3}, {4..7}, ...
     std::uniform_int_distribution<int> pick(0, 15);
     for (int i = 0; i < T; ++i) {
       int a = pick(rng), p = pick(rng), n = pick(rng);
       while (p == a) p = pick(rng);
       while (n == a || n == p) n = pick(rng);
-      t.trip.insert(t.trip.end(), {a, p, n});
+      l.trip.insert(l.trip.end(), {a, p, n});
     }
     if (E >= 4) {
       // Rows 17 and 18 identical exact rows: anchor == positive (clamped d(a,p), no gradient
       // through it), positive == negative in content, and two distinct rows of equal content.
-      exact_rows = {17, 18};
-      const int k = static_cast<int>(t.trip.size() / 3);
-      t.trip[3 * static_cast<size_t>(k - 1) + 0] = 17, t.trip[3 * static_cast<size_t>(k - 1) + 1] = 17;
-      t.trip[3 * static_cast<size_t>(k - 1) + 2] = 2;
+      l.exact_rows = {17, 18};
+      const size_t k = l.trip.size() / 3;
+      auto set = [&](size_t t, int a, int p, int n) {
+        l.trip[3 * t] = a, l.trip[3 * t + 1] = p, l.trip[3 * t + 2] = n;
+      };
+      set(k - 1, 17, 17, 2);
       if (k >= 3) {
-        t.trip[3 * static_cast<size_t>(k - 2) + 0] = 5, t.trip[3 * static_cast<size_t>(k - 2) + 1] = 17;
-        t.trip[3 * static_cast<size_t>(k - 2) + 2] = 18;
-        t.trip[3 * static_cast<size_t>(k - 3) + 0] = 17, t.trip[3 * static_cast<size_t>(k - 3) + 1] = 18;
-        t.trip[3 * static_cast<size_t>(k - 3) + 2] = 9;
+        set(k - 2, 5, 17, 18);
+        set(k - 3, 17, 18, 9);
       }
     }
     // Row 19 stays unused: its gradient must be exactly zero on both backends.
   }
-  auto is_exact = [&](int r) { return std::find(exact_rows.begin(), exact_rows.end(), r) != exact_rows.end(); };
+  return l;
+}
+
+// Unit rows [N, E]: +-1 for E = 1, else positive entries (cosine ~0.75 between unrelated
+// rows, like post-ReLU features), near rows close to theirs; exact rows (1/2 x 4, 0...).
+std::vector<float> draw_rows(const TripletLayout& l, int E, std::mt19937& rng) {
+  const size_t sE = static_cast<size_t>(E);
+  std::vector<float> emb(static_cast<size_t>(l.N) * sE);
+  std::vector<std::vector<double>> raw(static_cast<size_t>(l.N), std::vector<double>(sE));
+  std::uniform_real_distribution<double> u(0.0, 1.0), sig(0.4, 4.0);
+  std::bernoulli_distribution coin(0.5);
+  for (int r = 0; r < l.N; ++r) {
+    auto& row = raw[static_cast<size_t>(r)];
+    if (E == 1) {
+      row[0] = coin(rng) ? 1.0 : -1.0;  // every dot product exact
+    } else {
+      const int b = l.near[static_cast<size_t>(r)];
+      const double sigma = b >= 0 ? sig(rng) : 1.0;
+      for (size_t k = 0; k < sE; ++k) row[k] = (b >= 0 ? raw[static_cast<size_t>(b)][k] : 0.0) + sigma * u(rng);
+    }
+    double n2 = 0;
+    for (double v : row) n2 += v * v;
+    for (size_t k = 0; k < sE; ++k) emb[static_cast<size_t>(r) * sE + k] = static_cast<float>(row[k] / std::sqrt(n2));
+  }
+  for (int r : l.exact_rows)
+    for (size_t k = 0; k < sE; ++k) emb[static_cast<size_t>(r) * sE + k] = k < 4 ? 0.5f : 0.0f;
+  return emb;
+}
+
+// Every triplet away from the hinge, clamp and swap boundaries (the rules above).
+bool away_from_boundaries(const TripletLayout& l, const std::vector<float>& emb, int E, double margin, bool swap) {
+  const double eps = TripletLossParams{}.eps;
+  const size_t sE = static_cast<size_t>(E);
+  auto row_exact = [&](int r) { return E == 1 || l.exact(r); };
+  auto same_row = [&](int i, int j) {
+    return std::memcmp(&emb[static_cast<size_t>(i) * sE], &emb[static_cast<size_t>(j) * sE], sE * sizeof(float)) == 0;
+  };
+  auto sq = [&](int i, int j) {
+    double s = 0;
+    for (size_t k = 0; k < sE; ++k)
+      s += static_cast<double>(emb[static_cast<size_t>(i) * sE + k]) * emb[static_cast<size_t>(j) * sE + k];
+    return 2.0 * (1.0 - s);
+  };
+  auto ok_pair = [&](int i, int j) { return (row_exact(i) && row_exact(j)) || sq(i, j) > 5e-2; };
+  auto dist = [&](int i, int j) { return std::sqrt(std::max(sq(i, j), eps)); };
+  for (size_t i = 0; i < l.trip.size() / 3; ++i) {
+    const int a = l.trip[3 * i], p = l.trip[3 * i + 1], n = l.trip[3 * i + 2];
+    if (!ok_pair(a, p) || !ok_pair(a, n) || (swap && !ok_pair(p, n))) return false;
+    const double dap = dist(a, p), dan = dist(a, n), dpn = dist(p, n);
+    double dneg = dan;
+    if (swap) {
+      if (std::abs(dan - dpn) < 1e-3 && !(row_exact(a) && row_exact(p) && same_row(a, p))) return false;
+      dneg = std::min(dan, dpn);
+    }
+    if (std::abs(dap - dneg + margin) < 1e-3) return false;
+  }
+  return true;
+}
+
+TripletData draw_triplets(int E, int T, const std::string& layout, double margin, bool swap, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const TripletLayout l = triplet_layout(E, T, layout, rng);
+  TripletData t;
+  t.trip = l.trip;
   for (int attempt = 0; attempt < 2000; ++attempt) {
-    std::vector<float> emb(static_cast<size_t>(N) * sE);
-    std::vector<std::vector<double>> raw(static_cast<size_t>(N), std::vector<double>(sE));
-    std::uniform_real_distribution<double> u(0.0, 1.0), sig(0.4, 4.0);
-    std::bernoulli_distribution coin(0.5);
-    for (int r = 0; r < N; ++r) {
-      auto& row = raw[static_cast<size_t>(r)];
-      if (E == 1) {
-        // One dimension: unit rows are +-1, every dot product exact.
-        row[0] = coin(rng) ? 1.0 : -1.0;
-      } else {
-        // Positive entries (cosine ~0.75 between unrelated rows, like post-ReLU features).
-        const int b = near[static_cast<size_t>(r)];
-        const double sigma = b >= 0 ? sig(rng) : 1.0;
-        for (size_t k = 0; k < sE; ++k) row[k] = (b >= 0 ? raw[static_cast<size_t>(b)][k] : 0.0) + sigma * u(rng);
-      }
-      double n2 = 0;
-      for (double v : row) n2 += v * v;
-      for (size_t k = 0; k < sE; ++k) emb[static_cast<size_t>(r) * sE + k] = static_cast<float>(row[k] / std::sqrt(n2));
-    }
-    for (int r : exact_rows)
-      for (size_t k = 0; k < sE; ++k) emb[static_cast<size_t>(r) * sE + k] = k < 4 ? 0.5f : 0.0f;
-    auto row_exact = [&](int r) { return E == 1 || is_exact(r); };
-    auto same_row = [&](int i, int j) {
-      return std::memcmp(&emb[static_cast<size_t>(i) * sE], &emb[static_cast<size_t>(j) * sE], sE * sizeof(float)) == 0;
-    };
-    auto sq = [&](int i, int j) {
-      double s = 0;
-      for (size_t k = 0; k < sE; ++k)
-        s += static_cast<double>(emb[static_cast<size_t>(i) * sE + k]) * emb[static_cast<size_t>(j) * sE + k];
-      return 2.0 * (1.0 - s);
-    };
-    auto ok_pair = [&](int i, int j) { return (row_exact(i) && row_exact(j)) || sq(i, j) > 5e-2; };
-    auto dist = [&](int i, int j) { return std::sqrt(std::max(sq(i, j), eps)); };
-    bool ok = true;
-    for (size_t i = 0; i < t.trip.size() / 3 && ok; ++i) {
-      const int a = t.trip[3 * i], p = t.trip[3 * i + 1], n = t.trip[3 * i + 2];
-      if (!ok_pair(a, p) || !ok_pair(a, n) || (swap && !ok_pair(p, n))) {
-        ok = false;
-        break;
-      }
-      const double dap = dist(a, p), dan = dist(a, n), dpn = dist(p, n);
-      double dneg = dan;
-      if (swap) {
-        if (std::abs(dan - dpn) < 1e-3 && !(row_exact(a) && row_exact(p) && same_row(a, p))) ok = false;
-        dneg = std::min(dan, dpn);
-      }
-      if (std::abs(dap - dneg + margin) < 1e-3) ok = false;
-    }
-    if (ok) {
+    std::vector<float> emb = draw_rows(l, E, rng);
+    if (away_from_boundaries(l, emb, E, margin, swap)) {
       t.emb = std::move(emb);
       return t;
     }
