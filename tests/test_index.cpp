@@ -20,6 +20,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <numbers>
@@ -459,6 +460,52 @@ TEST_F(IndexTest, ForeignMissingAndNewerFilesAreRefused) {
   ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 2", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);
   expect_error([&] { read_index(newer); }, "written by a newer melgraph (index schema version 2, this melgraph reads up to 1)");
+}
+
+// Issue 17, D7: a damaged index is refused on open, naming the file and what is wrong,
+// instead of answering with NaN similarities or running out of memory.
+TEST_F(IndexTest, DamagedDimOrVectorsAreRefusedOnOpen) {
+  auto damaged = [&](const std::string& name, const std::string& sql) {
+    const std::string p = file(name);
+    fs::copy_file(file("index.sqlite"), p, fs::copy_options::overwrite_existing);
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open(p.c_str(), &db), SQLITE_OK);
+    char* err = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
+    return p;
+  };
+  expect_error([&] { read_index(damaged("dim_text.sqlite", "UPDATE meta SET value = '8abc' WHERE key = 'dim'")); },
+               "meta dim '8abc' is not a whole number in [1, 65536]");
+  expect_error(
+      [&] { read_index(damaged("dim_huge.sqlite", "UPDATE meta SET value = '2000000000' WHERE key = 'dim'")); },
+      "meta dim '2000000000' is not a whole number");
+  // Item 2's first float made NaN, then a row of zeros: the CHECK on the BLOB's length still
+  // holds, so only the reader's own check can see it.
+  auto damaged_vector = [&](const std::string& name, int item, float first, float rest) {
+    const std::string p = file(name);
+    fs::copy_file(file("index.sqlite"), p, fs::copy_options::overwrite_existing);
+    std::vector<float> v(static_cast<size_t>(read_index(p, false).dim), rest);
+    v[0] = first;
+    sqlite3* db = nullptr;
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_open(p.c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_prepare_v2(db, "UPDATE embeddings SET vector = ? WHERE item = ?", -1, &st, nullptr), SQLITE_OK);
+    sqlite3_bind_blob(st, 1, v.data(), static_cast<int>(v.size() * sizeof(float)), SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 2, item);
+    EXPECT_EQ(sqlite3_step(st), SQLITE_DONE) << sqlite3_errmsg(db);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return p;
+  };
+  const std::string nan_vec = damaged_vector("nan.sqlite", 2, std::numeric_limits<float>::quiet_NaN(), 0.0f);
+  expect_error([&] { read_index(nan_vec); }, "the vector of item 2 ('" + read_index(nan_vec, false).items[2].id + "')");
+  expect_error([&] { read_index(nan_vec); }, "has norm nan, not 1");
+  const std::string zero = damaged_vector("zero.sqlite", 0, 0.0f, 0.0f);
+  expect_error([&] { read_index(zero); }, "the vector of item 0");
+  // Without vectors (melgraph eval --queries reads ids only) the file still opens.
+  EXPECT_EQ(read_index(zero, false).items.size(), read_index(file("index.sqlite")).items.size());
 }
 
 TEST_F(IndexTest, UnknownItemSuggestsCloseIds) {

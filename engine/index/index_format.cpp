@@ -6,6 +6,7 @@
 
 #include <bit>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -85,7 +86,7 @@ void check_contents(const Index& x) {
     for (int j = 0; j < x.dim; ++j) ss += static_cast<double>(v[j]) * v[j];
     // Unit rows are the format's promise (meta normalized = true): a float32 row normalised in
     // float64 is within a few ulps of 1.
-    if (!std::isfinite(ss) || std::abs(std::sqrt(ss) - 1.0) > 1e-4)
+    if (!std::isfinite(ss) || std::abs(std::sqrt(ss) - 1.0) > kUnitNormTolerance)
       throw std::invalid_argument("write_index: the vector of '" + it.id + "' has norm " + std::to_string(std::sqrt(ss)) +
                                   ", not 1 (vectors must be finite and L2-normalised)");
   }
@@ -228,12 +229,12 @@ void read_meta(SqliteDb& db, const std::string& path, Index& x) {
   while (st.step()) x.meta[st.text(0)] = st.text(1);
   if (x.meta.count("format") == 0 || x.meta["format"] != kIndexFormat)
     throw IndexInputError(path + ": not a melgraph index (meta format is not '" + kIndexFormat + "')");
-  try {
-    x.dim = std::stoi(x.meta_value("dim"));
-  } catch (const std::logic_error&) {
-    throw IndexInputError(path + ": meta dim '" + x.meta["dim"] + "' is not a number; export the index again");
-  }
-  if (x.dim < 1) throw IndexInputError(path + ": meta dim " + std::to_string(x.dim) + " is not positive");
+  // The whole value, digits only: "64abc" or "2e9" is damage, not 64 or 2.
+  const std::string dim = x.meta_value("dim");
+  const auto [end, ec] = std::from_chars(dim.data(), dim.data() + dim.size(), x.dim);
+  if (ec != std::errc() || end != dim.data() + dim.size() || x.dim < 1 || x.dim > kMaxIndexDim)
+    throw IndexInputError(path + ": meta dim '" + dim + "' is not a whole number in [1, " +
+                          std::to_string(kMaxIndexDim) + "]; the file is damaged: export the index again");
 }
 
 void read_items(SqliteDb& db, const std::string& path, Index& x) {
@@ -268,7 +269,16 @@ void read_vectors(SqliteDb& db, const std::string& path, Index& x) {
       throw IndexInputError(path + ": the vector of item " + std::to_string(row) + " has " +
                             std::to_string(st.bytes(1)) + " bytes, expected " + std::to_string(row_bytes) + " (dim " +
                             std::to_string(x.dim) + ")");
-    std::memcpy(x.vectors.data() + row * static_cast<size_t>(x.dim), p, row_bytes);
+    float* v = x.vectors.data() + row * static_cast<size_t>(x.dim);
+    std::memcpy(v, p, row_bytes);
+    // The format promises finite unit rows; a NaN or a scaled row would rank silently wrong.
+    double ss = 0;
+    for (int j = 0; j < x.dim; ++j) ss += static_cast<double>(v[j]) * v[j];
+    if (!std::isfinite(ss) || std::abs(std::sqrt(ss) - 1.0) > kUnitNormTolerance)
+      throw IndexInputError(
+          path + ": the vector of item " + std::to_string(row) + " ('" + x.items[row].id + "') has norm " +
+          std::to_string(std::sqrt(ss)) +
+          ", not 1 (vectors are finite and L2-normalised); the file is damaged: export the index again");
     ++row;
   }
   if (row != n)

@@ -28,6 +28,11 @@ namespace mg::index {
 constexpr int kIndexSchemaVersion = 1;
 constexpr int32_t kIndexApplicationId = 0x4d474958;  // "MGIX"
 constexpr const char* kIndexFormat = "melgraph-index";
+// The widest embedding an index may hold; a larger meta dim is a damaged file, not a model.
+constexpr int kMaxIndexDim = 1 << 16;
+// How far from 1 a stored vector's L2 norm may be (write_index and read_index check it): a
+// float32 row normalised in float64 is within a few ulps of 1.
+constexpr double kUnitNormTolerance = 1e-4;
 
 // A file that is not a usable index (missing, not SQLite, another program's database, a newer
 // schema, damaged rows) or a request it cannot answer (unknown id, another model): the input
