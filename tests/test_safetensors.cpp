@@ -199,6 +199,24 @@ TEST(Safetensors, WrongDataOffsetsAreErrors) {
   EXPECT_EQ(read_safetensors(path).at("x").numel(), 3);
 }
 
+// Issue 17, D9: a shape whose element count overflows int64 (or whose byte count overflows
+// uint64) is refused with the tensor's name, not multiplied into a small wrong size.
+TEST(Safetensors, ShapesThatOverflowAreErrors) {
+  test::TempDir dir;
+  const std::string path = dir.file("big.safetensors");
+  for (const char* shape : {"[4294967296, 4294967296]", "[-1, 3]", "[3037000500, 3037000500]",
+                            "[1, 2305843009213693952]"}) {  // the last: 2^61 elements, 2^63 bytes
+    SCOPED_TRACE(shape);
+    write_bytes(
+        path,
+        raw_file(std::string("{\"x\": {\"dtype\": \"F64\", \"shape\": ") + shape + ", \"data_offsets\": [0, 0]}}", ""));
+    expect_read_error(path, "tensor 'x' has a shape with a negative dimension or too many elements");
+  }
+  StTensor t;
+  t.shape = {int64_t{1} << 40, int64_t{1} << 40};
+  EXPECT_THROW(t.numel(), SafetensorsError);
+}
+
 TEST(Safetensors, FailedWriteIntoMissingDirectoryLeavesNothing) {
   test::TempDir dir;
   const std::string path = (dir.path / "no-such-dir" / "x.safetensors").string();

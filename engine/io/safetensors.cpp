@@ -34,9 +34,24 @@ static bool parse_dtype(const std::string& s, DType* out) {
   return true;
 }
 
+namespace {
+
+// The product of the dimensions, or false when a dimension is negative or the product does
+// not fit int64 (a crafted header, not a tensor anyone could hold).
+bool checked_numel(const std::vector<int64_t>& shape, int64_t* n) {
+  int64_t p = 1;
+  for (int64_t s : shape)
+    if (s < 0 || __builtin_mul_overflow(p, s, &p)) return false;
+  *n = p;
+  return true;
+}
+
+}  // namespace
+
 int64_t StTensor::numel() const {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  int64_t n = 0;
+  if (!checked_numel(shape, &n))
+    throw SafetensorsError("a tensor shape with a negative dimension or more than 2^63 elements");
   return n;
 }
 
@@ -132,9 +147,11 @@ StFile read_safetensors(const std::string& path) {
       const auto offs = v.at("data_offsets").get<std::vector<uint64_t>>();
       if (offs.size() != 2 || offs[0] > offs[1] || offs[1] > data_size)
         throw fail("tensor '" + name + "' has data_offsets outside the data section (truncated file?)");
-      for (int64_t s : t.shape)
-        if (s < 0) throw fail("tensor '" + name + "' has a negative dimension");
-      const uint64_t expect = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype);
+      int64_t n = 0;
+      uint64_t expect = 0;
+      if (!checked_numel(t.shape, &n) ||
+          __builtin_mul_overflow(static_cast<uint64_t>(n), static_cast<uint64_t>(dtype_size(t.dtype)), &expect))
+        throw fail("tensor '" + name + "' has a shape with a negative dimension or too many elements to address");
       if (offs[1] - offs[0] != expect)
         throw fail("tensor '" + name + "': " + std::to_string(offs[1] - offs[0]) +
                    " bytes for shape needing " + std::to_string(expect));
