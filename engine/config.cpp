@@ -503,12 +503,25 @@ class TomlWriter {
 
 // Range checks with one message shape: "<source>: <field> must be <rule> (got <value>)".
 // Negated comparisons so that NaN fails every check.
+constexpr int64_t kMaxWidth = 1 << 16;          // channels, embedding (an index's kMaxIndexDim)
+constexpr int64_t kMaxWindow = 4096;            // conv kernel, pool window
+constexpr int64_t kMaxBatchTriplets = 1 << 20;  // 3 x this rows still fit an int
+
 class Checker {
  public:
   explicit Checker(std::string source) : source_(std::move(source)) {}
 
   void at_least(const std::string& field, int64_t v, int64_t lo) const {
     if (!(v >= lo)) fail(field, ">= " + std::to_string(lo), std::to_string(v));
+  }
+  // Sizes have an upper bound too: far beyond any real model, low enough that the products
+  // made of them (rows x channels x frames, 3 x batch) stay inside their integer types.
+  void in_range(const std::string& field, int64_t v, int64_t lo, int64_t hi) const {
+    if (!(v >= lo && v <= hi))
+      fail(field, "in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]", std::to_string(v));
+  }
+  void at_most(const std::string& field, double v, double hi) const {
+    if (!(v >= 0.0 && v <= hi)) fail(field, "in [0, " + format_double(hi) + "]", format_double(v));
   }
   void positive(const std::string& field, double v) const {
     if (!(v > 0.0) || !std::isfinite(v)) fail(field, "finite and > 0", format_double(v));
@@ -563,10 +576,10 @@ void validate_model(const Config& c, const Checker& check) {
   if (c.model.channels.empty())
     check.fail("model.channels must list at least one conv stage (got [])");
   for (size_t i = 0; i < c.model.channels.size(); ++i)
-    check.at_least("model.channels[" + std::to_string(i) + "]", c.model.channels[i], 1);
-  check.at_least("model.kernel", c.model.kernel, 1);
-  check.at_least("model.pool", c.model.pool, 1);
-  check.at_least("model.embedding", c.model.embedding, 1);
+    check.in_range("model.channels[" + std::to_string(i) + "]", c.model.channels[i], 1, kMaxWidth);
+  check.in_range("model.kernel", c.model.kernel, 1, kMaxWindow);
+  check.in_range("model.pool", c.model.pool, 1, kMaxWindow);
+  check.in_range("model.embedding", c.model.embedding, 1, kMaxWidth);
   check.positive("model.l2_eps", c.model.l2_eps);
   check.unit_interval("model.dropout", c.model.dropout);
 }
@@ -588,7 +601,7 @@ void validate_optim(const Config& c, const Checker& check) {
 
 // Steps, hop bounds of positives and negatives, schedule and checkpoint cadence.
 void validate_train(const Config& c, const Checker& check) {
-  check.at_least("train.batch_triplets", c.train.batch_triplets, 1);
+  check.in_range("train.batch_triplets", c.train.batch_triplets, 1, kMaxBatchTriplets);
   check.at_least("train.steps", c.train.steps, 0);
   check.at_least("train.epochs", c.train.epochs, 0);
   if (c.train.steps == 0 && c.train.epochs == 0)
@@ -605,12 +618,13 @@ void validate_train(const Config& c, const Checker& check) {
   check.at_least("train.checkpoint_every", c.train.checkpoint_every, 1);
   check.at_least("train.validate_every", c.train.validate_every, 1);
   check.at_least("train.early_stopping", c.train.early_stopping, 0);
-  check.at_least("train.loader_threads", c.train.loader_threads, 1);
+  check.in_range("train.loader_threads", c.train.loader_threads, 1, 1024);
 }
 
 void validate_augment(const Config& c, const Checker& check) {
-  check.non_negative("augment.gain_db", c.augment.gain_db);
-  check.non_negative("augment.noise_snr_db", c.augment.noise_snr_db);
+  // 60 dB either way is a factor of 1000 in amplitude: past it, a clip is silence or clipping.
+  check.at_most("augment.gain_db", c.augment.gain_db, 60.0);
+  check.at_most("augment.noise_snr_db", c.augment.noise_snr_db, 120.0);
   check.non_negative("augment.shift_seconds", c.augment.shift_seconds);
   if (c.augment.shift_seconds > c.audio.clip_seconds)
     check.fail("augment.shift_seconds", "<= audio.clip_seconds (" +
@@ -621,7 +635,7 @@ void validate_data(const Config& c, const Checker& check) {
   check.at_least("data.top_k", c.data.top_k, 0);
   check.unit_interval("data.val_items", c.data.val_items);
   check.unit_interval("data.val_edges", c.data.val_edges);
-  check.at_least("data.recall_k", c.data.recall_k, 1);
+  check.in_range("data.recall_k", c.data.recall_k, 1, 100000);
   if (c.data.run_dir.empty()) check.fail("data.run_dir must not be empty");
   // TOML integers are signed 64-bit: a larger seed could not be written back by to_toml.
   if (c.train.seed > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))

@@ -37,6 +37,9 @@
 //            holdout_by = "" (a catalog column, e.g. "album": val_items is then the fraction
 //            of that column's values held out, each with all its items and edges)
 //            Paths are relative to the config file's directory.
+// Sizes have upper bounds (validate: the message names the field and the range): channels and
+// embedding <= 65536, kernel and pool <= 4096, batch_triplets <= 2^20, loader_threads <= 1024,
+// recall_k <= 100000; gain_db <= 60, noise_snr_db <= 120.
 #pragma once
 #include <stdexcept>
 #include <string>

@@ -384,7 +384,7 @@ TEST(Config, WrongTypesAreErrors) {
 }
 
 TEST(Config, OutOfRangeValuesNameTheField) {
-  EXPECT_EQ(parse_error("[model]\nkernel = 0\n"), "run.toml: model.kernel must be >= 1 (got 0)");
+  EXPECT_EQ(parse_error("[model]\nkernel = 0\n"), "run.toml: model.kernel must be in [1, 4096] (got 0)");
   EXPECT_PARSE_ERROR("[audio]\nsample_rate = 0\n", "audio.sample_rate", ">= 1");
   EXPECT_PARSE_ERROR("[audio]\nclip_seconds = 0.0\n", "audio.clip_seconds", "> 0");
   EXPECT_PARSE_ERROR("[audio]\nclip_seconds = -2.5\n", "audio.clip_seconds", "-2.5");
@@ -403,8 +403,8 @@ TEST(Config, OutOfRangeValuesNameTheField) {
   EXPECT_PARSE_ERROR("[data]\nedges = 3\n", "data.edges must be a string");
   EXPECT_PARSE_ERROR("[data]\nval_items = 1.0\n", "data.val_items");
   EXPECT_PARSE_ERROR("[model]\nchannels = []\n", "model.channels", "at least one");
-  EXPECT_PARSE_ERROR("[model]\nchannels = [64, 0, 32]\n", "model.channels[1] must be >= 1 (got 0)");
-  EXPECT_PARSE_ERROR("[model]\npool = 0\n", "model.pool", ">= 1");
+  EXPECT_PARSE_ERROR("[model]\nchannels = [64, 0, 32]\n", "model.channels[1] must be in [1, 65536] (got 0)");
+  EXPECT_PARSE_ERROR("[model]\npool = 0\n", "model.pool", "in [1, 4096]");
   EXPECT_PARSE_ERROR("[model]\nembedding = -3\n", "model.embedding", "(got -3)");
   EXPECT_PARSE_ERROR("[model]\nl2_eps = 0.0\n", "model.l2_eps");
   EXPECT_PARSE_ERROR("[loss]\nmargin = -0.1\n", "loss.margin");
@@ -417,6 +417,23 @@ TEST(Config, OutOfRangeValuesNameTheField) {
   EXPECT_PARSE_ERROR("[optim]\nweight_decay = -1e-4\n", "optim.weight_decay");
   EXPECT_PARSE_ERROR("[optim]\nclip_norm = -1.0\n", "optim.clip_norm");
   EXPECT_PARSE_ERROR("[train]\nbatch_triplets = 0\n", "train.batch_triplets");
+}
+
+// Issue 17, D8 and D15: sizes and levels have an upper bound, checked before anything runs
+// (a batch of 10^9 triplets overflowed 3 x batch in int; gain_db = 1e300 was accepted).
+TEST(Config, SizesAndLevelsHaveUpperBounds) {
+  EXPECT_EQ(parse_error("[train]\nbatch_triplets = 1000000000\n"),
+            "run.toml: train.batch_triplets must be in [1, 1048576] (got 1000000000)");
+  EXPECT_PARSE_ERROR("[model]\nchannels = [64, 100000]\n", "model.channels[1] must be in [1, 65536]");
+  EXPECT_PARSE_ERROR("[model]\nembedding = 70000\n", "model.embedding must be in [1, 65536]");
+  EXPECT_PARSE_ERROR("[model]\nkernel = 5000\n", "model.kernel must be in [1, 4096]");
+  EXPECT_PARSE_ERROR("[model]\npool = 5000\n", "model.pool must be in [1, 4096]");
+  EXPECT_PARSE_ERROR("[train]\nloader_threads = 100000\n", "train.loader_threads must be in [1, 1024]");
+  EXPECT_PARSE_ERROR("[augment]\ngain_db = 1e300\n", "augment.gain_db must be in [0, 60");
+  EXPECT_PARSE_ERROR("[augment]\nnoise_snr_db = 1e9\n", "augment.noise_snr_db must be in [0, 120");
+  EXPECT_PARSE_ERROR("[data]\nrecall_k = 1000000000\n", "data.recall_k must be in [1, 100000]");
+  // The bounds themselves are accepted.
+  EXPECT_EQ(parse_error("[train]\nbatch_triplets = 1048576\n[augment]\ngain_db = 60.0\n"), "");
 }
 
 TEST(Config, MelParameterErrorsCarryTheSource) {
@@ -475,7 +492,7 @@ TEST(Config, OverridesSetFieldsAndNameTheOverrideInErrors) {
   };
   EXPECT_NE(error_of("train.stepz=3").find("--set train.stepz=3"), std::string::npos);
   EXPECT_NE(error_of("train.stepz=3").find("train.steps"), std::string::npos) << "did-you-mean";
-  EXPECT_NE(error_of("model.kernel=0").find("model.kernel must be >= 1"), std::string::npos);
+  EXPECT_NE(error_of("model.kernel=0").find("model.kernel must be in [1, 4096]"), std::string::npos);
   EXPECT_NE(error_of("steps=3").find("section.key=value"), std::string::npos);
   EXPECT_NE(error_of("train.steps=abc").find("train.steps must be an integer"), std::string::npos);
 }
@@ -504,7 +521,7 @@ TEST(Config, LoadConfigReadsAFileAndNamesItInErrors) {
     load_config(bad);
     FAIL() << "kernel = -1 accepted";
   } catch (const ConfigError& e) {
-    EXPECT_EQ(std::string(e.what()), bad + ": model.kernel must be >= 1 (got -1)");
+    EXPECT_EQ(std::string(e.what()), bad + ": model.kernel must be in [1, 4096] (got -1)");
   }
 
   const std::string missing = dir.file("does-not-exist.toml");
