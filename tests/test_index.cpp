@@ -508,6 +508,29 @@ TEST_F(IndexTest, DamagedDimOrVectorsAreRefusedOnOpen) {
   EXPECT_EQ(read_index(zero, false).items.size(), read_index(file("index.sqlite")).items.size());
 }
 
+// Issue 17, D14: sizes have bounds, checked before any work: -k beyond kMaxK and --crops
+// beyond kMaxCrops are refused; a k deeper than the index returns the whole index.
+TEST_F(IndexTest, KAndCropsHaveBounds) {
+  const Index x = read_index(file("index.sqlite"));
+  const auto be = cpu();
+  expect_error([&] { query_item(*be, x, x.items[0].id, 1000000000); }, "-k must be in [1, 1000000] (got 1000000000)");
+  expect_error([&] { query_audio(*be, x, file("absent.wav"), 0, ""); }, "-k must be in [1, 1000000] (got 0)");
+  EXPECT_EQ(query_item(*be, x, x.items[0].id, kMaxK).hits.size(), x.items.size() - 1);
+  EvalOptions o;
+  o.k = 1000000000;
+  const graph::PreferenceGraph g(graph::load_edge_list(coll_->edges_path));
+  expect_error([&] { evaluate_index(*be, x, g, o); }, "-k must be in [1, 1000000]");
+  o.k = kMaxK;
+  EXPECT_GT(evaluate_index(*be, x, g, o).overall.queries, 0);
+  ExportOptions e;
+  e.checkpoint = file("model.safetensors");
+  e.catalog = coll_->catalog_path;
+  e.out = file("never.sqlite");
+  e.crops = 1000000;
+  expect_error([&] { export_index(e); }, "--crops must be in [1, 256] (got 1000000)");
+  EXPECT_FALSE(fs::exists(e.out));
+}
+
 TEST_F(IndexTest, UnknownItemSuggestsCloseIds) {
   const Index x = read_index(file("index.sqlite"));
   const auto be = cpu();

@@ -38,7 +38,7 @@ std::vector<std::string> read_id_list(const std::string& path) {
 namespace {
 
 void check_eval_options(const EvalOptions& o) {
-  if (o.k < 1) throw IndexInputError("-k must be >= 1 (got " + std::to_string(o.k) + ")");
+  check_k(o.k);
   if (o.hops < 1 || o.hops > 255) throw IndexInputError("--hops must be in 1..255 (got " + std::to_string(o.hops) + ")");
   if (o.wide_k < 0 || o.wide_k > kMaxTopkCuda)
     throw IndexInputError("--wide-k must be in 0.." + std::to_string(kMaxTopkCuda) + " (got " +
@@ -154,7 +154,8 @@ EvalReport evaluate_index(Backend& be, const Index& index, const graph::Preferen
   for (size_t q = 0; q < eq.nodes.size(); ++q) max_bucket = std::max(max_bucket, bucket_of(q));
   RetrievalAccumulator acc(o.k, max_bucket + 1);
   RetrievalAccumulator acc_wide(std::max(o.wide_k, 1));
-  const int depth = std::max(o.k, o.wide_k);  // one ranking serves both cut-offs
+  // One ranking serves both cut-offs; deeper than the index it is the whole index.
+  const int depth = static_cast<int>(std::min<int64_t>(std::max(o.k, o.wide_k), std::max<int64_t>(index.size(), 1)));
   const auto candidates = static_cast<double>(index.size() - 1);
   const auto batch = static_cast<size_t>(std::max<int64_t>(1, o.query_batch));
   double chance_sum = 0;

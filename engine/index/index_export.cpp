@@ -102,7 +102,9 @@ std::pair<std::string, std::string> write_npy_export(const Index& index, const s
 namespace {
 
 void check_export_options(const ExportOptions& o) {
-  if (o.crops < 1) throw IndexInputError("--crops must be >= 1 (got " + std::to_string(o.crops) + ")");
+  if (o.crops < 1 || o.crops > kMaxCrops)
+    throw IndexInputError("--crops must be in [1, " + std::to_string(kMaxCrops) + "] (got " + std::to_string(o.crops) +
+                          ")");
   if (o.out.empty()) throw IndexInputError("--out: the index file to write is not set");
   if (!fs::exists(o.checkpoint))
     throw IndexInputError(o.checkpoint + ": no such checkpoint (a training run writes best.safetensors and "

@@ -30,6 +30,10 @@ constexpr int32_t kIndexApplicationId = 0x4d474958;  // "MGIX"
 constexpr const char* kIndexFormat = "melgraph-index";
 // The widest embedding an index may hold; a larger meta dim is a damaged file, not a model.
 constexpr int kMaxIndexDim = 1 << 16;
+// The largest -k a query or an evaluation takes (a ranking deeper than the index is the
+// whole index: the search stops at its size), and the most crops export averages per item.
+constexpr int kMaxK = 1000000;
+constexpr int kMaxCrops = 256;
 // How far from 1 a stored vector's L2 norm may be (write_index and read_index check it): a
 // float32 row normalised in float64 is within a few ulps of 1.
 constexpr double kUnitNormTolerance = 1e-4;

@@ -55,11 +55,16 @@ Searcher::Searcher(Backend& be, const Index& index) : be_(be), index_(index) {
   be.to_device(items_, index.vectors.data(), index.vectors.size() * sizeof(float));
 }
 
+void check_k(int k) {
+  if (k < 1 || k > kMaxK)
+    throw IndexInputError("-k must be in [1, " + std::to_string(kMaxK) + "] (got " + std::to_string(k) + ")");
+}
+
 Searcher::~Searcher() { be_.free_bytes(items_); }
 
 void Searcher::search(const float* queries, int64_t Q, int k, const std::vector<int32_t>& exclude,
                       std::vector<int32_t>& out_items, std::vector<float>& out_sims) {
-  if (k < 1) throw IndexInputError("-k must be >= 1 (got " + std::to_string(k) + ")");
+  check_k(k);
   out_items.assign(static_cast<size_t>(Q) * static_cast<size_t>(k), -1);
   out_sims.assign(out_items.size(), -std::numeric_limits<float>::infinity());
   if (Q == 0) return;
@@ -90,6 +95,8 @@ void search(Backend& be, const Index& index, const float* queries, int64_t Q, in
 namespace {
 
 QueryResult run_search(Backend& be, const Index& index, const float* query, int k, int64_t exclude_row) {
+  check_k(k);
+  k = static_cast<int>(std::min<int64_t>(k, std::max<int64_t>(index.size(), 1)));  // deeper is the whole index
   QueryResult r;
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<int32_t> items;
@@ -124,6 +131,7 @@ std::vector<std::string> similar_ids(const Index& index, const std::string& id, 
 }
 
 QueryResult query_item(Backend& be, const Index& index, const std::string& id, int k) {
+  check_k(k);
   const int64_t row = index.find(id);
   if (row < 0) {
     std::string msg = index.source + ": no item '" + id + "' in the index (" + std::to_string(index.size()) + " items)";
@@ -189,6 +197,7 @@ std::vector<float> embed_audio_query(Backend& be, const Index& index, const std:
 
 QueryResult query_audio(Backend& be, const Index& index, const std::string& audio_path, int k,
                         const std::string& checkpoint) {
+  check_k(k);  // before the audio is decoded
   const std::string ckpt = check_index_checkpoint(index, checkpoint);
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<float> q = embed_audio_query(be, index, audio_path, ckpt);

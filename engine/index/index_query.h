@@ -47,6 +47,9 @@ struct QueryHit {
   float similarity = 0;
 };
 
+// IndexInputError unless 1 <= k <= kMaxK.
+void check_k(int k);
+
 struct QueryResult {
   std::string query;        // the item id, or the audio file
   int64_t query_row = -1;   // an item query: its row (never among the hits)
