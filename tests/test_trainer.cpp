@@ -206,6 +206,40 @@ TEST(Trainer, NonFiniteStepIsSkippedWhenAsked) {
   EXPECT_EQ(opt.step_count(), 9);
 }
 
+// Issue 17, D2: a skipped step still validates, checkpoints and stops when its step says so.
+// Here the poisoned step is the last: the run ends with the checkpoint of step 10 and a
+// validation at step 10 (before, the skip jumped past both and last.safetensors stayed at 8).
+TEST(Trainer, SkippedLastStepStillValidatesAndCheckpoints) {
+  TrainRun r(10);
+  r.cfg.train.nonfinite = NonFinite::Skip;
+  const PoisonStep poison(10);
+  const train::TrainResult res = r.train();
+  ASSERT_EQ(res.status, train::TrainStatus::Finished) << res.message;
+  EXPECT_EQ(res.skipped_steps, 1);
+  auto be = make_cpu_backend(1);
+  Model m(r.cfg, *be, 24);
+  Optimizer opt(*be, Model::param_layout(r.cfg), r.cfg.optim);
+  EXPECT_EQ(load_checkpoint(r.last(), m, &opt).step, 10);
+  EXPECT_EQ(opt.step_count(), 9);
+  RunDb db(r.dir.file("run/runs.sqlite"));
+  const std::vector<MetricRow> all = db.metrics(res.run_id, "");
+  EXPECT_TRUE(std::any_of(all.begin(), all.end(), [](const MetricRow& row) {
+    return row.step == 10 && row.name.find("recall") != std::string::npos;
+  })) << "no validation at the last step";
+  // The skipped step logs no training metrics of its own.
+  EXPECT_EQ(metric(r.dir.file("run/runs.sqlite"), res.run_id, "train.loss").size(), 9u);
+}
+
+// Issue 17, D13: a non-finite first step names no checkpoint that was never written.
+TEST(Trainer, NonFiniteFirstStepNamesNoMissingCheckpoint) {
+  TrainRun r(6);
+  const PoisonStep poison(1);
+  const train::TrainResult res = r.train();
+  ASSERT_EQ(res.status, train::TrainStatus::Diverged);
+  EXPECT_NE(res.message.find("No checkpoint was written before it"), std::string::npos) << res.message;
+  EXPECT_EQ(res.message.find("last.safetensors"), std::string::npos) << res.message;
+}
+
 TEST(Trainer, InBatchMiningTrains) {
   for (Mining mode : {Mining::BatchHard, Mining::SemiHard}) {
     TrainRun r(8);

@@ -394,17 +394,16 @@ TrainResult TrainingRun::train() {
     const Batch& batch = feed.begin_step(s, &audio);
     const StepStats st = compute_gradients(batch, audio, s);
     feed.end_step();
-    if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm)) {
-      if (skip_nonfinite(s, st)) continue;
-      return result_;
-    }
-    const double lr = lr_at(schedule_, opt_->step_count() + 1);
-    step_->update(*opt_, lr);
-    clips_done += rows_;
-    loss_ema = loss_ema < 0 ? st.loss : 0.9 * loss_ema + 0.1 * st.loss;
-
+    const bool finite = std::isfinite(st.loss) && std::isfinite(st.grad_norm);
+    if (!finite && !skip_nonfinite(s, st)) return result_;
     const bool validate_now = s % cfg_.train.validate_every == 0 || s == total_;
-    log_step(s, st, lr, clips_done, loss_ema, validate_now);
+    if (finite) {  // a skipped step changes nothing, but its validation, checkpoint and stop still happen
+      const double lr = lr_at(schedule_, opt_->step_count() + 1);
+      step_->update(*opt_, lr);
+      clips_done += rows_;
+      loss_ema = loss_ema < 0 ? st.loss : 0.9 * loss_ema + 0.1 * st.loss;
+      log_step(s, st, lr, clips_done, loss_ema, validate_now);
+    }
     const bool stop = (o_.stop && o_.stop->load()) || (o_.stop_after > 0 && s >= o_.stop_after && s < total_);
     const bool early = validate_now && validate_and_keep_best(s, feed);
     if (s % cfg_.train.checkpoint_every == 0 || s == total_ || stop || early) save_last(s);
@@ -420,7 +419,8 @@ TrainResult TrainingRun::train() {
   }
   std::string message = "finished " + std::to_string(total_) + " steps in " + format_duration(seconds_since(t_loop_)) +
                         "; best recall@" + std::to_string(cfg_.data.recall_k) + " " + std::to_string(ts_.best_recall) +
-                        " at step " + std::to_string(ts_.best_step) + " (" + best_path_.string() + ")";
+                        " at step " + std::to_string(ts_.best_step) +
+                        (fs::exists(best_path_) ? " (" + best_path_.string() + ")" : " (no best checkpoint written)");
   if (ts_.skipped_steps > 0) message += "; " + std::to_string(ts_.skipped_steps) + " non-finite steps skipped";
   return end(TrainStatus::Finished, RunStatus::Finished, total_, message);
 }
@@ -452,8 +452,10 @@ bool TrainingRun::skip_nonfinite(int64_t s, const StepStats& st) {
   db_->log(ts_.run_id, s, "train.nonfinite", 1.0);
   end(TrainStatus::Diverged, RunStatus::Diverged, s - 1,
       "step " + std::to_string(s) + ": " + bad +
-          " is not finite; stopped before updating the parameters (train.nonfinite = \"stop\"). The last good "
-          "checkpoint is " + last_path_.string() + " (step " + std::to_string(last_saved_) + ")");
+          " is not finite; stopped before updating the parameters (train.nonfinite = \"stop\"). " +
+          (last_saved_ > 0
+               ? "The last good checkpoint is " + last_path_.string() + " (step " + std::to_string(last_saved_) + ")"
+               : std::string("No checkpoint was written before it")));
   return false;
 }
 
