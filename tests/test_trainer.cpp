@@ -20,14 +20,15 @@
 #include <string>
 #include <vector>
 
-#include "engine/demo/demo_collection.h"
-#include "engine/train/batch_loader.h"
-#include "engine/train/training_data.h"
 #include "engine/audio/audio_cache.h"
 #include "engine/audio/prepare.h"
 #include "engine/checkpoint.h"
-#include "engine/train/run_db.h"
+#include "engine/demo/demo_collection.h"
+#include "engine/io/file_lock.h"
 #include "engine/io/safetensors.h"
+#include "engine/train/batch_loader.h"
+#include "engine/train/run_db.h"
+#include "engine/train/training_data.h"
 #include "kernels/blas.h"
 #include "tests/test_support.h"
 
@@ -160,6 +161,50 @@ TEST(Trainer, RefusesToOverwriteARunOrResumeNothing) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("config differs"), std::string::npos) << e.what();
   }
+}
+
+// Issue 17, D3: a second training process on a run directory is refused at once, naming the
+// process that holds it (here this one, through a lock taken as another process would).
+TEST(Trainer, ARunDirectoryInUseIsRefused) {
+  TrainRun r(4);
+  std::filesystem::create_directories(r.cfg.data.run_dir);
+  {
+    const FileLock other((std::filesystem::path(r.cfg.data.run_dir) / "train.lock").string(), "a test");
+    try {
+      r.train();
+      FAIL() << "a second train on a run directory in use was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("train.lock is held by process " + std::to_string(::getpid())),
+                std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("another melgraph train is using"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(std::filesystem::exists(r.last()));
+  }
+  // Released (the holder ended): the run goes ahead.
+  EXPECT_EQ(r.train().status, train::TrainStatus::Finished);
+}
+
+// Issue 17, D12: a run left "running" by a killed process (no checkpoint yet, so the next
+// train starts a new run) is closed as failed by the next process that holds the directory.
+TEST(Trainer, ARunLeftRunningByAKillIsClosedByTheNext) {
+  TrainRun r(4);
+  std::filesystem::create_directories(r.cfg.data.run_dir);
+  int64_t abandoned = 0;
+  {
+    RunDb db(r.dir.file("run/runs.sqlite"));
+    RunInfo info;
+    info.name = "killed";
+    abandoned = db.begin_run(info);  // what a train killed before its first checkpoint leaves
+  }
+  const train::TrainResult res = r.train();
+  ASSERT_EQ(res.status, train::TrainStatus::Finished) << res.message;
+  RunDb db(r.dir.file("run/runs.sqlite"));
+  const std::optional<RunRecord> old = db.run(abandoned);
+  ASSERT_TRUE(old.has_value());
+  EXPECT_EQ(old->status, RunStatus::Failed);
+  EXPECT_NE(old->message.find("killed or crashed"), std::string::npos) << old->message;
+  EXPECT_EQ(db.run(res.run_id)->status, RunStatus::Finished);
 }
 
 struct PoisonStep {

@@ -20,6 +20,7 @@
 #include "engine/checkpoint.h"
 #include "engine/embed/embedder.h"
 #include "engine/io/atomic_file.h"
+#include "engine/io/file_lock.h"
 #include "engine/io/progress_line.h"
 #include "engine/model.h"
 #include "engine/optimizer.h"
@@ -222,6 +223,7 @@ class TrainingRun {
 
  private:
   void check_run_dir();
+  void close_abandoned_runs();
   StepStats compute_gradients(const Batch& batch, const float* audio, int64_t s);
   bool skip_nonfinite(int64_t s, const StepStats& st);  // false: the run stops (train.nonfinite = "stop")
   void log_step(int64_t s, const StepStats& st, double lr, int64_t clips_done, double loss_ema, bool force);
@@ -233,6 +235,7 @@ class TrainingRun {
 
   Config cfg_;
   const TrainOptions& o_;
+  std::optional<FileLock> run_lock_;  // run_dir/train.lock: one training process per run directory
   fs::path run_dir_, last_path_, best_path_;
   std::string cache_dir_;
 
@@ -266,6 +269,13 @@ void TrainingRun::check_run_dir() {
     throw std::invalid_argument("data.catalog is not set: the training run needs the audio catalog (id, path)");
   run_dir_ = fs::path(cfg_.data.run_dir);
   fs::create_directories(run_dir_);
+  try {
+    run_lock_.emplace((run_dir_ / "train.lock").string(),
+                      "another melgraph train is using " + run_dir_.string() +
+                          "; wait for it to end, or choose another data.run_dir (--set data.run_dir=...)");
+  } catch (const FileLockBusy& e) {
+    throw std::invalid_argument(e.what());
+  }
   cache_dir_ = cfg_.data.cache.empty() ? (run_dir_ / "cache").string() : cfg_.data.cache;
   last_path_ = run_dir_ / "last.safetensors";
   best_path_ = run_dir_ / "best.safetensors";
@@ -353,6 +363,17 @@ void TrainingRun::start_or_resume() {
   last_saved_ = done_;
   result_.run_id = ts_.run_id;
   result_.held_out_groups = data_.held_out_groups;
+  close_abandoned_runs();
+}
+
+// This process holds the run directory's lock, so no other one is training here: a run still
+// marked running was ended by a kill or a crash before it could say so.
+void TrainingRun::close_abandoned_runs() {
+  for (const RunRecord& r : db_->runs())
+    if (r.status == RunStatus::Running && r.id != ts_.run_id)
+      db_->end_run(
+          r.id, RunStatus::Failed,
+          "the process ended without closing this run (killed or crashed); found by run " + std::to_string(ts_.run_id));
 }
 
 TrainResult TrainingRun::train() {
