@@ -40,6 +40,7 @@
 #include "engine/index/index_format.h"
 #include "engine/index/index_query.h"
 #include "engine/index/sha256.h"
+#include "engine/io/atomic_file.h"
 #include "engine/io/npy.h"
 #include "engine/model.h"
 #include "graph/catalog.h"
@@ -399,11 +400,17 @@ TEST_F(IndexTest, InterruptedExportLeavesThePreviousIndexIntact) {
   const int rc = test::run_command("MELGRAPH_EXPORT_CRASH_AFTER=5 " + melgraph() + args, &out);
   EXPECT_EQ(rc, 137) << out;
   EXPECT_TRUE(read_bytes(path) == before) << "the interrupted export changed the previous index";
-  EXPECT_TRUE(fs::exists(path + ".tmp")) << "the hook fires mid-write, after the temporary file was started";
+  auto temps = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(dir_->path))
+      n += e.path().filename().string().rfind("crash.sqlite.tmp-", 0) == 0;
+    return n;
+  };
+  EXPECT_GT(temps(), 0) << "the hook fires mid-write, after the temporary file was started";
   EXPECT_EQ(read_index(path).meta_value("crops"), std::to_string(kCrops));
 
   ASSERT_EQ(test::run_command(melgraph() + args, &out), 0) << out;
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_EQ(temps(), 0) << "the killed export's temporary file was not removed";
   const Index x = read_index(path);
   EXPECT_EQ(x.meta_value("crops"), "1");
   EXPECT_EQ(x.size(), kClips);
@@ -529,6 +536,53 @@ TEST_F(IndexTest, KAndCropsHaveBounds) {
   e.crops = 1000000;
   expect_error([&] { export_index(e); }, "--crops must be in [1, 256] (got 1000000)");
   EXPECT_FALSE(fs::exists(e.out));
+}
+
+// Issue 17, D4: export --out refuses, before any work, to replace what is not an index of its
+// own: a directory, another file, or one of its inputs.
+TEST_F(IndexTest, ExportOutMustBeAnIndexOrNew) {
+  ExportOptions e;
+  e.checkpoint = file("model.safetensors");
+  e.catalog = coll_->catalog_path;
+  e.edges = coll_->edges_path;
+  const std::string ckpt_sha = sha256_file_hex(e.checkpoint);
+  e.out = e.checkpoint;
+  expect_error([&] { export_index(e); }, "is the input file " + e.checkpoint);
+  EXPECT_EQ(sha256_file_hex(e.checkpoint), ckpt_sha);
+  e.out = coll_->catalog_path;
+  expect_error([&] { export_index(e); }, "is the input file");
+  e.out = file("notes.txt");
+  const std::string notes = read_bytes(e.out);
+  expect_error([&] { export_index(e); }, "exists and is not a melgraph index");
+  EXPECT_EQ(read_bytes(e.out), notes);
+  e.out = dir_->path.string();
+  expect_error([&] { export_index(e); }, "is a directory; --out names the index file to write");
+}
+
+// Issue 17, D5 and D11: every write has its own temporary name, and the temporary files of
+// killed writers (whose process is gone) are removed by the next write; a live writer's stay.
+TEST_F(IndexTest, TemporaryFilesAreUniqueAndStaleOnesAreRemoved) {
+  const std::string target = file("temps.sqlite");
+  EXPECT_NE(temp_path_for(target), temp_path_for(target));
+  // pid 999999999 is above any Linux pid_max: no such process. pid 1 always exists.
+  for (const char* tail : {".tmp-999999999-0", ".tmp-999999999-3-journal", ".tmp-1-0", ".tmp"})
+    std::ofstream(target + tail) << "left behind";
+  Index y;
+  y.dim = 4;
+  y.items.push_back({"a", "a.wav", std::nullopt, std::nullopt, -1, "{}"});
+  y.vectors = {0.5f, 0.5f, 0.5f, 0.5f};
+  write_index(target, y);
+  EXPECT_FALSE(fs::exists(target + ".tmp-999999999-0"));
+  EXPECT_FALSE(fs::exists(target + ".tmp-999999999-3-journal"));
+  EXPECT_FALSE(fs::exists(target + ".tmp"));
+  EXPECT_TRUE(fs::exists(target + ".tmp-1-0")) << "a live process's temporary file was removed";
+  EXPECT_EQ(read_index(target).items.size(), 1u);
+  // The same for every file written atomically (config.toml, checkpoints, npy).
+  const std::string text = file("temps.txt");
+  std::ofstream(text + ".tmp-999999999") << "left behind";
+  write_file_atomic(text, std::string("new"));
+  EXPECT_FALSE(fs::exists(text + ".tmp-999999999"));
+  EXPECT_EQ(read_bytes(text), "new");
 }
 
 TEST_F(IndexTest, UnknownItemSuggestsCloseIds) {

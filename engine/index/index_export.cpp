@@ -106,6 +106,7 @@ void check_export_options(const ExportOptions& o) {
     throw IndexInputError("--crops must be in [1, " + std::to_string(kMaxCrops) + "] (got " + std::to_string(o.crops) +
                           ")");
   if (o.out.empty()) throw IndexInputError("--out: the index file to write is not set");
+  check_index_target(o.out, {o.checkpoint, o.catalog, o.edges});
   if (!fs::exists(o.checkpoint))
     throw IndexInputError(o.checkpoint + ": no such checkpoint (a training run writes best.safetensors and "
                                          "last.safetensors in its data.run_dir)");

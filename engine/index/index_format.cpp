@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <unordered_set>
 
+#include "engine/io/atomic_file.h"
 #include "engine/sqlite/sqlite_db.h"
 
 namespace mg::index {
@@ -125,11 +126,11 @@ std::string utc_now_iso8601() {
 void write_index(const std::string& path, const Index& x) {
   check_contents(x);
   const fs::path target = fs::absolute(path);
-  const fs::path tmp = target.string() + ".tmp";
   fs::create_directories(target.parent_path());
-  // A killed export leaves its temporary file behind: start from nothing.
-  fs::remove(tmp);
-  fs::remove(tmp.string() + "-journal");
+  // Killed exports leave their temporary files behind; concurrent ones each have their own.
+  remove_stale_temps(target.string());
+  fs::remove(target.string() + ".tmp");  // the name exports used before temp_path_for
+  const fs::path tmp = temp_path_for(target.string());
 
   std::map<std::string, std::string> meta = x.meta;
   meta["format"] = kIndexFormat;
@@ -287,6 +288,25 @@ void read_vectors(SqliteDb& db, const std::string& path, Index& x) {
 }
 
 }  // namespace
+
+void check_index_target(const std::string& out, const std::vector<std::string>& inputs) {
+  std::error_code ec;
+  if (fs::is_directory(out, ec))
+    throw IndexInputError("--out " + out + " is a directory; --out names the index file to write (e.g. " +
+                          (fs::path(out) / "index.sqlite").string() + ")");
+  for (const std::string& in : inputs)
+    if (!in.empty() && fs::exists(out, ec) && fs::equivalent(out, in, ec))
+      throw IndexInputError("--out " + out + " is the input file " + in + "; choose another --out");
+  if (!fs::exists(out, ec)) return;
+  try {
+    SqliteDb db(out, SQLITE_OPEN_READONLY);
+    check_index_identity(db, out);
+  } catch (const std::exception&) {
+    throw IndexInputError("--out " + out +
+                          " exists and is not a melgraph index; export replaces only an index it "
+                          "wrote: remove the file or choose another --out");
+  }
+}
 
 Index read_index(const std::string& path, bool with_vectors) {
   std::error_code ec;

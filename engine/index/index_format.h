@@ -10,7 +10,8 @@
 //   failures(id TEXT NOT NULL, path TEXT NOT NULL, reason TEXT NOT NULL)   items without audio
 //   PRAGMA application_id = kIndexApplicationId ("MGIX"), PRAGMA user_version = kIndexSchemaVersion
 //
-// Writing (write_index) goes to <path>.tmp beside the target, all rows in one transaction,
+// Writing (write_index) goes to a temporary file of its own beside the target (<path>.tmp-<pid>-<n>;
+// those of killed writers are removed first), all rows in one transaction,
 // then fsync, rename over the target and fsync of the directory: a reader, or an export that
 // dies half-way, sees the previous index or the new one, never a mix.
 // Reading (read_index) opens the file SQLITE_OPEN_READONLY: reading never changes it.
@@ -86,6 +87,11 @@ struct Index {
 // process with _exit(137) after inserting N embedding rows, before the commit, as a kill -9
 // would mid-write. Not for use outside tests.
 void write_index(const std::string& path, const Index& index);
+
+// Before any work: `out` may be written by an export. IndexInputError when it is a directory,
+// an existing file that is not a melgraph index (export replaces only an index), or the same
+// file as one of `inputs` (the checkpoint, the catalog, the edge list).
+void check_index_target(const std::string& out, const std::vector<std::string>& inputs);
 
 // Reads the whole index (vectors too unless with_vectors is false). Throws IndexInputError for
 // a missing file, a file that is not an index, an index of a newer schema version, or rows that

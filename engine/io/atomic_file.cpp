@@ -1,9 +1,12 @@
 #include "engine/io/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 
@@ -24,10 +27,42 @@ void write_all(int fd, const void* data, size_t n, const std::string& path) {
   }
 }
 
+// The pid in "<pid>" or "<pid>-<n>" (0 when the name has none).
+pid_t pid_of_temp(const std::string& tail) {
+  pid_t pid = 0;
+  size_t i = 0;
+  for (; i < tail.size() && tail[i] >= '0' && tail[i] <= '9' && pid < 100000000; ++i) pid = pid * 10 + (tail[i] - '0');
+  return i > 0 && (i == tail.size() || tail[i] == '-') ? pid : 0;
+}
+
 }  // namespace
 
+std::string temp_path_for(const std::string& path) {
+  static std::atomic<uint64_t> counter{0};
+  return path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
+}
+
+void remove_stale_temps(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const std::string prefix = target.filename().string() + ".tmp-";
+  const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const pid_t pid = pid_of_temp(name.substr(prefix.size()));
+    // kill(pid, 0) fails with ESRCH only when no such process exists (EPERM: it exists).
+    if (pid > 0 && pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH) {
+      std::error_code rm;
+      fs::remove(it->path(), rm);
+    }
+  }
+}
+
 void write_file_atomic(const std::string& path, std::span<const FilePiece> pieces) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  remove_stale_temps(path);
+  const std::string tmp = temp_path_for(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw AtomicWriteError(tmp + ": cannot create: " + std::strerror(errno));
   try {

@@ -1,7 +1,8 @@
 // Writing a file so that a crash or a full disk leaves the previous file or the new one, never
-// half of one: the pieces go to "<path>.tmp-<pid>", which is fsync'ed and renamed over `path`,
-// and then the directory is fsync'ed so the rename itself is durable. On failure the temporary
-// file is removed and the target is untouched.
+// half of one: the pieces go to a temporary name of this writer's own (temp_path_for), which is
+// fsync'ed and renamed over `path`, and then the directory is fsync'ed so the rename itself is
+// durable. On failure the temporary file is removed and the target is untouched; temporary
+// files that killed writers left beside `path` are removed first (remove_stale_temps).
 #pragma once
 #include <cstddef>
 #include <initializer_list>
@@ -19,6 +20,14 @@ struct FilePiece {
   const void* data;
   size_t bytes;
 };
+
+// "<path>.tmp-<pid>-<n>": unique among the writers of this process and of any other, so two
+// concurrent writers of one target never share a temporary file.
+std::string temp_path_for(const std::string& path);
+
+// Removes the temporary files "<path>.tmp-<pid>..." (and an SQLite "-journal" beside them) whose
+// process no longer exists: what a writer killed mid-write leaves. Those of live processes stay.
+void remove_stale_temps(const std::string& path);
 
 // Throws AtomicWriteError naming the file and the call that failed (create, write, fsync,
 // close, rename).
