@@ -15,8 +15,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
-#include <set>
+#include <numeric>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -24,12 +25,14 @@
 #include "engine/audio/prepare.h"
 #include "engine/checkpoint.h"
 #include "engine/demo/demo_collection.h"
+#include "engine/io/atomic_file.h"
 #include "engine/io/file_lock.h"
 #include "engine/io/safetensors.h"
 #include "engine/train/batch_loader.h"
 #include "engine/train/run_db.h"
 #include "engine/train/training_data.h"
 #include "kernels/blas.h"
+#include "tests/reference_harness.h"
 #include "tests/test_support.h"
 
 namespace mg {
@@ -560,6 +563,25 @@ TEST(Trainer, InputBoundAdviceNamesWhatToChange) {
   a = train::input_bound_advice(ls, 10.0, c);
   EXPECT_NE(a.find("augment.noise_snr_db"), std::string::npos) << a;
   EXPECT_NE(a.find("int16"), std::string::npos) << a;
+}
+
+// Issue 17, D1: the binary killed inside a checkpoint (between its two writes: the metrics
+// and last.safetensors) and resumed has every step's metrics exactly once.
+TEST(Trainer, KillInsideACheckpointLosesNoMetric) {
+  TrainRun r(12);
+  const std::string config = r.dir.file("run.toml");
+  write_file_atomic(config, to_toml(r.cfg));
+  const std::string cmd = std::string(MELGRAPH_EXE) + " train --quiet --device cpu --threads 2 --config " + config;
+  std::string out;
+  EXPECT_EQ(test::run_command("MELGRAPH_TRAIN_CRASH_IN_CHECKPOINT=8 " + cmd, &out), 137) << out;
+  ASSERT_EQ(test::run_command(cmd + " --resume", &out), 0) << out;
+  RunDb db(r.dir.file("run/runs.sqlite"));
+  std::vector<int64_t> steps;
+  for (const MetricRow& row : db.metrics(1, "train.loss")) steps.push_back(row.step);
+  std::vector<int64_t> want(12);
+  std::iota(want.begin(), want.end(), 1);
+  EXPECT_EQ(steps, want) << "train.loss rows lost or duplicated across the kill";
+  EXPECT_EQ(db.run(1)->status, RunStatus::Finished);
 }
 
 // The real binary, stopped by SIGINT while it trains: exit 0, a message naming --resume,

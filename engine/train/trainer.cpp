@@ -1,5 +1,7 @@
 #include "engine/train/trainer.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -548,10 +550,17 @@ TrainState TrainingRun::train_state(int64_t s) const {
   return st;
 }
 
+// Metrics first: once last.safetensors says step s, every metric up to s must be stored. A
+// kill between the two leaves metrics past the checkpoint, which the resume deletes and logs
+// again (RunDb::resume_run); the other order lost the rows up to s for good.
+// Test hook: MELGRAPH_TRAIN_CRASH_IN_CHECKPOINT=S ends the process with _exit(137) between
+// the two writes of step S's checkpoint, as a kill -9 would.
 void TrainingRun::save_last(int64_t s) {
+  db_->flush();
+  if (const char* crash = std::getenv("MELGRAPH_TRAIN_CRASH_IN_CHECKPOINT"); crash && std::atoll(crash) == s)
+    _exit(137);
   save_checkpoint(last_path_.string(), *model_, opt_.get(), train_state(s));
   last_saved_ = s;
-  db_->flush();
 }
 
 TrainResult TrainingRun::end(TrainStatus status, RunStatus db_status, int64_t steps, std::string message) {
