@@ -614,6 +614,10 @@ void validate_train(const Config& c, const Checker& check) {
     check.fail("train.neg_hops", "<= 254 (hop distances are stored in one byte)",
                std::to_string(c.train.neg_hops));
   check.at_least("train.warmup_steps", c.train.warmup_steps, 0);
+  // With epochs the step count is known only once the data is; lr_schedule checks it then.
+  if (c.train.epochs == 0 && c.train.warmup_steps > c.train.steps)
+    check.fail("train.warmup_steps", "<= train.steps (" + std::to_string(c.train.steps) + ")",
+               std::to_string(c.train.warmup_steps));
   check.unit_interval("train.min_lr_ratio", c.train.min_lr_ratio);
   check.at_least("train.checkpoint_every", c.train.checkpoint_every, 1);
   check.at_least("train.validate_every", c.train.validate_every, 1);

@@ -432,6 +432,9 @@ TEST(Config, SizesAndLevelsHaveUpperBounds) {
   EXPECT_PARSE_ERROR("[augment]\ngain_db = 1e300\n", "augment.gain_db must be in [0, 60");
   EXPECT_PARSE_ERROR("[augment]\nnoise_snr_db = 1e9\n", "augment.noise_snr_db must be in [0, 120");
   EXPECT_PARSE_ERROR("[data]\nrecall_k = 1000000000\n", "data.recall_k must be in [1, 100000]");
+  // Issue 17, D13: a warm-up longer than the run is refused here, before any audio is decoded.
+  EXPECT_PARSE_ERROR("[train]\nsteps = 50\nwarmup_steps = 100\n", "train.warmup_steps must be <= train.steps (50)");
+  EXPECT_EQ(parse_error("[train]\nsteps = 0\nepochs = 2\nwarmup_steps = 100\n"), "");  // epochs: checked later
   // The bounds themselves are accepted.
   EXPECT_EQ(parse_error("[train]\nbatch_triplets = 1048576\n[augment]\ngain_db = 60.0\n"), "");
 }
@@ -473,10 +476,10 @@ TEST(Config, TomlSyntaxErrorsKeepToml11Location) {
 }
 
 TEST(Config, OverridesSetFieldsAndNameTheOverrideInErrors) {
-  const Config c = apply_overrides(default_config(), {"train.steps=42", "data.edges=graph/e.csv",
+  const Config c = apply_overrides(default_config(), {"train.steps=420", "data.edges=graph/e.csv",
                                                       "data.catalog=\"c d.csv\"", "optim.lr=3e-4",
                                                       "train.mining=batch_hard", "model.channels=[8, 9]"});
-  EXPECT_EQ(c.train.steps, 42);
+  EXPECT_EQ(c.train.steps, 420);
   EXPECT_EQ(c.data.edges, "graph/e.csv");
   EXPECT_EQ(c.data.catalog, "c d.csv");
   EXPECT_EQ(c.optim.adam.lr, 3e-4);
@@ -484,7 +487,7 @@ TEST(Config, OverridesSetFieldsAndNameTheOverrideInErrors) {
   EXPECT_EQ(c.model.channels, (std::vector<int>{8, 9}));
   auto error_of = [](const std::string& o) {
     try {
-      apply_overrides(default_config(), {"train.steps=5", o});
+      apply_overrides(default_config(), {"train.steps=500", o});
     } catch (const ConfigError& e) {
       return std::string(e.what());
     }

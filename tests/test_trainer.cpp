@@ -143,8 +143,16 @@ TEST(Trainer, ResumedRunIsBitIdenticalOnCpu) {
   }
   EXPECT_EQ(metric(straight.dir.file("run/runs.sqlite"), 1, "train.loss"),
             metric(split.dir.file("run/runs.sqlite"), 1, "train.loss"));
-  // A second resume of a finished run has nothing to do.
-  EXPECT_EQ(split.train(true).steps, 16);
+  // A second resume of a finished run has nothing to do, and leaves the run's own ending in
+  // runs.sqlite (issue 17, D13: it used to overwrite the final message).
+  const std::string ended = RunDb(split.dir.file("run/runs.sqlite")).run(second.run_id)->message;
+  const train::TrainResult again = split.train(true);
+  EXPECT_EQ(again.steps, 16);
+  EXPECT_NE(again.message.find("nothing to do"), std::string::npos) << again.message;
+  const std::optional<RunRecord> row = RunDb(split.dir.file("run/runs.sqlite")).run(second.run_id);
+  EXPECT_EQ(row->status, RunStatus::Finished);
+  EXPECT_EQ(row->message, ended);
+  EXPECT_NE(ended.find("finished 16 steps"), std::string::npos) << ended;
 }
 
 TEST(Trainer, RefusesToOverwriteARunOrResumeNothing) {

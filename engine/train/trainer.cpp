@@ -339,7 +339,9 @@ void TrainingRun::start_or_resume() {
     const TrainState st = load_checkpoint(last_path_.string(), *model_, opt_.get());
     done_ = st.step;
     ts_ = TrainerState::from_json(st.trainer, last_path_.string());
-    const RunStatus was = db_->resume_run(ts_.run_id, done_);
+    // A finished run resumed with nothing left to do keeps its row (status and final message).
+    const RunStatus was =
+        done_ >= total_ ? db_->run(ts_.run_id).value_or(RunRecord{}).status : db_->resume_run(ts_.run_id, done_);
     std::printf("resuming run %lld at step %lld of %lld (it was %s)\n", static_cast<long long>(ts_.run_id),
                 static_cast<long long>(done_), static_cast<long long>(total_), to_string(was));
   } else {
@@ -402,9 +404,13 @@ TrainResult TrainingRun::train() {
     std::printf("step 0 (untrained model), validation in %.1f s:\n%s", r0.seconds, format_report(r0, true).c_str());
     std::fflush(stdout);
   }
-  if (done_ >= total_)
-    return end(TrainStatus::Finished, RunStatus::Finished, done_,
-               "nothing to do: the checkpoint is at step " + std::to_string(done_) + " of " + std::to_string(total_));
+  if (done_ >= total_) {  // the runs row keeps the ending it has (start_or_resume left it alone)
+    result_.status = TrainStatus::Finished;
+    result_.steps = done_;
+    result_.message =
+        "nothing to do: the checkpoint is at step " + std::to_string(done_) + " of " + std::to_string(total_);
+    return result_;
+  }
 
   BatchLoader loader(data_, *cache_, train_cache_, cfg_, *be_, done_ + 1, total_);
   const size_t batch_bytes = static_cast<size_t>(rows_) * static_cast<size_t>(cfg_.audio.clip_samples()) * sizeof(float);
