@@ -66,8 +66,8 @@ CatalogHeader read_header(detail::LineReader& reader, const std::string& path, C
     if (col >= 0) continue;
     std::string have;
     for (const auto& c : cat.columns) have += (have.empty() ? "" : ",") + c;
-    throw GraphInputError("catalog " + path + ": missing required column '" + name + "' (the header has: " + have +
-                          "); the catalog needs columns id and path");
+    throw GraphInputError("catalog " + path + ": missing required column '" + name + "' (the header has: " +
+                          detail::printable(have, 120) + "); the catalog needs columns id and path");
   }
   return h;
 }

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
@@ -200,18 +201,40 @@ int split_fields(std::string_view line, char delim, std::string_view* fields, in
   }
 }
 
+std::string printable(std::string_view text, size_t max_bytes) {
+  std::string out;
+  size_t i = 0;
+  while (i < text.size() && out.size() < max_bytes) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    // The length of a valid UTF-8 sequence starting here (0: not one).
+    size_t n = c >= 0x20 && c < 0x7f    ? 1
+               : c >= 0xC2 && c <= 0xDF ? 2
+               : c >= 0xE0 && c <= 0xEF ? 3
+               : c >= 0xF0 && c <= 0xF4 ? 4
+                                        : 0;
+    for (size_t k = 1; k < n; ++k)
+      if (i + k >= text.size() || (static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) n = 0;
+    if (n > 0) {
+      out.append(text.substr(i, n));
+      i += n;
+      continue;
+    }
+    if (c == '\t') {  // a TSV's delimiter: shown as it is
+      out += '\t';
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02X", c);
+      out += hex;
+    }
+    ++i;
+  }
+  if (i < text.size()) out += "...";
+  return out;
+}
+
 std::string bad_line_message(const std::string& source, int64_t line_no, std::string_view what,
                              std::string_view text) {
-  constexpr size_t kMax = 200;
-  std::string shown;
-  if (text.size() > kMax) {
-    size_t cut = kMax;
-    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // whole UTF-8 chars
-    shown = std::string(text.substr(0, cut)) + "...";
-  } else {
-    shown = std::string(text);
-  }
-  return source + ":" + std::to_string(line_no) + ": " + std::string(what) + ": " + shown +
+  return source + ":" + std::to_string(line_no) + ": " + std::string(what) + ": " + printable(text) +
          " (use --skip-bad-lines to skip such lines)";
 }
 

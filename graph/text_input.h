@@ -55,7 +55,12 @@ bool is_blank(std::string_view line);
 int split_fields(std::string_view line, char delim, std::string_view* fields, int max_fields,
                  std::vector<std::string>& scratch, const char** error);
 
-// "<source>:<line>: <what>: <text, cut at 200 chars> (use --skip-bad-lines to skip such lines)"
+// `text` made safe to print in a message: printable ASCII, tabs and valid UTF-8 as they are,
+// every other byte (control bytes, broken UTF-8: a binary file) as \xNN; cut after about
+// max_bytes with "...".
+std::string printable(std::string_view text, size_t max_bytes = 200);
+
+// "<source>:<line>: <what>: <printable(text)> (use --skip-bad-lines to skip such lines)"
 std::string bad_line_message(const std::string& source, int64_t line_no, std::string_view what,
                              std::string_view text);
 

@@ -9,6 +9,7 @@
 
 #include "graph/catalog.h"
 #include "graph/edge_list_io.h"
+#include "graph/text_input.h"
 #include "tests/test_support.h"
 
 namespace mg::graph {
@@ -459,6 +460,21 @@ TEST(Catalog, MissingRequiredColumns) {
   EXPECT_NE(msg.find("missing required column 'id'"), std::string::npos) << msg;
   msg = catalog_error(dir.file("nopath.csv"), true);  // not skippable
   EXPECT_NE(msg.find("missing required column 'path'"), std::string::npos) << msg;
+}
+
+// Issue 17, D13: a binary file given as a catalog gets a message without its raw bytes:
+// control bytes and broken UTF-8 are shown as \xNN (valid UTF-8 stays as it is).
+TEST(Catalog, BinaryBytesAreEscapedInMessages) {
+  TempDir dir;
+  write_file(dir.file("bin.csv"), std::string("\x89PNG\r\x1a\x00\x07,\xff\xfe\xc3\xa9t\xc3\xa9\n", 17));
+  const std::string msg = catalog_error(dir.file("bin.csv"));
+  EXPECT_NE(msg.find("missing required column 'id'"), std::string::npos) << msg;
+  for (unsigned char c : msg)
+    EXPECT_TRUE((c >= 0x20 && c != 0x7f) || c == '\t') << "raw control byte " << int(c) << " in: " << msg;
+  EXPECT_NE(msg.find("\\x89PNG\\x0D\\x1A\\x00\\x07"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("\\xFF\\xFE\xc3\xa9t\xc3\xa9"), std::string::npos) << msg;
+  EXPECT_EQ(detail::printable(std::string_view("\x01\tok\xe2\x82", 6)), "\\x01\tok\\xE2\\x82");
+  EXPECT_EQ(detail::printable(std::string(300, 'a'), 10), std::string(10, 'a') + "...");
 }
 
 TEST(Catalog, BadHeaders) {

@@ -218,6 +218,20 @@ TEST(Trainer, ARunLeftRunningByAKillIsClosedByTheNext) {
   EXPECT_EQ(db.run(res.run_id)->status, RunStatus::Finished);
 }
 
+// Issue 17, D13: an empty edge list is named as what is wrong (it used to blame the catalog).
+TEST(Trainer, EmptyEdgeListIsNamed) {
+  TrainRun r(4);
+  r.cfg.data.edges = r.dir.file("empty.csv");
+  std::ofstream(r.cfg.data.edges) << "# no edges\n";
+  try {
+    r.train();
+    FAIL() << "an empty edge list was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find(r.cfg.data.edges + ": the edge list has no edges"), std::string::npos)
+        << e.what();
+  }
+}
+
 struct PoisonStep {
   explicit PoisonStep(int step) { setenv("MELGRAPH_TRAIN_POISON_STEP", std::to_string(step).c_str(), 1); }
   ~PoisonStep() { unsetenv("MELGRAPH_TRAIN_POISON_STEP"); }

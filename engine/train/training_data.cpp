@@ -234,6 +234,9 @@ TrainingData build_training_data(const Config& cfg, int threads, const std::unor
   TrainingData d;
   d.holdout_by = cfg.data.holdout_by;
   const graph::EdgeList edges = graph::load_edge_list(cfg.data.edges);
+  if (edges.num_edges() == 0)
+    throw std::invalid_argument(cfg.data.edges + ": the edge list has no edges (" + std::to_string(edges.stats.lines) +
+                                " lines read); training needs the preference graph: one source,target pair per line");
   const graph::Catalog catalog = without_items(graph::load_catalog(cfg.data.catalog), no_audio);
   const graph::PreferenceGraph g(edges);
   const graph::AudioCoverage cov = graph::audio_coverage(edges, catalog);
