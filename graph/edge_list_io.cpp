@@ -107,10 +107,12 @@ EdgeList parse_lines(detail::LineReader& reader, const std::string& source, cons
     } else if (f[1].empty()) {
       what = "empty destination id";
     } else if (n == 3 && !f[2].empty()) {
-      if (detail::parse_finite_float(f[2], w))
-        has_w = opt.weighted;
-      else
+      if (!detail::parse_finite_float(f[2], w))
         what = "weight '" + std::string(f[2].substr(0, 40)) + "' is not a finite number";
+      else if (w < 0)  // weights add up to weighted in-degrees: a negative one has no meaning there
+        what = "weight '" + std::string(f[2].substr(0, 40)) + "' is negative (weights are 0 or more)";
+      else
+        has_w = opt.weighted;
     }
     if (!what.empty()) {
       if (opt.skip_bad_lines) {

@@ -9,7 +9,7 @@
 //   - fields trimmed of surrounding whitespace; a field may be double-quoted (then it may hold
 //     the delimiter; "" is a literal quote); no newlines inside quotes;
 //   - an optional header line (see HeaderMode);
-//   - a third column is the weight: a finite number (checked even when weights are not used);
+//   - a third column is the weight: a finite number >= 0 (checked even when weights are not used);
 //     an empty third field counts as absent (weight 1);
 //   - gzip compression, detected by the magic bytes (not the name), inflated while streaming.
 // A malformed line (fewer than 2 or more than 3 fields, an empty id, a bad weight, bad quoting)

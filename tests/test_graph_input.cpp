@@ -151,9 +151,10 @@ TEST(EdgeListParse, HeaderExplicit) {
 }
 
 TEST(EdgeListParse, Weights) {
-  auto el = parse("src,dst,weight\na,b,0.5\nb,c,+2\nc,d\na,d,-1.25e-1\nd,e,\n");
+  // (negative weights are refused: MalformedLinesNameFileLineAndText)
+  auto el = parse("src,dst,weight\na,b,0.5\nb,c,+2\nc,d\na,d,1.25e-1\nd,e,\n");
   ASSERT_EQ(el.num_edges(), 5);
-  EXPECT_EQ(el.weight, (std::vector<float>{0.5f, 2.0f, 1.0f, -0.125f, 1.0f}));
+  EXPECT_EQ(el.weight, (std::vector<float>{0.5f, 2.0f, 1.0f, 0.125f, 1.0f}));
   // Unweighted lines before the first weight count as 1.
   el = parse("a,b\nb,c,3\n");
   EXPECT_EQ(el.weight, (std::vector<float>{1.0f, 3.0f}));
@@ -236,6 +237,8 @@ TEST(EdgeListParse, MalformedLinesNameFileLineAndText) {
       {"a,b\nc,d,abc\n", "edges.csv:2: weight 'abc' is not a finite number: c,d,abc"},
       {"a,b\nc,d,1.5x\n", "edges.csv:2: weight '1.5x' is not a finite number"},
       {"a,b\nc,d,inf\n", "edges.csv:2: weight 'inf' is not a finite number"},
+      // Issue 17, D15: a negative weight was accepted silently.
+      {"a,b\nc,d,-0.5\n", "edges.csv:2: weight '-0.5' is negative (weights are 0 or more): c,d,-0.5"},
       {"a,b\nc,d,nan\n", "edges.csv:2: weight 'nan' is not a finite number"},
       {"a,b\nc,d,1e60\n", "edges.csv:2: weight '1e60' is not a finite number"},  // overflows float
       {"a,b\nc,d,+-1\n", "edges.csv:2: weight '+-1'"},
