@@ -681,7 +681,7 @@ TripletLayout triplet_layout(int E, int T, const std::string& layout, std::mt199
     l.near.assign(static_cast<size_t>(l.N), -1);
     for (int i = 0; i < T; ++i) {
       l.trip.insert(l.trip.end(), {i, T + i, 2 * T + i});
-      l.near[static_cast<size_t>(T + i)] = i;
+      l.near[static_cast<size_t>(T) + static_cast<size_t>(i)] = i;
     }
   } else {  // "shared": rows in several triplets, rows 0..2 clusters, plus clamp triplets
     l.N = 20;

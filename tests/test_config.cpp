@@ -476,9 +476,9 @@ TEST(Config, TomlSyntaxErrorsKeepToml11Location) {
 }
 
 TEST(Config, OverridesSetFieldsAndNameTheOverrideInErrors) {
-  const Config c = apply_overrides(default_config(), {"train.steps=420", "data.edges=graph/e.csv",
-                                                      "data.catalog=\"c d.csv\"", "optim.lr=3e-4",
-                                                      "train.mining=batch_hard", "model.channels=[8, 9]"});
+  const Config c =
+      apply_overrides(default_config(), {"train.steps=420", "data.edges=graph/e.csv", "data.catalog=\"c d.csv\"",
+                                         "optim.lr=3e-4", "train.mining=batch_hard", "model.channels=[8, 9]"});
   EXPECT_EQ(c.train.steps, 420);
   EXPECT_EQ(c.data.edges, "graph/e.csv");
   EXPECT_EQ(c.data.catalog, "c d.csv");

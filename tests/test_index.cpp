@@ -473,7 +473,7 @@ TEST_F(IndexTest, ForeignMissingAndNewerFilesAreRefused) {
 // instead of answering with NaN similarities or running out of memory.
 TEST_F(IndexTest, DamagedDimOrVectorsAreRefusedOnOpen) {
   auto damaged = [&](const std::string& name, const std::string& sql) {
-    const std::string p = file(name);
+    std::string p = file(name);
     fs::copy_file(file("index.sqlite"), p, fs::copy_options::overwrite_existing);
     sqlite3* db = nullptr;
     EXPECT_EQ(sqlite3_open(p.c_str(), &db), SQLITE_OK);
@@ -491,7 +491,7 @@ TEST_F(IndexTest, DamagedDimOrVectorsAreRefusedOnOpen) {
   // Item 2's first float made NaN, then a row of zeros: the CHECK on the BLOB's length still
   // holds, so only the reader's own check can see it.
   auto damaged_vector = [&](const std::string& name, int item, float first, float rest) {
-    const std::string p = file(name);
+    std::string p = file(name);
     fs::copy_file(file("index.sqlite"), p, fs::copy_options::overwrite_existing);
     std::vector<float> v(static_cast<size_t>(read_index(p, false).dim), rest);
     v[0] = first;

@@ -294,9 +294,12 @@ void check_index_target(const std::string& out, const std::vector<std::string>& 
   if (fs::is_directory(out, ec))
     throw IndexInputError("--out " + out + " is a directory; --out names the index file to write (e.g. " +
                           (fs::path(out) / "index.sqlite").string() + ")");
-  for (const std::string& in : inputs)
-    if (!in.empty() && fs::exists(out, ec) && fs::equivalent(out, in, ec))
-      throw IndexInputError("--out " + out + " is the input file " + in + "; choose another --out");
+  for (const std::string& in : inputs) {
+    if (in.empty() || !fs::exists(out, ec) || !fs::equivalent(out, in, ec)) continue;
+    std::string msg = "--out " + out;
+    msg += " is the input file " + in + "; choose another --out";
+    throw IndexInputError(msg);
+  }
   if (!fs::exists(out, ec)) return;
   try {
     SqliteDb db(out, SQLITE_OPEN_READONLY);
