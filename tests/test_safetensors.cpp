@@ -1,3 +1,4 @@
+#include "engine/io/atomic_file.h"
 #include "engine/io/safetensors.h"
 
 #include <gtest/gtest.h>
@@ -233,8 +234,11 @@ TEST(Safetensors, FailedWriteLeavesExistingTargetUntouched) {
   write_safetensors(path, old_file);
   const std::string before = read_bytes(path);
 
-  // The writer's temp file cannot be created: its name is taken by a directory.
-  const std::string blocker = path + ".tmp-" + std::to_string(::getpid());
+  // The writer's temp file cannot be created: its name is taken by a directory. Names are
+  // "<path>.tmp-<pid>-<n>" with n counting up in this process: the next write takes n + 1.
+  const std::string probe = temp_path_for(path);
+  const size_t dash = probe.rfind('-');
+  const std::string blocker = probe.substr(0, dash + 1) + std::to_string(std::stoull(probe.substr(dash + 1)) + 1);
   fs::create_directory(blocker);
   try {
     write_safetensors(path, sample_file());
