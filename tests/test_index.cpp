@@ -42,6 +42,7 @@
 #include "engine/index/sha256.h"
 #include "engine/io/atomic_file.h"
 #include "engine/io/npy.h"
+#include "engine/io/safetensors.h"
 #include "engine/model.h"
 #include "graph/catalog.h"
 #include "graph/edge_list_io.h"
@@ -557,6 +558,24 @@ TEST_F(IndexTest, ExportOutMustBeAnIndexOrNew) {
   EXPECT_EQ(read_bytes(e.out), notes);
   e.out = dir_->path.string();
   expect_error([&] { export_index(e); }, "is a directory; --out names the index file to write");
+}
+
+// Issue 17, D13: a checkpoint whose tensors do not fit its own config is refused before any
+// audio is decoded (it used to fail only after the whole catalog was decoded).
+TEST_F(IndexTest, ACheckpointThatDoesNotLoadIsRefusedBeforeDecoding) {
+  StFile f = read_safetensors(file("model.safetensors"));
+  Config other = fixture_config();
+  other.model.embedding += 4;  // the stored tensors stay those of the fixture's width
+  f.metadata["config"] = to_toml(other);
+  write_safetensors(file("mismatch.safetensors"), f);
+  ExportOptions e;
+  e.checkpoint = file("mismatch.safetensors");
+  e.catalog = coll_->catalog_path;
+  e.out = file("mismatch.sqlite");
+  e.cache_dir = file("mismatch.cache");
+  expect_error([&] { export_index(e); }, "mismatch.safetensors");
+  EXPECT_FALSE(fs::exists(e.cache_dir)) << "audio was decoded before the checkpoint was checked";
+  EXPECT_FALSE(fs::exists(e.out));
 }
 
 // Issue 17, D5 and D11: every write has its own temporary name, and the temporary files of
