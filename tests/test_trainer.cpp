@@ -84,6 +84,19 @@ struct TrainRun {
     return train::run_training(cfg, o);
   }
   std::string last() const { return dir.file("run/last.safetensors"); }
+  // last.safetensors loaded into a model and optimizer of this run's config: the checkpoint's
+  // state and the optimizer's own step count.
+  struct Loaded {
+    TrainState state;
+    int64_t optimizer_steps = 0;
+  };
+  Loaded load_last() const {
+    auto be = make_cpu_backend(1);
+    Model m(cfg, *be, 24);
+    Optimizer opt(*be, Model::param_layout(cfg), cfg.optim);
+    const TrainState st = load_checkpoint(last(), m, &opt);
+    return {st, opt.step_count()};
+  }
 };
 
 std::vector<double> metric(const std::string& db_path, int64_t run, const std::string& name) {
@@ -269,11 +282,7 @@ TEST(Trainer, NonFiniteStepIsSkippedWhenAsked) {
   EXPECT_EQ(res.skipped_steps, 1);
   EXPECT_NE(res.message.find("1 non-finite steps skipped"), std::string::npos) << res.message;
   // Nine updates: the optimizer's own step count in the checkpoint says so.
-  auto be = make_cpu_backend(1);
-  Model m(r.cfg, *be, 24);
-  Optimizer opt(*be, Model::param_layout(r.cfg), r.cfg.optim);
-  load_checkpoint(r.last(), m, &opt);
-  EXPECT_EQ(opt.step_count(), 9);
+  EXPECT_EQ(r.load_last().optimizer_steps, 9);
 }
 
 // Issue 17, D2: a skipped step still validates, checkpoints and stops when its step says so.
@@ -286,11 +295,9 @@ TEST(Trainer, SkippedLastStepStillValidatesAndCheckpoints) {
   const train::TrainResult res = r.train();
   ASSERT_EQ(res.status, train::TrainStatus::Finished) << res.message;
   EXPECT_EQ(res.skipped_steps, 1);
-  auto be = make_cpu_backend(1);
-  Model m(r.cfg, *be, 24);
-  Optimizer opt(*be, Model::param_layout(r.cfg), r.cfg.optim);
-  EXPECT_EQ(load_checkpoint(r.last(), m, &opt).step, 10);
-  EXPECT_EQ(opt.step_count(), 9);
+  const TrainRun::Loaded last = r.load_last();
+  EXPECT_EQ(last.state.step, 10);
+  EXPECT_EQ(last.optimizer_steps, 9);
   RunDb db(r.dir.file("run/runs.sqlite"));
   const std::vector<MetricRow> all = db.metrics(res.run_id, "");
   EXPECT_TRUE(std::any_of(all.begin(), all.end(), [](const MetricRow& row) {
@@ -651,10 +658,7 @@ TEST(Trainer, SigintStopsTheBinaryWithALoadableCheckpoint) {
   ASSERT_TRUE(WIFEXITED(status)) << text;
   EXPECT_EQ(WEXITSTATUS(status), 0) << text;
   EXPECT_NE(text.find("Resume with: melgraph train --config"), std::string::npos) << text;
-  auto be = make_cpu_backend(1);
-  Model m(r.cfg, *be, 24);
-  Optimizer opt(*be, Model::param_layout(r.cfg), r.cfg.optim);
-  const TrainState st = load_checkpoint(r.last(), m, &opt);
+  const TrainState st = r.load_last().state;
   EXPECT_GT(st.step, 0);
   EXPECT_LT(st.step, 100000);
   RunDb db(r.dir.file("run/runs.sqlite"));
