@@ -71,6 +71,15 @@ int64_t crash_after() {
   return v && *v ? std::atoll(v) : -1;
 }
 
+// Unit rows are the format's promise (meta normalized = true), checked on write and on read:
+// a float32 row normalised in float64 is within a few ulps of 1. *norm: the row's L2 norm.
+bool is_unit_row(const float* v, int dim, double* norm) {
+  double ss = 0;
+  for (int j = 0; j < dim; ++j) ss += static_cast<double>(v[j]) * v[j];
+  *norm = std::sqrt(ss);
+  return std::isfinite(ss) && std::abs(*norm - 1.0) <= kUnitNormTolerance;
+}
+
 void check_contents(const Index& x) {
   if (x.dim < 1) throw std::invalid_argument("write_index: dim must be >= 1 (got " + std::to_string(x.dim) + ")");
   const size_t n = x.items.size();
@@ -83,12 +92,9 @@ void check_contents(const Index& x) {
     if (it.id.empty()) throw std::invalid_argument("write_index: item " + std::to_string(i) + " has an empty id");
     if (!seen.insert(it.id).second) throw std::invalid_argument("write_index: id '" + it.id + "' appears twice");
     const float* v = x.vector(static_cast<int64_t>(i));
-    double ss = 0;
-    for (int j = 0; j < x.dim; ++j) ss += static_cast<double>(v[j]) * v[j];
-    // Unit rows are the format's promise (meta normalized = true): a float32 row normalised in
-    // float64 is within a few ulps of 1.
-    if (!std::isfinite(ss) || std::abs(std::sqrt(ss) - 1.0) > kUnitNormTolerance)
-      throw std::invalid_argument("write_index: the vector of '" + it.id + "' has norm " + std::to_string(std::sqrt(ss)) +
+    double norm = 0;
+    if (!is_unit_row(v, x.dim, &norm))
+      throw std::invalid_argument("write_index: the vector of '" + it.id + "' has norm " + std::to_string(norm) +
                                   ", not 1 (vectors must be finite and L2-normalised)");
   }
 }
@@ -272,13 +278,12 @@ void read_vectors(SqliteDb& db, const std::string& path, Index& x) {
                             std::to_string(x.dim) + ")");
     float* v = x.vectors.data() + row * static_cast<size_t>(x.dim);
     std::memcpy(v, p, row_bytes);
-    // The format promises finite unit rows; a NaN or a scaled row would rank silently wrong.
-    double ss = 0;
-    for (int j = 0; j < x.dim; ++j) ss += static_cast<double>(v[j]) * v[j];
-    if (!std::isfinite(ss) || std::abs(std::sqrt(ss) - 1.0) > kUnitNormTolerance)
+    // A NaN or a scaled row would rank silently wrong.
+    double norm = 0;
+    if (!is_unit_row(v, x.dim, &norm))
       throw IndexInputError(
           path + ": the vector of item " + std::to_string(row) + " ('" + x.items[row].id + "') has norm " +
-          std::to_string(std::sqrt(ss)) +
+          std::to_string(norm) +
           ", not 1 (vectors are finite and L2-normalised); the file is damaged: export the index again");
     ++row;
   }
