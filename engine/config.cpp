@@ -520,7 +520,7 @@ class Checker {
     if (!(v >= lo && v <= hi))
       fail(field, "in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]", std::to_string(v));
   }
-  void at_most(const std::string& field, double v, double hi) const {
+  void non_negative_up_to(const std::string& field, double v, double hi) const {
     if (!(v >= 0.0 && v <= hi)) fail(field, "in [0, " + format_double(hi) + "]", format_double(v));
   }
   void positive(const std::string& field, double v) const {
@@ -627,8 +627,8 @@ void validate_train(const Config& c, const Checker& check) {
 
 void validate_augment(const Config& c, const Checker& check) {
   // 60 dB either way is a factor of 1000 in amplitude: past it, a clip is silence or clipping.
-  check.at_most("augment.gain_db", c.augment.gain_db, 60.0);
-  check.at_most("augment.noise_snr_db", c.augment.noise_snr_db, 120.0);
+  check.non_negative_up_to("augment.gain_db", c.augment.gain_db, 60.0);
+  check.non_negative_up_to("augment.noise_snr_db", c.augment.noise_snr_db, 120.0);
   check.non_negative("augment.shift_seconds", c.augment.shift_seconds);
   if (c.augment.shift_seconds > c.audio.clip_seconds)
     check.fail("augment.shift_seconds", "<= audio.clip_seconds (" +
