@@ -17,6 +17,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -462,6 +464,83 @@ TEST(AudioCache, ManyThreadsReadAtOnce) {
     });
   for (std::thread& r : readers) r.join();
   for (int m : mismatches) EXPECT_EQ(m, 0);
+}
+
+// Issue 17 D6: trainings and exports that start together on one warm cache each "prepare" it
+// first. They only read it, so none may take the writer's exclusive lock and shut the others
+// out (it did: one of them failed at random with a message about another prepare).
+TEST(AudioCache, WarmCacheIsPreparedByManyAtOnce) {
+  const AudioConfig a = test_audio();
+  Collection c;
+  for (int i = 0; i < 3; ++i) c.add_wav(std::string("m") + std::to_string(i), 0.5, 110u + static_cast<unsigned>(i));
+  ASSERT_EQ(c.prepare(a).decoded, 3);
+  const std::vector<PrepareItem> items = c.items();
+  std::vector<std::string> errors(4);
+  std::vector<int64_t> unchanged(4, 0);
+  for (int round = 0; round < 10; ++round) {
+    std::vector<std::thread> runs;
+    for (size_t t = 0; t < 4; ++t)
+      runs.emplace_back([&, t] {
+        try {
+          PrepareOptions o;
+          o.threads = 1;
+          const PrepareSummary s = prepare_cache(items, a, c.cache(), o);
+          unchanged[t] = s.unchanged + 10 * s.decoded;  // 3 when nothing was decoded
+        } catch (const std::exception& e) {
+          errors[t] = e.what();
+        }
+      });
+    for (std::thread& r : runs) r.join();
+    for (size_t t = 0; t < 4; ++t) {
+      ASSERT_EQ(errors[t], "") << "round " << round << ", run " << t;
+      ASSERT_EQ(unchanged[t], 3) << "round " << round << ", run " << t;
+    }
+  }
+}
+
+// While a writer holds the cache, a second writer and a reader wait for it (and say so), then
+// go on; while a reader holds its shared lock, a warm prepare does not wait at all.
+TEST(AudioCache, WritersAndReadersWaitForTheWriter) {
+  const AudioConfig a = test_audio();
+  Collection c;
+  c.add_wav("first", 0.5, 120);
+  ASSERT_EQ(c.prepare(a).decoded, 1);
+  const std::string lock = (fs::path(c.cache()) / schema::kLockFile).string();
+  {
+    const FileLock reader(lock, LockMode::kShared, {});
+    auto warm = std::async(std::launch::async, [&] { return c.prepare(a).unchanged; });
+    ASSERT_EQ(warm.wait_for(std::chrono::seconds(60)), std::future_status::ready)
+        << "a warm prepare waited for a reader's shared lock";
+    EXPECT_EQ(warm.get(), 1);
+  }
+
+  c.add_wav("second", 0.5, 121);
+  const std::string notes = c.dir.file("progress.txt");
+  FILE* progress = std::fopen(notes.c_str(), "w");
+  ASSERT_NE(progress, nullptr);
+  auto holder = std::make_unique<CacheWriter>(c.cache(), cache_settings(a), false);
+  auto writer = std::async(std::launch::async, [&] {
+    PrepareOptions o;
+    o.progress = progress;
+    return c.prepare(a, o).decoded;
+  });
+  auto reader = std::async(std::launch::async, [&] {
+    return AudioCache::open(c.cache(), [&](const std::string& who) { std::ofstream(c.dir.file("reader.txt")) << who; })
+        .size();
+  });
+  const std::string said = "is in use by process " + std::to_string(::getpid()) + ": waiting for it";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (test::read_bytes(notes).find(said) == std::string::npos && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  while (!fs::exists(c.dir.file("reader.txt")) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_NE(test::read_bytes(notes).find(said), std::string::npos) << test::read_bytes(notes);
+  EXPECT_EQ(test::read_bytes(c.dir.file("reader.txt")), "process " + std::to_string(::getpid()));
+  EXPECT_EQ(writer.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout) << "it did not wait";
+  holder.reset();  // the first writer is done: both go on
+  EXPECT_EQ(writer.get(), 1);
+  EXPECT_GE(reader.get(), 1);
+  std::fclose(progress);
 }
 
 TEST(AudioCache, VerifyCatchesACorruptByte) {

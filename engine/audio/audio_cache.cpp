@@ -37,12 +37,13 @@ const float* half_table() {
 
 }  // namespace
 
-AudioCache AudioCache::open(const std::string& dir) {
+AudioCache AudioCache::open(const std::string& dir, const FileLock::WaitNotice& waiting) {
   const fs::path index = fs::path(dir) / schema::kIndexFile;
   std::error_code ec;
   if (!fs::is_regular_file(index, ec))
     throw CacheError(dir + ": no audio cache here (no " + schema::kIndexFile + "); make one with melgraph prepare --out " +
                      dir);
+  const FileLock opening((fs::path(dir) / schema::kLockFile).string(), LockMode::kShared, waiting);
   AudioCache c;
   c.dir_ = dir;
   std::string pcm_name = schema::kPcmFile;

@@ -10,10 +10,14 @@
 //                 meta(key, value): format, format_version, sample_rate, dtype, excerpt,
 //                 excerpt_seconds, pcm_bytes (the committed extent of pcm.bin);
 //                 PRAGMA user_version = the schema version.
+//   cache.lock    flock'ed by the writer (exclusive) and opening readers (shared); see below.
 //
 // Crash safety (cache_writer.h): PCM is appended and fsync'ed before the index rows that
 // point at it are committed, so the committed index only ever names durable bytes; bytes
 // past meta.pcm_bytes are an interrupted run's and are cut off when a writer next opens.
+//
+// Locking: the cache's lock file (cache_schema.h) is held exclusively by the one writer and
+// shared by readers while they open, so any number of readers open a warm cache at once.
 //
 // AudioCache is the reader: the index in memory, pcm.bin memory-mapped read-only. All its
 // methods are const and it holds no mutable state, so any number of threads may read at once.
@@ -26,6 +30,7 @@
 #include <vector>
 
 #include "engine/config.h"
+#include "engine/io/file_lock.h"
 
 namespace mg::audio {
 
@@ -77,8 +82,10 @@ class AudioCache {
  public:
   // Loads the index of the cache in `dir` and maps its PCM. Throws CacheError when the
   // directory holds no cache, the cache comes from another melgraph (schema version), or
-  // the index points past the end of pcm.bin.
-  static AudioCache open(const std::string& dir);
+  // the index points past the end of pcm.bin. Waits while a writer holds the cache (it could
+  // be replacing pcm.bin); `waiting` is told by whom first. After open() the mapping pins the
+  // PCM it read, so a later writer cannot change what this reader sees.
+  static AudioCache open(const std::string& dir, const FileLock::WaitNotice& waiting = {});
 
   AudioCache(AudioCache&& o) noexcept;
   AudioCache& operator=(AudioCache&& o) noexcept;

@@ -27,6 +27,9 @@ inline const std::string kPcmFile = "pcm.bin";
 inline const std::string kIndexFile = "index.sqlite";
 // A compaction writes the live items here, then renames it over pcm.bin (cache_writer.cpp).
 inline const std::string kCompactFile = "pcm.bin.compact";
+// flock'ed: exclusively by the writer, shared by a reader while it opens (file_lock.h). Not one
+// of the cache's data files: --rebuild keeps it, as another process may hold it.
+inline const std::string kLockFile = "cache.lock";
 
 // Creates the tables and meta rows of an empty cache, in one transaction.
 void create(SqliteDb& db, const CacheSettings& s);

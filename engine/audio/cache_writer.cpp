@@ -83,20 +83,21 @@ std::vector<uint16_t> encode(const float* x, int64_t n, CacheDtype dtype) {
   return out;
 }
 
-}  // namespace
-
-CacheWriter::CacheWriter(const std::string& dir, const CacheSettings& settings, bool rebuild)
-    : dir_(dir), settings_(settings) {
+// The lock is taken in the constructor's initializer list, so the directory must exist first.
+std::string lock_path_in_new_dir(const std::string& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw CacheError(dir + ": cannot create the cache directory: " + ec.message());
-  // One writer at a time: two would interleave their appends to pcm.bin.
-  lock_fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (lock_fd_ < 0) fail_errno(dir, "cannot open the cache directory");
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    ::close(lock_fd_);
-    throw CacheError(dir + ": another melgraph prepare is writing this cache; wait for it or use another --out");
-  }
+  return in_dir(dir, schema::kLockFile);
+}
+
+}  // namespace
+
+// One writer at a time: two would interleave their appends to pcm.bin; and no reader in the
+// middle of opening, which could map a pcm.bin that a compaction just replaced.
+CacheWriter::CacheWriter(const std::string& dir, const CacheSettings& settings, bool rebuild,
+                         const FileLock::WaitNotice& waiting)
+    : dir_(dir), settings_(settings), lock_(lock_path_in_new_dir(dir), LockMode::kExclusive, waiting) {
   try {
     open_files(rebuild);
   } catch (...) {
@@ -156,8 +157,7 @@ void CacheWriter::open_files(bool rebuild) {
 void CacheWriter::close_files() {
   db_.reset();
   if (pcm_fd_ >= 0) ::close(pcm_fd_);
-  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
-  pcm_fd_ = lock_fd_ = -1;
+  pcm_fd_ = -1;
 }
 
 CacheWriter::~CacheWriter() {

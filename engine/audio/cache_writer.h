@@ -1,5 +1,6 @@
 // Appends decoded items to an audio cache (layout in audio_cache.h). One writer per cache at
-// a time (an flock on pcm.bin enforces it); one thread drives it.
+// a time, and no reader opening it meanwhile: the writer holds the cache's lock file
+// exclusively (AudioCache::open takes it shared); one thread drives it.
 //
 // Crash safety. put() appends an item's PCM to pcm.bin and adds its row to an open SQLite
 // transaction; commit() first fdatasync()s pcm.bin, then commits the rows together with the
@@ -18,6 +19,7 @@
 #include <unordered_map>
 
 #include "engine/audio/audio_cache.h"
+#include "engine/io/file_lock.h"
 #include "engine/sqlite/sqlite_db.h"
 
 namespace mg::audio {
@@ -30,8 +32,10 @@ class CacheWriter {
   // Opens the cache in `dir` (creating the directory and an empty cache when there is none)
   // for appending. A cache made with other settings throws CacheError naming the setting.
   // rebuild: deletes the cache's own files (pcm.bin, index.sqlite and its journal) first.
-  // Finishes a compaction that was interrupted after it committed.
-  CacheWriter(const std::string& dir, const CacheSettings& settings, bool rebuild);
+  // Finishes a compaction that was interrupted after it committed. Waits while another
+  // process writes the cache or opens it to read; `waiting` is told by whom first.
+  CacheWriter(const std::string& dir, const CacheSettings& settings, bool rebuild,
+              const FileLock::WaitNotice& waiting = {});
   ~CacheWriter();  // commits what is pending; errors there are lost, so call commit() first
   CacheWriter(const CacheWriter&) = delete;
   CacheWriter& operator=(const CacheWriter&) = delete;
@@ -74,7 +78,7 @@ class CacheWriter {
   std::string dir_;
   CacheSettings settings_;
   std::unique_ptr<SqliteDb> db_;
-  int lock_fd_ = -1;  // the directory, flock'ed while this writer lives
+  FileLock lock_;  // the cache's lock file, exclusive while this writer lives
   int pcm_fd_ = -1;
   int64_t pcm_bytes_ = 0;
   int64_t truncated_on_open_ = 0;

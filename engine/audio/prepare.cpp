@@ -12,6 +12,7 @@
 #include <exception>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -21,6 +22,7 @@
 #include "engine/audio/cache_writer.h"
 #include "engine/audio/decode.h"
 #include "engine/io/progress_line.h"
+#include "engine/io/stop_point.h"
 #include "engine/timer.h"
 
 namespace mg::audio {
@@ -148,6 +150,115 @@ std::string progress_text(size_t done, size_t total, int64_t failed, double seco
   return buf;
 }
 
+// What a run must decode: everything not already cached (or failed) from the same file, and
+// what an older decoder than this one decoded differently (schema::decoder_revision_needed).
+struct Plan {
+  std::vector<Job> jobs;
+  int64_t unchanged = 0, failed_earlier = 0;
+  std::vector<PrepareIssue> earlier_failures;
+};
+
+// find_item(id) / find_failure(id): the cache's row for the id, or null.
+template <class FindItem, class FindFailure>
+Plan plan_jobs(const std::vector<PrepareItem>& items, const FindItem& find_item, const FindFailure& find_failure) {
+  Plan plan;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const PrepareItem& it = items[i];
+    const SourceStat st = stat_source(it.path);
+    const auto same = [&](const auto& row) {
+      return row.path == it.path && row.source_size == st.size && row.source_mtime_ns == st.mtime_ns;
+    };
+    const auto current = [](const CacheEntry& e) { return e.decoder >= schema::decoder_revision_needed(e.codec); };
+    if (const CacheEntry* c = find_item(it.id); c && same(*c) && current(*c)) {
+      ++plan.unchanged;
+    } else if (const CacheFailure* f = find_failure(it.id); f && same(*f)) {
+      ++plan.failed_earlier;
+      plan.earlier_failures.push_back({it.id, it.path, f->reason, true});
+    } else {
+      plan.jobs.push_back({i, st});
+    }
+  }
+  return plan;
+}
+
+// The summary's count of the cache's items: those of the catalog, the others, their audio.
+// Returns their samples. `for_each_entry(f)` calls f(const CacheEntry&) for every entry (a
+// callback rather than a std::views pipeline: clang 14 cannot compile libstdc++ 12's views).
+template <class ForEachEntry>
+int64_t count_cached(const std::vector<PrepareItem>& items, const ForEachEntry& for_each_entry, int sample_rate,
+                     PrepareSummary* s) {
+  std::unordered_set<std::string> ids;
+  for (const PrepareItem& it : items) ids.insert(it.id);
+  int64_t samples = 0;
+  for_each_entry([&](const CacheEntry& e) {
+    samples += e.length;
+    if (ids.count(e.id))
+      ++s->usable;
+    else
+      ++s->not_in_catalog;
+  });
+  s->cache_seconds = static_cast<double>(samples) / sample_rate;
+  return samples;
+}
+
+bool compaction_due(int64_t dead, int64_t pcm_bytes, bool asked) {
+  return dead > 0 && (asked || static_cast<double>(dead) > kAutoCompactDeadFraction * static_cast<double>(pcm_bytes));
+}
+
+FileLock::WaitNotice wait_notice(FILE* out, const std::string& dir) {
+  if (!out) return {};
+  return [out, dir](const std::string& holder) {
+    std::fprintf(out, "prepare: the audio cache %s is in use by %s: waiting for it\n", dir.c_str(), holder.c_str());
+    std::fflush(out);
+  };
+}
+
+// A warm cache is only read: when every item is cached or failed from the same file and no
+// compaction is due, nothing needs writing, so the writer's exclusive lock is not taken and
+// trainings and exports that start together on one cache do not shut each other out.
+// nullopt: the writer's path has work to do (or a cache that does not open as it stands).
+std::optional<PrepareSummary> read_warm(const std::vector<PrepareItem>& items, const AudioConfig& audio,
+                                        const std::string& dir, const PrepareOptions& options) {
+  std::error_code ec;
+  if (options.rebuild || !std::filesystem::is_regular_file(std::filesystem::path(dir) / schema::kIndexFile, ec))
+    return std::nullopt;
+  std::optional<AudioCache> cache;
+  try {
+    cache.emplace(AudioCache::open(dir, wait_notice(options.progress, dir)));
+  } catch (const CacheError&) {
+    return std::nullopt;  // the writer repairs it or says what is wrong
+  }
+  PrepareSummary s;
+  s.dir = dir;
+  s.settings = cache_settings(audio);
+  s.catalog_items = static_cast<int64_t>(items.size());
+  schema::check_same(cache->settings(), s.settings, dir);
+  std::unordered_map<std::string, const CacheFailure*> failures;
+  for (const CacheFailure& f : cache->failures()) failures.emplace(f.id, &f);
+  Plan plan = plan_jobs(
+      items,
+      [&](const std::string& id) {
+        const int64_t i = cache->find(id);
+        return i < 0 ? nullptr : &cache->entry(i);
+      },
+      [&](const std::string& id) {
+        const auto f = failures.find(id);
+        return f == failures.end() ? nullptr : f->second;
+      });
+  const auto entries = [&](const auto& f) {
+    for (int64_t i = 0; i < cache->size(); ++i) f(cache->entry(i));
+  };
+  const int64_t live_samples = count_cached(items, entries, audio.sample_rate, &s);
+  const int64_t dead = cache->pcm_bytes() - live_samples * static_cast<int64_t>(bytes_per_sample(s.settings.dtype));
+  if (!plan.jobs.empty() || compaction_due(dead, cache->pcm_bytes(), options.compact)) return std::nullopt;
+  s.unchanged = plan.unchanged;
+  s.failed_earlier = plan.failed_earlier;
+  for (PrepareIssue& issue : plan.earlier_failures) s.failures.push_back(std::move(issue));
+  s.pcm_bytes = cache->pcm_bytes();
+  s.dead_bytes = dead;
+  return s;
+}
+
 }  // namespace
 
 PrepareSummary prepare_cache(const std::vector<PrepareItem>& requested, const AudioConfig& audio,
@@ -163,29 +274,26 @@ PrepareSummary prepare_cache(const std::vector<PrepareItem>& requested, const Au
   s.dir = out_dir;
   s.settings = cache_settings(audio);
   s.catalog_items = static_cast<int64_t>(items.size());
-  CacheWriter writer(out_dir, s.settings, options.rebuild);
+  if (std::optional<PrepareSummary> warm = read_warm(items, audio, out_dir, options)) {
+    warm->wall_seconds = wall();
+    return *warm;
+  }
+  CacheWriter writer(out_dir, s.settings, options.rebuild, wait_notice(options.progress, out_dir));
   s.truncated_on_open = writer.truncated_on_open();
 
-  // What to decode: everything not already cached (or failed) from the same file, and what an
-  // older decoder than this one decoded differently (schema::decoder_revision_needed).
-  std::vector<Job> jobs;
-  std::vector<PrepareIssue> earlier_failures;
-  for (size_t i = 0; i < items.size(); ++i) {
-    const PrepareItem& it = items[i];
-    const SourceStat st = stat_source(it.path);
-    const auto same = [&](const auto& row) {
-      return row.path == it.path && row.source_size == st.size && row.source_mtime_ns == st.mtime_ns;
-    };
-    const auto current = [](const CacheEntry& e) { return e.decoder >= schema::decoder_revision_needed(e.codec); };
-    if (const auto c = writer.items().find(it.id); c != writer.items().end() && same(c->second) && current(c->second)) {
-      ++s.unchanged;
-    } else if (const auto f = writer.failures().find(it.id); f != writer.failures().end() && same(f->second)) {
-      ++s.failed_earlier;
-      earlier_failures.push_back({it.id, it.path, f->second.reason, true});
-    } else {
-      jobs.push_back({i, st});
-    }
-  }
+  Plan plan = plan_jobs(
+      items,
+      [&](const std::string& id) {
+        const auto c = writer.items().find(id);
+        return c == writer.items().end() ? nullptr : &c->second;
+      },
+      [&](const std::string& id) {
+        const auto f = writer.failures().find(id);
+        return f == writer.failures().end() ? nullptr : &f->second;
+      });
+  s.unchanged = plan.unchanged;
+  s.failed_earlier = plan.failed_earlier;
+  const std::vector<Job>& jobs = plan.jobs;
 
   const int64_t crash_after = crash_hook_from_env();
   std::vector<std::pair<size_t, PrepareIssue>> failed, warned;  // (catalog index, issue)
@@ -227,6 +335,7 @@ PrepareSummary prepare_cache(const std::vector<PrepareItem>& requested, const Au
         ++s.failed;
         failed.push_back({job.item, {it.id, it.path, r.reason, false}});
       }
+      stop_point("prepare.item");  // kill tests: mid-decoding, the item maybe not committed yet
       if (crash_after > 0) {  // the test hook (see prepare.h)
         if (writer.committed_puts() >= crash_after) ::_exit(137);
         if (writer.committed_puts() + writer.pending() >= crash_after) writer.commit();
@@ -242,22 +351,18 @@ PrepareSummary prepare_cache(const std::vector<PrepareItem>& requested, const Au
   std::sort(failed.begin(), failed.end(), by_catalog);
   std::sort(warned.begin(), warned.end(), by_catalog);
   for (auto& [i, issue] : failed) s.failures.push_back(std::move(issue));
-  for (PrepareIssue& issue : earlier_failures) s.failures.push_back(std::move(issue));
+  for (PrepareIssue& issue : plan.earlier_failures) s.failures.push_back(std::move(issue));
   for (auto& [i, issue] : warned) s.warnings.push_back(std::move(issue));
 
-  std::unordered_set<std::string> ids;
-  for (const PrepareItem& it : items) ids.insert(it.id);
-  int64_t samples = 0;
-  for (const auto& [id, e] : writer.items()) {
-    samples += e.length;
-    if (ids.count(id)) ++s.usable;
-    else ++s.not_in_catalog;
-  }
-  s.cache_seconds = static_cast<double>(samples) / audio.sample_rate;
+  count_cached(
+      items,
+      [&](const auto& f) {
+        for (const auto& [id, entry] : writer.items()) f(entry);
+      },
+      audio.sample_rate, &s);
 
   const int64_t dead = writer.dead_bytes();
-  if (dead > 0 && (options.compact ||
-                   static_cast<double>(dead) > kAutoCompactDeadFraction * static_cast<double>(writer.pcm_bytes()))) {
+  if (compaction_due(dead, writer.pcm_bytes(), options.compact)) {
     writer.compact();
     s.compacted_bytes = dead;
   }
