@@ -16,6 +16,7 @@
 #include <unordered_set>
 
 #include "engine/io/atomic_file.h"
+#include "engine/io/stop_point.h"
 #include "engine/sqlite/sqlite_db.h"
 
 namespace mg::index {
@@ -186,6 +187,7 @@ void write_index(const std::string& path, const Index& x) {
       const size_t row_bytes = static_cast<size_t>(x.dim) * sizeof(float);
       for (size_t i = 0; i < x.items.size(); ++i) {
         if (crash >= 0 && static_cast<int64_t>(i) == crash) _exit(137);
+        stop_point("index.row");  // kill tests: mid-transaction, the temp file half written
         st.bind(1, static_cast<int64_t>(i)).bind_blob(2, x.vector(static_cast<int64_t>(i)), row_bytes).run();
       }
     }
@@ -200,6 +202,7 @@ void write_index(const std::string& path, const Index& x) {
     throw;
   }
   fsync_path(tmp, false);
+  stop_point("rename:" + target.filename().string());  // kill tests: the temp file complete
   fs::rename(tmp, target);
   fsync_path(target.parent_path(), true);
 }

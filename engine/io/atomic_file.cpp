@@ -10,6 +10,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "engine/io/stop_point.h"
+
 namespace mg {
 
 namespace {
@@ -77,6 +79,7 @@ void write_file_atomic(const std::string& path, std::span<const FilePiece> piece
     ::unlink(tmp.c_str());
     throw AtomicWriteError(tmp + ": close failed: " + std::strerror(errno));
   }
+  stop_point("rename:" + std::filesystem::path(path).filename().string());  // kill tests: the temp file complete
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const int e = errno;
     ::unlink(tmp.c_str());

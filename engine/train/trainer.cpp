@@ -24,6 +24,7 @@
 #include "engine/io/atomic_file.h"
 #include "engine/io/file_lock.h"
 #include "engine/io/progress_line.h"
+#include "engine/io/stop_point.h"
 #include "engine/model.h"
 #include "engine/optimizer.h"
 #include "engine/timer.h"
@@ -233,6 +234,7 @@ class TrainingRun {
   ValidationReport run_validation(int64_t s, bool baseline);
   TrainState train_state(int64_t s) const;
   void save_last(int64_t s);
+  std::string finished_message(const std::string& how) const;
   TrainResult end(TrainStatus status, RunStatus db_status, int64_t steps, std::string message);
 
   Config cfg_;
@@ -405,10 +407,19 @@ TrainResult TrainingRun::train() {
     std::fflush(stdout);
   }
   if (done_ >= total_) {  // the runs row keeps the ending it has (start_or_resume left it alone)
+    std::string nothing =
+        "nothing to do: the checkpoint is at step " + std::to_string(done_) + " of " + std::to_string(total_);
+    // ... unless it has none: the process that wrote the final checkpoint was killed before it
+    // closed the run, which would stay "running" for good (close_abandoned_runs spares this one).
+    if (db_->run(ts_.run_id).value_or(RunRecord{}).status == RunStatus::Running) {
+      end(TrainStatus::Finished, RunStatus::Finished, done_,
+          finished_message(" (closed by a resume: the process that wrote the final checkpoint ended before closing "
+                           "the run)"));
+      nothing += "; the run, left open by the process that wrote it, is closed as finished";
+    }
     result_.status = TrainStatus::Finished;
     result_.steps = done_;
-    result_.message =
-        "nothing to do: the checkpoint is at step " + std::to_string(done_) + " of " + std::to_string(total_);
+    result_.message = nothing;
     return result_;
   }
 
@@ -433,6 +444,7 @@ TrainResult TrainingRun::train() {
       loss_ema = loss_ema < 0 ? st.loss : 0.9 * loss_ema + 0.1 * st.loss;
       log_step(s, st, lr, clips_done, loss_ema, validate_now);
     }
+    stop_point("train.step");  // kill tests (engine/io/stop_point.h): the step's metrics buffered, not stored
     const bool stop = (o_.stop && o_.stop->load()) || (o_.stop_after > 0 && s >= o_.stop_after && s < total_);
     const bool early = validate_now && validate_and_keep_best(s, feed);
     if (s % cfg_.train.checkpoint_every == 0 || s == total_ || stop || early) save_last(s);
@@ -446,12 +458,18 @@ TrainResult TrainingRun::train() {
                      std::to_string(ts_.stale_validations) + " validations (best " + std::to_string(ts_.best_recall) +
                      " at step " + std::to_string(ts_.best_step) + ")");
   }
-  std::string message = "finished " + std::to_string(total_) + " steps in " + format_duration(seconds_since(t_loop_)) +
-                        "; best recall@" + std::to_string(cfg_.data.recall_k) + " " + std::to_string(ts_.best_recall) +
-                        " at step " + std::to_string(ts_.best_step) +
+  return end(TrainStatus::Finished, RunStatus::Finished, total_,
+             finished_message(" in " + format_duration(seconds_since(t_loop_))));
+}
+
+// The ending of a run that took all its steps; `how` follows "finished N steps".
+std::string TrainingRun::finished_message(const std::string& how) const {
+  std::string message = "finished " + std::to_string(total_) + " steps" + how + "; best recall@" +
+                        std::to_string(cfg_.data.recall_k) + " " + std::to_string(ts_.best_recall) + " at step " +
+                        std::to_string(ts_.best_step) +
                         (fs::exists(best_path_) ? " (" + best_path_.string() + ")" : " (no best checkpoint written)");
   if (ts_.skipped_steps > 0) message += "; " + std::to_string(ts_.skipped_steps) + " non-finite steps skipped";
-  return end(TrainStatus::Finished, RunStatus::Finished, total_, message);
+  return message;
 }
 
 // Forward and backward of step s, its statistics read back (which synchronises).
@@ -559,14 +577,18 @@ TrainState TrainingRun::train_state(int64_t s) const {
 // Metrics first: once last.safetensors says step s, every metric up to s must be stored. A
 // kill between the two leaves metrics past the checkpoint, which the resume deletes and logs
 // again (RunDb::resume_run); the other order lost the rows up to s for good.
-// Test hook: MELGRAPH_TRAIN_CRASH_IN_CHECKPOINT=S ends the process with _exit(137) between
-// the two writes of step S's checkpoint, as a kill -9 would.
+// Test hooks: MELGRAPH_TRAIN_CRASH_IN_CHECKPOINT=S ends the process with _exit(137) between
+// the two writes of step S's checkpoint, as a kill -9 would; the kill tests stop the process
+// there (train.checkpoint), after the temporary file (rename:last.safetensors) and after the
+// rename (train.checkpointed) to kill it (engine/io/stop_point.h).
 void TrainingRun::save_last(int64_t s) {
   db_->flush();
   if (const char* crash = std::getenv("MELGRAPH_TRAIN_CRASH_IN_CHECKPOINT"); crash && std::atoll(crash) == s)
     _exit(137);
+  stop_point("train.checkpoint");
   save_checkpoint(last_path_.string(), *model_, opt_.get(), train_state(s));
   last_saved_ = s;
+  stop_point("train.checkpointed");
 }
 
 TrainResult TrainingRun::end(TrainStatus status, RunStatus db_status, int64_t steps, std::string message) {
