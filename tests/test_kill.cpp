@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -64,6 +65,7 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& stop_at, co
   std::vector<std::string> argv_s = {MELGRAPH_EXE};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
+  argv.reserve(argv_s.size() + 1);
   for (std::string& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::vector<std::string> env_s;
@@ -71,6 +73,7 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& stop_at, co
     if (std::strncmp(*e, "MELGRAPH_STOP_AT=", 17) != 0) env_s.emplace_back(*e);
   if (!stop_at.empty()) env_s.push_back("MELGRAPH_STOP_AT=" + stop_at);
   std::vector<char*> envp;
+  envp.reserve(env_s.size() + 1);
   for (std::string& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
   const pid_t pid = ::fork();
@@ -166,7 +169,9 @@ int temp_files_of(const std::string& path) {
   return n;
 }
 
-bool same_bits(double a, double b) { return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof a) == 0; }
+bool same_bits(double a, double b) {
+  return (std::isnan(a) && std::isnan(b)) || std::bit_cast<uint64_t>(a) == std::bit_cast<uint64_t>(b);
+}
 
 // The metrics of a run by (step, name); a pair stored twice is named in *twice.
 using MetricKey = std::pair<int64_t, std::string>;
