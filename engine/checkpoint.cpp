@@ -1,10 +1,13 @@
 #include "engine/checkpoint.h"
 
 #include <cmath>
+#include <memory>
+#include <optional>
 #include <sstream>
 #include <vector>
 
 #include "build_info.h"
+#include "engine/backend.h"
 
 namespace mg {
 
@@ -189,6 +192,16 @@ TrainState load_checkpoint(const std::string& path, Model& model, Optimizer* opt
     opt->set_step_count(meta_int(f, "optimizer_step"));
   }
   return st;
+}
+
+Config verify_checkpoint(const std::string& path, bool with_optimizer) {
+  Config cfg = read_checkpoint_config(path);
+  const std::unique_ptr<Backend> cpu = make_cpu_backend(1);
+  Model model(cfg, *cpu, 1);
+  std::optional<Optimizer> opt;
+  if (with_optimizer) opt.emplace(*cpu, Model::param_layout(cfg), cfg.optim);
+  load_checkpoint(path, model, opt ? &*opt : nullptr);
+  return cfg;
 }
 
 }  // namespace mg

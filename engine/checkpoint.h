@@ -43,4 +43,9 @@ Config read_checkpoint_config(const std::string& path);
 // CheckpointError listing all differences; nothing is modified unless everything matches.
 TrainState load_checkpoint(const std::string& path, Model& model, Optimizer* opt);
 
+// The checkpoint's config, with every tensor loaded into a one-clip CPU model (and optimizer,
+// when with_optimizer) built from it: a checkpoint that would not load fails here, in a
+// fraction of a second, before a command decodes any audio. Throws CheckpointError.
+Config verify_checkpoint(const std::string& path, bool with_optimizer);
+
 }  // namespace mg

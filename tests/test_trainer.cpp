@@ -259,6 +259,83 @@ TEST(Trainer, NonFiniteFirstStepNamesNoMissingCheckpoint) {
   EXPECT_EQ(res.message.find("last.safetensors"), std::string::npos) << res.message;
 }
 
+// The largest magnitude in every tensor of a checkpoint (parameters and Adam moments).
+double largest_value(const std::string& checkpoint) {
+  const StFile f = read_safetensors(checkpoint);
+  double largest = 0;
+  for (const auto& [name, t] : f.tensors)
+    for (float x : t.to_f32()) largest = std::max(largest, std::isfinite(x) ? std::fabs(double{x}) : HUGE_VAL);
+  return largest;
+}
+
+// Issue 17, D15: a learning rate far too large makes the parameters explode while every loss
+// and gradient stays finite. The run ends as diverged, naming the tensor, and no checkpoint
+// holds the exploded values (before, the run "finished" and saved them as the last good one).
+TEST(Trainer, ExplodedParametersAreNeverCheckpointed) {
+  TrainRun r(12);
+  r.cfg.optim.adam.lr = 1e6;  // Adam moves a weight by about lr a step (half at step 1, warmup)
+  r.cfg.train.validate_every = 4;
+  r.cfg.train.checkpoint_every = 1;
+  const train::TrainResult res = r.train();
+  ASSERT_EQ(res.status, train::TrainStatus::Diverged) << res.message;
+  EXPECT_NE(res.message.find("has exploded"), std::string::npos) << res.message;
+  EXPECT_NE(res.message.find("lower optim.lr (1e+06)"), std::string::npos) << res.message;
+  ASSERT_GE(res.steps, 2) << res.message;
+  EXPECT_NE(res.message.find("The last good checkpoint is " + r.last() + " (step " + std::to_string(res.steps - 1)),
+            std::string::npos)
+      << res.message;
+  EXPECT_EQ(r.load_last().state.step, res.steps - 1);
+  for (const char* name : {"run/last.safetensors", "run/best.safetensors"})
+    if (std::filesystem::exists(r.dir.file(name))) EXPECT_LE(largest_value(r.dir.file(name)), 1e6) << name;
+  RunDb db(r.dir.file("run/runs.sqlite"));
+  EXPECT_EQ(db.run(res.run_id)->status, RunStatus::Diverged);
+  EXPECT_EQ(metric(r.dir.file("run/runs.sqlite"), res.run_id, "train.exploded").size(), 1u);
+}
+
+// Issue 17 (found by the kill tests): resuming a run that early stopping ended, cleanly or killed
+// before it closed the run, is a run with nothing left to do; it trained on past its stop.
+TEST(Trainer, EarlyStoppedRunResumesToNothing) {
+  TrainRun r(12);
+  r.cfg.optim.adam.lr = 1e-9;  // the recall cannot change: the second validation stops the run
+  r.cfg.train.validate_every = 2;
+  r.cfg.train.early_stopping = 1;
+  const train::TrainResult first = r.train();
+  ASSERT_EQ(first.status, train::TrainStatus::EarlyStopped) << first.message;
+  ASSERT_EQ(first.steps, 4);
+  const std::string db_path = r.dir.file("run/runs.sqlite");
+  const std::string message = RunDb(db_path).run(first.run_id)->message;
+
+  const train::TrainResult again = r.train(true);
+  EXPECT_EQ(again.status, train::TrainStatus::EarlyStopped) << again.message;
+  EXPECT_EQ(again.steps, 4);
+  EXPECT_NE(again.message.find("nothing to do: early stopping ended this run at step 4"), std::string::npos)
+      << again.message;
+  EXPECT_EQ(r.load_last().state.step, 4);
+  EXPECT_EQ(metric(db_path, first.run_id, "train.loss").size(), 4u) << "it trained on";
+  RunDb db(db_path);
+  EXPECT_EQ(db.run(first.run_id)->status, RunStatus::Finished);
+  EXPECT_EQ(db.run(first.run_id)->message, message) << "the run's ending was rewritten";
+}
+
+// Issue 17, D13: a damaged last checkpoint is bad input (exit code 2 in the CLI) found before
+// any audio is decoded; it failed as a runtime error after preparing the whole cache.
+TEST(Trainer, DamagedCheckpointIsRefusedBeforeDecoding) {
+  TrainRun r(8);
+  ASSERT_EQ(r.train(false, 4).status, train::TrainStatus::Interrupted);
+  const std::string last = test::read_bytes(r.last());
+  std::ofstream(r.last(), std::ios::binary | std::ios::trunc)
+      .write(last.data(), static_cast<std::streamsize>(last.size() - 64));
+  std::filesystem::remove_all(r.dir.file("run/cache"));
+  try {
+    r.train(true);
+    FAIL() << "a truncated checkpoint was resumed from";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("--resume: " + r.last()), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cannot be resumed from"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(r.dir.file("run/cache"))) << "audio was decoded first";
+}
+
 TEST(Trainer, InBatchMiningTrains) {
   for (Mining mode : {Mining::BatchHard, Mining::SemiHard}) {
     TrainRun r(8);

@@ -112,15 +112,10 @@ void check_export_options(const ExportOptions& o) {
                                          "last.safetensors in its data.run_dir)");
 }
 
-// The checkpoint's config, and its tensors checked against it (names, shapes, dtypes) on a
-// one-clip CPU model: a checkpoint that does not load fails here, before any audio is decoded.
+// The checkpoint's config, its tensors checked against it before any audio is decoded.
 Config checkpoint_config(const std::string& checkpoint) {
   try {
-    Config cfg = read_checkpoint_config(checkpoint);
-    const std::unique_ptr<Backend> cpu = make_cpu_backend(1);
-    Model model(cfg, *cpu, 1);
-    load_checkpoint(checkpoint, model, nullptr);
-    return cfg;
+    return verify_checkpoint(checkpoint, false);
   } catch (const CheckpointError& e) {
     throw IndexInputError(e.what());
   }

@@ -101,17 +101,29 @@ struct TrainerState {
   }
 };
 
-// Names the first parameter gradient (or parameter) that holds a NaN or an infinity.
-std::string first_nonfinite(Backend& be, const TensorBuffer& buf, const char* what) {
+// Names the first value of `buf` (parameters or their gradients) that is a NaN, an infinity or
+// larger than `bound` in magnitude: "<what> of <tensor> [<i>] (<value>)"; "" when none is.
+std::string first_bad_value(Backend& be, const TensorBuffer& buf, const char* what,
+                            float bound = std::numeric_limits<float>::infinity()) {
   std::vector<float> host;
   for (const TensorSpec& s : buf.layout().specs()) {
     host.resize(static_cast<size_t>(s.numel()));
     be.to_host(host.data(), buf.data() + s.offset, host.size() * sizeof(float));
     for (size_t i = 0; i < host.size(); ++i)
-      if (!std::isfinite(host[i])) return std::string(what) + " of " + s.name + " [" + std::to_string(i) + "]";
+      if (!std::isfinite(host[i]) || std::fabs(host[i]) > bound) {
+        char value[32];
+        std::snprintf(value, sizeof value, "%g", static_cast<double>(host[i]));
+        return std::string(what) + " of " + s.name + " [" + std::to_string(i) + "] (" + value + ")";
+      }
   }
   return "";
 }
+
+// Trained parameters of this model stay near their initial scale (|x| ~ 0.1 to a few; batch
+// norm's running variance tracks features of that scale). Beyond this magnitude they can only
+// come from a diverged optimizer, usually a learning rate far too large; they are finite, so the
+// non-finite guard does not see them, yet every later step and every checkpoint would carry them.
+constexpr float kExplodedParameter = 1e6f;
 
 // Decodes the selected items into the cache; returns the ids that gave no audio.
 std::unordered_set<std::string> prepare(const TrainingData& d, const Config& cfg, const std::string& dir,
@@ -229,6 +241,11 @@ class TrainingRun {
   void close_abandoned_runs();
   StepStats compute_gradients(const Batch& batch, const float* audio, int64_t s);
   bool skip_nonfinite(int64_t s, const StepStats& st);  // false: the run stops (train.nonfinite = "stop")
+  bool parameters_sane(int64_t s);                      // false: exploded; the run ended as diverged
+  std::string last_good_checkpoint() const;
+  bool stopped_early() const;
+  TrainResult nothing_to_do();
+  std::string early_stop_message(int64_t s) const;
   void log_step(int64_t s, const StepStats& st, double lr, int64_t clips_done, double loss_ema, bool force);
   bool validate_and_keep_best(int64_t s, const BatchFeed& feed);  // true: stop early
   ValidationReport run_validation(int64_t s, bool baseline);
@@ -292,7 +309,13 @@ void TrainingRun::check_run_dir() {
   if (o_.resume) {
     // The run continues under the config it started with; a changed config would make the
     // resumed run a different one.
-    const Config stored = read_checkpoint_config(last_path_.string());
+    Config stored;
+    try {  // the whole checkpoint, now: a damaged one must not fail only after decoding the audio
+      stored = verify_checkpoint(last_path_.string(), true);
+    } catch (const CheckpointError& e) {
+      throw std::invalid_argument(std::string("--resume: ") + e.what() +
+                                  " (the run directory's last checkpoint cannot be resumed from)");
+    }
     if (to_toml(stored) != to_toml(cfg_))
       throw std::invalid_argument("--resume: the config differs from the one " + last_path_.string() +
                                   " was trained with; resume with the same config (see " +
@@ -342,8 +365,8 @@ void TrainingRun::start_or_resume() {
     done_ = st.step;
     ts_ = TrainerState::from_json(st.trainer, last_path_.string());
     // A finished run resumed with nothing left to do keeps its row (status and final message).
-    const RunStatus was =
-        done_ >= total_ ? db_->run(ts_.run_id).value_or(RunRecord{}).status : db_->resume_run(ts_.run_id, done_);
+    const RunStatus was = done_ >= total_ || stopped_early() ? db_->run(ts_.run_id).value_or(RunRecord{}).status
+                                                             : db_->resume_run(ts_.run_id, done_);
     std::printf("resuming run %lld at step %lld of %lld (it was %s)\n", static_cast<long long>(ts_.run_id),
                 static_cast<long long>(done_), static_cast<long long>(total_), to_string(was));
   } else {
@@ -406,22 +429,7 @@ TrainResult TrainingRun::train() {
     std::printf("step 0 (untrained model), validation in %.1f s:\n%s", r0.seconds, format_report(r0, true).c_str());
     std::fflush(stdout);
   }
-  if (done_ >= total_) {  // the runs row keeps the ending it has (start_or_resume left it alone)
-    std::string nothing =
-        "nothing to do: the checkpoint is at step " + std::to_string(done_) + " of " + std::to_string(total_);
-    // ... unless it has none: the process that wrote the final checkpoint was killed before it
-    // closed the run, which would stay "running" for good (close_abandoned_runs spares this one).
-    if (db_->run(ts_.run_id).value_or(RunRecord{}).status == RunStatus::Running) {
-      end(TrainStatus::Finished, RunStatus::Finished, done_,
-          finished_message(" (closed by a resume: the process that wrote the final checkpoint ended before closing "
-                           "the run)"));
-      nothing += "; the run, left open by the process that wrote it, is closed as finished";
-    }
-    result_.status = TrainStatus::Finished;
-    result_.steps = done_;
-    result_.message = nothing;
-    return result_;
-  }
+  if (done_ >= total_ || stopped_early()) return nothing_to_do();
 
   BatchLoader loader(data_, *cache_, train_cache_, cfg_, *be_, done_ + 1, total_);
   const size_t batch_bytes = static_cast<size_t>(rows_) * static_cast<size_t>(cfg_.audio.clip_samples()) * sizeof(float);
@@ -446,20 +454,53 @@ TrainResult TrainingRun::train() {
     }
     stop_point("train.step");  // kill tests (engine/io/stop_point.h): the step's metrics buffered, not stored
     const bool stop = (o_.stop && o_.stop->load()) || (o_.stop_after > 0 && s >= o_.stop_after && s < total_);
+    const bool checkpoint_due = s % cfg_.train.checkpoint_every == 0 || s == total_ || stop;
+    if ((validate_now || checkpoint_due) && !parameters_sane(s)) return result_;
     const bool early = validate_now && validate_and_keep_best(s, feed);
-    if (s % cfg_.train.checkpoint_every == 0 || s == total_ || stop || early) save_last(s);
+    if (checkpoint_due || early) save_last(s);
     if (stop)
       return end(TrainStatus::Interrupted, RunStatus::Interrupted, s,
                  "stopped at step " + std::to_string(s) + "; checkpoint " + last_path_.string() +
                      ". Resume with: melgraph train --config " + o_.config_path + " --resume");
-    if (early)
-      return end(TrainStatus::EarlyStopped, RunStatus::Finished, s,
-                 "early stopping at step " + std::to_string(s) + ": no better validation recall in " +
-                     std::to_string(ts_.stale_validations) + " validations (best " + std::to_string(ts_.best_recall) +
-                     " at step " + std::to_string(ts_.best_step) + ")");
+    if (early) return end(TrainStatus::EarlyStopped, RunStatus::Finished, s, early_stop_message(s));
   }
   return end(TrainStatus::Finished, RunStatus::Finished, total_,
              finished_message(" in " + format_duration(seconds_since(t_loop_))));
+}
+
+// Early stopping had ended the run whose checkpoint this is (its saved patience is spent):
+// resuming it must not train on past where it stopped.
+bool TrainingRun::stopped_early() const {
+  return cfg_.train.early_stopping > 0 && ts_.stale_validations >= cfg_.train.early_stopping;
+}
+
+std::string TrainingRun::early_stop_message(int64_t s) const {
+  return "early stopping at step " + std::to_string(s) + ": no better validation recall in " +
+         std::to_string(ts_.stale_validations) + " validations (best " + std::to_string(ts_.best_recall) + " at step " +
+         std::to_string(ts_.best_step) + ")";
+}
+
+// A resumed run that had already ended, by taking every step or by early stopping. Its runs row
+// keeps the ending it has (start_or_resume left it alone), unless it has none: the process that
+// wrote the final checkpoint was killed before it closed the run, which would stay "running" for
+// good (close_abandoned_runs spares this one).
+TrainResult TrainingRun::nothing_to_do() {
+  const bool early = done_ < total_;
+  std::string nothing =
+      early ? "nothing to do: early stopping ended this run at step " + std::to_string(done_)
+            : "nothing to do: the checkpoint is at step " + std::to_string(done_) + " of " + std::to_string(total_);
+  if (db_->run(ts_.run_id).value_or(RunRecord{}).status == RunStatus::Running) {
+    const std::string closed =
+        " (closed by a resume: the process that wrote the final checkpoint ended before "
+        "closing the run)";
+    end(early ? TrainStatus::EarlyStopped : TrainStatus::Finished, RunStatus::Finished, done_,
+        early ? early_stop_message(done_) + closed : finished_message(closed));
+    nothing += "; the run, left open by the process that wrote it, is closed as finished";
+  }
+  result_.status = early ? TrainStatus::EarlyStopped : TrainStatus::Finished;
+  result_.steps = done_;
+  result_.message = nothing;
+  return result_;
 }
 
 // The ending of a run that took all its steps; `how` follows "finished N steps".
@@ -485,7 +526,7 @@ StepStats TrainingRun::compute_gradients(const Batch& batch, const float* audio,
 
 bool TrainingRun::skip_nonfinite(int64_t s, const StepStats& st) {
   std::string bad = !std::isfinite(st.loss) ? "the loss (" + std::to_string(st.loss) + ")" : std::string();
-  if (bad.empty()) bad = first_nonfinite(*be_, model_->grads(), "the gradient");
+  if (bad.empty()) bad = first_bad_value(*be_, model_->grads(), "the gradient");
   if (bad.empty()) bad = "the gradient norm (" + std::to_string(st.grad_norm) + ")";
   progress_->finish();
   if (cfg_.train.nonfinite == NonFinite::Skip) {
@@ -500,10 +541,30 @@ bool TrainingRun::skip_nonfinite(int64_t s, const StepStats& st) {
   end(TrainStatus::Diverged, RunStatus::Diverged, s - 1,
       "step " + std::to_string(s) + ": " + bad +
           " is not finite; stopped before updating the parameters (train.nonfinite = \"stop\"). " +
-          (last_saved_ > 0
-               ? "The last good checkpoint is " + last_path_.string() + " (step " + std::to_string(last_saved_) + ")"
-               : std::string("No checkpoint was written before it")));
+          last_good_checkpoint());
   return false;
+}
+
+// Before anything saves or judges the parameters (validation, checkpoints): exploded ones end
+// the run as diverged whatever train.nonfinite says (there is no step to skip: they were made
+// by updates already taken), and last.safetensors and best.safetensors keep their good state.
+bool TrainingRun::parameters_sane(int64_t s) {
+  const std::string bad = first_bad_value(*be_, model_->params(), "the parameter", kExplodedParameter);
+  if (bad.empty()) return true;
+  char lr[32];
+  std::snprintf(lr, sizeof lr, "%g", cfg_.optim.adam.lr);
+  db_->log(ts_.run_id, s, "train.exploded", 1.0);
+  end(TrainStatus::Diverged, RunStatus::Diverged, s,
+      "step " + std::to_string(s) + ": " + bad + " has exploded (beyond " + std::to_string(kExplodedParameter) +
+          " in magnitude, though finite): the optimizer diverged; lower optim.lr (" + lr +
+          ") or set optim.clip_norm. Not saved as a checkpoint. " + last_good_checkpoint());
+  return false;
+}
+
+std::string TrainingRun::last_good_checkpoint() const {
+  return last_saved_ > 0
+             ? "The last good checkpoint is " + last_path_.string() + " (step " + std::to_string(last_saved_) + ")"
+             : std::string("No checkpoint was written before it");
 }
 
 // The step's metrics in runs.sqlite and the progress line.
