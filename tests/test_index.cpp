@@ -853,5 +853,39 @@ TEST(IndexWriter, RefusesInconsistentContents) {
   EXPECT_FALSE(back.items[0].title.has_value());
 }
 
+// Found by fuzzing (tests/fuzz/fuzz_index): a file whose unique index on items.id was damaged
+// read with one id on two rows, and find() answered for the first only. Here the table is
+// rebuilt without UNIQUE (what a damaged or hand-edited file can hold) and an id repeated.
+TEST(IndexReader, RepeatedIdIsRefused) {
+  test::TempDir d;
+  Index x;
+  x.dim = 2;
+  x.items.push_back({"a", "a.wav", std::nullopt, std::nullopt, -1, "{}"});
+  x.items.push_back({"b", "b.wav", std::nullopt, std::nullopt, -1, "{}"});
+  x.vectors = {1.0f, 0.0f, 0.0f, 1.0f};
+  const std::string path = d.file("repeated.sqlite");
+  write_index(path, x);
+  ASSERT_EQ(read_index(path).find("b"), 1);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE plain AS SELECT * FROM items; DROP TABLE items; "
+                         "ALTER TABLE plain RENAME TO items; UPDATE items SET id = 'a' WHERE item = 1",
+                         nullptr, nullptr, &err),
+            SQLITE_OK)
+      << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+  for (bool with_vectors : {true, false}) {
+    try {
+      read_index(path, with_vectors);
+      ADD_FAILURE() << "read an index with a repeated id";
+    } catch (const IndexInputError& e) {
+      EXPECT_NE(std::string(e.what()).find("item id 'a' appears twice (items 0 and 1)"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mg::index

@@ -116,6 +116,13 @@ TEST(Npy, DamagedFilesNameTheProblem) {
   expect_error("short.npy", file("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", 20),
                "20 data bytes, shape (3, 2) needs 24");
   expect_error("noshape.npy", file("{'descr': '<f4', 'fortran_order': False, }", 0), "'shape'");
+  // Found by fuzzing (tests/fuzz/fuzz_npy): the element count of a huge shape overflowed int64
+  // (undefined behaviour), and 2^62 floats wrapped to 0 bytes, matching an empty data section.
+  expect_error("overflow.npy",
+               file("{'descr': '<f4', 'fortran_order': False, 'shape': (184, 467440737095512615, 3), }", 0),
+               "shape (184, 467440737095512615, 3) has too many elements");
+  expect_error("wraps.npy", file("{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904,), }", 0),
+               "has too many elements");
   EXPECT_THROW(read_npy(d.file("absent.npy")), NpyError);
 }
 

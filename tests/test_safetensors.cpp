@@ -218,6 +218,37 @@ TEST(Safetensors, ShapesThatOverflowAreErrors) {
   EXPECT_THROW(t.numel(), SafetensorsError);
 }
 
+// Found by fuzzing (tests/fuzz/fuzz_safetensors): to_i32 of an F32 tensor holding 7e31 cast the
+// float to int32, undefined behaviour (UBSan stopped there); an I64 value beyond int32 wrapped
+// silently. A value int32 cannot hold is a damaged file: SafetensorsError, saying the value.
+TEST(Safetensors, ToI32RefusesValuesInt32CannotHold) {
+  const float huge_f = 7.22982e31f, nan_f = std::numeric_limits<float>::quiet_NaN(), ok_f[] = {-2147483648.0f, 3.9f};
+  const double big_d = 2147483648.0;  // 2^31: one past int32's largest
+  const int64_t wide[] = {int64_t{1} << 40};
+  StFile f;
+  f.put_f32("huge", {1}, &huge_f);
+  f.put_f32("nan", {1}, &nan_f);
+  f.put_f32("ok", {2}, ok_f);
+  f.put_f64("big", {1}, &big_d);
+  StTensor t;
+  t.dtype = DType::I64;
+  t.shape = {1};
+  t.bytes.resize(8);
+  std::memcpy(t.bytes.data(), wide, 8);
+  f.tensors["wide"] = t;
+  for (const char* name : {"huge", "nan", "big", "wide"}) {
+    SCOPED_TRACE(name);
+    try {
+      f.at(name).to_i32();
+      ADD_FAILURE() << "converted without error";
+    } catch (const SafetensorsError& e) {
+      EXPECT_NE(std::string(e.what()).find("does not fit int32"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(f.at("ok").to_i32(), (std::vector<int32_t>{std::numeric_limits<int32_t>::min(), 3}));
+  EXPECT_EQ(f.at("big").to_f32(), std::vector<float>{2147483648.0f});
+}
+
 TEST(Safetensors, FailedWriteIntoMissingDirectoryLeavesNothing) {
   test::TempDir dir;
   const std::string path = (dir.path / "no-such-dir" / "x.safetensors").string();

@@ -338,6 +338,12 @@ Index read_index(const std::string& path, bool with_vectors) {
     throw IndexInputError(path + ": cannot be read as a melgraph index (damaged, or not readable?): " + e.what());
   }
   x.rebuild_lookup();
+  // The schema's UNIQUE makes ids unique, but a damaged file (a broken unique index, a table
+  // rebuilt by hand) can repeat one: find() would then answer for one of the rows only.
+  for (size_t row = 0; row < x.items.size(); ++row)
+    if (const int64_t first = x.find(x.items[row].id); first != static_cast<int64_t>(row))
+      throw IndexInputError(path + ": item id '" + x.items[row].id + "' appears twice (items " + std::to_string(first) +
+                            " and " + std::to_string(row) + "); the file is damaged: export the index again");
   return x;
 }
 

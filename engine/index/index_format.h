@@ -95,7 +95,7 @@ void check_index_target(const std::string& out, const std::vector<std::string>& 
 
 // Reads the whole index (vectors too unless with_vectors is false). Throws IndexInputError for
 // a missing file, a file that is not an index, an index of a newer schema version, or rows that
-// contradict the schema (a vector of the wrong length, rows not numbered 0..n-1).
+// contradict the schema (a vector of the wrong length, rows not numbered 0..n-1, a repeated id).
 Index read_index(const std::string& path, bool with_vectors = true);
 
 // The time now as ISO 8601 UTC, e.g. 2025-01-31T12:00:00Z (meta created_at).

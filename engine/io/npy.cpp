@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 
 #include "engine/io/atomic_file.h"
 
@@ -19,20 +20,23 @@ constexpr char kMagic[] = "\x93NUMPY";  // 6 bytes + the terminating NUL, which 
 constexpr size_t kMagicLen = 6;
 constexpr size_t kAlign = 64;  // numpy aligns the data to 64 bytes since 1.14
 
-int64_t element_count(const std::vector<int64_t>& shape, const std::string& path) {
-  int64_t n = 1;
-  for (int64_t d : shape) {
-    if (d < 0) throw NpyError(path + ": negative dimension " + std::to_string(d) + " in the shape");
-    n *= d;
-  }
-  return n;
-}
-
 std::string shape_tuple(const std::vector<int64_t>& shape) {
   std::string s = "(";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   if (shape.size() == 1) s += ",";  // a 1-tuple in Python needs its comma
   return s + ")";
+}
+
+// prod(shape), refused when its float32 bytes would not fit int64: a damaged header's product
+// would overflow (undefined) or wrap to a size the data happens to match.
+int64_t element_count(const std::vector<int64_t>& shape, const std::string& path) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) throw NpyError(path + ": negative dimension " + std::to_string(d) + " in the shape");
+    if (__builtin_mul_overflow(n, d, &n) || n > std::numeric_limits<int64_t>::max() / int64_t{sizeof(float)})
+      throw NpyError(path + ": shape " + shape_tuple(shape) + " has too many elements");
+  }
+  return n;
 }
 
 // The value text after `'key':` in the header dict, up to the next top-level ',' or '}'.

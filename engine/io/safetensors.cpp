@@ -5,7 +5,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <type_traits>
 
 #include "engine/io/atomic_file.h"
 
@@ -55,6 +58,22 @@ int64_t StTensor::numel() const {
   return n;
 }
 
+// v as Out. An integer Out must hold the value: a float out of its range (or NaN) would be
+// undefined behaviour, a wider integer would wrap silently; both come only from a damaged or
+// foreign file, so they throw.
+template <class Out, class In>
+static Out convert_value(In v, const StTensor& t) {
+  if constexpr (std::is_integral_v<Out>) {
+    static_assert(std::is_same_v<Out, int32_t>, "the message below names int32");
+    constexpr double lo = static_cast<double>(std::numeric_limits<Out>::min());
+    constexpr double hi = -lo;  // 2^31 for int32: exact, and one above the largest value
+    if (!(static_cast<double>(v) >= lo && static_cast<double>(v) < hi))
+      throw SafetensorsError(std::string("a ") + dtype_name(t.dtype) + " tensor value " + std::to_string(v) +
+                             " does not fit int32");
+  }
+  return static_cast<Out>(v);
+}
+
 template <class Out>
 static std::vector<Out> convert(const StTensor& t) {
   const int64_t n = t.numel();
@@ -62,10 +81,30 @@ static std::vector<Out> convert(const StTensor& t) {
   const uint8_t* p = t.bytes.data();
   for (int64_t i = 0; i < n; ++i) {
     switch (t.dtype) {
-      case DType::F32: { float v; std::memcpy(&v, p + 4 * i, 4); out[i] = static_cast<Out>(v); break; }
-      case DType::F64: { double v; std::memcpy(&v, p + 8 * i, 8); out[i] = static_cast<Out>(v); break; }
-      case DType::I32: { int32_t v; std::memcpy(&v, p + 4 * i, 4); out[i] = static_cast<Out>(v); break; }
-      case DType::I64: { int64_t v; std::memcpy(&v, p + 8 * i, 8); out[i] = static_cast<Out>(v); break; }
+      case DType::F32: {
+        float v;
+        std::memcpy(&v, p + 4 * i, 4);
+        out[i] = convert_value<Out>(v, t);
+        break;
+      }
+      case DType::F64: {
+        double v;
+        std::memcpy(&v, p + 8 * i, 8);
+        out[i] = convert_value<Out>(v, t);
+        break;
+      }
+      case DType::I32: {
+        int32_t v;
+        std::memcpy(&v, p + 4 * i, 4);
+        out[i] = convert_value<Out>(v, t);
+        break;
+      }
+      case DType::I64: {
+        int64_t v;
+        std::memcpy(&v, p + 8 * i, 8);
+        out[i] = convert_value<Out>(v, t);
+        break;
+      }
     }
   }
   return out;

@@ -24,7 +24,8 @@ struct StTensor {
   std::vector<uint8_t> bytes;  // little-endian, row-major
 
   int64_t numel() const;
-  // Copies converted to the requested type (F32/F64/I32/I64 sources).
+  // Copies converted to the requested type (F32/F64/I32/I64 sources). to_i32 throws
+  // SafetensorsError for a value int32 cannot hold (NaN, out of range: a damaged file).
   std::vector<float> to_f32() const;
   std::vector<double> to_f64() const;
   std::vector<int32_t> to_i32() const;
