@@ -93,11 +93,14 @@ std::unique_ptr<ByteSource> wrap_stream(std::istream& in, const std::string& sou
 }
 
 LineReader::LineReader(std::unique_ptr<ByteSource> src, std::string source, size_t chunk)
-    : src_(std::move(src)), source_(std::move(source)), buf_(std::max<size_t>(chunk, 16)) {}
+    : src_(std::move(src)),
+      source_(std::move(source)),
+      buf_(std::make_unique_for_overwrite<char[]>(std::max<size_t>(chunk, 16))),
+      size_(std::max<size_t>(chunk, 16)) {}
 
 bool LineReader::next(std::string_view& line) {
   for (;;) {
-    const char* base = buf_.data();
+    const char* base = buf_.get();
     if (begin_ < end_) {
       const void* nl = std::memchr(base + begin_, '\n', end_ - begin_);
       if (nl != nullptr) {
@@ -114,17 +117,20 @@ bool LineReader::next(std::string_view& line) {
       break;
     }
     if (begin_ > 0) {
-      std::memmove(buf_.data(), base + begin_, end_ - begin_);
+      std::memmove(buf_.get(), base + begin_, end_ - begin_);
       end_ -= begin_;
       begin_ = 0;
     }
-    if (end_ == buf_.size()) {
-      if (buf_.size() >= kMaxLine)
+    if (end_ == size_) {
+      if (size_ >= kMaxLine)
         throw GraphInputError(source_ + ":" + std::to_string(line_no_ + 1) + ": line longer than " +
                               std::to_string(kMaxLine >> 20) + " MiB: not a text file?");
-      buf_.resize(buf_.size() * 2);
+      auto bigger = std::make_unique_for_overwrite<char[]>(size_ * 2);
+      std::memcpy(bigger.get(), buf_.get(), end_);
+      buf_ = std::move(bigger);
+      size_ *= 2;
     }
-    const size_t got = src_->read(buf_.data() + end_, buf_.size() - end_);
+    const size_t got = src_->read(buf_.get() + end_, size_ - end_);
     if (got == 0) eof_ = true;
     end_ += got;
   }
