@@ -12,16 +12,12 @@
 #pragma once
 #include <vector>
 
+#include "kernels/simd_dispatch.h"
+
 namespace mg {
 
 // Signals transformed together, one per SIMD lane.
 constexpr int kFftLanes = 8;
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define MG_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define MG_SIMD_CLONES
-#endif
 
 // Complex FFT of length N = 2^k on kFftLanes signals: Stockham autosort (no bit-reversal
 // pass), radix 4, plus a final radix-2 pass when k is odd. Forward transform,

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/philox.h"
+#include "kernels/simd_dispatch.h"
 
 namespace mg {
 namespace {
@@ -35,11 +36,6 @@ int64_t max_shift(const AugmentConfig& cfg, int sample_rate, int64_t S) {
 // The Box-Muller loop is built twice on x86-64, for AVX2 (8 lanes) and the baseline (4), and
 // picked at load time; neither uses FMA, so both give the same bits. It vectorises only when
 // sqrt need not set errno: CMake compiles this file with -fno-math-errno (no value changes).
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define MG_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
-#else
-#define MG_AVX2_CLONE
-#endif
 constexpr int kChunkBlocks = 64;  // Philox blocks per chunk: 256 words, 128 Gaussian pairs
 
 // Words of the clip's Philox elements [4 first_block, 4 (first_block + kChunkBlocks)):
