@@ -25,6 +25,7 @@
 #include "engine/audio/vorbis_trim.h"
 #include "engine/audio/wav_writer.h"
 #include "tests/audio_test_support.h"
+#include "tests/test_support.h"
 
 namespace mg::audio {
 namespace {
@@ -295,10 +296,6 @@ INSTANTIATE_TEST_SUITE_P(AudioDecode, Excerpts, ::testing::ValuesIn(kExcerpts),
 
 // ---- MP3 through libmpg123 (mp3_source.h) ------------------------------------------------
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
@@ -320,7 +317,7 @@ std::vector<float> soundfile_mono(const TempDir& dir, const std::string& path) {
                           "x.mean(axis=1).astype(\"<f4\").tofile(sys.argv[2])' '" + path + "' '" + raw + "'";
   std::string out;
   EXPECT_EQ(test::run_command(cmd, &out), 0) << cmd << "\n" << out;
-  const std::string bytes = read_bytes(raw);
+  const std::string bytes = test::read_bytes(raw);
   std::vector<float> x(bytes.size() / sizeof(float));
   std::memcpy(x.data(), bytes.data(), x.size() * sizeof(float));
   return x;
@@ -418,7 +415,7 @@ TEST(AudioDecode, TruncatedMp3SaysSo) {
     TempDir dir;
     const std::string full_file =
         make_mp3(dir, "full.mp3", std::string("-c:a libmp3lame -b:a 128k") + (info_header ? "" : " -write_xing 0"), 3);
-    const std::string b = read_bytes(full_file);
+    const std::string b = test::read_bytes(full_file);
     write_bytes(dir.file("cut.mp3"), b.substr(0, b.size() * 6 / 10));
     const DecodedAudio full = decode_audio(full_file, whole(22050));
     const DecodedAudio cut = decode_audio(dir.file("cut.mp3"), whole(22050));
@@ -442,7 +439,7 @@ TEST(AudioDecode, DamagedMp3IsDecodedAroundTheDamage) {
   MG_SKIP_WITHOUT_FFMPEG();
   TempDir dir;
   const std::string file = make_mp3(dir, "x.mp3", "-c:a libmp3lame -b:a 128k -write_id3v1 1 -metadata title=Song", 3);
-  std::string b = read_bytes(file);
+  std::string b = test::read_bytes(file);
   std::mt19937 rng(12);
   for (size_t i = b.size() / 2; i < b.size() / 2 + 600; ++i) b[i] = static_cast<char>(rng() & 0xff);
   write_bytes(dir.file("damaged.mp3"), b);
@@ -451,8 +448,8 @@ TEST(AudioDecode, DamagedMp3IsDecodedAroundTheDamage) {
   std::string footer = "APETAGEX" + std::string(24, '\0');
   footer[8] = static_cast<char>(0xd0), footer[9] = 0x07;  // version 2000
   footer[12] = static_cast<char>(item.size() + 32), footer[16] = 1;  // tag size, item count
-  write_bytes(dir.file("ape.mp3"), read_bytes(file) + item + footer);
-  write_bytes(dir.file("glued.mp3"), read_bytes(file) + read_bytes(file));
+  write_bytes(dir.file("ape.mp3"), test::read_bytes(file) + item + footer);
+  write_bytes(dir.file("glued.mp3"), test::read_bytes(file) + test::read_bytes(file));
 
   ::testing::internal::CaptureStderr();
   const DecodedAudio good = decode_audio(file, whole(22050));

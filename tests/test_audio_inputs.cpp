@@ -20,6 +20,7 @@
 #include "engine/audio/decode.h"
 #include "engine/audio/wav_writer.h"
 #include "tests/audio_test_support.h"
+#include "tests/test_support.h"
 
 namespace mg::audio {
 namespace {
@@ -61,13 +62,9 @@ std::string failure_reason(const std::string& path, const DecodeRequest& req = w
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
 // The first `fraction` of a file's bytes, as a damaged download or copy leaves it.
 void write_truncated(const std::string& from, const std::string& to, double fraction) {
-  const std::string b = read_bytes(from);
+  const std::string b = test::read_bytes(from);
   write_bytes(to, b.substr(0, static_cast<size_t>(static_cast<double>(b.size()) * fraction)));
 }
 
@@ -109,7 +106,7 @@ TEST(AudioInputs, EdgeCaseFilesDecodeAsDocumented) {
 
 // The 16-bit samples of a canonical PCM WAV, read here without FFmpeg.
 std::vector<int16_t> wav_pcm16(const std::string& path) {
-  const std::string b = read_bytes(path);
+  const std::string b = test::read_bytes(path);
   size_t pos = 12;  // after "RIFF", size, "WAVE"
   while (pos + 8 <= b.size()) {
     const std::string tag = b.substr(pos, 4);
@@ -166,7 +163,7 @@ TEST(AudioInputs, BadFilesAreOneLineErrors) {
   // A WAV whose format tag (bytes 20-21) names a codec nobody knows.
   std::vector<float> x(4410, 0.25f);
   write_wav(dir.file("unknown_codec.wav"), x, 1, 44100, WavEncoding::Pcm16);
-  std::string b = read_bytes(dir.file("unknown_codec.wav"));
+  std::string b = test::read_bytes(dir.file("unknown_codec.wav"));
   b[20] = 0x34, b[21] = 0x12;
   write_bytes(dir.file("unknown_codec.wav"), b);
 
@@ -373,7 +370,7 @@ TEST(AudioInputs, MusicMatchesSoundfile) {
                             "assert d.ndim == 1 and sr == 22050, (d.shape, sr); d.tofile(sys.argv[2])' '" +
                             entry.path().string() + "' '" + raw + "'";
     ASSERT_EQ(test::run_command(cmd, &out), 0) << cmd << "\n" << out;
-    const std::string bytes = read_bytes(raw);
+    const std::string bytes = test::read_bytes(raw);
     std::vector<float> want(bytes.size() / sizeof(float));
     std::memcpy(want.data(), bytes.data(), want.size() * sizeof(float));
     const DecodedAudio d = decode_audio(entry.path().string(), whole(22050));

@@ -31,11 +31,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-
 // A WAV read back by hand: RIFF/WAVE, a PCM fmt chunk, and the data chunk's samples.
 struct Wav {
   int format = 0, channels = 0, sample_rate = 0, bits = 0;
@@ -43,7 +38,7 @@ struct Wav {
 };
 
 Wav read_wav(const fs::path& p) {
-  const std::string b = read_bytes(p);
+  const std::string b = test::read_bytes(p);
   auto u16 = [&](size_t at) { return static_cast<uint32_t>(static_cast<uint8_t>(b.at(at)) | static_cast<uint8_t>(b.at(at + 1)) << 8); };
   auto u32 = [&](size_t at) { return u16(at) | u16(at + 2) << 16; };
   if (b.size() < 12 || b.compare(0, 4, "RIFF") != 0 || b.compare(8, 4, "WAVE") != 0)
@@ -302,9 +297,9 @@ TEST(DemoCollection, OutputDependsOnTheSeedOnly) {
   int differ_with_seed = 0;
   for (const fs::path& f : files) {
     SCOPED_TRACE(f.string());
-    const std::string bytes = read_bytes(a.path / f);
-    EXPECT_EQ(bytes, read_bytes(b.path / f));
-    differ_with_seed += bytes != read_bytes(c.path / f);
+    const std::string bytes = test::read_bytes(a.path / f);
+    EXPECT_EQ(bytes, test::read_bytes(b.path / f));
+    differ_with_seed += bytes != test::read_bytes(c.path / f);
   }
   // The catalog's ids and paths stay, its titles change; every clip and the graph change.
   EXPECT_EQ(differ_with_seed, 42);

@@ -44,11 +44,6 @@ void write_gzip(const std::string& path, const std::string& text) {
   ASSERT_EQ(gzclose(f), Z_OK);
 }
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // Edges as "src>dst" strings, for order-sensitive comparison.
 std::vector<std::string> edges_of(const EdgeList& el) {
   std::vector<std::string> out;
@@ -340,7 +335,7 @@ std::string load_error(const std::string& path, EdgeLoadOptions opt = {}) {
 TEST(EdgeListFile, TruncatedGzipIsAnError) {
   TempDir dir;
   write_gzip(dir.file("full.gz"), sample_edges());
-  const std::string bytes = read_bytes(dir.file("full.gz"));
+  const std::string bytes = test::read_bytes(dir.file("full.gz"));
   ASSERT_GT(bytes.size(), 1000u);
   for (size_t keep : {bytes.size() / 2, bytes.size() - 4, size_t{2}}) {
     const std::string path = dir.file("cut" + std::to_string(keep) + ".gz");
@@ -354,7 +349,7 @@ TEST(EdgeListFile, TruncatedGzipIsAnError) {
 TEST(EdgeListFile, CorruptGzipIsAnError) {
   TempDir dir;
   write_gzip(dir.file("full.gz"), sample_edges());
-  std::string bytes = read_bytes(dir.file("full.gz"));
+  std::string bytes = test::read_bytes(dir.file("full.gz"));
   for (size_t i = bytes.size() / 3; i < bytes.size() / 3 + 64; ++i) bytes[i] = static_cast<char>(bytes[i] ^ 0x5a);
   write_file(dir.file("bad.gz"), bytes);
   const std::string msg = load_error(dir.file("bad.gz"));

@@ -56,11 +56,6 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
-std::string read_bytes(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-
 int64_t mtime_ns(const std::string& p) {
   struct stat st {};
   if (::stat(p.c_str(), &st) != 0) return -1;
@@ -175,7 +170,7 @@ class IndexTest : public ::testing::Test {
     coll_ = std::make_unique<demo::DemoCollectionSummary>(make_demo_collection(file("coll"), o));
     // Two more rows whose files give no audio: listed as failures, not fatal.
     std::ofstream(file("notes.txt")) << "not audio\n";
-    std::string cat = read_bytes(coll_->catalog_path);
+    std::string cat = test::read_bytes(coll_->catalog_path);
     cat += "bad_text," + file("notes.txt") + ",Plain Text,Nobody,none\n";
     cat += "bad_missing," + file("no-such.wav") + ",Missing,Nobody,none\n";
     // Beside the collection's catalog: its paths are relative to the catalog's directory.
@@ -363,7 +358,7 @@ TEST_F(IndexTest, QueryByAudioOfAnIndexedFileRanksThatItemFirst) {
 
 TEST_F(IndexTest, QueriesNeverModifyTheIndex) {
   const std::string path = file("index.sqlite");
-  const std::string before = read_bytes(path);
+  const std::string before = test::read_bytes(path);
   const int64_t t_before = mtime_ns(path);
   std::vector<std::string> listing_before;
   for (const auto& e : fs::directory_iterator(dir_->path)) listing_before.push_back(e.path().filename().string());
@@ -381,7 +376,7 @@ TEST_F(IndexTest, QueriesNeverModifyTheIndex) {
   EXPECT_EQ(j.at("results").size(), 10u);
   ASSERT_EQ(test::run_command(melgraph() + " eval --device cpu --index " + path + " --edges " + coll_->edges_path, &out), 0) << out;
 
-  EXPECT_TRUE(read_bytes(path) == before) << "the index file's bytes changed";
+  EXPECT_TRUE(test::read_bytes(path) == before) << "the index file's bytes changed";
   EXPECT_EQ(mtime_ns(path), t_before);
   std::vector<std::string> listing_after;
   for (const auto& e : fs::directory_iterator(dir_->path)) listing_after.push_back(e.path().filename().string());
@@ -394,13 +389,13 @@ TEST_F(IndexTest, QueriesNeverModifyTheIndex) {
 TEST_F(IndexTest, InterruptedExportLeavesThePreviousIndexIntact) {
   const std::string path = file("crash.sqlite");
   fs::copy_file(file("index.sqlite"), path, fs::copy_options::overwrite_existing);
-  const std::string before = read_bytes(path);
+  const std::string before = test::read_bytes(path);
   const std::string args = " export --device cpu --threads 1 --prepare-threads 1 --checkpoint " + file("model.safetensors") +
                            " --catalog " + coll_->catalog_path + " --crops 1 --cache " + file("index.cache") + " --out " + path;
   std::string out;
   const int rc = test::run_command("MELGRAPH_EXPORT_CRASH_AFTER=5 " + melgraph() + args, &out);
   EXPECT_EQ(rc, 137) << out;
-  EXPECT_TRUE(read_bytes(path) == before) << "the interrupted export changed the previous index";
+  EXPECT_TRUE(test::read_bytes(path) == before) << "the interrupted export changed the previous index";
   auto temps = [&] {
     int n = 0;
     for (const auto& e : fs::directory_iterator(dir_->path))
@@ -553,9 +548,9 @@ TEST_F(IndexTest, ExportOutMustBeAnIndexOrNew) {
   e.out = coll_->catalog_path;
   expect_error([&] { export_index(e); }, "is the input file");
   e.out = file("notes.txt");
-  const std::string notes = read_bytes(e.out);
+  const std::string notes = test::read_bytes(e.out);
   expect_error([&] { export_index(e); }, "exists and is not a melgraph index");
-  EXPECT_EQ(read_bytes(e.out), notes);
+  EXPECT_EQ(test::read_bytes(e.out), notes);
   e.out = dir_->path.string();
   expect_error([&] { export_index(e); }, "is a directory; --out names the index file to write");
 }
@@ -601,7 +596,7 @@ TEST_F(IndexTest, TemporaryFilesAreUniqueAndStaleOnesAreRemoved) {
   std::ofstream(text + ".tmp-999999999") << "left behind";
   write_file_atomic(text, std::string("new"));
   EXPECT_FALSE(fs::exists(text + ".tmp-999999999"));
-  EXPECT_EQ(read_bytes(text), "new");
+  EXPECT_EQ(test::read_bytes(text), "new");
 }
 
 TEST_F(IndexTest, UnknownItemSuggestsCloseIds) {

@@ -10,6 +10,7 @@
 
 #include "engine/io/npy.h"
 #include "tests/reference_harness.h"
+#include "tests/test_support.h"
 
 namespace mg {
 namespace {
@@ -20,11 +21,6 @@ std::vector<float> random_values(size_t n, unsigned seed) {
   std::vector<float> v(n);
   for (float& x : v) x = d(rng);
   return v;
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
 TEST(Npy, RoundTripsEveryRank) {
@@ -47,7 +43,7 @@ TEST(Npy, WritesTheVersion1HeaderAligned) {
   test::TempDir d;
   const std::vector<float> v = {1.5f, -2.0f, 0.25f, 8.0f, 0.0f, -0.5f};
   write_npy(d.file("h.npy"), v.data(), {2, 3});
-  const std::string bytes = read_bytes(d.file("h.npy"));
+  const std::string bytes = test::read_bytes(d.file("h.npy"));
   ASSERT_GT(bytes.size(), 10u);
   EXPECT_EQ(bytes.substr(0, 8), std::string("\x93NUMPY\x01\x00", 8));
   const size_t header_len = static_cast<unsigned char>(bytes[8]) | static_cast<size_t>(static_cast<unsigned char>(bytes[9])) << 8;
@@ -58,7 +54,7 @@ TEST(Npy, WritesTheVersion1HeaderAligned) {
   EXPECT_EQ(bytes.size(), 10 + header_len + v.size() * sizeof(float));
   // 1-D shapes need the tuple's trailing comma.
   write_npy(d.file("v.npy"), v.data(), {6});
-  EXPECT_NE(read_bytes(d.file("v.npy")).find("'shape': (6,), }"), std::string::npos);
+  EXPECT_NE(test::read_bytes(d.file("v.npy")).find("'shape': (6,), }"), std::string::npos);
 }
 
 TEST(Npy, NumpyReadsOursAndWeReadNumpys) {

@@ -17,6 +17,7 @@
 #include "build_info.h"
 #include "engine/train/run_db.h"
 #include "tests/reference_harness.h"
+#include "tests/test_support.h"
 
 namespace mg {
 namespace {
@@ -28,11 +29,6 @@ RunInfo info(const std::string& name, uint64_t seed = 17) {
   i.seed = seed;
   i.device = "cpu";
   return i;
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
 // Raw SQL on the file through a second connection (what another tool would do).
@@ -262,12 +258,12 @@ TEST(RunDb, RefusesANewerSchemaUntouched) {
   { RunDb db(path); }
   raw_exec(path, "PRAGMA user_version = " + std::to_string(RunDb::kSchemaVersion + 1));
   raw_exec(path, "PRAGMA journal_mode = DELETE");  // so that a WAL switch would show in the bytes
-  const std::string before = read_bytes(path);
+  const std::string before = test::read_bytes(path);
   const std::string e = error_of([&] { RunDb db(path); });
   EXPECT_NE(e.find(path), std::string::npos) << e;
   EXPECT_NE(e.find("schema version " + std::to_string(RunDb::kSchemaVersion + 1)), std::string::npos) << e;
   EXPECT_NE(e.find("newer melgraph"), std::string::npos) << e;
-  EXPECT_EQ(read_bytes(path), before);
+  EXPECT_EQ(test::read_bytes(path), before);
 }
 
 TEST(RunDb, RefusesForeignFiles) {

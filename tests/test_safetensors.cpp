@@ -34,11 +34,6 @@ std::vector<T> random_values(size_t n, uint32_t seed) {
   return v;
 }
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
@@ -117,7 +112,7 @@ TEST(Safetensors, RoundTripsF32F64I32AndMetadata) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a64[i], static_cast<double>(a[i]));
 
   // The data section starts 8-byte aligned, so it can be mapped and read in place.
-  const std::string bytes = read_bytes(path);
+  const std::string bytes = test::read_bytes(path);
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
   EXPECT_EQ((8 + header_len) % 8, 0u);
@@ -142,7 +137,7 @@ TEST(Safetensors, TruncatedFilesAreErrors) {
   test::TempDir dir;
   const std::string path = dir.file("t.safetensors");
   write_safetensors(path, sample_file());
-  const std::string full = read_bytes(path);
+  const std::string full = test::read_bytes(path);
   // Cut in the data section, in the header, in the length prefix, and to nothing.
   for (size_t keep : {full.size() - 3, full.size() / 2, size_t{40}, size_t{5}, size_t{0}}) {
     SCOPED_TRACE("kept " + std::to_string(keep) + " of " + std::to_string(full.size()) + " bytes");
@@ -263,7 +258,7 @@ TEST(Safetensors, FailedWriteLeavesExistingTargetUntouched) {
   const auto v = random_values<float>(11, 5);
   old_file.put_f32("old", {11}, v.data());
   write_safetensors(path, old_file);
-  const std::string before = read_bytes(path);
+  const std::string before = test::read_bytes(path);
 
   // The writer's temp file cannot be created: its name is taken by a directory. Names are
   // "<path>.tmp-<pid>-<n>" with n counting up in this process: the next write takes n + 1.
@@ -277,7 +272,7 @@ TEST(Safetensors, FailedWriteLeavesExistingTargetUntouched) {
   } catch (const SafetensorsError& e) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
   }
-  EXPECT_EQ(read_bytes(path), before);
+  EXPECT_EQ(test::read_bytes(path), before);
   fs::remove(blocker);
 
   // The rename fails (the target is a non-empty directory): the temp file is removed again.
@@ -286,8 +281,8 @@ TEST(Safetensors, FailedWriteLeavesExistingTargetUntouched) {
   write_bytes(dir_target + "/inside", "x");
   EXPECT_THROW(write_safetensors(dir_target, sample_file()), SafetensorsError);
   EXPECT_TRUE(temp_files(dir.path).empty());
-  EXPECT_EQ(read_bytes(dir_target + "/inside"), "x");
-  EXPECT_EQ(read_bytes(path), before);
+  EXPECT_EQ(test::read_bytes(dir_target + "/inside"), "x");
+  EXPECT_EQ(test::read_bytes(path), before);
 }
 
 TEST(Safetensors, WriteReplacesAnExistingFile) {
@@ -309,7 +304,7 @@ TEST(Safetensors, WriteReplacesAnExistingFile) {
 
   const std::string again = dir.file("again.safetensors");
   write_safetensors(again, small);
-  EXPECT_EQ(read_bytes(path), read_bytes(again));  // no trace of the older, larger file
+  EXPECT_EQ(test::read_bytes(path), test::read_bytes(again));  // no trace of the older, larger file
 }
 
 TEST(Safetensors, WriteRejectsATensorWhoseBytesDoNotMatchItsShape) {
