@@ -17,6 +17,8 @@
 #include <vector>
 #include <toml.hpp>
 
+#include "engine/io/utf8.h"
+
 namespace mg {
 namespace {
 
@@ -678,7 +680,26 @@ Config parse_config(const std::string& toml_text, const std::string& source) {
   return parse_config(toml_text, source, default_config());
 }
 
+namespace {
+
+// TOML documents are UTF-8 (the spec says so). Checked before parsing, which also keeps broken
+// bytes away from toml11: its multi-line literal string reads out of bounds on them (found by
+// tests/fuzz/fuzz_config).
+void check_utf8(const std::string& text, const std::string& source) {
+  const size_t bad = first_invalid_utf8(text);
+  if (bad == std::string::npos) return;
+  const size_t line_start = bad == 0 ? 0 : text.rfind('\n', bad - 1) + 1;  // npos + 1 = 0: the first line
+  const auto line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n');
+  char byte[8];
+  std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>(text[bad]));
+  throw ConfigError(source + ":" + std::to_string(line) + ":" + std::to_string(bad - line_start + 1) +
+                    ": not valid UTF-8 (byte " + byte + "): a config is TOML, which is UTF-8 text");
+}
+
+}  // namespace
+
 Config parse_config(const std::string& toml_text, const std::string& source, const Config& base) {
+  check_utf8(toml_text, source);
   toml::value root;
   try {
     std::istringstream in(toml_text);
@@ -710,6 +731,8 @@ Config apply_overrides(const Config& c, const std::vector<std::string>& override
   std::istringstream base(to_toml(c));
   toml::value root = toml::parse(base, "config");
   for (const std::string& o : overrides) {
+    if (first_invalid_utf8(o) != std::string::npos)
+      throw ConfigError("--set: an override that is not valid UTF-8 text (section.key=value)");
     const std::string source = "--set " + o;
     const size_t eq = o.find('=');
     const size_t dot = o.find('.');

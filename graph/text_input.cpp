@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "engine/io/utf8.h"
 #include "graph/edge_list.h"
 
 namespace mg::graph::detail {
@@ -212,14 +213,8 @@ std::string printable(std::string_view text, size_t max_bytes) {
   size_t i = 0;
   while (i < text.size() && out.size() < max_bytes) {
     const auto c = static_cast<unsigned char>(text[i]);
-    // The length of a valid UTF-8 sequence starting here (0: not one).
-    size_t n = c >= 0x20 && c < 0x7f    ? 1
-               : c >= 0xC2 && c <= 0xDF ? 2
-               : c >= 0xE0 && c <= 0xEF ? 3
-               : c >= 0xF0 && c <= 0xF4 ? 4
-                                        : 0;
-    for (size_t k = 1; k < n; ++k)
-      if (i + k >= text.size() || (static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) n = 0;
+    // Control bytes are shown as escapes though they are valid UTF-8.
+    const size_t n = c < 0x20 || c == 0x7f ? 0 : utf8_sequence_length(text, i);
     if (n > 0) {
       out.append(text.substr(i, n));
       i += n;

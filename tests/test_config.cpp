@@ -5,6 +5,7 @@
 #include <fstream>
 #include <string>
 
+#include "engine/io/utf8.h"
 #include "tests/test_support.h"
 
 namespace mg {
@@ -534,6 +535,44 @@ TEST(Config, LoadConfigReadsAFileAndNamesItInErrors) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find(missing), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace mg
+
+namespace mg {
+namespace {
+
+// RFC 3629's table of well-formed sequences, at its edges: each invalid case is one byte or
+// range outside it.
+TEST(Utf8, ValidatesAsRfc3629Says) {
+  EXPECT_EQ(first_invalid_utf8(""), std::string::npos);
+  EXPECT_EQ(first_invalid_utf8("plain ascii\n"), std::string::npos);
+  EXPECT_EQ(first_invalid_utf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x8E\xB5 \xF4\x8F\xBF\xBF"), std::string::npos);
+  EXPECT_EQ(first_invalid_utf8("ab\x80"), 2u);             // a lone continuation byte
+  EXPECT_EQ(first_invalid_utf8("a\xC0\x80"), 1u);          // overlong NUL
+  EXPECT_EQ(first_invalid_utf8("a\xE0\x9F\xBF"), 1u);      // overlong 3-byte form
+  EXPECT_EQ(first_invalid_utf8("a\xED\xA0\x80"), 1u);      // a surrogate, U+D800
+  EXPECT_EQ(first_invalid_utf8("a\xF0\x8F\xBF\xBF"), 1u);  // overlong 4-byte form
+  EXPECT_EQ(first_invalid_utf8("a\xF4\x90\x80\x80"), 1u);  // past U+10FFFF
+  EXPECT_EQ(first_invalid_utf8("a\xF5\x80\x80\x80"), 1u);
+  EXPECT_EQ(first_invalid_utf8("\xE2\x82"), 0u);  // cut short at the end
+  EXPECT_EQ(utf8_sequence_length("\xF0\x9F\x8E\xB5", 0), 4u);
+}
+
+// Found by tests/fuzz/fuzz_config: a multi-line literal string holding bytes that are not UTF-8
+// made toml11 (Debian's libtoml11-dev 3.7.1) read past its buffer (ASan: heap-buffer-overflow
+// in location::reset). The config is refused first, naming where the bad byte is.
+TEST(Config, TextThatIsNotUtf8IsRefusedWhereItBreaks) {
+  const std::string text = "[train]\nsteps = 3\nname = '''a \xFF\xFF b'''\n";
+  try {
+    parse_config(text, "bad.toml");
+    FAIL() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "bad.toml:3:13: not valid UTF-8 (byte 0xFF): a config is TOML, which is UTF-8 text");
+  }
+  EXPECT_THROW(apply_overrides(default_config(), {"train.steps=\xFF"}), ConfigError);
 }
 
 }  // namespace

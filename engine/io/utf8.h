@@ -1,0 +1,16 @@
+// UTF-8 validation as RFC 3629 defines it: no overlong forms, no surrogates (U+D800..DFFF),
+// nothing above U+10FFFF. Text formats that are UTF-8 by definition (TOML) are checked whole
+// before a parser sees them; messages use it to tell text from binary.
+#pragma once
+#include <cstddef>
+#include <string_view>
+
+namespace mg {
+
+// The length (1 to 4) of the valid UTF-8 sequence that starts at s[i], or 0 when none does.
+size_t utf8_sequence_length(std::string_view s, size_t i);
+
+// The offset of the first byte that does not start a valid sequence; npos when s is valid.
+size_t first_invalid_utf8(std::string_view s);
+
+}  // namespace mg
