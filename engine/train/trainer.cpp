@@ -485,7 +485,7 @@ std::string TrainingRun::early_stop_message(int64_t s) const {
 // wrote the final checkpoint was killed before it closed the run, which would stay "running" for
 // good (close_abandoned_runs spares this one).
 TrainResult TrainingRun::nothing_to_do() {
-  const bool early = done_ < total_;
+  const bool early = stopped_early();
   std::string nothing =
       early ? "nothing to do: early stopping ended this run at step " + std::to_string(done_)
             : "nothing to do: the checkpoint is at step " + std::to_string(done_) + " of " + std::to_string(total_);
