@@ -213,6 +213,32 @@ TEST(Safetensors, ShapesThatOverflowAreErrors) {
   EXPECT_THROW(t.numel(), SafetensorsError);
 }
 
+// Found by fuzzing (tests/fuzz/fuzz_safetensors): a shape or data_offsets element that is a float
+// too large for the integer it was read into (data_offsets [48, 1.8e21]) was converted by a cast
+// that is undefined behaviour (UBSan stopped in nlohmann's get<>); a negative offset wrapped. Both
+// are refused with the tensor's name.
+TEST(Safetensors, HeaderNumbersThatAreNotIntegersAreErrors) {
+  test::TempDir dir;
+  const std::string path = dir.file("n.safetensors");
+  const std::string data(12, '\x01');
+  const std::pair<const char*, const char*> bad[] = {
+      {"[3]", "[0, 1844674407370955161572]"},
+      {"[3]", "[0, 12.5]"},
+      {"[3]", "[-4, 12]"},
+      {"[3]", "\"0, 12\""},
+      {"[1e30]", "[0, 12]"},
+      {"[3.0]", "[0, 12]"},
+      {"[9223372036854775808]", "[0, 12]"},
+  };
+  for (const auto& [shape, offsets] : bad) {
+    SCOPED_TRACE(std::string(shape) + " " + offsets);
+    write_bytes(path, raw_file(std::string("{\"x\": {\"dtype\": \"F32\", \"shape\": ") + shape +
+                                   ", \"data_offsets\": " + offsets + "}}",
+                               data));
+    expect_read_error(path, "tensor 'x' has ");
+  }
+}
+
 // Found by fuzzing (tests/fuzz/fuzz_safetensors): to_i32 of an F32 tensor holding 7e31 cast the
 // float to int32, undefined behaviour (UBSan stopped there); an I64 value beyond int32 wrapped
 // silently. A value int32 cannot hold is a damaged file: SafetensorsError, saying the value.

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <type_traits>
 
@@ -137,6 +138,27 @@ void StFile::put_f32(const std::string& n, std::vector<int64_t> s, const float* 
 void StFile::put_f64(const std::string& n, std::vector<int64_t> s, const double* d) { put(*this, n, DType::F64, std::move(s), d); }
 void StFile::put_i32(const std::string& n, std::vector<int64_t> s, const int32_t* d) { put(*this, n, DType::I32, std::move(s), d); }
 
+// A header array of JSON integers. nlohmann's get<> would convert a float element (2.5, 1e21)
+// with a cast that is undefined beyond the target's range (fuzz_safetensors found it) and wrap a
+// negative integer into an unsigned one; here both are refused: std::nullopt.
+template <class Int>
+std::optional<std::vector<Int>> integer_array(const json& v) {
+  if (!v.is_array()) return std::nullopt;
+  std::vector<Int> out;
+  out.reserve(v.size());
+  for (const json& e : v) {
+    if (!e.is_number_integer()) return std::nullopt;  // floats, strings, ...
+    if constexpr (std::is_unsigned_v<Int>) {
+      if (!e.is_number_unsigned()) return std::nullopt;  // negative
+    } else {
+      if (e.is_number_unsigned() && e.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<Int>::max()))
+        return std::nullopt;
+    }
+    out.push_back(e.get<Int>());
+  }
+  return out;
+}
+
 StFile read_safetensors(const std::string& path) {
   auto fail = [&](const std::string& what) -> SafetensorsError {
     return SafetensorsError(path + ": " + what);
@@ -182,8 +204,12 @@ StFile read_safetensors(const std::string& path) {
       const std::string dt = v.at("dtype").get<std::string>();
       if (!parse_dtype(dt, &t.dtype))
         throw fail("tensor '" + name + "' has dtype " + dt + " (melgraph reads F32, F64, I32, I64)");
-      t.shape = v.at("shape").get<std::vector<int64_t>>();
-      const auto offs = v.at("data_offsets").get<std::vector<uint64_t>>();
+      std::optional<std::vector<int64_t>> shape = integer_array<int64_t>(v.at("shape"));
+      if (!shape) throw fail("tensor '" + name + "' has a shape that is not an array of integers");
+      t.shape = std::move(*shape);
+      const std::optional<std::vector<uint64_t>> offsets = integer_array<uint64_t>(v.at("data_offsets"));
+      if (!offsets) throw fail("tensor '" + name + "' has data_offsets that are not two non-negative integers");
+      const std::vector<uint64_t>& offs = *offsets;
       if (offs.size() != 2 || offs[0] > offs[1] || offs[1] > data_size)
         throw fail("tensor '" + name + "' has data_offsets outside the data section (truncated file?)");
       int64_t n = 0;
