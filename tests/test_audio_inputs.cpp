@@ -179,6 +179,25 @@ TEST(AudioInputs, BadFilesAreOneLineErrors) {
   EXPECT_EQ(printed, "") << "FFmpeg must not log to stderr";
 }
 
+// Found by tests/fuzz/fuzz_audio_decode: a 13 KB WAV whose header claims 2 Hz resampled to 38
+// million samples and took a minute. A rate outside the audio range is a damaged header: refused
+// before decoding. (The header's sample rate is bytes 24-27, its byte rate 28-31.)
+TEST(AudioInputs, SampleRateOutsideAudioIsRefused) {
+  TempDir dir;
+  std::vector<float> x(3000, 0.25f);
+  write_wav(dir.file("rate.wav"), x, 1, 8000, WavEncoding::Pcm16);
+  const std::string good = test::read_bytes(dir.file("rate.wav"));
+  for (const uint32_t rate : {2u, 999u, 3000001u}) {
+    std::string b = good;
+    for (int k = 0; k < 4; ++k) b[static_cast<size_t>(24 + k)] = static_cast<char>((rate >> (8 * k)) & 0xff);
+    for (int k = 0; k < 4; ++k) b[static_cast<size_t>(28 + k)] = static_cast<char>(((rate * 2) >> (8 * k)) & 0xff);
+    write_bytes(dir.file("rate.wav"), b);
+    EXPECT_EQ(failure_reason(dir.file("rate.wav")),
+              "sample rate " + std::to_string(rate) +
+                  " Hz, outside the 1000 to 3000000 Hz of audio: a damaged header, or not audio");
+  }
+}
+
 TEST(AudioInputs, NonFiniteSamplesAreRefused) {
   // A float WAV can carry NaN and infinity; they must never reach the cache.
   TempDir dir;

@@ -8,6 +8,7 @@
 
 #include "engine/audio/decode.h"
 #include "engine/audio/mp3_source.h"
+#include "engine/audio/resampler.h"
 
 extern "C" {
 #include <libavutil/encryption_info.h>
@@ -164,6 +165,11 @@ void AudioSource::open_stream() {
   // Cover art, video and other audio streams are not read at all.
   for (unsigned i = 0; i < f->nb_streams; ++i)
     if (static_cast<int>(i) != idx) f->streams[i]->discard = AVDISCARD_ALL;
+  // 0: not declared; the decoded frames say (Resampler checks them).
+  if (const int rate = st.codecpar->sample_rate; rate > 0 && (rate < kMinSourceRate || rate > kMaxSourceRate))
+    throw AudioError(path_, "sample rate " + std::to_string(rate) + " Hz, outside the " +
+                                std::to_string(kMinSourceRate) + " to " + std::to_string(kMaxSourceRate) +
+                                " Hz of audio: a damaged header, or not audio");
   if (open_mp3(st)) return;
 
   dec_.reset(avcodec_alloc_context3(codec));

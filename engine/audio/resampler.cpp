@@ -30,6 +30,10 @@ void Resampler::configure(const AVFrame& frame) {
   if (channels <= 0 || frame.sample_rate <= 0)
     throw std::runtime_error("libswresample: a decoded frame has " + std::to_string(channels) +
                              " channels at " + std::to_string(frame.sample_rate) + " Hz");
+  if (frame.sample_rate < kMinSourceRate || frame.sample_rate > kMaxSourceRate)  // a stream that changed its rate
+    throw std::runtime_error("a decoded frame at " + std::to_string(frame.sample_rate) + " Hz, outside the " +
+                             std::to_string(kMinSourceRate) + " to " + std::to_string(kMaxSourceRate) +
+                             " Hz of audio: a damaged stream");
   // Our matrix does the downmix, so the layout only has to be valid: a file that does not name
   // its channels (e.g. a WAV without a channel mask) gets the default layout for the count.
   struct Layout {

@@ -18,6 +18,12 @@ namespace mg::audio {
 
 enum class ResampleEngine { Soxr, Swr };
 
+// The source rates melgraph decodes: telephone-band audio upwards, DSD's PCM rates included.
+// A rate outside is a damaged or hostile header, not audio: a 13 KB WAV that claims 2 Hz would
+// otherwise resample to 38 million samples (fuzz_audio_decode found it taking a minute).
+constexpr int kMinSourceRate = 1000;
+constexpr int kMaxSourceRate = 3000000;
+
 class Resampler {
  public:
   explicit Resampler(int out_rate, ResampleEngine engine = ResampleEngine::Soxr);
