@@ -189,8 +189,8 @@ TEST(AudioInputs, SampleRateOutsideAudioIsRefused) {
   const std::string good = test::read_bytes(dir.file("rate.wav"));
   for (const uint32_t rate : {2u, 999u, 3000001u}) {
     std::string b = good;
-    for (int k = 0; k < 4; ++k) b[static_cast<size_t>(24 + k)] = static_cast<char>((rate >> (8 * k)) & 0xff);
-    for (int k = 0; k < 4; ++k) b[static_cast<size_t>(28 + k)] = static_cast<char>(((rate * 2) >> (8 * k)) & 0xff);
+    for (size_t k = 0; k < 4; ++k) b[24 + k] = static_cast<char>((rate >> (8 * k)) & 0xff);
+    for (size_t k = 0; k < 4; ++k) b[28 + k] = static_cast<char>(((rate * 2) >> (8 * k)) & 0xff);
     write_bytes(dir.file("rate.wav"), b);
     EXPECT_EQ(failure_reason(dir.file("rate.wav")),
               "sample rate " + std::to_string(rate) +
