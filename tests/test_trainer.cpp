@@ -285,8 +285,11 @@ TEST(Trainer, ExplodedParametersAreNeverCheckpointed) {
             std::string::npos)
       << res.message;
   EXPECT_EQ(r.load_last().state.step, res.steps - 1);
-  for (const char* name : {"run/last.safetensors", "run/best.safetensors"})
-    if (std::filesystem::exists(r.dir.file(name))) EXPECT_LE(largest_value(r.dir.file(name)), 1e6) << name;
+  for (const char* name : {"run/last.safetensors", "run/best.safetensors"}) {
+    if (std::filesystem::exists(r.dir.file(name))) {
+      EXPECT_LE(largest_value(r.dir.file(name)), 1e6) << name;
+    }
+  }
   RunDb db(r.dir.file("run/runs.sqlite"));
   EXPECT_EQ(db.run(res.run_id)->status, RunStatus::Diverged);
   EXPECT_EQ(metric(r.dir.file("run/runs.sqlite"), res.run_id, "train.exploded").size(), 1u);
