@@ -49,6 +49,7 @@
 #include "graph/preference_graph.h"
 #include "tests/reference_harness.h"
 #include "tests/test_support.h"
+#include "tests/train_test_support.h"
 
 namespace mg::index {
 namespace {
@@ -138,13 +139,6 @@ Config fixture_config() {
   return c;
 }
 
-void save_model(const Config& c, uint64_t seed, const std::string& path) {
-  const auto be = make_cpu_backend(1);
-  Model m(c, *be, 4);
-  m.init_params(seed);
-  save_checkpoint(path, m, nullptr, TrainState{});
-}
-
 class IndexTest : public ::testing::Test {
  protected:
   // A failure here is reported by every test (SetUp), and the directory is still removed.
@@ -175,7 +169,7 @@ class IndexTest : public ::testing::Test {
     cat += "bad_missing," + file("no-such.wav") + ",Missing,Nobody,none\n";
     // Beside the collection's catalog: its paths are relative to the catalog's directory.
     std::ofstream(file("coll/catalog_plus.csv"), std::ios::binary) << cat;
-    save_model(fixture_config(), 3, file("model.safetensors"));
+    test::save_untrained(fixture_config(), 3, file("model.safetensors"));
     ExportOptions e;
     e.checkpoint = file("model.safetensors");
     e.catalog = file("coll/catalog_plus.csv");
@@ -615,7 +609,7 @@ TEST_F(IndexTest, UnknownItemSuggestsCloseIds) {
 TEST_F(IndexTest, AnotherCheckpointOrWidthIsRefused) {
   const Index x = read_index(file("index.sqlite"));
   const auto be = cpu();
-  save_model(fixture_config(), 4, file("other.safetensors"));  // same architecture, other weights
+  test::save_untrained(fixture_config(), 4, file("other.safetensors"));  // same architecture, other weights
   expect_error([&] { query_audio(*be, x, x.items[0].path, 3, file("other.safetensors")); }, "has SHA-256 ");
   expect_error([&] { query_audio(*be, x, x.items[0].path, 3, file("absent.safetensors")); }, "no such file");
   // An index whose recorded hash is this checkpoint's but whose vectors are 4-d.

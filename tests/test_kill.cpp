@@ -298,13 +298,6 @@ Config small_audio_config() {
   return c;
 }
 
-void save_untrained(const Config& c, uint64_t seed, const std::string& path) {
-  const auto be = make_cpu_backend(1);
-  Model m(c, *be, 4);
-  m.init_params(seed);
-  save_checkpoint(path, m, nullptr, TrainState{});
-}
-
 demo::DemoCollectionSummary make_collection(const test::TempDir& d, int clips) {
   demo::DemoCollectionOptions o;
   o.clips = clips;
@@ -321,8 +314,8 @@ demo::DemoCollectionSummary make_collection(const test::TempDir& d, int clips) {
 TEST(Kill, ExportKeepsThePreviousIndexIntact) {
   test::TempDir d;
   const demo::DemoCollectionSummary coll = make_collection(d, kClips);
-  save_untrained(small_audio_config(), 3, d.file("a.safetensors"));
-  save_untrained(small_audio_config(), 4, d.file("b.safetensors"));
+  test::save_untrained(small_audio_config(), 3, d.file("a.safetensors"));
+  test::save_untrained(small_audio_config(), 4, d.file("b.safetensors"));
   Melgraph mg{d.path.string()};
   const std::string out = d.file("index.sqlite");
   auto export_args = [&](const std::string& checkpoint, const std::string& cache, const std::string& to) {
@@ -444,7 +437,7 @@ TEST(Kill, PrepareLeavesAUsableCacheThatARerunCompletes) {
     EXPECT_TRUE(c.failures().empty());
   }
   // Export reads the cache as it is: nothing left to decode, every item indexed.
-  save_untrained(cfg, 3, d.file("model.safetensors"));
+  test::save_untrained(cfg, 3, d.file("model.safetensors"));
   ASSERT_EQ(mg.run({"export", "--device", "cpu", "--threads", "1", "--checkpoint", d.file("model.safetensors"),
                     "--catalog", coll.catalog_path, "--cache", cache, "--out", d.file("index.sqlite")},
                    &text),

@@ -16,6 +16,14 @@
 
 namespace mg::test {
 
+// A checkpoint of an untrained model of config `c` (parameters from `seed`, no optimizer state).
+inline void save_untrained(const Config& c, uint64_t seed, const std::string& path) {
+  const auto be = make_cpu_backend(1);
+  Model m(c, *be, 4);
+  m.init_params(seed);
+  save_checkpoint(path, m, nullptr, TrainState{});
+}
+
 struct TrainRun {
   TempDir dir;
   Config cfg;
