@@ -575,5 +575,46 @@ TEST(Config, TextThatIsNotUtf8IsRefusedWhereItBreaks) {
   EXPECT_THROW(apply_overrides(default_config(), {"train.steps=\xFF"}), ConfigError);
 }
 
+// Found by tests/fuzz/fuzz_config: toml11 parses nested arrays by recursion, and "x = [[[[..."
+// 200,000 deep overflowed the stack (SIGSEGV; about 1,000 deep under ASan). Deep nesting is
+// refused before toml11 reads it, at the bracket that goes past the limit; brackets inside
+// strings and comments are not nesting.
+TEST(Config, DeeplyNestedArraysAreRefusedBeforeParsing) {
+  const std::string deep = "[model]\nchannels = " + std::string(200000, '[');
+  try {
+    parse_config(deep, "deep.toml");
+    FAIL() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("deep.toml:2:20: arrays or inline tables nested more than 8 deep", 0), 0u)
+        << e.what();
+  }
+  const std::string inline_tables = "x = " + std::string(9, '{');
+  EXPECT_THROW(parse_config(inline_tables, "t.toml"), ConfigError);
+  try {
+    apply_overrides(default_config(), {"model.channels=" + std::string(100000, '[')});
+    FAIL() << "override accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("--set model.channels=[[[", 0), 0u) << e.what();
+    EXPECT_NE(std::string(e.what()).find("nested more than 8 deep"), std::string::npos) << e.what();
+  }
+
+  // Eight levels reach toml11 and fail as a wrong type, not as nesting.
+  const std::string eight = "[model]\nchannels = " + std::string(7, '[') + "[1]" + std::string(7, ']') + "\n";
+  const std::string msg = parse_error(eight);
+  EXPECT_EQ(msg, "run.toml:2: model.channels[0] must be an integer, got an array");
+  // Brackets in strings of every kind and in comments do not nest.
+  const std::string brackets = std::string(20, '[');
+  const Config c =
+      parse_config("# " + brackets + "\n[data]\nedges = \"" + brackets + "\\\"" + brackets + "\"\ncatalog = '" +
+                       brackets + "'\ncache = \"\"\"\n" + brackets + "\"\"\"\"\nrun_dir = '''" + brackets + "''' # " +
+                       brackets + "\n[model]\nchannels = [4, 5] # ]]]]\n",
+                   "ok.toml");
+  EXPECT_EQ(c.data.edges, brackets + "\"" + brackets);
+  EXPECT_EQ(c.data.catalog, brackets);
+  EXPECT_EQ(c.data.cache, brackets + "\"");
+  EXPECT_EQ(c.data.run_dir, brackets);
+  EXPECT_EQ(c.model.channels, (std::vector<int>{4, 5}));
+}
+
 }  // namespace
 }  // namespace mg
