@@ -106,7 +106,7 @@ void print_table(const StepBenchReport& rep, const Config& c, const BenchOptions
 void run_bench(const BenchOptions& o) {
   const Config c = o.config_path.empty() ? default_config() : load_config(o.config_path);
   BackendOptions bo;
-  bo.device = parse_device_choice(o.device);
+  parse_device(o.device, bo);
   bo.threads = o.threads;
   bo.tf32 = o.tf32;
   StepBenchOptions so;
@@ -128,8 +128,7 @@ void register_bench(CLI::App& app) {
   auto opts = std::make_shared<BenchOptions>();
   CLI::App* cmd = app.add_subcommand(
       "bench", "Time the training step: clips/s, the split by part, and the roofline floor of this device");
-  cmd->add_option("--device", opts->device, "auto (CUDA when a GPU is present), cpu or cuda")
-      ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--device", opts->device, kDeviceHelp)->capture_default_str()->check(device_check());
   cmd->add_option("--threads", opts->threads, "CPU threads (0: all cores)")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--config", opts->config_path,

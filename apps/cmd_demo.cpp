@@ -22,8 +22,7 @@ void register_demo(CLI::App& app) {
   cmd->add_option("--seed", opts->seed, "Seed of the collection, the weights and the batches")->capture_default_str();
   cmd->add_option("--threads", opts->threads, "CPU threads (0: all cores)")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--device", opts->device, "auto (CUDA when a GPU is present), cpu or cuda")
-      ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--device", opts->device, kDeviceHelp)->capture_default_str()->check(device_check());
   cmd->callback([opts] {
     try {
       quality::run_demo(*opts);

@@ -33,7 +33,7 @@ void run_eval(const EvalCliOptions& c) {
     const index::Index x = index::read_index(c.index);
     const graph::PreferenceGraph g(graph::load_edge_list(c.edges));
     BackendOptions bo;
-    bo.device = parse_device_choice(c.device);
+    parse_device(c.device, bo);
     bo.threads = c.threads;
     std::string note;
     const std::unique_ptr<Backend> be = make_backend(bo, &note);
@@ -63,8 +63,7 @@ void register_eval(CLI::App& app) {
                   "Query only these ids (a file, one per line), e.g. a training run's held_out_items.txt: the "
                   "items it never trained on, ranked among every item of the index");
   cmd->add_flag("--json", opts->json, "One JSON object instead of a table");
-  cmd->add_option("--device", opts->device, "auto (CUDA when a GPU is present), cpu or cuda")
-      ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--device", opts->device, kDeviceHelp)->capture_default_str()->check(device_check());
   cmd->add_option("--threads", opts->threads, "CPU threads for the CPU backend (0: all cores)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->callback([opts] { run_eval(*opts); });

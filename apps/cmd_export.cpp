@@ -19,7 +19,7 @@ struct ExportCliOptions {
 };
 
 void run_export(ExportCliOptions& c) {
-  c.o.backend.device = parse_device_choice(c.device);
+  parse_device(c.device, c.o.backend);
   c.o.backend.threads = c.threads;
   c.o.progress = stderr;
   index::ExportSummary s;
@@ -63,8 +63,7 @@ void register_export(CLI::App& app) {
   cmd->add_option("--crops", opts->o.crops, "Clips per item, evenly spaced; the item's vector is their normalised mean")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--npy", opts->o.npy_prefix, "Also write PREFIX.npy (float32 [n, dim]) and PREFIX.ids.txt");
-  cmd->add_option("--device", opts->device, "auto (CUDA when a GPU is present), cpu or cuda")
-      ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--device", opts->device, kDeviceHelp)->capture_default_str()->check(device_check());
   cmd->add_option("--threads", opts->threads, "CPU threads for the CPU backend (0: all cores)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--prepare-threads", opts->o.prepare_threads, "Decoding threads for the audio cache (0: all cores)")

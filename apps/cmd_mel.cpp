@@ -47,7 +47,7 @@ void run_mel(const MelCliOptions& o) {
                              " Hz, but the mel front end needs more than n_fft / 2 = " +
                              std::to_string(c.mel.n_fft / 2) + " (reflect padding)");
   BackendOptions bo;
-  bo.device = parse_device_choice(o.device);
+  parse_device(o.device, bo);
   bo.threads = o.threads;
   std::string note;
   auto be = make_backend(bo, &note);
@@ -82,8 +82,7 @@ void register_mel(CLI::App& app) {
       "mel", "Write the log-mel spectrogram of one audio file as .npy: float32 [n_mels, 1 + samples / hop]");
   cmd->add_option("--audio", opts->audio, "Audio file (any format FFmpeg reads)")->required();
   cmd->add_option("--config", opts->config_path, "Run config (TOML): [audio] sample_rate and [mel]; default: built-in");
-  cmd->add_option("--device", opts->device, "auto (CUDA when a GPU is present), cpu or cuda")
-      ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--device", opts->device, kDeviceHelp)->capture_default_str()->check(device_check());
   cmd->add_option("--threads", opts->threads, "CPU threads (0: all cores)")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--seconds", opts->seconds,

@@ -53,7 +53,7 @@ void run_quality_cli(const QualityCliOptions& c) {
   o.out_dir = c.out;
   o.crops = c.crops;
   o.train.config_path = c.config_path.empty() ? "(built-in defaults)" : c.config_path;
-  o.train.backend.device = parse_device_choice(c.device);
+  parse_device(c.device, o.train.backend);
   o.train.backend.threads = c.threads;
   o.train.prepare_threads = c.threads;
   o.train.quiet = true;
@@ -90,8 +90,7 @@ void register_quality(CLI::App& app) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--threads", opts->threads, "CPU threads (0: all cores)")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--device", opts->device, "auto (CUDA when a GPU is present), cpu or cuda")
-      ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--device", opts->device, kDeviceHelp)->capture_default_str()->check(device_check());
   cmd->add_flag("--json", opts->json, "The results as one JSON object instead of a table");
   cmd->callback([opts] { run_quality_cli(*opts); });
 }

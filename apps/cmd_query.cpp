@@ -26,7 +26,7 @@ void run_query(const QueryCliOptions& c) {
   try {
     const index::Index x = index::read_index(c.index);
     BackendOptions bo;
-    bo.device = parse_device_choice(c.device);
+    parse_device(c.device, bo);
     bo.threads = c.threads;
     std::string note;
     const std::unique_ptr<Backend> be = make_backend(bo, &note);
@@ -57,8 +57,7 @@ void register_query(CLI::App& app) {
   cmd->add_flag("--json", opts->json, "One JSON object instead of a table");
   cmd->add_option("--checkpoint", opts->checkpoint,
                   "Checkpoint for --audio (default: the one the index records; its SHA-256 must match)");
-  cmd->add_option("--device", opts->device, "auto (CUDA when a GPU is present), cpu or cuda")
-      ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--device", opts->device, kDeviceHelp)->capture_default_str()->check(device_check());
   cmd->add_option("--threads", opts->threads, "CPU threads for the CPU backend (0: all cores)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->callback([opts] { run_query(*opts); });

@@ -54,7 +54,7 @@ void run_train(const TrainCliOptions& o) {
 
   train::TrainOptions to;
   to.config_path = o.config_path;
-  to.backend.device = parse_device_choice(o.device);
+  parse_device(o.device, to.backend);
   to.backend.threads = o.threads;
   to.backend.deterministic = o.deterministic;
   to.backend.tf32 = o.tf32;
@@ -105,8 +105,7 @@ void register_train(CLI::App& app) {
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--prepare-threads", opts->prepare_threads, "Decoding threads for the audio cache (0: all cores)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--device", opts->device, "auto (CUDA when a GPU is present), cpu or cuda")
-      ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--device", opts->device, kDeviceHelp)->capture_default_str()->check(device_check());
   cmd->add_flag("--deterministic", opts->deterministic, "CUDA: deterministic algorithms only");
   cmd->add_flag("--tf32", opts->tf32, "CUDA: allow TF32 tensor-core math (faster, ~1e-3 relative error)");
   cmd->add_flag("--no-graph", opts->no_graph, "CUDA: run every step eagerly instead of replaying CUDA Graphs");

@@ -5,6 +5,9 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <stdexcept>
+#include <string>
+
+#include "engine/backend_factory.h"
 
 namespace mg::cli {
 
@@ -12,6 +15,21 @@ namespace mg::cli {
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// --device's check at parse time (a usage error, exit code 2): the words parse_device takes.
+inline CLI::Validator device_check() {
+  return CLI::Validator(
+      [](std::string& s) {
+        BackendOptions o;
+        try {
+          parse_device(s, o);
+        } catch (const std::invalid_argument& e) {
+          return std::string(e.what());
+        }
+        return std::string();
+      },
+      "auto|cpu|cuda|cuda:N", "device");
+}
 
 void register_model(CLI::App& app);
 void register_demo(CLI::App& app);

@@ -35,7 +35,9 @@ inline BenchBackend& bench_backend(const std::string& device) {
   BenchBackend b;
   try {
     std::string note;
-    b.be = make_backend(BackendOptions{parse_device_choice(device)}, &note);
+    BackendOptions bo;
+    parse_device(device, bo);
+    b.be = make_backend(bo, &note);
     if (device == "cuda" && b.be->device() != Device::CUDA) b.be.reset();
     if (b.be && b.be->device() == Device::CUDA) b.cache_bytes = cuda_peak(0).cache_bytes;
   } catch (const std::exception& e) {

@@ -1,4 +1,4 @@
-// Picks the backend for --device auto|cpu|cuda. auto = CUDA when this build has the CUDA
+// Picks the backend for --device auto|cpu|cuda|cuda:N. auto = CUDA when this build has the CUDA
 // backend and a device is present, else the CPU; the returned note says which was chosen and
 // why (one line, for the program to print).
 #pragma once
@@ -14,16 +14,21 @@ enum class DeviceChoice { Auto, Cpu, Cuda };
 struct BackendOptions {
   DeviceChoice device = DeviceChoice::Auto;
   int threads = 0;             // CPU threads (0: all cores)
-  int cuda_device = 0;
+  int cuda_device = -1;        // the GPU's index (cuda:N); -1: not chosen (GPU 0, or a rank's own)
   bool deterministic = false;  // CUDA: deterministic algorithms only
   bool tf32 = false;           // CUDA: allow TF32 math
 };
 
-// Parses "auto", "cpu", "cuda"; throws std::invalid_argument naming the flag otherwise.
-DeviceChoice parse_device_choice(const std::string& s);
+// Parses --device into o.device and o.cuda_device: "auto", "cpu", "cuda" or "cuda:N" (GPU N
+// of those the process sees, as CUDA_VISIBLE_DEVICES leaves them); throws
+// std::invalid_argument naming the flag otherwise.
+void parse_device(const std::string& s, BackendOptions& o);
 
-// --device cuda without a usable device throws with the reason; auto falls back to the CPU
-// and says so in *note.
+// The words --device takes, for help texts.
+inline constexpr const char* kDeviceHelp = "auto (CUDA when a GPU is present), cpu, cuda or cuda:N (GPU N)";
+
+// --device cuda without a usable device throws with the reason, and so does cuda:N beyond the
+// devices there are; auto falls back to the CPU and says so in *note.
 std::unique_ptr<Backend> make_backend(const BackendOptions& o, std::string* note);
 
 // Whether this binary was built with the CUDA backend.

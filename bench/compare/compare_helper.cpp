@@ -61,7 +61,7 @@ void forward(const std::string& ckpt, const std::string& audio_path, const std::
   const int64_t S = a.shape[1];
 
   BackendOptions bo;
-  bo.device = parse_device_choice(device);
+  parse_device(device, bo);
   bo.threads = threads;
   std::string note;
   auto be = make_backend(bo, &note);

@@ -59,7 +59,7 @@ void run_smoke(const SmokeOptions& o) {
   const bool contrastive = c.loss.name == LossKind::Contrastive;
   const int B = (contrastive ? 2 : 3) * o.triplets;
   BackendOptions bo;
-  bo.device = parse_device_choice(o.device);
+  parse_device(o.device, bo);
   bo.threads = o.threads;
   bo.deterministic = o.deterministic;
   bo.tf32 = o.tf32;

@@ -113,7 +113,7 @@ void run_demo(const DemoRunOptions& o) {
   std::printf("\n== 3. train\n");
   train::TrainOptions to;
   to.config_path = config_path;
-  to.backend.device = parse_device_choice(o.device);
+  parse_device(o.device, to.backend);
   to.backend.threads = o.threads;
   to.prepare_threads = o.threads;
   const train::TrainResult r = train::run_training(cfg, to);
