@@ -4,17 +4,20 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "apps/commands.h"
-#include "engine/train/trainer.h"
 #include "engine/config.h"
+#include "engine/dist/comm.h"
+#include "engine/train/trainer.h"
 
 namespace mg::cli {
 
@@ -48,6 +51,25 @@ struct TrainCliOptions {
   int64_t stop_after = 0;
 };
 
+// The ranks of the run: MPI's when started by mpirun or srun. Rank 0 speaks for the run; the
+// other ranks' standard output goes nowhere (their errors still reach stderr); each rank's CPU
+// backend takes its share of the machine's cores, and its GPU is the one of its local rank
+// unless --device cuda:N names one.
+std::unique_ptr<dist::Comm> join_ranks(train::TrainOptions& to) {
+  std::unique_ptr<dist::Comm> comm = dist::world();
+  if (comm->size() == 1) return comm;
+  if (!comm->leader()) {
+    if (!std::freopen("/dev/null", "w", stdout)) throw std::runtime_error("cannot silence rank's standard output");
+    to.quiet = true;
+  }
+  if (to.backend.cuda_device < 0) to.backend.cuda_device = comm->local_rank();
+  if (to.backend.threads == 0) {
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    to.backend.threads = std::max(1, static_cast<int>(cores) / comm->local_size());
+  }
+  return comm;
+}
+
 void run_train(const TrainCliOptions& o) {
   Config cfg = apply_overrides(load_config(o.config_path), o.overrides);
   resolve_paths(cfg, std::filesystem::path(o.config_path).parent_path().string());
@@ -80,11 +102,18 @@ void run_train(const TrainCliOptions& o) {
     }
   } restore{old_int, old_term};
 
+  const std::unique_ptr<dist::Comm> comm = join_ranks(to);
+  to.comm = comm.get();
   train::TrainResult r;
   try {
     r = train::run_training(cfg, to);
   } catch (const std::invalid_argument& e) {  // the trainer's word for "bad input": exit code 2
+    // A rank that cannot go on ends them all: the others would wait for it in a collective.
+    if (comm->size() > 1) comm->abort(e.what(), 2);
     throw UsageError(e.what());
+  } catch (const std::exception& e) {
+    if (comm->size() > 1) comm->abort(e.what(), 1);
+    throw;
   }
   std::printf("%s\n", r.message.c_str());
   if (r.status == train::TrainStatus::Diverged) throw std::runtime_error("training diverged (see above)");

@@ -47,6 +47,12 @@ class Backend {
   virtual void free_bytes(void* p) = 0;
   virtual void to_device(void* dst, const void* src_host, size_t bytes) = 0;
   virtual void to_host(void* dst_host, const void* src, size_t bytes) = 0;
+  // CUDA: the cudaStream_t the backend enqueues its work on, for libraries that enqueue theirs
+  // in order with it (NCCL's collectives); null on the CPU.
+  virtual void* native_stream() { return nullptr; }
+  // Device memory to device memory, in order with the work around it; the regions must not
+  // overlap.
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void fill(float* p, int64_t n, float value) = 0;
   virtual void synchronize() = 0;
 

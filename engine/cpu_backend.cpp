@@ -52,6 +52,7 @@ class CpuBackend final : public Backend {
   void free_bytes(void* p) override { std::free(p); }
   void to_device(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void fill(float* p, int64_t n, float value) override { fill_cpu(p, n, value); }
   void synchronize() override {}
 

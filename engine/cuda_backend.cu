@@ -160,6 +160,10 @@ class CudaBackend final : public Backend {
     MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
     MG_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
+  void* native_stream() override { return stream_; }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
   void* alloc_host(size_t bytes) override {
     void* p = nullptr;
     const cudaError_t st = cudaMallocHost(&p, bytes ? bytes : 256);

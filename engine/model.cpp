@@ -1,5 +1,6 @@
 #include "engine/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -39,9 +40,17 @@ TensorLayout Model::state_layout(const Config& c) {
   return l;
 }
 
+ModelPlan Model::plan_with_head(ModelPlan p, int head_batch) {
+  if (head_batch != 0 && head_batch < p.batch)
+    throw std::invalid_argument("Model: head_batch " + std::to_string(head_batch) + " < batch " +
+                                std::to_string(p.batch) + " (the head holds every rank's rows)");
+  if (head_batch != 0) p.head_batch = head_batch;
+  return p;
+}
+
 TensorLayout Model::activation_layout(const ModelPlan& p) {
   TensorLayout l;
-  const int64_t B = p.batch;
+  const int64_t B = p.batch, H = p.head_batch;
   l.add("mel", {B, p.n_mels, p.frames});
   if (p.input_norm) l.add("band", {B, p.n_mels, p.frames});
   for (size_t i = 0; i < p.stages.size(); ++i) {
@@ -49,22 +58,22 @@ TensorLayout Model::activation_layout(const ModelPlan& p) {
     l.add("conv." + std::to_string(i), {B, s.conv.Cout, s.t_conv});  // post-ReLU
     if (s.pool) l.add("pool." + std::to_string(i), {B, s.conv.Cout, s.t_out});
   }
-  l.add("pooled", {B, p.head_width()});  // [mean | max | l2] per clip row
-  if (p.head_norm) l.add("norm", {B, p.head_width()});
+  l.add("pooled", {H, p.head_width()});  // [mean | max | l2] per clip row
+  if (p.head_norm) l.add("norm", {H, p.head_width()});
   if (p.dropout > 0) {
-    l.add("dropout", {B, p.head_width()});       // the linear layer's input in training
-    l.add("dropout_mask", {B, p.head_width()});  // 0 or 1 / (1 - p); its gradient twin is unused
+    l.add("dropout", {H, p.head_width()});       // the linear layer's input in training
+    l.add("dropout_mask", {H, p.head_width()});  // 0 or 1 / (1 - p); its gradient twin is unused
   }
-  l.add("linear", {B, p.embedding});
-  l.add("emb", {B, p.embedding});
-  if (p.features_out) l.add("features", {B, p.head_width()});
+  l.add("linear", {H, p.embedding});
+  l.add("emb", {H, p.embedding});
+  if (p.features_out) l.add("features", {H, p.head_width()});
   return l;
 }
 
-Model::Model(const Config& c, Backend& be, int max_batch)
+Model::Model(const Config& c, Backend& be, int max_batch, int head_batch)
     : config_(c),
       be_(be),
-      plan_(make_model_plan(c, max_batch)),
+      plan_(plan_with_head(make_model_plan(c, max_batch), head_batch)),
       params_(be, param_layout(c)),
       grads_(be, param_layout(c)),
       state_(be, state_layout(c)),
@@ -150,10 +159,11 @@ float* Model::stage_input_grad(size_t i) {
   return i == 0 ? nullptr : dacts_.ptr(stage_output(i - 1));  // audio/mel need no gradient
 }
 
-void Model::check_batch(int B, const char* what) const {
-  if (B < 1 || B > plan_.batch)
+void Model::check_batch(int B, const char* what, bool head) const {
+  const int most = head ? plan_.head_batch : plan_.batch;
+  if (B < 1 || B > most)
     throw std::invalid_argument(std::string("Model::") + what + ": batch " + std::to_string(B) + " outside [1, " +
-                                std::to_string(plan_.batch) + "]");
+                                std::to_string(most) + "]");
 }
 
 const float* Model::forward(const float* audio, int B) {
@@ -201,7 +211,11 @@ void Model::forward_conv(int B) {
 }
 
 const float* Model::forward_head(int B) {
-  const int E = plan_.embedding;
+  forward_pool(B);
+  return forward_from_pooled(B);
+}
+
+void Model::forward_pool(int B) {
   // Global pooling: each feature writes its C-wide block of the clip's row of `pooled`.
   const StagePlan& last = plan_.stages.back();
   const int C = last.conv.Cout, D = plan_.head_width(), k = plan_.pooled_features();
@@ -212,7 +226,13 @@ const float* Model::forward_head(int B) {
   be_.mean_time_forward(feat, pooled, rows, last.t_out, out);
   if (k >= 2) be_.max_time_forward(feat, pooled + C, rows, last.t_out, out);
   if (k >= 3) be_.l2_time_forward(feat, pooled + 2 * C, rows, last.t_out, out);
-  const float* head_in = pooled;  // [B, D]
+}
+
+const float* Model::forward_from_pooled(int B) {
+  check_batch(B, "forward_from_pooled", true);
+  const int E = plan_.embedding, D = plan_.head_width();
+  const float* pooled = acts_.ptr("pooled");  // [B, D]
+  const float* head_in = pooled;              // [B, D]
   batch_stats_ = training_ && plan_.head_norm;
   if (plan_.head_norm) {
     be_.batchnorm_forward(pooled, params_.ptr("head_norm.weight"), params_.ptr("head_norm.bias"), acts_.ptr("norm"),
@@ -233,11 +253,13 @@ const float* Model::forward_head(int B) {
 }
 
 void Model::backward_head(const float* demb, int B) {
-  const int E = plan_.embedding;
-  const StagePlan& last = plan_.stages.back();
-  const int C = last.conv.Cout, D = plan_.head_width(), k = plan_.pooled_features();
-  const int64_t head_rows = static_cast<int64_t>(B) * C;
-  const RowOut out{C, D};
+  backward_to_pooled(demb, B);
+  backward_pool(dacts_.ptr("pooled"), B);
+}
+
+void Model::backward_to_pooled(const float* demb, int B) {
+  check_batch(B, "backward_to_pooled", true);
+  const int E = plan_.embedding, D = plan_.head_width();
   if (plan_.head_norm && !batch_stats_)
     throw std::logic_error("Model::backward: the last forward ran in evaluation mode; batch norm's backward needs "
                            "the batch statistics of a training-mode forward");
@@ -256,14 +278,27 @@ void Model::backward_head(const float* demb, int B) {
     be_.batchnorm_backward(dacts_.ptr("norm"), acts_.ptr("pooled"), params_.ptr("head_norm.weight"),
                            dacts_.ptr("pooled"), grads_.ptr("head_norm.weight"), grads_.ptr("head_norm.bias"), B, D,
                            BatchNormParams{});
+}
+
+void Model::backward_pool(const float* dpooled, int B) {
+  const StagePlan& last = plan_.stages.back();
+  const int C = last.conv.Cout, D = plan_.head_width(), k = plan_.pooled_features();
+  const int64_t head_rows = static_cast<int64_t>(B) * C;
+  const RowOut out{C, D};
   // The pooled features' gradients meet in dfeat: the mean's backward writes it, the max's
   // and the L2's add theirs, in that fixed order on every backend.
   const float* feat = acts_.ptr(stage_output(plan_.stages.size() - 1));  // [B, C, T]
-  const float* dpooled = dacts_.ptr("pooled");                             // [B, D]
   float* dfeat = dacts_.ptr(stage_output(plan_.stages.size() - 1));
   be_.mean_time_backward(dpooled, dfeat, head_rows, last.t_out, out);
   if (k >= 2) be_.max_time_backward(dpooled + C, feat, dfeat, head_rows, last.t_out, out, true);
   if (k >= 3) be_.l2_time_backward(dpooled + 2 * C, feat, dfeat, head_rows, last.t_out, out, true);
+}
+
+int64_t Model::trunk_param_floats() const {
+  int64_t end = 0;
+  for (const TensorSpec& s : params_.layout().specs())
+    if (s.name.rfind("conv.", 0) == 0) end = std::max(end, s.offset + s.numel());
+  return end;
 }
 
 void Model::backward_conv(int B) {

@@ -25,7 +25,9 @@ namespace mg {
 
 class Model {
  public:
-  Model(const Config& c, Backend& be, int max_batch);
+  // head_batch: rows of the head's tensors when more than max_batch (0: max_batch), for a
+  // data-parallel step that runs the head over every rank's rows (engine/train_step.h).
+  Model(const Config& c, Backend& be, int max_batch, int head_batch = 0);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -70,6 +72,21 @@ class Model {
   const float* forward_head(int B);             // global pooling, dropout, linear, L2 -> emb [B, E]
   void backward_head(const float* demb, int B);  // -> d(last stage's output), head grads
   void backward_conv(int B);                     // -> conv grads
+  // The head split at the pooled features, for a data-parallel step: forward_head(B) is
+  // forward_pool(B) then forward_from_pooled(B), backward_head(demb, B) is
+  // backward_to_pooled(demb, B) then backward_pool(dpooled(), B). Between them the step gathers
+  // every rank's rows of pooled() and hands each rank its rows of dpooled() back; the head
+  // takes up to plan().head_batch rows.
+  void forward_pool(int B);                           // last stage's output -> pooled [B, D]
+  const float* forward_from_pooled(int B);            // pooled [B, D] -> emb [B, E]
+  void backward_to_pooled(const float* demb, int B);  // -> dpooled [B, D], head grads
+  void backward_pool(const float* dpooled, int B);    // dpooled [B, D] -> d(last stage's output)
+  float* pooled() { return acts_.ptr("pooled"); }     // [head_batch, D]
+  float* dpooled() { return dacts_.ptr("pooled"); }   // [head_batch, D]
+  // The conv stack's parameters lead the flat buffer: params().data()[0, trunk_param_floats())
+  // (padding included). A data-parallel step sums their gradients over the ranks; the head's
+  // are the same on every rank already.
+  int64_t trunk_param_floats() const;
 
   // Training mode (the default, as a fresh torch module) applies dropout when model.dropout >
   // 0 and normalises the pooled features with the batch's statistics (updating the running
@@ -104,9 +121,10 @@ class Model {
   Backend& backend() { return be_; }
 
  private:
+  static ModelPlan plan_with_head(ModelPlan p, int head_batch);
   static TensorLayout activation_layout(const ModelPlan& p);
   void reset_running_stats();
-  void check_batch(int B, const char* what) const;
+  void check_batch(int B, const char* what, bool head = false) const;
   Conv1dDims stage_dims(size_t i, int B) const;
   const float* stage_input(size_t i) const;
   float* stage_input_grad(size_t i);

@@ -77,6 +77,7 @@ ModelPlan make_model_plan(const Config& c, int batch) {
 
   ModelPlan p;
   p.batch = batch;
+  p.head_batch = batch;
   p.samples = c.audio.clip_samples();
   p.n_mels = c.mel.n_mels;
   p.embedding = c.model.embedding;

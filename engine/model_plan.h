@@ -6,6 +6,8 @@
 //   stage i: conv_i [B, C_i, Tc_i]      Tc_i = T_{i-1} + pad - K + 1   (T_0 = F, C_0 = n_mels)
 //            relu in place
 //            pool_i [B, C_i, Tc_i / P]  (every stage but the last)
+//   (the tensors from pooled on have head_batch >= B rows: a data-parallel step gathers every
+//   rank's pooled rows there and runs the head over the global batch)
 //   pooled  [B, k C_last]               global pooling over time, per clip row [mean | max | l2]:
 //                                       k = 1 (mean), 2 (mean_max), 3 (mean_max_l2)
 //   norm    [B, k C_last]               model.head_norm = batch: batch normalisation per feature
@@ -39,6 +41,9 @@ struct StagePlan {
 
 struct ModelPlan {
   int batch = 0;
+  // Rows of the head's tensors (pooled .. features): batch, or the global batch of a
+  // data-parallel run, whose head runs over every rank's rows (engine/train_step.h).
+  int head_batch = 0;
   int64_t samples = 0;  // S
   int frames = 0;       // F
   int n_mels = 0;

@@ -7,7 +7,7 @@
 namespace mg {
 
 TrainStep::TrainStep(Model& model) : model_(model), be_(model.backend()) {
-  triplets_ = be_.alloc<int32_t>(3 * static_cast<int64_t>(model.max_batch()));
+  triplets_ = be_.alloc<int32_t>(3 * static_cast<int64_t>(model.plan().head_batch));
   stats_ = be_.alloc<float>(2);
   be_.fill(stats_, 2, 0.0f);
 }
@@ -18,6 +18,7 @@ TrainStep::~TrainStep() {
   if (hops_) be_.free_bytes(hops_);
   if (mine_counts_) be_.free_bytes(mine_counts_);
   if (contrastive_ws_) be_.free_bytes(contrastive_ws_);
+  if (gathered_) be_.free_bytes(gathered_);
 }
 
 std::vector<int32_t> TrainStep::offline_triplets(int n) {
@@ -40,9 +41,9 @@ std::vector<uint8_t> TrainStep::pair_hops(int n, int far) {
 
 void TrainStep::set_triplets(const std::vector<int32_t>& table) {
   const size_t n = table.size() / 3;
-  if (table.size() % 3 != 0 || n == 0 || n > static_cast<size_t>(model_.max_batch()))
+  if (table.size() % 3 != 0 || n == 0 || n > static_cast<size_t>(model_.plan().head_batch))
     throw std::invalid_argument("TrainStep: triplet table of " + std::to_string(table.size()) +
-                                " entries; need 3 * n with 1 <= n <= " + std::to_string(model_.max_batch()));
+                                " entries; need 3 * n with 1 <= n <= " + std::to_string(model_.plan().head_batch));
   be_.to_device(triplets_, table.data(), table.size() * sizeof(int32_t));
   if (mode_ != Mode::Table) {  // recorded graphs mine or run the contrastive loss; this table must be used as it is
     mode_ = Mode::Table;
@@ -52,7 +53,7 @@ void TrainStep::set_triplets(const std::vector<int32_t>& table) {
 }
 
 void TrainStep::set_in_batch(const std::vector<uint8_t>& hops, int anchors, const char* who) {
-  const int max_batch = model_.max_batch();
+  const int max_batch = model_.plan().head_batch;
   if (anchors < 1 || 2 * static_cast<int64_t>(anchors) > max_batch || anchors > kMaxMiningAnchors)
     throw std::invalid_argument(std::string("TrainStep::") + who + ": " + std::to_string(anchors) +
                                 " anchors; need 1 <= anchors <= " +
@@ -87,7 +88,7 @@ void TrainStep::set_contrastive(const std::vector<uint8_t>& hops, int anchors, i
   check_contrastive_params(ContrastiveLossParams{1.0, pos_hops, neg_hops});
   set_in_batch(hops, anchors, "set_contrastive");
   if (!contrastive_ws_)  // first use: never inside a capture
-    contrastive_ws_ = be_.alloc_bytes(contrastive_workspace_bytes(model_.max_batch()));
+    contrastive_ws_ = be_.alloc_bytes(contrastive_workspace_bytes(model_.plan().head_batch));
   if (mode_ != Mode::Contrastive || anchors != n_triplets_ || pos_hops != pos_hops_ || neg_hops != neg_hops_)
     forget_captures();
   mode_ = Mode::Contrastive;
@@ -98,8 +99,59 @@ void TrainStep::set_contrastive(const std::vector<uint8_t>& hops, int anchors, i
 
 void TrainStep::forget_captures() { phases_.clear(); }
 
-void TrainStep::forward_backward(const float* audio, int batch, const LossConfig& loss) {
+void TrainStep::set_data_parallel(dist::Comm& comm) {
+  const int world = comm.size();
+  if (static_cast<int64_t>(world) * model_.max_batch() > model_.plan().head_batch)
+    throw std::invalid_argument("TrainStep::set_data_parallel: " + std::to_string(world) + " ranks of " +
+                                std::to_string(model_.max_batch()) + " rows need a model whose head takes " +
+                                std::to_string(world * model_.max_batch()) + " rows (it takes " +
+                                std::to_string(model_.plan().head_batch) + ")");
+  comm_ = &comm;
+  if (!gathered_)  // never inside a capture
+    gathered_ = be_.alloc<float>(static_cast<int64_t>(model_.plan().head_batch) * model_.plan().head_width());
+  forget_captures();
+}
+
+// Every rank's pooled rows, in the order one process would have them. A batch is `blocks`
+// blocks (anchors, positives[, negatives]) of n rows; rank r holds rows [r n/R, (r+1) n/R) of
+// each block, so its block k lands at global row k n + r n/R. gathered_ holds the allgather's
+// rank-major rows on the way.
+const float* TrainStep::gather_and_forward_head(int batch, int blocks) {
+  const int world = comm_->size(), D = model_.plan().head_width();
+  const size_t per = static_cast<size_t>(batch / blocks);  // a block's rows on this rank
+  const size_t row = static_cast<size_t>(D) * sizeof(float);
+  comm_->allgather(model_.pooled(), gathered_, static_cast<int64_t>(batch) * D);
+  for (int r = 0; r < world; ++r)
+    for (int k = 0; k < blocks; ++k)
+      be_.copy(model_.pooled() + (static_cast<size_t>(k * world + r) * per) * static_cast<size_t>(D),
+               gathered_ + (static_cast<size_t>(r) * static_cast<size_t>(batch) + k * per) * static_cast<size_t>(D),
+               per * row);
+  return model_.forward_from_pooled(batch * world);
+}
+
+// This rank's rows of the global dpooled, back in its own order (gathered_ as the staging), then
+// the rest of the backward on them; the conv stack's gradients summed over the ranks.
+void TrainStep::backward_own_rows(const float* demb, int batch, int blocks) {
+  const int world = comm_->size(), D = model_.plan().head_width();
+  const size_t per = static_cast<size_t>(batch / blocks);
+  model_.backward_to_pooled(demb, batch * world);
+  for (int k = 0; k < blocks; ++k)
+    be_.copy(gathered_ + k * per * static_cast<size_t>(D),
+             model_.dpooled() + (static_cast<size_t>(k * world + comm_->rank()) * per) * static_cast<size_t>(D),
+             per * static_cast<size_t>(D) * sizeof(float));
+  model_.backward_pool(gathered_, batch);
+  model_.backward_conv(batch);
+  comm_->allreduce_sum(model_.grads().data(), model_.trunk_param_floats());
+}
+
+void TrainStep::forward_backward(const float* audio, int local_batch, const LossConfig& loss) {
   if (n_triplets_ == 0) throw std::logic_error("TrainStep: set_triplets() before the first step");
+  const int world = comm_ ? comm_->size() : 1;
+  const int batch = local_batch * world;  // the global batch's rows
+  const int blocks = mode_ == Mode::Table ? 3 : 2;
+  if (comm_ && local_batch % blocks != 0)
+    throw std::invalid_argument("TrainStep: a rank's batch of " + std::to_string(local_batch) +
+                                " rows is not whole blocks of " + std::to_string(blocks));
   if (mode_ != Mode::Table && batch != 2 * n_triplets_)
     throw std::invalid_argument("TrainStep: a batch of " + std::to_string(n_triplets_) +
                                 " anchors and their positives has " + std::to_string(2 * n_triplets_) +
@@ -110,7 +162,15 @@ void TrainStep::forward_backward(const float* audio, int batch, const LossConfig
                                : "TrainStep: set_contrastive() was called but the loss is the triplet loss");
   const int E = model_.plan().embedding;
   model_.zero_grad();
-  const float* emb = model_.forward(audio, batch);
+  const float* emb = nullptr;  // [batch, E]: every rank's rows
+  if (!comm_) {
+    emb = model_.forward(audio, batch);
+  } else {
+    model_.forward_mel(audio, local_batch);
+    model_.forward_conv(local_batch);
+    model_.forward_pool(local_batch);
+    emb = gather_and_forward_head(local_batch, blocks);
+  }
   float* demb = model_.demb_buffer();
   if (mode_ == Mode::Contrastive) {
     be_.contrastive_loss(emb, hops_, batch, E, ContrastiveLossParams{loss.temperature, pos_hops_, neg_hops_}, stats_,
@@ -121,7 +181,10 @@ void TrainStep::forward_backward(const float* audio, int batch, const LossConfig
                         triplets_, mine_counts_);
     be_.triplet_loss(emb, triplets_, n_triplets_, batch, E, loss, stats_, demb);
   }
-  model_.backward(demb, batch);
+  if (!comm_)
+    model_.backward(demb, batch);
+  else
+    backward_own_rows(demb, local_batch, blocks);
 }
 
 void TrainStep::step(const float* audio, int batch, const LossConfig& loss, Optimizer& opt, double lr) {

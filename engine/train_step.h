@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/config.h"
+#include "engine/dist/comm.h"
 #include "engine/model.h"
 #include "engine/optimizer.h"
 
@@ -53,6 +54,18 @@ class TrainStep {
   // (kernels/contrastive_loss_cpu.h). The loss given to the step must then be the contrastive
   // one (its temperature). set_triplets() switches it off.
   void set_contrastive(const std::vector<uint8_t>& hops, int anchors, int pos_hops, int neg_hops);
+
+  // Data-parallel over comm's ranks: `batch` in the calls below is then this rank's rows, 1/R of
+  // the global batch in every block (rank r holds rows [r n/R, (r+1) n/R) of the anchors, of
+  // the positives and of the negatives), while the triplet table or the hops describe the global
+  // batch. Each rank runs the mel and the conv stack on its rows; the pooled features of every
+  // rank are gathered, and the head (batch norm over the global batch), the mining and the loss
+  // run over all of them on every rank alike; each rank backpropagates its own rows through the
+  // conv stack, and those gradients are summed over the ranks. The step is then the one process
+  // step on the global batch, up to the order of the sums; the model needs
+  // head_batch >= R * max_batch. Tables and hops set before or after alike. One rank takes the
+  // same path (the gather a copy, the sum nothing), which the tests compare with the plain step.
+  void set_data_parallel(dist::Comm& comm);
 
   // Forward + loss + backward; gradients end up in model.grads() (zeroed first).
   // Returns nothing to the host: stats stay on the device until read_stats().
@@ -100,6 +113,12 @@ class TrainStep {
   void* contrastive_ws_ = nullptr;  // device contrastive_workspace_bytes(max_batch)
   void set_in_batch(const std::vector<uint8_t>& hops, int anchors, const char* who);
   void forget_captures();
+
+  // Data-parallel (set_data_parallel); null: one process.
+  dist::Comm* comm_ = nullptr;
+  float* gathered_ = nullptr;  // device [head_batch, D]: the allgather's rows, then this rank's dpooled
+  const float* gather_and_forward_head(int batch, int blocks);
+  void backward_own_rows(const float* demb, int batch, int blocks);
 
   // The one cache of captured graphs: the whole step (step()) and the trainer's two phases,
   // each keyed by what it was recorded for, so a change of any of these records a new one

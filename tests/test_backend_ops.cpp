@@ -45,6 +45,8 @@
 #include "engine/cuda_backend.h"
 #endif
 #include "engine/config.h"
+#include "engine/dist/comm.h"
+#include "engine/dist/nccl_comm.h"
 #include "engine/model.h"
 #include "engine/optimizer.h"
 #include "engine/train_step.h"
@@ -1503,7 +1505,8 @@ Config train_config(Padding padding) {
 constexpr int kTrainSteps = 5;
 constexpr int kTriplets = 5;  // batch of 15 clips
 
-TrainResult train(Backend& be, const Config& c, bool capture) {
+// data_parallel: the step of one rank of a data-parallel run (TrainStep::set_data_parallel).
+TrainResult train(Backend& be, const Config& c, bool capture, dist::Comm* data_parallel = nullptr) {
   TrainResult r;
   const int B = 3 * kTriplets;
   Model model(c, be, B);
@@ -1511,6 +1514,7 @@ TrainResult train(Backend& be, const Config& c, bool capture) {
   Optimizer opt(be, model.params().layout(), c.optim);
   TrainStep ts(model);
   ts.set_capture(capture);
+  if (data_parallel) ts.set_data_parallel(*data_parallel);
   ts.set_triplets(TrainStep::offline_triplets(kTriplets));
   const int64_t S = c.audio.clip_samples();
   const auto audio = test::random_audio(B, S, 23, c.audio.sample_rate);
@@ -1642,6 +1646,48 @@ Config head_config() {
 }
 
 TEST(TrainStepCudaHead, PooledDropoutFiveAdamStepsMatchCpu) { expect_five_steps_match_cpu(head_config()); }
+
+// The data-parallel step of one rank (pooled rows gathered and handed back, the conv stack's
+// gradients summed over the one rank) puts every row where the plain step has it and computes
+// the same thing: the same bits, on each backend.
+TEST(TrainStepDataParallel, OneRankIsThePlainStepOnTheCpu) {
+  const auto cpu = make_cpu_backend(2);
+  const Config c = head_config();
+  const auto one = dist::single_process();
+  expect_bit_identical(train(*cpu, c, true, one.get()), train(*cpu, c, true), "one rank vs the plain step, cpu");
+}
+
+TEST(TrainStepDataParallel, OneRankIsThePlainStepOnCuda) {
+  CudaAttempt cuda = try_cuda(true);
+  MG_SKIP_WITHOUT_CUDA(cuda);
+  const Config c = head_config();
+  const auto one = dist::single_process();
+  expect_bit_identical(train(*cuda.be, c, true, one.get()), train(*cuda.be, c, true),
+                       "one rank vs the plain step, cuda");
+}
+
+// The same with NCCL's collectives on the CUDA backend's stream, over one rank: the step of
+// every rank of a multi-GPU run, run where one GPU is all there is (gpu-check's NCCL case).
+TEST(TrainStepDataParallel, OneRankNcclIsThePlainStepOnCuda) {
+  CudaAttempt cuda = try_cuda(true);
+  MG_SKIP_WITHOUT_CUDA(cuda);
+  if (cuda.stand_in) GTEST_SKIP() << "NCCL needs the CUDA backend, not the CPU stand-in";
+  if (!dist::nccl_built()) {
+    if (env_flag("MELGRAPH_REQUIRE_CUDA")) FAIL() << "MELGRAPH_REQUIRE_CUDA=1: this build has no NCCL (nccl.h)";
+    GTEST_SKIP() << "this build has no NCCL (nccl.h was not found at configure)";
+  }
+  const Config c = head_config();
+  const auto host = dist::single_process();
+  std::unique_ptr<dist::Comm> nccl;
+  try {
+    nccl = dist::nccl_comm(*host, cuda.be->native_stream(), 0);
+  } catch (const std::exception& e) {
+    if (env_flag("MELGRAPH_REQUIRE_CUDA")) FAIL() << "MELGRAPH_REQUIRE_CUDA=1: " << e.what();
+    GTEST_SKIP() << e.what();
+  }
+  expect_bit_identical(train(*cuda.be, c, true, nccl.get()), train(*cuda.be, c, true),
+                       "one NCCL rank vs the plain step");
+}
 
 INSTANTIATE_TEST_SUITE_P(Padding, TrainStepCuda, ::testing::Values(Padding::Valid, Padding::Same),
                          [](const ::testing::TestParamInfo<Padding>& p) {

@@ -15,10 +15,20 @@ struct StopAt {
   long long n = 0;
 };
 
+// MELGRAPH_STOP_RANK=<r> arms the stop point in rank r of an mpirun/srun launch only (the rank
+// the launcher put in the environment), so that a test can kill one rank of a run.
+bool this_rank_stops() {
+  const char* want = std::getenv("MELGRAPH_STOP_RANK");
+  if (!want) return true;
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"})
+    if (const char* rank = std::getenv(name)) return std::string(rank) == want;
+  return std::string(want) == "0";  // not launched: a single process is rank 0
+}
+
 StopAt parse_stop_at() {
   StopAt s;
   const char* v = std::getenv("MELGRAPH_STOP_AT");
-  if (!v) return s;
+  if (!v || !this_rank_stops()) return s;
   const std::string spec(v);
   const size_t colon = spec.rfind(':');
   if (colon == std::string::npos || colon == 0) return s;

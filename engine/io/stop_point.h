@@ -2,7 +2,8 @@
 // the environment, the process stops itself (SIGSTOP) the n-th time it passes stop_point(<point>),
 // so that the test can kill -9 it at exactly that moment rather than after a guessed delay,
 // which would land elsewhere on a loaded machine. Without the variable a stop point does
-// nothing. Not for use outside tests.
+// nothing. With MELGRAPH_STOP_RANK=<r> as well, only rank r of an mpirun/srun launch stops.
+// Not for use outside tests.
 //
 // The points (each documented where it is passed):
 //   train.step         engine/train/trainer.cpp: a step's update made and its metrics buffered

@@ -20,7 +20,7 @@ int64_t pick(uint32_t u, int64_t n) {
 }  // namespace
 
 BatchLoader::BatchLoader(const TrainingData& data, const audio::AudioCache& cache, std::vector<int64_t> cache_index,
-                         const Config& cfg, Backend& be, int64_t first_step, int64_t last_step)
+                         const Config& cfg, Backend& be, int64_t first_step, int64_t last_step, Shard shard)
     : data_(data),
       cache_(cache),
       cache_index_(std::move(cache_index)),
@@ -28,10 +28,16 @@ BatchLoader::BatchLoader(const TrainingData& data, const audio::AudioCache& cach
       be_(be),
       first_(first_step),
       last_(last_step),
+      shard_(shard),
       next_step_(first_step),
       release_step_(first_step) {
   const int B = cfg.train.batch_triplets;
   rows_ = in_batch_layout(cfg) ? 2 * B : 3 * B;
+  if (shard_.ranks < 1 || shard_.rank < 0 || shard_.rank >= shard_.ranks || B % shard_.ranks != 0)
+    throw std::invalid_argument("BatchLoader: rank " + std::to_string(shard_.rank) + " of " +
+                                std::to_string(shard_.ranks) + " cannot take an even share of " + std::to_string(B) +
+                                " anchors");
+  local_rows_ = rows_ / shard_.ranks;
   clip_samples_ = cfg.audio.clip_samples();
   const auto n_anchors = static_cast<int64_t>(data.anchors.size());
   steps_per_epoch_ = std::max<int64_t>(1, (n_anchors + B - 1) / B);
@@ -40,7 +46,7 @@ BatchLoader::BatchLoader(const TrainingData& data, const audio::AudioCache& cach
   threads_ = std::max(1, cfg.train.loader_threads);
   // One slot per thread plus the two the trainer holds: every thread can work ahead.
   slots_.resize(static_cast<size_t>(threads_) + 2);
-  const size_t bytes = static_cast<size_t>(rows_) * static_cast<size_t>(clip_samples_) * sizeof(float);
+  const size_t bytes = static_cast<size_t>(local_rows_) * static_cast<size_t>(clip_samples_) * sizeof(float);
   try {
     for (size_t i = 0; i < slots_.size(); ++i) {
       slots_[i].batch.audio = static_cast<float*>(be_.alloc_host(bytes));
@@ -81,7 +87,7 @@ int32_t BatchLoader::anchor_at(int64_t position, std::vector<int32_t>& perm, int
 void BatchLoader::build(int64_t step, Batch& b, std::vector<int32_t>& perm, int64_t& perm_epoch) {
   const int B = cfg_.train.batch_triplets;
   const uint64_t seed = cfg_.train.seed;
-  b.rows = rows_;  // b.step is already `step` (the slot was waiting for it)
+  b.rows = local_rows_;  // b.step is already `step` (the slot was waiting for it)
   std::vector<int32_t> table_item(static_cast<size_t>(rows_));  // per row: index into train_items
   for (int i = 0; i < B; ++i) {
     const int64_t position = (step - 1) * B + i;
@@ -105,16 +111,18 @@ void BatchLoader::build(int64_t step, Batch& b, std::vector<int32_t>& perm, int6
     for (size_t i = 0; i < d.size(); ++i) b.hops[i] = static_cast<uint8_t>(std::min(d[i], 255));
     b.triplets.clear();
   }
-  b.items.resize(static_cast<size_t>(rows_));
+  b.items.resize(static_cast<size_t>(local_rows_));
   const int64_t S = clip_samples_;
-  for (int r = 0; r < rows_; ++r) {
+  const int per = B / shard_.ranks;  // this rank's rows of each block
+  for (int l = 0; l < local_rows_; ++l) {
+    const int r = (l / per) * B + shard_.rank * per + l % per;  // the global row
     const int32_t t = table_item[static_cast<size_t>(r)];
-    b.items[static_cast<size_t>(r)] = data_.train_items[static_cast<size_t>(t)];
+    b.items[static_cast<size_t>(l)] = data_.train_items[static_cast<size_t>(t)];
     const int64_t ci = cache_index_[static_cast<size_t>(t)];
     const int64_t len = cache_.entry(ci).length;
     const uint64_t draw = static_cast<uint64_t>(step) * static_cast<uint64_t>(rows_) + static_cast<uint64_t>(r);
     const int64_t start = len > S ? pick(philox_u32(seed, kCropStream, draw), len - S + 1) : 0;
-    float* clip = b.audio + static_cast<size_t>(r) * static_cast<size_t>(S);
+    float* clip = b.audio + static_cast<size_t>(l) * static_cast<size_t>(S);
     cache_.read_clip(ci, start, S, cfg_.audio.short_clip, clip);
     augment_clip(clip, S, cfg_.augment, cfg_.audio.sample_rate, seed, static_cast<uint64_t>(step),
                  static_cast<uint64_t>(r));
@@ -145,7 +153,7 @@ void BatchLoader::worker(int w) {
       std::lock_guard<std::mutex> lock(mu_);
       slot.ready = true;
       stats_.batches += 1;
-      stats_.clips += rows_;
+      stats_.clips += local_rows_;
       stats_.busy_seconds += busy;
     }
     cv_.notify_all();

@@ -15,6 +15,11 @@
 //                     or the loss
 // Anchors: epoch e visits every anchor once in a Philox-shuffled order (stream kEpochStream + e);
 // step s (1-based) of the run takes anchors [(s - 1) B, s B) of that sequence, epochs chained.
+//
+// A rank of a data-parallel run of R ranks (engine/train_step.h) loads its share of the same
+// global batch: rows [r B/R, (r+1) B/R) of every block (anchors, positives, negatives), in that
+// order, with the crops and augmentation draws of their global rows; the triplet table or hops
+// describe the global batch. So the batches, and the run, do not depend on R.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -33,11 +38,17 @@ namespace mg::train {
 
 struct Batch {
   int64_t step = 0;
-  int rows = 0;                     // clips in the batch
+  int rows = 0;                     // clips in this rank's share of the batch
   float* audio = nullptr;           // host [rows, S] (Backend::alloc_host)
-  std::vector<int32_t> triplets;    // offline: [B, 3] row indices
-  std::vector<uint8_t> hops;        // in-batch: [rows, rows]
-  std::vector<int32_t> items;       // per row: index into TrainingData::items
+  std::vector<int32_t> triplets;    // offline: [B, 3] row indices of the global batch
+  std::vector<uint8_t> hops;        // in-batch: [global rows, global rows]
+  std::vector<int32_t> items;       // per row of audio: index into TrainingData::items
+};
+
+// Which share of every batch a loader builds: rank `rank` of `ranks`.
+struct Shard {
+  int rank = 0;
+  int ranks = 1;
 };
 
 struct LoaderStats {
@@ -57,7 +68,7 @@ class BatchLoader {
   // Batches for steps first_step..last_step (1-based, inclusive). cache_index[t] is the cache
   // entry of training item t (TrainingData::train_items order).
   BatchLoader(const TrainingData& data, const audio::AudioCache& cache, std::vector<int64_t> cache_index,
-              const Config& cfg, Backend& be, int64_t first_step, int64_t last_step);
+              const Config& cfg, Backend& be, int64_t first_step, int64_t last_step, Shard shard = {});
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -69,7 +80,7 @@ class BatchLoader {
   // The trainer is done with the oldest batch it holds (and the device no longer reads it).
   void release();
 
-  int rows_per_batch() const { return rows_; }
+  int rows_per_batch() const { return local_rows_; }  // this rank's
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
   LoaderStats stats() const;
 
@@ -93,7 +104,9 @@ class BatchLoader {
   Config cfg_;
   Backend& be_;
   int64_t first_, last_;
-  int rows_ = 0;
+  int rows_ = 0;  // the global batch's
+  Shard shard_;
+  int local_rows_ = 0;  // this rank's: rows_ / shard_.ranks
   int64_t clip_samples_ = 0;
   int64_t steps_per_epoch_ = 1;
 

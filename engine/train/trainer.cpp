@@ -20,6 +20,7 @@
 #include "engine/audio/audio_cache.h"
 #include "engine/audio/prepare.h"
 #include "engine/checkpoint.h"
+#include "engine/dist/nccl_comm.h"
 #include "engine/embed/embedder.h"
 #include "engine/io/atomic_file.h"
 #include "engine/io/file_lock.h"
@@ -228,7 +229,14 @@ class BatchFeed {
 // in the order they come to exist.
 class TrainingRun {
  public:
-  TrainingRun(const Config& cfg, const TrainOptions& o) : cfg_(cfg), o_(o) { check_run_dir(); }
+  TrainingRun(const Config& cfg, const TrainOptions& o)
+      : cfg_(cfg),
+        o_(o),
+        own_comm_(o.comm ? nullptr : dist::single_process()),
+        comm_(o.comm ? *o.comm : *own_comm_),
+        leader_(comm_.leader()) {
+    check_run_dir();
+  }
 
   // ---- the phases -------------------------------------------------------------------------
   void prepare_data();     // the graph, the selection, the audio cache; held_out_items.txt
@@ -253,9 +261,22 @@ class TrainingRun {
   void save_last(int64_t s);
   std::string finished_message(const std::string& how) const;
   TrainResult end(TrainStatus status, RunStatus db_status, int64_t steps, std::string message);
+  // runs.sqlite is the leader's (rank 0's); on the other ranks these do nothing.
+  void log_metric(int64_t s, const std::string& name, double value) {
+    if (db_) db_->log(ts_.run_id, s, name, value);
+  }
+  void flush_metrics() {
+    if (db_) db_->flush();
+  }
+  void share_model_state();
 
   Config cfg_;
   const TrainOptions& o_;
+  // The ranks of a data-parallel run (one process: a single_process() of our own). Every rank
+  // runs every phase alike; the leader (rank 0) alone writes the run directory's files.
+  std::unique_ptr<dist::Comm> own_comm_;
+  dist::Comm& comm_;
+  bool leader_ = true;
   std::optional<FileLock> run_lock_;  // run_dir/train.lock: one training process per run directory
   fs::path run_dir_, last_path_, best_path_;
   std::string cache_dir_;
@@ -266,7 +287,9 @@ class TrainingRun {
   std::vector<int64_t> train_cache_;  // ... of every training item
 
   std::unique_ptr<Backend> be_;
-  int B_ = 0, rows_ = 0;
+  std::unique_ptr<dist::Comm> device_comm_;  // NCCL over comm_'s ranks, for a CUDA backend
+  int B_ = 0, rows_ = 0;                     // the global batch: anchors and clips
+  int local_rows_ = 0;                       // this rank's clips: rows_ / ranks
   bool mining_ = false, contrastive_ = false;
   std::unique_ptr<Model> model_;
   std::unique_ptr<Optimizer> opt_;
@@ -274,7 +297,7 @@ class TrainingRun {
   int64_t steps_per_epoch_ = 1, total_ = 0;
   LrSchedulePlan schedule_;
 
-  std::unique_ptr<RunDb> db_;
+  std::unique_ptr<RunDb> db_;  // the leader's; null on the other ranks
   TrainerState ts_;
   int64_t done_ = 0;        // steps taken before this invocation
   int64_t last_saved_ = 0;  // the step of last.safetensors
@@ -284,16 +307,24 @@ class TrainingRun {
 };
 
 void TrainingRun::check_run_dir() {
+  const int B = cfg_.train.batch_triplets, ranks = comm_.size();
+  if (B % ranks != 0)
+    throw std::invalid_argument("train.batch_triplets " + std::to_string(B) +
+                                " is the global batch and does not split "
+                                "evenly over " +
+                                std::to_string(ranks) + " ranks; use a multiple of " + std::to_string(ranks) +
+                                " (e.g. " + std::to_string((B / ranks + 1) * ranks) + ")");
   if (cfg_.data.edges.empty())
     throw std::invalid_argument("data.edges is not set: the training run needs the preference graph's edge list");
   if (cfg_.data.catalog.empty())
     throw std::invalid_argument("data.catalog is not set: the training run needs the audio catalog (id, path)");
   run_dir_ = fs::path(cfg_.data.run_dir);
   fs::create_directories(run_dir_);
-  try {
-    run_lock_.emplace((run_dir_ / "train.lock").string(),
-                      "another melgraph train is using " + run_dir_.string() +
-                          "; wait for it to end, or choose another data.run_dir (--set data.run_dir=...)");
+  try {  // the leader's: the other ranks of the run are its own
+    if (leader_)
+      run_lock_.emplace((run_dir_ / "train.lock").string(),
+                        "another melgraph train is using " + run_dir_.string() +
+                            "; wait for it to end, or choose another data.run_dir (--set data.run_dir=...)");
   } catch (const FileLockBusy& e) {
     throw std::invalid_argument(e.what());
   }
@@ -321,7 +352,7 @@ void TrainingRun::check_run_dir() {
                                   " was trained with; resume with the same config (see " +
                                   (run_dir_ / "config.toml").string() + ")");
   }
-  write_file_atomic((run_dir_ / "config.toml").string(), to_toml(cfg_));
+  if (leader_) write_file_atomic((run_dir_ / "config.toml").string(), to_toml(cfg_));
 }
 
 void TrainingRun::prepare_data() {
@@ -333,7 +364,7 @@ void TrainingRun::prepare_data() {
   for (size_t i = 0; i < item_cache_.size(); ++i)
     if (item_cache_[i] < 0) throw std::logic_error("item " + data_.items[i].id + " is missing from the cache");
   std::printf("%s\n(graph and audio ready in %.1f s)\n", data_.summary().c_str(), seconds_since(t0));
-  write_held_out_items(data_, (run_dir_ / kHeldOutItemsFile).string());
+  if (leader_) write_held_out_items(data_, (run_dir_ / kHeldOutItemsFile).string());
 }
 
 void TrainingRun::build_model() {
@@ -347,10 +378,21 @@ void TrainingRun::build_model() {
     std::printf("note: train.mining applies to the triplet loss only; the contrastive loss takes every other row of "
                 "the batch as a negative\n");
   rows_ = static_cast<int>(batch_rows(cfg_));
-  model_ = std::make_unique<Model>(cfg_, *be_, rows_);
+  const int ranks = comm_.size();
+  local_rows_ = rows_ / ranks;
+  model_ = std::make_unique<Model>(cfg_, *be_, local_rows_, rows_);
   opt_ = std::make_unique<Optimizer>(*be_, Model::param_layout(cfg_), cfg_.optim);
   step_ = std::make_unique<TrainStep>(*model_);
   step_->set_capture(o_.capture);
+  if (ranks > 1) {
+    // On a GPU the step's collectives are NCCL's, on the backend's stream; the control ones stay
+    // with the host communicator.
+    if (be_->device() == Device::CUDA)
+      device_comm_ = dist::nccl_comm(comm_, be_->native_stream(), std::max(0, o_.backend.cuda_device));
+    step_->set_data_parallel(device_comm_ ? *device_comm_ : comm_);
+    std::printf("data-parallel: %s, %d of the %d clips of every step on each\n",
+                (device_comm_ ? *device_comm_ : comm_).describe().c_str(), local_rows_, rows_);
+  }
   if (!in_batch_layout(cfg_)) step_->set_triplets(TrainStep::offline_triplets(B_));
 
   steps_per_epoch_ = std::max<int64_t>(1, (static_cast<int64_t>(data_.anchors.size()) + B_ - 1) / B_);
@@ -359,16 +401,18 @@ void TrainingRun::build_model() {
 }
 
 void TrainingRun::start_or_resume() {
-  db_ = std::make_unique<RunDb>((run_dir_ / "runs.sqlite").string());
+  if (leader_) db_ = std::make_unique<RunDb>((run_dir_ / "runs.sqlite").string());
   if (o_.resume) {
     const TrainState st = load_checkpoint(last_path_.string(), *model_, opt_.get());
     done_ = st.step;
     ts_ = TrainerState::from_json(st.trainer, last_path_.string());
     // A finished run resumed with nothing left to do keeps its row (status and final message).
-    const RunStatus was = done_ >= total_ || stopped_early() ? db_->run(ts_.run_id).value_or(RunRecord{}).status
-                                                             : db_->resume_run(ts_.run_id, done_);
-    std::printf("resuming run %lld at step %lld of %lld (it was %s)\n", static_cast<long long>(ts_.run_id),
-                static_cast<long long>(done_), static_cast<long long>(total_), to_string(was));
+    if (db_) {
+      const RunStatus was = done_ >= total_ || stopped_early() ? db_->run(ts_.run_id).value_or(RunRecord{}).status
+                                                               : db_->resume_run(ts_.run_id, done_);
+      std::printf("resuming run %lld at step %lld of %lld (it was %s)\n", static_cast<long long>(ts_.run_id),
+                  static_cast<long long>(done_), static_cast<long long>(total_), to_string(was));
+    }
   } else {
     model_->init_params(cfg_.train.seed);
     if (cfg_.model.input_norm == InputNorm::Band) {
@@ -383,16 +427,30 @@ void TrainingRun::start_or_resume() {
     info.name = run_dir_.filename().string();
     info.config = to_toml(cfg_);
     info.seed = cfg_.train.seed;
-    info.device = be_->describe();
-    ts_.run_id = db_->begin_run(info);
+    info.device = be_->describe() + (comm_.size() > 1 ? "; " + comm_.describe() : std::string());
+    if (db_) ts_.run_id = db_->begin_run(info);
     std::printf("run %lld in %s: %lld steps of %d %s (%d clips), %lld steps per epoch\n",
                 static_cast<long long>(ts_.run_id), run_dir_.string().c_str(), static_cast<long long>(total_), B_,
                 batch_unit(cfg_), rows_, static_cast<long long>(steps_per_epoch_));
   }
+  share_model_state();
   last_saved_ = done_;
   result_.run_id = ts_.run_id;
   result_.held_out_groups = data_.held_out_groups;
-  close_abandoned_runs();
+  if (db_) close_abandoned_runs();
+}
+
+// Every rank starts from rank 0's parameters and state (initialised or loaded alike, but a
+// machine's own BLAS may round the input statistics differently): from here on the ranks take
+// the same steps from the same model.
+void TrainingRun::share_model_state() {
+  if (comm_.size() == 1) return;
+  for (TensorBuffer* buf : {&model_->params(), &model_->state()}) {
+    std::vector<float> host(static_cast<size_t>(buf->size()));
+    be_->to_host(host.data(), buf->data(), host.size() * sizeof(float));
+    comm_.broadcast(host.data(), host.size() * sizeof(float));
+    be_->to_device(buf->data(), host.data(), host.size() * sizeof(float));
+  }
 }
 
 // This process holds the run directory's lock, so no other one is training here: a run still
@@ -409,18 +467,18 @@ TrainResult TrainingRun::train() {
   // An exception from here on (a failed cache read, a full disk) must not leave the run marked
   // running: it ends as failed, and the error itself propagates to the caller.
   struct FailedRunGuard {
-    RunDb& db;
+    RunDb* db;
     int64_t id;
     const int64_t& saved;
     ~FailedRunGuard() {
-      if (std::uncaught_exceptions() == 0) return;
+      if (std::uncaught_exceptions() == 0 || !db) return;
       try {
-        db.end_run(id, RunStatus::Failed,
-                   "stopped by an error (see the program's output); last checkpoint at step " + std::to_string(saved));
+        db->end_run(id, RunStatus::Failed,
+                    "stopped by an error (see the program's output); last checkpoint at step " + std::to_string(saved));
       } catch (...) {  // already ended, or the database itself is what failed
       }
     }
-  } failed_run_guard{*db_, ts_.run_id, last_saved_};
+  } failed_run_guard{db_.get(), ts_.run_id, last_saved_};
 
   progress_.emplace(o_.quiet ? nullptr : stderr);
   if (done_ == 0) {
@@ -431,8 +489,9 @@ TrainResult TrainingRun::train() {
   }
   if (done_ >= total_ || stopped_early()) return nothing_to_do();
 
-  BatchLoader loader(data_, *cache_, train_cache_, cfg_, *be_, done_ + 1, total_);
-  const size_t batch_bytes = static_cast<size_t>(rows_) * static_cast<size_t>(cfg_.audio.clip_samples()) * sizeof(float);
+  BatchLoader loader(data_, *cache_, train_cache_, cfg_, *be_, done_ + 1, total_, Shard{comm_.rank(), comm_.size()});
+  const size_t batch_bytes =
+      static_cast<size_t>(local_rows_) * static_cast<size_t>(cfg_.audio.clip_samples()) * sizeof(float);
   BatchFeed feed(loader, *be_, batch_bytes, done_ + 1, total_);
   t_loop_ = WallClock::now();
   int64_t clips_done = 0;
@@ -453,7 +512,9 @@ TrainResult TrainingRun::train() {
       log_step(s, st, lr, clips_done, loss_ema, validate_now);
     }
     stop_point("train.step");  // kill tests (engine/io/stop_point.h): the step's metrics buffered, not stored
-    const bool stop = (o_.stop && o_.stop->load()) || (o_.stop_after > 0 && s >= o_.stop_after && s < total_);
+    // A signal may reach the ranks at different steps: they stop together, at the first step
+    // any of them saw it.
+    const bool stop = comm_.any(o_.stop && o_.stop->load()) || (o_.stop_after > 0 && s >= o_.stop_after && s < total_);
     const bool checkpoint_due = s % cfg_.train.checkpoint_every == 0 || s == total_ || stop;
     if ((validate_now || checkpoint_due) && !parameters_sane(s)) return result_;
     const bool early = validate_now && validate_and_keep_best(s, feed);
@@ -489,7 +550,7 @@ TrainResult TrainingRun::nothing_to_do() {
   std::string nothing =
       early ? "nothing to do: early stopping ended this run at step " + std::to_string(done_)
             : "nothing to do: the checkpoint is at step " + std::to_string(done_) + " of " + std::to_string(total_);
-  if (db_->run(ts_.run_id).value_or(RunRecord{}).status == RunStatus::Running) {
+  if (db_ && db_->run(ts_.run_id).value_or(RunRecord{}).status == RunStatus::Running) {
     const std::string closed =
         " (closed by a resume: the process that wrote the final checkpoint ended before "
         "closing the run)";
@@ -520,7 +581,7 @@ StepStats TrainingRun::compute_gradients(const Batch& batch, const float* audio,
   if (mining_) step_->set_mining(batch.hops, B_, rule, cfg_.train.neg_hops);
   if (contrastive_) step_->set_contrastive(batch.hops, B_, cfg_.train.pos_hops, cfg_.train.neg_hops);
   model_->set_dropout_step(cfg_.train.seed, static_cast<uint64_t>(s));
-  step_->gradients(audio, rows_, cfg_.loss, *opt_);
+  step_->gradients(audio, local_rows_, cfg_.loss, *opt_);
   return step_->read_stats(opt_.get());
 }
 
@@ -533,11 +594,11 @@ bool TrainingRun::skip_nonfinite(int64_t s, const StepStats& st) {
     ++ts_.skipped_steps;
     std::printf("step %lld: %s is not finite; step skipped (train.nonfinite = \"skip\"), parameters unchanged\n",
                 static_cast<long long>(s), bad.c_str());
-    db_->log(ts_.run_id, s, "train.skipped_nonfinite", 1.0);
+    log_metric(s, "train.skipped_nonfinite", 1.0);
     // The step is not taken: the optimizer's count and the schedule stay where they are.
     return true;
   }
-  db_->log(ts_.run_id, s, "train.nonfinite", 1.0);
+  log_metric(s, "train.nonfinite", 1.0);
   end(TrainStatus::Diverged, RunStatus::Diverged, s - 1,
       "step " + std::to_string(s) + ": " + bad +
           " is not finite; stopped before updating the parameters (train.nonfinite = \"stop\"). " +
@@ -553,7 +614,7 @@ bool TrainingRun::parameters_sane(int64_t s) {
   if (bad.empty()) return true;
   char lr[32];
   std::snprintf(lr, sizeof lr, "%g", cfg_.optim.adam.lr);
-  db_->log(ts_.run_id, s, "train.exploded", 1.0);
+  log_metric(s, "train.exploded", 1.0);
   end(TrainStatus::Diverged, RunStatus::Diverged, s,
       "step " + std::to_string(s) + ": " + bad + " has exploded (beyond " + std::to_string(kExplodedParameter) +
           " in magnitude, though finite): the optimizer diverged; lower optim.lr (" + lr +
@@ -570,11 +631,11 @@ std::string TrainingRun::last_good_checkpoint() const {
 // The step's metrics in runs.sqlite and the progress line.
 void TrainingRun::log_step(int64_t s, const StepStats& st, double lr, int64_t clips_done, double loss_ema,
                            bool force) {
-  db_->log(ts_.run_id, s, "train.loss", st.loss);
-  db_->log(ts_.run_id, s, "train.active", st.active);
-  db_->log(ts_.run_id, s, "train.grad_norm", st.grad_norm);
-  db_->log(ts_.run_id, s, "train.lr", lr);
-  if (mining_) db_->log(ts_.run_id, s, "train.mined", st.mined);
+  log_metric(s, "train.loss", st.loss);
+  log_metric(s, "train.active", st.active);
+  log_metric(s, "train.grad_norm", st.grad_norm);
+  log_metric(s, "train.lr", lr);
+  if (mining_) log_metric(s, "train.mined", st.mined);
   const double elapsed = seconds_since(t_loop_);
   const double clips_per_s = static_cast<double>(clips_done) / std::max(elapsed, 1e-9);
   const double eta = elapsed / static_cast<double>(s - done_) * static_cast<double>(total_ - s);
@@ -598,9 +659,9 @@ bool TrainingRun::validate_and_keep_best(int64_t s, const BatchFeed& feed) {
   const double per_thread = ls.busy_seconds > 0 ? static_cast<double>(ls.clips) / ls.busy_seconds : 0.0;
   std::printf("step %lld validation (%.1f s; loader %.0f clips/s per thread, trainer waited %.1f s):\n%s",
               static_cast<long long>(s), r.seconds, per_thread, ls.wait_seconds, format_report(r, false).c_str());
-  db_->log(ts_.run_id, s, "loader.clips_per_thread_second", per_thread);
+  log_metric(s, "loader.clips_per_thread_second", per_thread);
   const double loop_seconds = seconds_since(t_loop_);
-  db_->log(ts_.run_id, s, "loader.wait_fraction", loop_seconds > 0 ? ls.wait_seconds / loop_seconds : 0.0);
+  log_metric(s, "loader.wait_fraction", loop_seconds > 0 ? ls.wait_seconds / loop_seconds : 0.0);
   const std::string advice = input_bound_advice(ls, loop_seconds, cfg_);
   if (!advice.empty()) std::printf("  %s\n", advice.c_str());
   bool early = false;
@@ -608,20 +669,21 @@ bool TrainingRun::validate_and_keep_best(int64_t s, const BatchFeed& feed) {
     ts_.best_recall = recall;
     ts_.best_step = s;
     ts_.stale_validations = 0;
-    save_checkpoint(best_path_.string(), *model_, nullptr, train_state(s));
+    if (leader_) save_checkpoint(best_path_.string(), *model_, nullptr, train_state(s));
     std::printf("  new best recall@%d %.4f: %s\n", cfg_.data.recall_k, recall, best_path_.string().c_str());
   } else {
     ++ts_.stale_validations;
     early = cfg_.train.early_stopping > 0 && ts_.stale_validations >= cfg_.train.early_stopping;
   }
   std::fflush(stdout);
-  return early;
+  // Every rank validated the same model on the same items; the leader's word decides.
+  return comm_.any(leader_ && early);
 }
 
 ValidationReport TrainingRun::run_validation(int64_t s, bool baseline) {
   ValidationReport r = validate(*model_, *cache_, item_cache_, data_, cfg_.data.recall_k, baseline);
-  for (const auto& [name, value] : r.metrics(baseline)) db_->log(ts_.run_id, s, name, value);
-  db_->flush();
+  for (const auto& [name, value] : r.metrics(baseline)) log_metric(s, name, value);
+  flush_metrics();
   return r;
 }
 
@@ -643,7 +705,11 @@ TrainState TrainingRun::train_state(int64_t s) const {
 // there (train.checkpoint), after the temporary file (rename:last.safetensors) and after the
 // rename (train.checkpointed) to kill it (engine/io/stop_point.h).
 void TrainingRun::save_last(int64_t s) {
-  db_->flush();
+  if (!leader_) {  // the checkpoint is the leader's alone: no rank writes half of one
+    last_saved_ = s;
+    return;
+  }
+  flush_metrics();
   if (const char* crash = std::getenv("MELGRAPH_TRAIN_CRASH_IN_CHECKPOINT"); crash && std::atoll(crash) == s)
     _exit(137);
   stop_point("train.checkpoint");
@@ -660,7 +726,7 @@ TrainResult TrainingRun::end(TrainStatus status, RunStatus db_status, int64_t st
   result_.best_step = ts_.best_step;
   result_.skipped_steps = ts_.skipped_steps;
   result_.message = std::move(message);
-  db_->end_run(ts_.run_id, db_status, result_.message);
+  if (db_) db_->end_run(ts_.run_id, db_status, result_.message);
   return result_;
 }
 

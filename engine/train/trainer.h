@@ -25,9 +25,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/train/validation.h"
 #include "engine/backend_factory.h"
 #include "engine/config.h"
+#include "engine/dist/comm.h"
+#include "engine/train/validation.h"
 
 namespace mg::train {
 
@@ -46,6 +47,10 @@ struct TrainOptions {
   // > 0: stop after this step as if interrupted (checkpoint; --resume continues), e.g. to
   // split a long run into jobs of a cluster's time limit.
   int64_t stop_after = 0;
+  // The ranks of a data-parallel run (engine/dist/comm.h; null: one process). train.batch_triplets
+  // stays the global batch, split evenly over the ranks; every rank trains its share of it and
+  // validates, and rank 0 alone writes the run directory (checkpoints, runs.sqlite, config.toml).
+  dist::Comm* comm = nullptr;
 };
 // Test hook: with the environment variable MELGRAPH_TRAIN_POISON_STEP=N the trainer writes a
 // NaN into the first sample of step N's batch, to exercise the non-finite guard end to end.

@@ -1,0 +1,61 @@
+// The processes of one training run and the collectives its data-parallel step needs.
+//
+// A run of N processes ("ranks") is launched by mpirun or srun; each rank trains on 1/N of the
+// global batch (engine/train_step.h). Collectives work on float buffers in the memory the
+// backend computes in (the CPU backend: host memory) and return once the result is there; the
+// control collectives (broadcast, any) work on host memory.
+//
+// Every collective of a rank must be met by the same collective on every other rank, in the
+// same order: the trainer calls them at the same points of the same loop on every rank.
+// A collective that does not complete within the watchdog's timeout (a rank stuck or gone)
+// aborts the whole run with a message naming the collective, instead of hanging.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace mg::dist {
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual int rank() const = 0;        // [0, size)
+  virtual int size() const = 0;        // ranks in the run
+  virtual int local_rank() const = 0;  // among the ranks on this machine (picks the GPU)
+  virtual int local_size() const = 0;
+  bool leader() const { return rank() == 0; }  // writes the run's files
+
+  // data [n]: every rank's data summed, the same bits on every rank.
+  virtual void allreduce_sum(float* data, int64_t n) = 0;
+  // send [n] of every rank into recv [size * n], rank r's at recv + r * n.
+  virtual void allgather(const float* send, float* recv, int64_t n) = 0;
+  // Host bytes [bytes] from rank 0 to every rank.
+  virtual void broadcast(void* data, size_t bytes) = 0;
+  // Whether `flag` is true on any rank (stop requests, decisions that must agree).
+  virtual bool any(bool flag) = 0;
+  // Ends every rank of the run now, `why` printed first (a rank that cannot go on); the
+  // launcher exits with `code` (2: bad input, as melgraph's own exit status).
+  [[noreturn]] virtual void abort(const std::string& why, int code) = 0;
+
+  // "MPI, 4 ranks on 2 machines" or "1 process".
+  virtual std::string describe() const = 0;
+};
+
+// One process: size 1, every collective the identity.
+std::unique_ptr<Comm> single_process();
+
+// Whether this process was started by a launcher (mpirun, srun, mpiexec): its environment
+// holds a rank (OMPI_COMM_WORLD_RANK, PMIX_RANK, PMI_RANK, SLURM_PROCID with SLURM_NTASKS > 1).
+bool launched_by_mpi();
+
+// The run's communicator: MPI's world when launched_by_mpi() and this build has MPI, else
+// single_process(). Launched by MPI in a build without it is an error that says how to build
+// with it. Initialises MPI once; MPI is finalised when the last communicator goes.
+// timeout_seconds: the watchdog's limit for one collective.
+std::unique_ptr<Comm> world(double timeout_seconds = 600.0);
+
+// Whether this build has MPI (MELGRAPH_HAVE_MPI).
+bool built_with_mpi();
+
+}  // namespace mg::dist

@@ -1,0 +1,26 @@
+// The GPU collectives of a data-parallel run: NCCL on the CUDA backend's stream, over the ranks
+// of a host communicator (MPI's, or one process), which also carries NCCL's unique id from rank
+// 0 to the others and every control collective (broadcast, any, abort).
+//
+// NCCL is loaded when a communicator is made (libnccl.so.2, from the CUDA toolkit or the
+// system), not linked: a melgraph without NCCL on the machine still starts and trains on one
+// GPU, and says what is missing when asked for more.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "engine/dist/comm.h"
+
+namespace mg::dist {
+
+// Whether this build has the NCCL communicator (CUDA and nccl.h were found at configure).
+bool nccl_built();
+
+// A communicator over host's ranks whose allreduce_sum and allgather take device memory of GPU
+// `device` and are enqueued on `cuda_stream` (a cudaStream_t), returning before they complete,
+// in order with the work around them (so a step that uses them can be captured as a CUDA graph).
+// `host` must outlive it. Throws std::runtime_error naming what failed (no NCCL library, the
+// NCCL call and its error).
+std::unique_ptr<Comm> nccl_comm(Comm& host, void* cuda_stream, int device);
+
+}  // namespace mg::dist
