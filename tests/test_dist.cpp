@@ -66,7 +66,7 @@ int run(const std::string& cmd, const std::string& log) {
 std::string write_config(const test::TrainRun& r, Config c, const std::string& run_dir) {
   c.data.run_dir = r.dir.file(run_dir);
   c.data.cache = r.dir.file("cache");  // one cache for all the runs of a test: decoded once
-  const std::string path = r.dir.file(run_dir + ".toml");
+  std::string path = r.dir.file(run_dir + ".toml");
   std::ofstream(path) << to_toml(c);
   return path;
 }
