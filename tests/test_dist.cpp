@@ -50,7 +50,12 @@ namespace fs = std::filesystem;
 std::string train_command(int ranks, const std::string& config, const std::string& extra) {
   std::string cmd;
   if (ranks > 0) {
-    cmd = std::string(MELGRAPH_MPIEXEC) + " -np " + std::to_string(ranks) + " --oversubscribe";
+    // Under AddressSanitizer (scripts/sanitize) the ranks run without its leak check: OpenMPI
+    // leaves allocations of MPI_Init behind in plugins it unloads, whose stacks no suppression
+    // can name. The single processes keep it. (Other builds ignore the variable.)
+    const char* asan = std::getenv("ASAN_OPTIONS");
+    cmd = "env ASAN_OPTIONS='" + std::string(asan ? asan : "") + ":detect_leaks=0' ";
+    cmd += std::string(MELGRAPH_MPIEXEC) + " -np " + std::to_string(ranks) + " --oversubscribe";
     if (::geteuid() == 0) cmd += " --allow-run-as-root";  // CI runs as root
     cmd += " ";
   }

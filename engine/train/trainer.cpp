@@ -446,6 +446,7 @@ void TrainingRun::start_or_resume() {
 void TrainingRun::share_model_state() {
   if (comm_.size() == 1) return;
   for (TensorBuffer* buf : {&model_->params(), &model_->state()}) {
+    if (buf->size() == 0) continue;  // a model without state (no input or head norm)
     std::vector<float> host(static_cast<size_t>(buf->size()));
     be_->to_host(host.data(), buf->data(), host.size() * sizeof(float));
     comm_.broadcast(host.data(), host.size() * sizeof(float));
