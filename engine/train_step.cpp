@@ -106,6 +106,10 @@ void TrainStep::set_data_parallel(dist::Comm& comm) {
                                 std::to_string(model_.max_batch()) + " rows need a model whose head takes " +
                                 std::to_string(world * model_.max_batch()) + " rows (it takes " +
                                 std::to_string(model_.plan().head_batch) + ")");
+  if (world > 1 && be_.device() != Device::CPU && !comm.device_memory())
+    throw std::invalid_argument(
+        "TrainStep::set_data_parallel: " + comm.describe() +
+        " moves host memory, and this backend's tensors are on a GPU (use NCCL's communicator)");
   comm_ = &comm;
   if (!gathered_)  // never inside a capture
     gathered_ = be_.alloc<float>(static_cast<int64_t>(model_.plan().head_batch) * model_.plan().head_width());
@@ -120,7 +124,10 @@ const float* TrainStep::gather_and_forward_head(int batch, int blocks) {
   const int world = comm_->size(), D = model_.plan().head_width();
   const size_t per = static_cast<size_t>(batch / blocks);  // a block's rows on this rank
   const size_t row = static_cast<size_t>(D) * sizeof(float);
-  comm_->allgather(model_.pooled(), gathered_, static_cast<int64_t>(batch) * D);
+  if (world > 1 || comm_->device_memory())
+    comm_->allgather(model_.pooled(), gathered_, static_cast<int64_t>(batch) * D);
+  else  // one rank's gather is a copy, in the device's memory (a host communicator cannot reach it)
+    be_.copy(gathered_, model_.pooled(), static_cast<size_t>(batch) * row);
   for (int r = 0; r < world; ++r)
     for (int k = 0; k < blocks; ++k)
       be_.copy(model_.pooled() + (static_cast<size_t>(k * world + r) * per) * static_cast<size_t>(D),
@@ -141,7 +148,8 @@ void TrainStep::backward_own_rows(const float* demb, int batch, int blocks) {
              per * static_cast<size_t>(D) * sizeof(float));
   model_.backward_pool(gathered_, batch);
   model_.backward_conv(batch);
-  comm_->allreduce_sum(model_.grads().data(), model_.trunk_param_floats());
+  if (world > 1 || comm_->device_memory())  // one rank's sum is the gradient itself
+    comm_->allreduce_sum(model_.grads().data(), model_.trunk_param_floats());
 }
 
 void TrainStep::forward_backward(const float* audio, int local_batch, const LossConfig& loss) {
@@ -149,9 +157,10 @@ void TrainStep::forward_backward(const float* audio, int local_batch, const Loss
   const int world = comm_ ? comm_->size() : 1;
   const int batch = local_batch * world;  // the global batch's rows
   const int blocks = mode_ == Mode::Table ? 3 : 2;
-  if (comm_ && local_batch % blocks != 0)
+  if (comm_ && (local_batch < 1 || local_batch > model_.max_batch() || local_batch % blocks != 0))
     throw std::invalid_argument("TrainStep: a rank's batch of " + std::to_string(local_batch) +
-                                " rows is not whole blocks of " + std::to_string(blocks));
+                                " rows must be whole blocks of " + std::to_string(blocks) + " and at most " +
+                                std::to_string(model_.max_batch()) + " rows");
   if (mode_ != Mode::Table && batch != 2 * n_triplets_)
     throw std::invalid_argument("TrainStep: a batch of " + std::to_string(n_triplets_) +
                                 " anchors and their positives has " + std::to_string(2 * n_triplets_) +

@@ -1,6 +1,7 @@
 #include "engine/dist/comm.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -16,8 +17,7 @@ class SingleProcess final : public Comm {
   int local_size() const override { return 1; }
   void allreduce_sum(float*, int64_t) override {}
   void allgather(const float* send, float* recv, int64_t n) override {
-    if (send != recv)
-      for (int64_t i = 0; i < n; ++i) recv[i] = send[i];
+    if (send != recv && n > 0) std::memcpy(recv, send, static_cast<size_t>(n) * sizeof(float));
   }
   void broadcast(void*, size_t) override {}
   bool any(bool flag) override { return flag; }

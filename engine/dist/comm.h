@@ -1,9 +1,9 @@
 // The processes of one training run and the collectives its data-parallel step needs.
 //
 // A run of N processes ("ranks") is launched by mpirun or srun; each rank trains on 1/N of the
-// global batch (engine/train_step.h). Collectives work on float buffers in the memory the
-// backend computes in (the CPU backend: host memory) and return once the result is there; the
-// control collectives (broadcast, any) work on host memory.
+// global batch (engine/train_step.h). The float collectives work on host memory here (MPI's,
+// one process's) and return once the result is there; engine/dist/nccl_comm.h's work on a
+// GPU's memory (device_memory()). The control collectives (broadcast, any) work on host memory.
 //
 // Every collective of a rank must be met by the same collective on every other rank, in the
 // same order: the trainer calls them at the same points of the same loop on every rank.
@@ -25,6 +25,8 @@ class Comm {
   virtual int local_rank() const = 0;  // among the ranks on this machine (picks the GPU)
   virtual int local_size() const = 0;
   bool leader() const { return rank() == 0; }  // writes the run's files
+  // Whether allreduce_sum and allgather take a GPU's memory (NCCL's) rather than host memory.
+  virtual bool device_memory() const { return false; }
 
   // data [n]: every rank's data summed, the same bits on every rank.
   virtual void allreduce_sum(float* data, int64_t n) = 0;

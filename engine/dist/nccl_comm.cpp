@@ -113,6 +113,7 @@ class NcclComm final : public Comm {
   int size() const override { return host_.size(); }
   int local_rank() const override { return host_.local_rank(); }
   int local_size() const override { return host_.local_size(); }
+  bool device_memory() const override { return true; }
 
   // NCCL's ring and tree reductions give every rank the same bits.
   void allreduce_sum(float* data, int64_t n) override {
