@@ -76,6 +76,16 @@ std::string write_config(const test::TrainRun& r, Config c, const std::string& r
   return path;
 }
 
+// Trains `c` as `name` (run directory and log) with `ranks` ranks (0: a plain process); the log
+// in the failure message.
+::testing::AssertionResult trained(const test::TrainRun& r, int ranks, const Config& c, const std::string& name,
+                                   const std::string& extra = "") {
+  const std::string log = r.dir.file(name + ".log");
+  const int rc = run(train_command(ranks, write_config(r, c, name), extra), log);
+  if (rc == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << name << " exited with " << rc << ":\n" << test::read_bytes(log);
+}
+
 // The largest relative difference ||a - b|| / ||a|| over the parameters of two checkpoints, and
 // over the optimizer's moments too with `moments`; `worst` names the tensor.
 double parameter_difference(const std::string& a_path, const std::string& b_path, std::string* worst,
@@ -122,10 +132,8 @@ TEST(Dist, TwoRanksTakeTheStepsOfOneProcess) {
   SKIP_WITHOUT_MPI();
   const test::TrainRun r(20);
   const Config c = triplet_config(r, Mining::Offline);
-  ASSERT_EQ(run(train_command(0, write_config(r, c, "one"), ""), r.dir.file("one.log")), 0)
-      << test::read_bytes(r.dir.file("one.log"));
-  ASSERT_EQ(run(train_command(2, write_config(r, c, "two"), ""), r.dir.file("two.log")), 0)
-      << test::read_bytes(r.dir.file("two.log"));
+  ASSERT_TRUE(trained(r, 0, c, "one"));
+  ASSERT_TRUE(trained(r, 2, c, "two"));
   std::string worst;
   const double d = parameter_difference(r.dir.file("one/last.safetensors"), r.dir.file("two/last.safetensors"), &worst);
   EXPECT_LE(d, 1e-5) << "after 20 steps, " << worst;
@@ -143,10 +151,8 @@ TEST(Dist, InBatchMiningSeesEveryRanksRows) {
   SKIP_WITHOUT_MPI();
   const test::TrainRun r(20);
   const Config c = triplet_config(r, Mining::SemiHard);
-  ASSERT_EQ(run(train_command(0, write_config(r, c, "one"), ""), r.dir.file("one.log")), 0)
-      << test::read_bytes(r.dir.file("one.log"));
-  ASSERT_EQ(run(train_command(2, write_config(r, c, "two"), ""), r.dir.file("two.log")), 0)
-      << test::read_bytes(r.dir.file("two.log"));
+  ASSERT_TRUE(trained(r, 0, c, "one"));
+  ASSERT_TRUE(trained(r, 2, c, "two"));
   const auto one = metric(r.dir.file("one"), "train.mined"), two = metric(r.dir.file("two"), "train.mined");
   ASSERT_EQ(one.size(), 20u);
   ASSERT_EQ(two.size(), one.size());
@@ -164,14 +170,7 @@ TEST(Dist, InBatchMiningSeesEveryRanksRows) {
 TEST(Dist, TheDefaultRecipeNormalisesOverTheGlobalBatch) {
   SKIP_WITHOUT_MPI();
   const test::TrainRun r(20);
-  Config c = r.cfg;  // the small model: the seed's head and loss, given the recipe's here
-  const Config d = default_config();
-  c.model.input_norm = d.model.input_norm;
-  c.model.pooling = d.model.pooling;
-  c.model.head_norm = d.model.head_norm;
-  c.model.embedding_from = d.model.embedding_from;
-  c.loss = d.loss;
-  c.train.neg_hops = d.train.neg_hops;
+  Config c = test::with_recipe_head(r.cfg);  // the small model has the seed's head and loss
   c.train.warmup_steps = 0;
   validate_config(c);
   ASSERT_EQ(c.loss.name, LossKind::Contrastive);
@@ -180,20 +179,16 @@ TEST(Dist, TheDefaultRecipeNormalisesOverTheGlobalBatch) {
   first.train.steps = 1;
   first.train.validate_every = 1;
   first.train.checkpoint_every = 1;
-  ASSERT_EQ(run(train_command(0, write_config(r, first, "one1"), ""), r.dir.file("one1.log")), 0)
-      << test::read_bytes(r.dir.file("one1.log"));
-  ASSERT_EQ(run(train_command(2, write_config(r, first, "two1"), ""), r.dir.file("two1.log")), 0)
-      << test::read_bytes(r.dir.file("two1.log"));
+  ASSERT_TRUE(trained(r, 0, first, "one1"));
+  ASSERT_TRUE(trained(r, 2, first, "two1"));
   std::string worst;
   EXPECT_LE(parameter_difference(r.dir.file("one1/last.safetensors"), r.dir.file("two1/last.safetensors"), &worst,
                                  /*moments=*/true),
             1e-5)
       << "after one step, " << worst;
 
-  ASSERT_EQ(run(train_command(0, write_config(r, c, "one"), ""), r.dir.file("one.log")), 0)
-      << test::read_bytes(r.dir.file("one.log"));
-  ASSERT_EQ(run(train_command(2, write_config(r, c, "two"), ""), r.dir.file("two.log")), 0)
-      << test::read_bytes(r.dir.file("two.log"));
+  ASSERT_TRUE(trained(r, 0, c, "one"));
+  ASSERT_TRUE(trained(r, 2, c, "two"));
   const auto one = metric(r.dir.file("one"), "train.loss"), two = metric(r.dir.file("two"), "train.loss");
   ASSERT_EQ(one.size(), 20u);
   ASSERT_EQ(two.size(), one.size());
@@ -207,8 +202,7 @@ TEST(Dist, ARunResumesWithAnotherNumberOfRanks) {
   SKIP_WITHOUT_MPI();
   const test::TrainRun r(20);
   const Config c = triplet_config(r, Mining::Offline);
-  ASSERT_EQ(run(train_command(0, write_config(r, c, "one"), ""), r.dir.file("one.log")), 0)
-      << test::read_bytes(r.dir.file("one.log"));
+  ASSERT_TRUE(trained(r, 0, c, "one"));
   const std::string config = write_config(r, c, "split");
   ASSERT_EQ(run(train_command(2, config, "--stop-after 10"), r.dir.file("split.log")), 0)
       << test::read_bytes(r.dir.file("split.log"));

@@ -52,9 +52,9 @@ inline Config small_config() {
   return with_seed_head(c);
 }
 
-// The small model with the default recipe's options, as default_config() has them.
-inline Config small_recipe_config() {
-  Config c = small_config();
+// c with the default recipe's head and loss, as default_config() has them (the undoing of
+// with_seed_head).
+inline Config with_recipe_head(Config c) {
   const Config d = default_config();
   c.model.input_norm = d.model.input_norm;
   c.model.pooling = d.model.pooling;
@@ -64,6 +64,9 @@ inline Config small_recipe_config() {
   c.train.neg_hops = d.train.neg_hops;
   return c;
 }
+
+// The small model with the default recipe's options.
+inline Config small_recipe_config() { return with_recipe_head(small_config()); }
 
 // Noise plus a few partials, so mel bands differ from clip to clip.
 inline std::vector<float> random_audio(int B, int64_t S, unsigned seed, int sample_rate = 8000) {
@@ -75,8 +78,8 @@ inline std::vector<float> random_audio(int B, int64_t S, unsigned seed, int samp
     const float f1 = f(rng), f2 = f(rng);
     for (int64_t i = 0; i < S; ++i) {
       const float t = static_cast<float>(i) / static_cast<float>(sample_rate);
-      a[static_cast<size_t>(b * S + i)] = 0.3f * u(rng) + 0.4f * std::sin(6.2831853f * f1 * t) +
-                                         0.2f * std::sin(6.2831853f * f2 * t);
+      a[static_cast<size_t>(b * S + i)] =
+          0.3f * u(rng) + 0.4f * std::sin(6.2831853f * f1 * t) + 0.2f * std::sin(6.2831853f * f2 * t);
     }
   }
   return a;
