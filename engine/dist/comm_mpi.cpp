@@ -8,14 +8,14 @@
 #include <atomic>
 #include <chrono>
 #include <climits>
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 
 #include "engine/dist/comm.h"
+#include "engine/dist/periodic_thread.h"
 
 namespace mg::dist {
 
@@ -60,16 +60,11 @@ class MpiComm final : public Comm {
     MG_MPI_CHECK(MPI_Comm_free(&node));
     int first_on_node = local_rank_ == 0 ? 1 : 0;
     MG_MPI_CHECK(MPI_Allreduce(&first_on_node, &machines_, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD));
-    watchdog_ = std::thread([this] { watch(); });
+    watchdog_.emplace(std::chrono::milliseconds(500), [this] { check_collective(); });
   }
 
   ~MpiComm() override {
-    {
-      const std::lock_guard<std::mutex> lock(mu_);
-      closing_ = true;
-    }
-    cv_.notify_all();
-    watchdog_.join();
+    watchdog_.reset();  // before MPI goes
     if (owns_mpi_) MPI_Finalize();
   }
 
@@ -148,20 +143,18 @@ class MpiComm final : public Comm {
     MpiComm& c_;
   };
 
-  void watch() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return closing_; })) {
-      const int64_t since = since_.load();
-      if (since == 0) continue;
-      const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::duration(now - since)).count();
-      if (waited < timeout_) continue;
-      char why[256];
-      std::snprintf(why, sizeof why,
-                    "the %s did not complete in %.0f s: another rank has failed or stopped (see its messages above)",
-                    what_.load(), waited);
-      abort(why, 1);
-    }
+  // The watchdog's check: the collective in progress, if any, against the timeout.
+  void check_collective() {
+    const int64_t since = since_.load();
+    if (since == 0) return;
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::duration(now - since)).count();
+    if (waited < timeout_) return;
+    char why[256];
+    std::snprintf(why, sizeof why,
+                  "the %s did not complete in %.0f s: another rank has failed or stopped (see its messages above)",
+                  what_.load(), waited);
+    abort(why, 1);
   }
 
   double timeout_;
@@ -171,10 +164,7 @@ class MpiComm final : public Comm {
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1, machines_ = 1;
   std::atomic<int64_t> since_{0};  // steady_clock ticks at the start of the collective in progress; 0: none
   std::atomic<const char*> what_{""};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool closing_ = false;
-  std::thread watchdog_;
+  std::optional<PeriodicThread> watchdog_;
 };
 
 }  // namespace

@@ -7,13 +7,12 @@
 #include <dlfcn.h>
 #include <nccl.h>
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
-#include <thread>
+#include <optional>
+
+#include "engine/dist/periodic_thread.h"
 #endif
 
 namespace mg::dist {
@@ -96,16 +95,11 @@ class NcclComm final : public Comm {
     int version = 0;
     MG_NCCL_CHECK(api.GetVersion(&version));
     version_ = version;
-    watchdog_ = std::thread([this] { watch(); });
+    watchdog_.emplace(std::chrono::seconds(1), [this] { check_async_error(); });
   }
 
   ~NcclComm() override {
-    {
-      const std::lock_guard<std::mutex> lock(mu_);
-      closing_ = true;
-    }
-    cv_.notify_all();
-    watchdog_.join();
+    watchdog_.reset();                     // before the communicator it reads goes
     if (comm_) nccl().CommDestroy(comm_);  // from a destructor: the result is not checked
   }
 
@@ -138,28 +132,22 @@ class NcclComm final : public Comm {
  private:
   // NCCL reports a peer's failure (a broken connection, a remote error) asynchronously; a
   // kernel waiting for it would otherwise spin for good. Checked every second.
-  void watch() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!cv_.wait_for(lock, std::chrono::seconds(1), [this] { return closing_; })) {
-      ncclResult_t async = ncclSuccess;
-      if (nccl().CommGetAsyncError(comm_, &async) != ncclSuccess || async == ncclSuccess || async == ncclInProgress)
-        continue;
-      std::fprintf(stderr, "melgraph: error: rank %d of %d: NCCL reported %s; ending every rank of the run\n",
-                   host_.rank(), host_.size(), nccl().GetErrorString(async));
-      std::fflush(stderr);
-      nccl().CommAbort(comm_);
-      host_.abort(std::string("NCCL: ") + nccl().GetErrorString(async), 1);
-    }
+  void check_async_error() {
+    ncclResult_t async = ncclSuccess;
+    if (nccl().CommGetAsyncError(comm_, &async) != ncclSuccess || async == ncclSuccess || async == ncclInProgress)
+      return;
+    std::fprintf(stderr, "melgraph: error: rank %d of %d: NCCL reported %s; ending every rank of the run\n",
+                 host_.rank(), host_.size(), nccl().GetErrorString(async));
+    std::fflush(stderr);
+    nccl().CommAbort(comm_);
+    host_.abort(std::string("NCCL: ") + nccl().GetErrorString(async), 1);
   }
 
   Comm& host_;
   cudaStream_t stream_;
   ncclComm_t comm_ = nullptr;
   int version_ = 0;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool closing_ = false;
-  std::thread watchdog_;
+  std::optional<PeriodicThread> watchdog_;
 };
 
 }  // namespace
