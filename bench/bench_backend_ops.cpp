@@ -164,7 +164,7 @@ enum class ConvOp { Forward, BackwardFilter, BackwardDataFilter };
 // The Backend has one conv backward: with dx null it computes the weight and bias gradients
 // only (what stage 0 runs, its input being the log-mel); with dx, the input gradient as well.
 // The input gradient's cost is the difference of the two.
-void BM_Conv(benchmark::State& st, const std::string& dev, ConvOp op) {
+void BM_Conv(benchmark::State& st, const std::string& dev, ConvOp op, Precision prec = Precision::F32) {
   MG_BACKEND_OR_SKIP(dev);
   const Shape s = shape_of(st, true);
   const Conv1dDims d = stage_dims(s);
@@ -191,10 +191,10 @@ void BM_Conv(benchmark::State& st, const std::string& dev, ConvOp op) {
       db(be, d.Cout, 1, -1.f, 1.f, 7);
   timed(st, be, k, [&](int r) {
     if (op == ConvOp::Forward)
-      be.conv1d_forward(x.at(r), w.at(0), b.at(0), y.at(r), d);
+      be.conv1d_forward(x.at(r), w.at(0), b.at(0), y.at(r), d, prec);
     else
       be.conv1d_backward(y.at(r), x.at(r), w.at(0), op == ConvOp::BackwardDataFilter ? dx.at(r) : nullptr, dw.at(0),
-                         db.at(0), d);
+                         db.at(0), d, prec);
   });
   counters(st, flops, bytes, s.B);
 }
@@ -255,7 +255,7 @@ void BM_Mean(benchmark::State& st, const std::string& dev, bool backward) {
   counters(st, static_cast<double>(nx), bytes, s.B);
 }
 
-void BM_Linear(benchmark::State& st, const std::string& dev, bool backward) {
+void BM_Linear(benchmark::State& st, const std::string& dev, bool backward, Precision prec = Precision::F32) {
   MG_BACKEND_OR_SKIP(dev);
   const Shape s = shape_of(st);
   const int B = s.B, C = s.plan.head_width(), E = s.plan.embedding;
@@ -267,9 +267,9 @@ void BM_Linear(benchmark::State& st, const std::string& dev, bool backward) {
       db(be, E, 1, -1.f, 1.f, 7);
   timed(st, be, k, [&](int r) {
     if (backward)
-      be.linear_backward(y.at(r), x.at(r), w.at(0), dx.at(r), dw.at(0), db.at(0), B, C, E);
+      be.linear_backward(y.at(r), x.at(r), w.at(0), dx.at(r), dw.at(0), db.at(0), B, C, E, prec);
     else
-      be.linear_forward(x.at(r), w.at(0), b.at(0), y.at(r), B, C, E);
+      be.linear_forward(x.at(r), w.at(0), b.at(0), y.at(r), B, C, E, prec);
   });
   counters(st, backward ? linear_backward_flops(B, C, E) : linear_forward_flops(B, C, E), bytes, B);
 }
@@ -591,6 +591,15 @@ void register_conv1d(const Family& f) {
   // Stage 0's input is the log-mel, which needs no gradient: dx from stage 1 on.
   f.add_stages("conv1d_bwd_data_filter", 1, [dev](auto& st) { BM_Conv(st, dev, ConvOp::BackwardDataFilter); });
 }
+// bf16 (train.precision = "bf16"): the same shapes and the same float32 interface, so FLOPs
+// and bytes are counted as for float32 (the bf16 copies are traffic inside the op). On the CPU
+// it is the rounding emulation, the oracle, not a fast path.
+void register_conv1d_bf16(const Family& f) {
+  const std::string dev = f.dev;
+  f.add_stages("conv1d_bf16_fwd", 0, [dev](auto& st) { BM_Conv(st, dev, ConvOp::Forward, Precision::BF16); });
+  f.add_stages("conv1d_bf16_bwd_data_filter", 1,
+               [dev](auto& st) { BM_Conv(st, dev, ConvOp::BackwardDataFilter, Precision::BF16); });
+}
 void register_relu(const Family& f) {
   const std::string dev = f.dev;
   f.add_stages("relu_fwd", 0, [dev](auto& st) { BM_Relu(st, dev, false); });
@@ -633,6 +642,11 @@ void register_linear(const Family& f) {
   const std::string dev = f.dev;
   f.add("linear_fwd", [dev](auto& st) { BM_Linear(st, dev, false); });
   f.add("linear_bwd", [dev](auto& st) { BM_Linear(st, dev, true); });
+}
+void register_linear_bf16(const Family& f) {
+  const std::string dev = f.dev;
+  f.add("linear_bf16_fwd", [dev](auto& st) { BM_Linear(st, dev, false, Precision::BF16); });
+  f.add("linear_bf16_bwd", [dev](auto& st) { BM_Linear(st, dev, true, Precision::BF16); });
 }
 void register_l2norm(const Family& f) {
   const std::string dev = f.dev;

@@ -28,6 +28,7 @@
 #include "kernels/mel_cpu.h"
 #include "kernels/mining_cpu.h"
 #include "kernels/optim_cpu.h"
+#include "kernels/precision.h"
 #include "kernels/reduce_cpu.h"
 #include "kernels/triplet_loss_cpu.h"
 
@@ -86,9 +87,12 @@ class Backend {
   // may alias x. No backward: it standardises the mel front end's output.
   virtual void band_norm_forward(const float* x, const float* mean, const float* std, float* y, int64_t B, int C,
                                  int64_t Tn) = 0;
-  virtual void conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d) = 0;
-  virtual void conv1d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
-                               float* db, const Conv1dDims& d) = 0;
+  // conv1d and linear compute in `prec`: float32, or bf16 operands with float32 sums (rounded
+  // where kernels/bf16_cpu.h says; the CPU emulates the CUDA path). Tensors stay float32.
+  virtual void conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d,
+                              Precision prec) = 0;
+  virtual void conv1d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                               const Conv1dDims& d, Precision prec) = 0;
   virtual void relu_forward(const float* x, float* y, int64_t n) = 0;
   virtual void relu_backward(const float* dy, const float* y, float* dx, int64_t n) = 0;
   virtual void maxpool_forward(const float* x, float* y, int64_t rows, int Tin, int window) = 0;
@@ -119,9 +123,10 @@ class Backend {
                                  float* running_var, int B, int D, const BatchNormParams& p, bool training) = 0;
   virtual void batchnorm_backward(const float* dy, const float* x, const float* gamma, float* dx, float* dgamma,
                                   float* dbeta, int B, int D, const BatchNormParams& p) = 0;
-  virtual void linear_forward(const float* x, const float* w, const float* b, float* y, int B, int C, int E) = 0;
-  virtual void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
-                               float* db, int B, int C, int E) = 0;
+  virtual void linear_forward(const float* x, const float* w, const float* b, float* y, int B, int C, int E,
+                              Precision prec) = 0;
+  virtual void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int B,
+                               int C, int E, Precision prec) = 0;
   virtual void l2norm_forward(const float* x, float* y, int B, int E, double eps) = 0;
   virtual void l2norm_backward(const float* dy, const float* x, const float* y, float* dx, int B, int E,
                                double eps) = 0;

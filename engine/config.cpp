@@ -140,6 +140,7 @@ constexpr Choice<Mining> kMinings[] = {
 constexpr Choice<LrSchedule> kLrSchedules[] = {{"cosine", LrSchedule::Cosine},
                                                {"constant", LrSchedule::Constant}};
 constexpr Choice<NonFinite> kNonFinites[] = {{"stop", NonFinite::Stop}, {"skip", NonFinite::Skip}};
+constexpr Choice<Precision> kPrecisions[] = {{"fp32", Precision::F32}, {"bf16", Precision::BF16}};
 constexpr Choice<LossKind> kLossKinds[] = {{"triplet", LossKind::Triplet}, {"contrastive", LossKind::Contrastive}};
 constexpr Choice<bool> kOptimNames[] = {{"adam", false}, {"adamw", true}};
 
@@ -225,6 +226,7 @@ void visit_train(C& c, V& v) {
   v.field("early_stopping", c.train.early_stopping);
   v.choice("nonfinite", c.train.nonfinite, kNonFinites);
   v.field("loader_threads", c.train.loader_threads);
+  v.choice("precision", c.train.precision, kPrecisions);
 }
 
 template <class C, class V>

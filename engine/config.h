@@ -28,7 +28,10 @@
 //            pos_hops = 1, neg_hops = 2,
 //            warmup_steps = 100, lr_schedule = "cosine" | "constant", min_lr_ratio = 0.0,
 //            checkpoint_every = 500, validate_every = 250, early_stopping = 0 (patience in
-//            validations; 0 = off), nonfinite = "stop" | "skip", loader_threads = 2
+//            validations; 0 = off), nonfinite = "stop" | "skip", loader_threads = 2,
+//            precision = "fp32" | "bf16" (conv and linear in bf16 with float32 sums, master
+//            weights, gradients and Adam state in float32: kernels/bf16_cpu.h; the CPU
+//            emulates it, slower than fp32)
 //   [augment] gain_db = 0.0 (uniform in +-gain_db), noise_snr_db = 0.0 (0 = no noise; else
 //            white noise at that SNR), shift_seconds = 0.0 (random circular shift up to it)
 //   [data]   edges = "", catalog = "", cache = "" (default: <run_dir>/cache), run_dir = "run",
@@ -48,6 +51,7 @@
 #include "kernels/contrastive_loss_cpu.h"
 #include "kernels/mel_cpu.h"
 #include "kernels/optim_cpu.h"
+#include "kernels/precision.h"
 #include "kernels/triplet_loss_cpu.h"
 
 namespace mg {
@@ -160,6 +164,7 @@ struct TrainConfig {
   int early_stopping = 0;
   NonFinite nonfinite = NonFinite::Stop;
   int loader_threads = 2;
+  Precision precision = Precision::F32;
 };
 
 struct AugmentConfig {

@@ -13,6 +13,7 @@
 #include "engine/backend.h"
 #include "engine/retrieval_metrics.h"
 #include "kernels/activation_cpu.h"
+#include "kernels/bf16_cpu.h"
 #include "kernels/blas.h"
 #include "kernels/dropout_cpu.h"
 #include "kernels/fill_cpu.h"
@@ -66,12 +67,19 @@ class CpuBackend final : public Backend {
     if (it == mel_.end()) it = mel_.emplace(key, std::make_unique<MelCpu>(p)).first;
     it->second->forward(audio, out, B, S);
   }
-  void conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d) override {
-    conv1d_forward_cpu(x, w, b, y, d);
+  void conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d,
+                      Precision prec) override {
+    if (prec == Precision::BF16)
+      conv1d_forward_bf16_cpu(x, w, b, y, d);
+    else
+      conv1d_forward_cpu(x, w, b, y, d);
   }
   void conv1d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
-                       const Conv1dDims& d) override {
-    conv1d_backward_cpu(dy, x, w, dx, dw, db, d);
+                       const Conv1dDims& d, Precision prec) override {
+    if (prec == Precision::BF16)
+      conv1d_backward_bf16_cpu(dy, x, w, dx, dw, db, d);
+    else
+      conv1d_backward_cpu(dy, x, w, dx, dw, db, d);
   }
   void relu_forward(const float* x, float* y, int64_t n) override { relu_forward_cpu(x, y, n); }
   void relu_backward(const float* dy, const float* y, float* dx, int64_t n) override {
@@ -124,12 +132,19 @@ class CpuBackend final : public Backend {
                           int B, int D, const BatchNormParams& p) override {
     batchnorm_backward_cpu(dy, x, gamma, dx, dgamma, dbeta, B, D, p);
   }
-  void linear_forward(const float* x, const float* w, const float* b, float* y, int B, int C, int E) override {
-    linear_forward_cpu(x, w, b, y, B, C, E);
+  void linear_forward(const float* x, const float* w, const float* b, float* y, int B, int C, int E,
+                      Precision prec) override {
+    if (prec == Precision::BF16)
+      linear_forward_bf16_cpu(x, w, b, y, B, C, E);
+    else
+      linear_forward_cpu(x, w, b, y, B, C, E);
   }
-  void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int B,
-                       int C, int E) override {
-    linear_backward_cpu(dy, x, w, dx, dw, db, B, C, E);
+  void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int B, int C,
+                       int E, Precision prec) override {
+    if (prec == Precision::BF16)
+      linear_backward_bf16_cpu(dy, x, w, dx, dw, db, B, C, E);
+    else
+      linear_backward_cpu(dy, x, w, dx, dw, db, B, C, E);
   }
   void l2norm_forward(const float* x, float* y, int B, int E, double eps) override {
     l2norm_forward_cpu(x, y, B, E, eps);

@@ -204,12 +204,13 @@ class CudaBackend final : public Backend {
     if (it == mel_.end()) it = mel_.emplace(key, std::make_unique<MelCuda>(p)).first;
     it->second->forward(audio, out, B, S, stream_);
   }
-  void conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d) override {
-    cudnn_->conv1d_forward(x, w, b, y, d);
+  void conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d,
+                      Precision prec) override {
+    cudnn_->conv1d_forward(x, w, b, y, d, prec);
   }
   void conv1d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
-                       const Conv1dDims& d) override {
-    cudnn_->conv1d_backward(dy, x, w, dx, dw, db, d);
+                       const Conv1dDims& d, Precision prec) override {
+    cudnn_->conv1d_backward(dy, x, w, dx, dw, db, d, prec);
   }
   void relu_forward(const float* x, float* y, int64_t n) override { relu_forward_cuda(x, y, n, stream_); }
   void relu_backward(const float* dy, const float* y, float* dx, int64_t n) override {
@@ -261,12 +262,19 @@ class CudaBackend final : public Backend {
     batchnorm_backward_cuda(dy, x, gamma, dx, dgamma, dbeta, B, D, p, stream_);
   }
 
-  void linear_forward(const float* x, const float* w, const float* b, float* y, int B, int C, int E) override {
-    linear_forward_cublas(cublas_, x, w, b, y, B, C, E, stream_);
+  void linear_forward(const float* x, const float* w, const float* b, float* y, int B, int C, int E,
+                      Precision prec) override {
+    if (prec == Precision::BF16)
+      linear_forward_cublas_bf16(cublas_, x, w, b, y, B, C, E, linear_bf16_, stream_);
+    else
+      linear_forward_cublas(cublas_, x, w, b, y, B, C, E, stream_);
   }
-  void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int B,
-                       int C, int E) override {
-    linear_backward_cublas(cublas_, dy, x, w, dx, dw, db, B, C, E, stream_);
+  void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int B, int C,
+                       int E, Precision prec) override {
+    if (prec == Precision::BF16)
+      linear_backward_cublas_bf16(cublas_, dy, x, w, dx, dw, db, B, C, E, linear_bf16_, stream_);
+    else
+      linear_backward_cublas(cublas_, dy, x, w, dx, dw, db, B, C, E, stream_);
   }
   void l2norm_forward(const float* x, float* y, int B, int E, double eps) override {
     l2norm_forward_cuda(x, y, B, E, eps, stream_);
@@ -411,6 +419,7 @@ class CudaBackend final : public Backend {
   void* cublas_ws_ = nullptr;  // cuBLAS's workspace (cublasSetWorkspace), fixed size
   size_t cublas_ws_bytes_ = 0;
   std::unique_ptr<Conv1dCudnn> cudnn_;
+  LinearBf16Staging linear_bf16_;  // the linear layer's bf16 operands (train.precision = "bf16")
   std::map<decltype(mel_key(MelParams{})), std::unique_ptr<MelCuda>> mel_;
   double* norm_partials_ = nullptr;
   int64_t norm_partials_size_ = 0;

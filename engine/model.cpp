@@ -201,8 +201,8 @@ void Model::forward_conv(int B) {
     const Conv1dDims d = stage_dims(i, B);
     const std::string n = std::to_string(i);
     float* conv = acts_.ptr("conv." + n);
-    be_.conv1d_forward(stage_input(i), params_.ptr("conv." + n + ".weight"), params_.ptr("conv." + n + ".bias"),
-                       conv, d);
+    be_.conv1d_forward(stage_input(i), params_.ptr("conv." + n + ".weight"), params_.ptr("conv." + n + ".bias"), conv,
+                       d, config_.train.precision);
     be_.relu_forward(conv, conv, static_cast<int64_t>(B) * d.Cout * s.t_conv);
     if (s.pool)
       be_.maxpool_forward(conv, acts_.ptr("pool." + n), static_cast<int64_t>(B) * d.Cout, s.t_conv,
@@ -246,8 +246,8 @@ const float* Model::forward_from_pooled(int B) {
                         plan_.dropout, dropout_rng_);
     head_in = acts_.ptr("dropout");
   }
-  be_.linear_forward(head_in, params_.ptr("linear.weight"), params_.ptr("linear.bias"), acts_.ptr("linear"), B, D,
-                     E);
+  be_.linear_forward(head_in, params_.ptr("linear.weight"), params_.ptr("linear.bias"), acts_.ptr("linear"), B, D, E,
+                     config_.train.precision);
   be_.l2norm_forward(acts_.ptr("linear"), acts_.ptr("emb"), B, E, config_.model.l2_eps);
   return acts_.ptr("emb");
 }
@@ -270,7 +270,7 @@ void Model::backward_to_pooled(const float* demb, int B) {
   const std::string normed = plan_.head_norm ? "norm" : "pooled";
   const std::string head_in = dropped_ ? "dropout" : normed;
   be_.linear_backward(dacts_.ptr("linear"), acts_.ptr(head_in), params_.ptr("linear.weight"), dacts_.ptr(head_in),
-                      grads_.ptr("linear.weight"), grads_.ptr("linear.bias"), B, D, E);
+                      grads_.ptr("linear.weight"), grads_.ptr("linear.bias"), B, D, E, config_.train.precision);
   if (dropped_)
     be_.dropout_backward(dacts_.ptr("dropout"), acts_.ptr("dropout_mask"), dacts_.ptr(normed),
                          static_cast<int64_t>(B) * D);
@@ -312,7 +312,8 @@ void Model::backward_conv(int B) {
     if (s.pool) be_.maxpool_backward(dacts_.ptr("pool." + n), conv, dconv, rows, s.t_conv, config_.model.pool);
     be_.relu_backward(dconv, conv, dconv, rows * s.t_conv);
     be_.conv1d_backward(dconv, stage_input(i), params_.ptr("conv." + n + ".weight"), stage_input_grad(i),
-                        grads_.ptr("conv." + n + ".weight"), grads_.ptr("conv." + n + ".bias"), d);
+                        grads_.ptr("conv." + n + ".weight"), grads_.ptr("conv." + n + ".bias"), d,
+                        config_.train.precision);
   }
 }
 

@@ -3,7 +3,9 @@
 //       -> (dropout) -> linear -> l2norm
 // Global pooling (model.pooling) writes one row per clip, [mean | max | l2] over time of each
 // channel of the last stage (mean: [mean] only; mean_max: [mean | max]), each block C_last
-// wide; dropout (model.dropout > 0) acts in training mode only.
+// wide; dropout (model.dropout > 0) acts in training mode only. The conv and linear layers
+// compute in train.precision (bf16: kernels/bf16_cpu.h), in every mode: a bf16 run's
+// validation, index and queries embed as it trained. Tensors and parameters are float32.
 // Memory (all on the backend's device, allocated once here):
 //   params_ / grads_      one TensorBuffer each, same layout (names in param_layout())
 //   state_                what is not trained by gradients but saved with them

@@ -21,6 +21,12 @@
 //     results.) Each direction has its own descriptor, set to the chosen result's math type.
 //     NVIDIA_TF32_OVERRIDE=0 in the environment disables TF32 whatever is set here.
 //
+// bf16 (Precision::BF16, kernels/bf16_cpu.h): x, w and the padded dy are rounded into bf16
+// staging buffers, cuDNN runs with bf16 tensors and a float compute type (its
+// PSEUDO_BFLOAT16_CONFIG, sm_80 and newer) and writes a bf16 result, which is widened into the
+// caller's float32 tensors (y plus the bias, dx overwritten, dw accumulated). db comes from the
+// float32 dy. Each precision has its own plan (descriptors, algorithms) per shape.
+//
 // Algorithm choice, once per shape (B, Cin, Cout, Tin, K, pads) and direction, on the first
 // call that needs it:
 //   - default mode: cudnnFind*AlgorithmEx times every algorithm (outputs go to scratch, never
@@ -54,8 +60,10 @@
 #include <string>
 #include <vector>
 
+#include "kernels/bf16_cuda.h"
 #include "kernels/conv1d_cudnn_detail.h"
 #include "kernels/cuda_check.h"
+#include "kernels/grow_buffer_cuda.h"
 
 namespace mg {
 
@@ -82,39 +90,6 @@ using TensorDesc = Desc<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cu
 using FilterDesc = Desc<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
 using ConvDesc =
     Desc<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
-
-// Device memory that only grows. The replaced allocation is retired, not freed: graphs
-// captured before the growth may still reference it.
-class GrowBuffer {
- public:
-  GrowBuffer() = default;
-  ~GrowBuffer() {
-    for (void* p : retired_) (void)cudaFree(p);
-    if (p_) (void)cudaFree(p_);
-  }
-  GrowBuffer(const GrowBuffer&) = delete;
-  GrowBuffer& operator=(const GrowBuffer&) = delete;
-
-  void* get() const { return p_; }
-  float* floats() const { return static_cast<float*>(p_); }
-  size_t bytes() const { return bytes_; }
-
-  void reserve(size_t bytes) {
-    if (bytes <= bytes_) return;
-    constexpr size_t kGranule = size_t{1} << 20;  // cudaMalloc rounds large blocks up anyway
-    const size_t want = (bytes + kGranule - 1) / kGranule * kGranule;
-    void* p = nullptr;
-    MG_CUDA_CHECK(cudaMalloc(&p, want));
-    if (p_) retired_.push_back(p_);
-    p_ = p;
-    bytes_ = want;
-  }
-
- private:
-  void* p_ = nullptr;
-  size_t bytes_ = 0;
-  std::vector<void*> retired_;
-};
 
 // A temporary allocation for an algorithm search (freed when the search ends).
 class TempBuffer {
@@ -164,6 +139,7 @@ struct AlgoChoice {
 
 struct ConvPlan {
   Conv1dDims d{};
+  bool bf16 = false;  // x, w, y_full in bf16 (kernels/bf16_cpu.h); y and bias stay float32
   int P = 0;       // symmetric padding given to cuDNN
   int Tout = 0;    // the caller's output width
   int Tfull = 0;   // cuDNN's output width with padding P
@@ -177,7 +153,7 @@ struct ConvPlan {
   AlgoChoice<cudnnConvolutionBwdFilterAlgo_t> bwd_filter;
 };
 
-using ConvKey = std::array<int, 7>;
+using ConvKey = std::array<int, 8>;
 
 std::string describe(const Conv1dDims& d) {
   return "B=" + std::to_string(d.B) + " Cin=" + std::to_string(d.Cin) + " Cout=" + std::to_string(d.Cout) +
@@ -218,6 +194,9 @@ struct Conv1dCudnn::Impl {
   cudnnHandle_t handle = nullptr;
   GrowBuffer workspace;  // cuDNN's, shared by every call (all on one stream)
   GrowBuffer scratch;    // the padded conv output / gradient of asymmetric shapes
+  // bf16: the operands rounded from float32 (x, w, the padded dy) and cuDNN's bf16 result (y,
+  // dx or dw, one at a time: each is widened into the caller's float32 before the next).
+  GrowBuffer bf_x, bf_w, bf_g, bf_out;
   std::map<ConvKey, std::unique_ptr<ConvPlan>> convs;
   bool ran_any = false;
   int compute_major = 0;  // the device's compute capability (sm_XY: X)
@@ -236,7 +215,8 @@ struct Conv1dCudnn::Impl {
     MG_CUDNN_CHECK(cudnnSetStream(handle, stream));
   }
 
-  cudnnMathType_t requested_math() const { return opts.tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH; }
+  // bf16 data asks for Tensor Cores (sums stay float32: the descriptors' compute type).
+  cudnnMathType_t requested_math(bool bf16) const { return bf16 || opts.tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH; }
 
   // New shapes allocate and searches synchronise: neither may happen inside a graph capture.
   void require_not_capturing(const std::string& what) const {
@@ -247,9 +227,10 @@ struct Conv1dCudnn::Impl {
   }
 
   template <class Perf>
-  bool acceptable(const Perf& p, size_t ws_limit) const {
+  bool acceptable(const Perf& p, size_t ws_limit, bool bf16) const {
     if (p.status != CUDNN_STATUS_SUCCESS || p.memory > ws_limit) return false;
     if (opts.deterministic && p.determinism != CUDNN_DETERMINISTIC) return false;
+    if (bf16) return true;  // the data is bf16 already: any math type sums it in float32
     if (opts.tf32) return p.mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
     return p.mathType == CUDNN_FMA_MATH || (p.mathType == CUDNN_DEFAULT_MATH && compute_major < 8);
   }
@@ -257,11 +238,12 @@ struct Conv1dCudnn::Impl {
   // One direction's search. get_v7(n, &returned, perf); find_ex(n, &returned, perf, out, ws,
   // ws_bytes) writes only to `out` (out_bytes of scratch); ws_size(algo, &bytes).
   template <class Perf, class GetV7, class FindEx, class WsSize>
-  AlgoChoice<decltype(Perf::algo)> search(const char* direction, const Conv1dDims& d, cudnnConvolutionDescriptor_t conv,
-                                          int max_count, size_t out_bytes, GetV7 get_v7, FindEx find_ex,
-                                          WsSize ws_size) {
+  AlgoChoice<decltype(Perf::algo)> search(const char* direction, const ConvPlan& plan,
+                                          cudnnConvolutionDescriptor_t conv, int max_count, size_t out_bytes,
+                                          GetV7 get_v7, FindEx find_ex, WsSize ws_size) {
+    const Conv1dDims& d = plan.d;
     require_not_capturing(std::string("the conv1d ") + direction + " algorithm search for " + describe(d));
-    MG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, requested_math()));
+    MG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, requested_math(plan.bf16)));
     const int n_req = std::max(max_count, 1);
     std::vector<Perf> perf(static_cast<size_t>(n_req));
     int returned = 0;
@@ -286,20 +268,20 @@ struct Conv1dCudnn::Impl {
     }
     for (int i = 0; i < returned; ++i) {
       const Perf& p = perf[i];
-      if (!acceptable(p, ws_limit)) continue;
+      if (!acceptable(p, ws_limit, plan.bf16)) continue;
       if (cudnnSetConvolutionMathType(conv, p.mathType) != CUDNN_STATUS_SUCCESS) continue;
       size_t need = 0;
       if (ws_size(p.algo, &need) != CUDNN_STATUS_SUCCESS) continue;
       need = std::max(need, p.memory);
       if (need > kWorkspaceCap) continue;
-      workspace.reserve(need);
+      workspace.reserve(need, stream, "Conv1dCudnn: the cuDNN workspace");
       AlgoChoice<decltype(Perf::algo)> c;
       c.algo = p.algo;
       c.ws_bytes = need;
       c.ready = true;
       return c;
     }
-    MG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, requested_math()));
+    MG_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, requested_math(plan.bf16)));
     std::string list;
     for (int i = 0; i < returned; ++i)
       list += std::string(i ? "; " : "") + "algo " + std::to_string(static_cast<int>(perf[i].algo)) + " " +
@@ -307,17 +289,22 @@ struct Conv1dCudnn::Impl {
               (perf[i].determinism == CUDNN_DETERMINISTIC ? " deterministic" : " non-deterministic") + " " +
               std::to_string(perf[i].memory) + " B";
     throw CudaError(std::string("Conv1dCudnn: no usable cuDNN conv1d ") + direction + " algorithm for " + describe(d) +
-                    " (deterministic=" + (opts.deterministic ? "on" : "off") + ", tf32=" + (opts.tf32 ? "on" : "off") +
+                    " (" + (plan.bf16 ? "bf16, " : "") + "deterministic=" + (opts.deterministic ? "on" : "off") +
+                    ", tf32=" + (opts.tf32 ? "on" : "off") +
                     ", workspace cap 1 GiB); candidates: " + (list.empty() ? "none" : list));
   }
 
-  ConvPlan& conv_plan(const Conv1dDims& d) {
-    const ConvKey key{d.B, d.Cin, d.Cout, d.Tin, d.K, d.pad_left, d.pad_right};
+  ConvPlan& conv_plan(const Conv1dDims& d, bool bf16) {
+    const ConvKey key{d.B, d.Cin, d.Cout, d.Tin, d.K, d.pad_left, d.pad_right, bf16 ? 1 : 0};
     if (auto it = convs.find(key); it != convs.end()) return *it->second;
-    require_not_capturing("the conv1d shape " + describe(d));
+    require_not_capturing(std::string("the conv1d shape ") + (bf16 ? "(bf16) " : "") + describe(d));
+    if (bf16 && compute_major < 8)
+      throw CudaError("Conv1dCudnn: bf16 convolutions need a GPU of compute capability 8.0 or newer (this one is " +
+                      std::to_string(compute_major) + ".x); use train.precision = \"fp32\"");
 
     auto p = std::make_unique<ConvPlan>();
     p->d = d;
+    p->bf16 = bf16;
     p->P = std::max(d.pad_left, d.pad_right);
     p->Tout = d.Tout();
     p->Tfull = d.Tin + 2 * p->P - d.K + 1;
@@ -328,15 +315,16 @@ struct Conv1dCudnn::Impl {
     check_int_elems(int64_t{d.B} * d.Cout * p->Tfull, "the output", shape);
     check_int_elems(int64_t{d.Cout} * d.Cin * d.K, "the weight", shape);
 
-    MG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.B, d.Cin, 1, d.Tin));
-    MG_CUDNN_CHECK(
-        cudnnSetTensor4dDescriptor(p->y_full.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.B, d.Cout, 1, p->Tfull));
+    // bf16: PSEUDO_BFLOAT16_CONFIG in cuDNN's terms (bf16 x, w, y; float compute type).
+    const cudnnDataType_t data = bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    MG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x.get(), CUDNN_TENSOR_NCHW, data, d.B, d.Cin, 1, d.Tin));
+    MG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y_full.get(), CUDNN_TENSOR_NCHW, data, d.B, d.Cout, 1, p->Tfull));
     MG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.B, d.Cout, 1, p->Tout));
     MG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->bias.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, d.Cout, 1, 1));
-    MG_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w.get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, d.Cout, d.Cin, 1, d.K));
+    MG_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w.get(), data, CUDNN_TENSOR_NCHW, d.Cout, d.Cin, 1, d.K));
     for (cudnnConvolutionDescriptor_t c : {p->conv_fwd.get(), p->conv_bwd_data.get(), p->conv_bwd_filter.get()}) {
       MG_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(c, 0, p->P, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-      MG_CUDNN_CHECK(cudnnSetConvolutionMathType(c, requested_math()));
+      MG_CUDNN_CHECK(cudnnSetConvolutionMathType(c, requested_math(bf16)));
     }
     int n = 0, c = 0, h = 0, w = 0;
     MG_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p->conv_fwd.get(), p->x.get(), p->w.get(), &n, &c, &h, &w));
@@ -344,17 +332,26 @@ struct Conv1dCudnn::Impl {
       throw CudaError("Conv1dCudnn: cuDNN's conv output for " + shape + " is [" + std::to_string(n) + ", " +
                       std::to_string(c) + ", " + std::to_string(h) + ", " + std::to_string(w) + "], expected [" +
                       std::to_string(d.B) + ", " + std::to_string(d.Cout) + ", 1, " + std::to_string(p->Tfull) + "]");
-    if (p->asym) scratch.reserve(static_cast<size_t>(int64_t{d.B} * d.Cout * p->Tfull) * sizeof(float));
+    const int64_t nx = int64_t{d.B} * d.Cin * d.Tin, nw = int64_t{d.Cout} * d.Cin * d.K,
+                  ny_full = int64_t{d.B} * d.Cout * p->Tfull;
+    if (p->asym && !bf16) scratch.reserve(static_cast<size_t>(ny_full) * sizeof(float), stream, "Conv1dCudnn: scratch");
+    if (bf16) {
+      constexpr size_t half = sizeof(__nv_bfloat16);
+      bf_x.reserve(static_cast<size_t>(nx) * half, stream, "Conv1dCudnn: the bf16 input");
+      bf_w.reserve(static_cast<size_t>(nw) * half, stream, "Conv1dCudnn: the bf16 weight");
+      bf_g.reserve(static_cast<size_t>(ny_full) * half, stream, "Conv1dCudnn: the bf16 output gradient");
+      bf_out.reserve(static_cast<size_t>(std::max({nx, nw, ny_full})) * half, stream, "Conv1dCudnn: the bf16 result");
+    }
     return *convs.emplace(key, std::move(p)).first->second;
   }
 
-  void choose_forward(ConvPlan& p, const float* x, const float* w) {
+  void choose_forward(ConvPlan& p, const void* x, const void* w) {
     int max_count = 0;
     MG_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &max_count));
     const cudnnConvolutionDescriptor_t conv = p.conv_fwd.get();
     const size_t out_bytes = static_cast<size_t>(int64_t{p.d.B} * p.d.Cout * p.Tfull) * sizeof(float);
     p.fwd = search<cudnnConvolutionFwdAlgoPerf_t>(
-        "forward", p.d, conv, max_count, out_bytes,
+        "forward", p, conv, max_count, out_bytes,
         [&](int req, int* ret, cudnnConvolutionFwdAlgoPerf_t* perf) {
           return cudnnGetConvolutionForwardAlgorithm_v7(handle, p.x.get(), p.w.get(), conv, p.y_full.get(), req, ret,
                                                         perf);
@@ -369,13 +366,13 @@ struct Conv1dCudnn::Impl {
         });
   }
 
-  void choose_backward_data(ConvPlan& p, const float* w, const float* dy_full) {
+  void choose_backward_data(ConvPlan& p, const void* w, const void* dy_full) {
     int max_count = 0;
     MG_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &max_count));
     const cudnnConvolutionDescriptor_t conv = p.conv_bwd_data.get();
     const size_t out_bytes = static_cast<size_t>(int64_t{p.d.B} * p.d.Cin * p.d.Tin) * sizeof(float);
     p.bwd_data = search<cudnnConvolutionBwdDataAlgoPerf_t>(
-        "backward-data", p.d, conv, max_count, out_bytes,
+        "backward-data", p, conv, max_count, out_bytes,
         [&](int req, int* ret, cudnnConvolutionBwdDataAlgoPerf_t* perf) {
           return cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, p.w.get(), p.y_full.get(), conv, p.x.get(), req,
                                                              ret, perf);
@@ -390,13 +387,13 @@ struct Conv1dCudnn::Impl {
         });
   }
 
-  void choose_backward_filter(ConvPlan& p, const float* x, const float* dy_full) {
+  void choose_backward_filter(ConvPlan& p, const void* x, const void* dy_full) {
     int max_count = 0;
     MG_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &max_count));
     const cudnnConvolutionDescriptor_t conv = p.conv_bwd_filter.get();
     const size_t out_bytes = static_cast<size_t>(int64_t{p.d.Cout} * p.d.Cin * p.d.K) * sizeof(float);
     p.bwd_filter = search<cudnnConvolutionBwdFilterAlgoPerf_t>(
-        "backward-filter", p.d, conv, max_count, out_bytes,
+        "backward-filter", p, conv, max_count, out_bytes,
         [&](int req, int* ret, cudnnConvolutionBwdFilterAlgoPerf_t* perf) {
           return cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, p.x.get(), p.y_full.get(), conv, p.w.get(), req,
                                                                ret, perf);
@@ -418,45 +415,80 @@ Conv1dCudnn::Conv1dCudnn(cudaStream_t stream, const Conv1dCudnnOptions& opts) : 
 
 Conv1dCudnn::~Conv1dCudnn() = default;
 
-void Conv1dCudnn::conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d) {
+void Conv1dCudnn::conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d,
+                                 Precision prec) {
   check_dims(d);
   if (d.B == 0) return;
   Impl& m = *impl_;
-  ConvPlan& p = m.conv_plan(d);
-  if (!p.fwd.ready) m.choose_forward(p, x, w);
+  const bool bf16 = prec == Precision::BF16;
+  ConvPlan& p = m.conv_plan(d, bf16);
   const float one = 1.0f, zero = 0.0f;
-  float* out = p.asym ? m.scratch.floats() : y;
-  MG_CUDNN_CHECK(cudnnConvolutionForward(m.handle, &one, p.x.get(), x, p.w.get(), w, p.conv_fwd.get(), p.fwd.algo,
+  const void* xin = x;
+  const void* win = w;
+  void* out = p.asym ? m.scratch.get() : y;
+  if (bf16) {
+    to_bf16_cuda(x, m.bf_x.as<__nv_bfloat16>(), int64_t{d.B} * d.Cin * d.Tin, m.stream);
+    to_bf16_cuda(w, m.bf_w.as<__nv_bfloat16>(), int64_t{d.Cout} * d.Cin * d.K, m.stream);
+    xin = m.bf_x.get();
+    win = m.bf_w.get();
+    out = m.bf_out.get();
+  }
+  if (!p.fwd.ready) m.choose_forward(p, xin, win);
+  MG_CUDNN_CHECK(cudnnConvolutionForward(m.handle, &one, p.x.get(), xin, p.w.get(), win, p.conv_fwd.get(), p.fwd.algo,
                                          m.workspace.get(), p.fwd.ws_bytes, &zero, p.y_full.get(), out));
-  if (p.asym)
-    detail::conv_slice_bias_cuda(out, b, y, int64_t{d.B} * d.Cout, d.Cout, p.Tfull, p.Tout, p.offset, m.stream);
+  const int64_t rows = int64_t{d.B} * d.Cout;
+  if (bf16)  // widened, then the float32 bias (symmetric shapes too: offset 0, Tfull = Tout)
+    detail::conv_slice_bias_cuda(static_cast<const __nv_bfloat16*>(out), b, y, rows, d.Cout, p.Tfull, p.Tout, p.offset,
+                                 m.stream);
+  else if (p.asym)
+    detail::conv_slice_bias_cuda(static_cast<const float*>(out), b, y, rows, d.Cout, p.Tfull, p.Tout, p.offset,
+                                 m.stream);
   else
     MG_CUDNN_CHECK(cudnnAddTensor(m.handle, &one, p.bias.get(), b, &one, p.y.get(), y));
   m.ran_any = true;
 }
 
 void Conv1dCudnn::conv1d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
-                               const Conv1dDims& d) {
+                                  const Conv1dDims& d, Precision prec) {
   check_dims(d);
   if (d.B == 0) return;  // no clips: dx is empty and dw, db get nothing added
   Impl& m = *impl_;
-  ConvPlan& p = m.conv_plan(d);
+  const bool bf16 = prec == Precision::BF16;
+  ConvPlan& p = m.conv_plan(d, bf16);
   const float one = 1.0f, zero = 0.0f;
-  const float* g = dy;  // the gradient in cuDNN's (padding P) output layout
-  if (p.asym) {
-    detail::conv_pad_grad_cuda(dy, m.scratch.floats(), int64_t{d.B} * d.Cout, p.Tout, p.Tfull, p.offset, m.stream);
-    g = m.scratch.floats();
+  const int64_t rows = int64_t{d.B} * d.Cout, nx = int64_t{d.B} * d.Cin * d.Tin, nw = int64_t{d.Cout} * d.Cin * d.K;
+  const void* g = dy;  // the gradient in cuDNN's (padding P) output layout
+  const void* xin = x;
+  const void* win = w;
+  if (bf16) {
+    // The forward's bf16 copies are gone (every stage shares the buffers): round again.
+    detail::conv_pad_grad_cuda(dy, m.bf_g.as<__nv_bfloat16>(), rows, p.Tout, p.Tfull, p.offset, m.stream);
+    to_bf16_cuda(x, m.bf_x.as<__nv_bfloat16>(), nx, m.stream);
+    to_bf16_cuda(w, m.bf_w.as<__nv_bfloat16>(), nw, m.stream);
+    g = m.bf_g.get();
+    xin = m.bf_x.get();
+    win = m.bf_w.get();
+  } else if (p.asym) {
+    detail::conv_pad_grad_cuda(dy, m.scratch.floats(), rows, p.Tout, p.Tfull, p.offset, m.stream);
+    g = m.scratch.get();
   }
   if (dx) {
-    if (!p.bwd_data.ready) m.choose_backward_data(p, w, g);
-    MG_CUDNN_CHECK(cudnnConvolutionBackwardData(m.handle, &one, p.w.get(), w, p.y_full.get(), g,
+    if (!p.bwd_data.ready) m.choose_backward_data(p, win, g);
+    void* dx_out = bf16 ? m.bf_out.get() : dx;
+    MG_CUDNN_CHECK(cudnnConvolutionBackwardData(m.handle, &one, p.w.get(), win, p.y_full.get(), g,
                                                 p.conv_bwd_data.get(), p.bwd_data.algo, m.workspace.get(),
-                                                p.bwd_data.ws_bytes, &zero, p.x.get(), dx));
+                                                p.bwd_data.ws_bytes, &zero, p.x.get(), dx_out));
+    if (bf16) from_bf16_cuda(m.bf_out.as<__nv_bfloat16>(), dx, nx, false, m.stream);
   }
-  if (!p.bwd_filter.ready) m.choose_backward_filter(p, x, g);
-  MG_CUDNN_CHECK(cudnnConvolutionBackwardFilter(m.handle, &one, p.x.get(), x, p.y_full.get(), g,
+  if (!p.bwd_filter.ready) m.choose_backward_filter(p, xin, g);
+  // float32 accumulates in place (beta 1); bf16 sums into its own buffer and is widened onto dw.
+  void* dw_out = bf16 ? m.bf_out.get() : dw;
+  const float* dw_beta = bf16 ? &zero : &one;
+  MG_CUDNN_CHECK(cudnnConvolutionBackwardFilter(m.handle, &one, p.x.get(), xin, p.y_full.get(), g,
                                                 p.conv_bwd_filter.get(), p.bwd_filter.algo, m.workspace.get(),
-                                                p.bwd_filter.ws_bytes, &one, p.w.get(), dw));
+                                                p.bwd_filter.ws_bytes, dw_beta, p.w.get(), dw_out));
+  if (bf16) from_bf16_cuda(m.bf_out.as<__nv_bfloat16>(), dw, nw, true, m.stream);
+  // The bias gradient from the float32 dy, whatever the precision (p.y and p.bias are float32).
   MG_CUDNN_CHECK(cudnnConvolutionBackwardBias(m.handle, &one, p.y.get(), dy, &one, p.bias.get(), db));
   m.ran_any = true;
 }

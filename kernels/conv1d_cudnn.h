@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "kernels/conv1d_cpu.h"
+#include "kernels/precision.h"
 
 namespace mg {
 
@@ -30,10 +31,11 @@ class Conv1dCudnn {
   Conv1dCudnn& operator=(const Conv1dCudnn&) = delete;
 
   // Same contracts as conv1d_forward_cpu / conv1d_backward_cpu (kernels/conv1d_cpu.h):
-  // y overwritten; dx overwritten (skipped when null); dw, db accumulated (+=).
-  void conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d);
+  // y overwritten; dx overwritten (skipped when null); dw, db accumulated (+=). bf16: as
+  // kernels/bf16_cpu.h's conv1d_*_bf16_cpu.
+  void conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d, Precision prec);
   void conv1d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
-                       const Conv1dDims& d);
+                       const Conv1dDims& d, Precision prec);
   // Called before a graph capture begins: algorithm searches synchronise, so they must all
   // have happened (true once every shape has run eagerly once).
   bool ready_for_capture() const;

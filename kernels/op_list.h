@@ -15,7 +15,9 @@
 //   op         the name everywhere: the prefix of its test case and benchmark names, its key
 //              in ref_ops.py
 //   gradient   central: a backward, checked by central differences
-//              none:    nothing to differentiate (no backward, or an optimizer step)
+//              none:    nothing to differentiate (no backward, or an optimizer step), or a
+//                       bf16 op, whose backward rounds and so is no exact derivative
+//                       (its float32 twin's row is checked)
 //   reference  torch:   PyTorch autograd in float64 (tests/test_reference_ops.cpp)
 //              own:     a check of its own, named in the row's comment (no outside library
 //                       computes the same thing)
@@ -33,6 +35,7 @@
   MG_OP(mel, none, own, "mel")                  /* torchaudio: tests/test_reference_mel.cpp */           \
   MG_OP(band_norm, none, torch, "band_norm")                                                              \
   MG_OP(conv1d, central, torch, "conv1d")                                                                 \
+  MG_OP(conv1d_bf16, none, own, "bf16")         /* rounding points vs float64: test_bf16 */              \
   MG_OP(relu, central, torch, "activation")                                                               \
   MG_OP(maxpool, central, torch, "pool")                                                                  \
   MG_OP(mean_time, central, torch, "reduce")                                                              \
@@ -40,6 +43,7 @@
   MG_OP(batchnorm, central, torch, "batchnorm")                                                           \
   MG_OP(dropout, central, own, "dropout")       /* the Philox mask: gradcheck Dropout.* */                \
   MG_OP(linear, central, torch, "linear")                                                                 \
+  MG_OP(linear_bf16, none, own, "bf16")         /* rounding points vs float64: test_bf16 */              \
   MG_OP(l2norm, central, torch, "reduce")                                                                 \
   MG_OP(triplet, central, torch, "triplet_loss")                                                          \
   MG_OP(contrastive, central, torch, "contrastive_loss")                                                  \

@@ -429,9 +429,10 @@ void TrainingRun::start_or_resume() {
     info.seed = cfg_.train.seed;
     info.device = be_->describe() + (comm_.size() > 1 ? "; " + comm_.describe() : std::string());
     if (db_) ts_.run_id = db_->begin_run(info);
-    std::printf("run %lld in %s: %lld steps of %d %s (%d clips), %lld steps per epoch\n",
+    std::printf("run %lld in %s: %lld steps of %d %s (%d clips), %lld steps per epoch%s\n",
                 static_cast<long long>(ts_.run_id), run_dir_.string().c_str(), static_cast<long long>(total_), B_,
-                batch_unit(cfg_), rows_, static_cast<long long>(steps_per_epoch_));
+                batch_unit(cfg_), rows_, static_cast<long long>(steps_per_epoch_),
+                cfg_.train.precision == Precision::BF16 ? ", bf16 conv and linear (float32 master weights)" : "");
   }
   share_model_state();
   last_saved_ = done_;
