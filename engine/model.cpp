@@ -302,19 +302,32 @@ int64_t Model::trunk_param_floats() const {
 }
 
 void Model::backward_conv(int B) {
-  for (size_t i = plan_.stages.size(); i-- > 0;) {
-    const StagePlan& s = plan_.stages[i];
-    const Conv1dDims d = stage_dims(i, B);
-    const std::string n = std::to_string(i);
-    const int64_t rows = static_cast<int64_t>(B) * d.Cout;
-    float* conv = acts_.ptr("conv." + n);
-    float* dconv = dacts_.ptr("conv." + n);
-    if (s.pool) be_.maxpool_backward(dacts_.ptr("pool." + n), conv, dconv, rows, s.t_conv, config_.model.pool);
-    be_.relu_backward(dconv, conv, dconv, rows * s.t_conv);
-    be_.conv1d_backward(dconv, stage_input(i), params_.ptr("conv." + n + ".weight"), stage_input_grad(i),
-                        grads_.ptr("conv." + n + ".weight"), grads_.ptr("conv." + n + ".bias"), d,
-                        config_.train.precision);
-  }
+  for (size_t i = plan_.stages.size(); i-- > 0;) backward_stage(i, B);
+}
+
+void Model::backward_stage(size_t i, int B) {
+  const StagePlan& s = plan_.stages[i];
+  const Conv1dDims d = stage_dims(i, B);
+  const std::string n = std::to_string(i);
+  const int64_t rows = static_cast<int64_t>(B) * d.Cout;
+  float* conv = acts_.ptr("conv." + n);
+  float* dconv = dacts_.ptr("conv." + n);
+  if (s.pool) be_.maxpool_backward(dacts_.ptr("pool." + n), conv, dconv, rows, s.t_conv, config_.model.pool);
+  be_.relu_backward(dconv, conv, dconv, rows * s.t_conv);
+  be_.conv1d_backward(dconv, stage_input(i), params_.ptr("conv." + n + ".weight"), stage_input_grad(i),
+                      grads_.ptr("conv." + n + ".weight"), grads_.ptr("conv." + n + ".bias"), d,
+                      config_.train.precision);
+}
+
+Model::Span Model::stage_param_span(size_t i) const {
+  if (i >= plan_.stages.size())
+    throw std::out_of_range("Model::stage_param_span: stage " + std::to_string(i) + " of " +
+                            std::to_string(plan_.stages.size()));
+  const TensorLayout& l = params_.layout();
+  const int64_t first = l.find("conv." + std::to_string(i) + ".weight").offset;
+  const int64_t end =
+      i + 1 < plan_.stages.size() ? l.find("conv." + std::to_string(i + 1) + ".weight").offset : trunk_param_floats();
+  return Span{first, end - first};
 }
 
 }  // namespace mg

@@ -73,7 +73,17 @@ class Model {
   void forward_conv(int B);                     // -> the last stage's output [B, C, T]
   const float* forward_head(int B);             // global pooling, dropout, linear, L2 -> emb [B, E]
   void backward_head(const float* demb, int B);  // -> d(last stage's output), head grads
-  void backward_conv(int B);                     // -> conv grads
+  void backward_conv(int B);                     // -> conv grads: backward_stage(i) for i = last .. 0
+  // One stage's backward (max-pool, ReLU, conv): its conv gradients are final after it, and
+  // the gradient of its input is ready for stage i - 1.
+  void backward_stage(size_t i, int B);
+  // The floats [first, first + count) of the flat gradient buffer that hold stage i's conv
+  // weight and bias (and the padding up to stage i + 1's): over every stage, contiguous, they
+  // cover [0, trunk_param_floats()). A data-parallel step sums each as soon as it is final.
+  struct Span {
+    int64_t first, count;
+  };
+  Span stage_param_span(size_t i) const;
   // The head split at the pooled features, for a data-parallel step: forward_head(B) is
   // forward_pool(B) then forward_from_pooled(B), backward_head(demb, B) is
   // backward_to_pooled(demb, B) then backward_pool(dpooled(), B). Between them the step gathers

@@ -137,7 +137,8 @@ const float* TrainStep::gather_and_forward_head(int batch, int blocks) {
 }
 
 // This rank's rows of the global dpooled, back in its own order (gathered_ as the staging), then
-// the rest of the backward on them; the conv stack's gradients summed over the ranks.
+// the rest of the backward on them; the conv stack's gradients summed over the ranks, a
+// bucket per stage, each started as soon as its stage's backward is enqueued.
 void TrainStep::backward_own_rows(const float* demb, int batch, int blocks) {
   const int world = comm_->size(), D = model_.plan().head_width();
   const size_t per = static_cast<size_t>(batch / blocks);
@@ -147,9 +148,15 @@ void TrainStep::backward_own_rows(const float* demb, int batch, int blocks) {
              model_.dpooled() + (static_cast<size_t>(k * world + comm_->rank()) * per) * static_cast<size_t>(D),
              per * static_cast<size_t>(D) * sizeof(float));
   model_.backward_pool(gathered_, batch);
-  model_.backward_conv(batch);
-  if (world > 1 || comm_->device_memory())  // one rank's sum is the gradient itself
-    comm_->allreduce_sum(model_.grads().data(), model_.trunk_param_floats());
+  const bool sum = world > 1 || comm_->device_memory();  // one rank's sum is the gradient itself
+  for (size_t i = model_.plan().stages.size(); i-- > 0;) {
+    model_.backward_stage(i, batch);
+    // The stage's gradients are final: on GPUs their sum runs while the earlier stages' backward does.
+    if (!sum) continue;
+    const Model::Span g = model_.stage_param_span(i);
+    comm_->allreduce_sum_async(model_.grads().data() + g.first, g.count);
+  }
+  if (sum) comm_->wait_sums();
 }
 
 void TrainStep::forward_backward(const float* audio, int local_batch, const LossConfig& loss) {

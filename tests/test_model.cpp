@@ -40,6 +40,29 @@ TEST(Model, ParameterLayoutNamesAndShapes) {
   for (const auto& s : l.specs()) EXPECT_EQ(s.offset % 64, 0) << s.name << " is not 256-byte aligned";
 }
 
+// The per-stage gradient buckets of a data-parallel step: each holds its stage's conv weight
+// and bias, and together, in order, they are exactly the conv prefix of the flat buffer.
+TEST(Model, StageParamSpansTileTheTrunk) {
+  Config c = small_config();
+  c.model.channels = {11, 9, 13};  // odd sizes: padding between the tensors
+  const auto be = make_cpu_backend(1);
+  Model m(c, *be, 2);
+  const TensorLayout& l = m.params().layout();
+  int64_t next = 0;
+  for (size_t i = 0; i < c.model.channels.size(); ++i) {
+    const Model::Span g = m.stage_param_span(i);
+    EXPECT_EQ(g.first, next) << "stage " << i;
+    const TensorSpec& w = l.find("conv." + std::to_string(i) + ".weight");
+    const TensorSpec& b = l.find("conv." + std::to_string(i) + ".bias");
+    EXPECT_EQ(g.first, w.offset) << "stage " << i;
+    EXPECT_GE(g.first + g.count, b.offset + b.numel()) << "stage " << i << " leaves out its bias";
+    next = g.first + g.count;
+  }
+  EXPECT_EQ(next, m.trunk_param_floats());
+  EXPECT_LE(next, l.find("linear.weight").offset);
+  EXPECT_THROW(m.stage_param_span(3), std::out_of_range);
+}
+
 // The head's fan-in follows model.pooling: [mean | max | l2] of the last stage's channels.
 TEST(Model, LinearFanInFollowsPooling) {
   Config c = test::seed_defaults();

@@ -30,6 +30,13 @@ class Comm {
 
   // data [n]: every rank's data summed, the same bits on every rank.
   virtual void allreduce_sum(float* data, int64_t n) = 0;
+  // Gradient buckets summed while the backward goes on (llm.c's overlap): starts the sum of
+  // data [n] over the ranks once the device work enqueued before this call is done, and
+  // returns at once; the device work enqueued after wait_sums() waits for every sum started
+  // before it. NCCL's run on a stream of their own, ordered by events. A host communicator has
+  // no second stream and the CPU no idle cores: it sums at once, and wait_sums() is nothing.
+  virtual void allreduce_sum_async(float* data, int64_t n) { allreduce_sum(data, n); }
+  virtual void wait_sums() {}
   // send [n] of every rank into recv [size * n], rank r's at recv + r * n.
   virtual void allgather(const float* send, float* recv, int64_t n) = 0;
   // Host bytes [bytes] from rank 0 to every rank.

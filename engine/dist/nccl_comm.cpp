@@ -91,7 +91,15 @@ class NcclComm final : public Comm {
     if (host.leader()) MG_NCCL_CHECK(api.GetUniqueId(&id));
     host.broadcast(&id, sizeof id);
     MG_NCCL_CUDA_CHECK(cudaSetDevice(device));
-    MG_NCCL_CHECK(api.CommInitRank(&comm_, host.size(), id, host.rank()));
+    try {
+      MG_NCCL_CUDA_CHECK(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
+      MG_NCCL_CUDA_CHECK(cudaEventCreateWithFlags(&forked_, cudaEventDisableTiming));
+      MG_NCCL_CUDA_CHECK(cudaEventCreateWithFlags(&joined_, cudaEventDisableTiming));
+      MG_NCCL_CHECK(api.CommInitRank(&comm_, host.size(), id, host.rank()));
+    } catch (...) {
+      release();
+      throw;
+    }
     int version = 0;
     MG_NCCL_CHECK(api.GetVersion(&version));
     version_ = version;
@@ -99,8 +107,8 @@ class NcclComm final : public Comm {
   }
 
   ~NcclComm() override {
-    watchdog_.reset();                     // before the communicator it reads goes
-    if (comm_) nccl().CommDestroy(comm_);  // from a destructor: the result is not checked
+    watchdog_.reset();  // before the communicator it reads goes
+    release();
   }
 
   int rank() const override { return host_.rank(); }
@@ -109,12 +117,27 @@ class NcclComm final : public Comm {
   int local_size() const override { return host_.local_size(); }
   bool device_memory() const override { return true; }
 
+  // Every NCCL call goes on comm_stream_, forked from the compute stream (it starts after the
+  // work enqueued there so far) and joined back where the compute needs its result: one
+  // stream, so the communicator's operations run in the order they were issued, the same on
+  // every rank. A captured step records the fork and the join as graph edges.
   // NCCL's ring and tree reductions give every rank the same bits.
   void allreduce_sum(float* data, int64_t n) override {
-    MG_NCCL_CHECK(nccl().AllReduce(data, data, static_cast<size_t>(n), ncclFloat, ncclSum, comm_, stream_));
+    allreduce_sum_async(data, n);
+    wait_sums();
+  }
+  void allreduce_sum_async(float* data, int64_t n) override {
+    fork();
+    MG_NCCL_CHECK(nccl().AllReduce(data, data, static_cast<size_t>(n), ncclFloat, ncclSum, comm_, comm_stream_));
+  }
+  void wait_sums() override {
+    MG_NCCL_CUDA_CHECK(cudaEventRecord(joined_, comm_stream_));
+    MG_NCCL_CUDA_CHECK(cudaStreamWaitEvent(stream_, joined_, 0));
   }
   void allgather(const float* send, float* recv, int64_t n) override {
-    MG_NCCL_CHECK(nccl().AllGather(send, recv, static_cast<size_t>(n), ncclFloat, comm_, stream_));
+    fork();
+    MG_NCCL_CHECK(nccl().AllGather(send, recv, static_cast<size_t>(n), ncclFloat, comm_, comm_stream_));
+    wait_sums();
   }
   void broadcast(void* data, size_t bytes) override { host_.broadcast(data, bytes); }
   bool any(bool flag) override { return host_.any(flag); }
@@ -130,6 +153,23 @@ class NcclComm final : public Comm {
   }
 
  private:
+  // From a destructor or a failed constructor: results are not checked.
+  void release() {
+    if (comm_stream_) cudaStreamSynchronize(comm_stream_);
+    if (comm_) nccl().CommDestroy(comm_);
+    if (joined_) cudaEventDestroy(joined_);
+    if (forked_) cudaEventDestroy(forked_);
+    if (comm_stream_) cudaStreamDestroy(comm_stream_);
+    comm_ = nullptr;
+    joined_ = forked_ = nullptr;
+    comm_stream_ = nullptr;
+  }
+
+  void fork() {
+    MG_NCCL_CUDA_CHECK(cudaEventRecord(forked_, stream_));
+    MG_NCCL_CUDA_CHECK(cudaStreamWaitEvent(comm_stream_, forked_, 0));
+  }
+
   // NCCL reports a peer's failure (a broken connection, a remote error) asynchronously; a
   // kernel waiting for it would otherwise spin for good. Checked every second.
   void check_async_error() {
@@ -144,7 +184,10 @@ class NcclComm final : public Comm {
   }
 
   Comm& host_;
-  cudaStream_t stream_;
+  cudaStream_t stream_;                 // the backend's compute stream
+  cudaStream_t comm_stream_ = nullptr;  // every NCCL operation of this communicator
+  cudaEvent_t forked_ = nullptr;        // compute stream -> comm_stream_
+  cudaEvent_t joined_ = nullptr;        // comm_stream_ -> compute stream
   ncclComm_t comm_ = nullptr;
   int version_ = 0;
   std::optional<PeriodicThread> watchdog_;

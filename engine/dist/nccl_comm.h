@@ -17,8 +17,10 @@ namespace mg::dist {
 bool nccl_built();
 
 // A communicator over host's ranks whose allreduce_sum and allgather take device memory of GPU
-// `device` and are enqueued on `cuda_stream` (a cudaStream_t), returning before they complete,
-// in order with the work around them (so a step that uses them can be captured as a CUDA graph).
+// `device` and are ordered with the work on `cuda_stream` (a cudaStream_t), returning before
+// they complete (so a step that uses them can be captured as a CUDA graph). They run on a
+// stream of the communicator's own, forked from `cuda_stream` by an event and joined back:
+// allreduce_sum_async's sums overlap the compute until wait_sums().
 // `host` must outlive it. Throws std::runtime_error naming what failed (no NCCL library, the
 // NCCL call and its error).
 std::unique_ptr<Comm> nccl_comm(Comm& host, void* cuda_stream, int device);
