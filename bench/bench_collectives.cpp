@@ -1,6 +1,6 @@
 // The collectives of a data-parallel step (engine/dist/comm.h), timed as every rank sees them:
 // the sum of the conv stack's gradients and the gather of the pooled features, at the sizes of
-// the default model. Run it under the launcher, e.g.
+// the default model, and ZeRO-1's reduce-scatter + all-gather of the whole flat buffer. Run it under the launcher, e.g.
 //   mpirun -np 2 build/bench/bench_collectives
 // Rank 0 reports; the others run the same iterations silently (a collective needs every rank,
 // so the iteration counts are fixed rather than chosen by timing, which differs per rank).
@@ -67,6 +67,27 @@ void BM_AllgatherPooled(benchmark::State& state) {
   set_bandwidth(state, static_cast<double>(rows * D * R) * sizeof(float), static_cast<double>(R - 1) / R);
 }
 BENCHMARK(BM_AllgatherPooled)->Arg(192)->Iterations(500)->Unit(benchmark::kMicrosecond);
+
+// ZeRO-1's pair over the whole flat buffer (padded to 64 R floats): the reduce-scatter of the
+// gradients and the all-gather of the updated parameters, which replace the sum of the conv
+// gradients. Each moves (R - 1) / R of the buffer per link.
+void BM_ZeroOneScatterGather(benchmark::State& state) {
+  mg::Config c = mg::default_config();
+  c.model.channels = {static_cast<int>(state.range(0)), static_cast<int>(state.range(0)),
+                      static_cast<int>(state.range(0))};
+  const int R = comm().size();
+  mg::TensorLayout layout = mg::Model::param_layout(c);
+  layout.pad_total_to(64 * int64_t{R});
+  const int64_t n = layout.total(), slice = n / R;
+  std::vector<float> flat(static_cast<size_t>(n), 1.0f);  // [R, slice]
+  for (auto _ : state) {
+    comm().reduce_scatter_sum(flat.data(), slice);
+    comm().allgather_slices(flat.data(), slice);
+    benchmark::DoNotOptimize(flat.data());
+  }
+  set_bandwidth(state, static_cast<double>(n) * sizeof(float), R > 1 ? 2.0 * (R - 1) / R : 0.0);
+}
+BENCHMARK(BM_ZeroOneScatterGather)->Arg(128)->Arg(512)->Iterations(200)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

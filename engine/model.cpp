@@ -70,12 +70,18 @@ TensorLayout Model::activation_layout(const ModelPlan& p) {
   return l;
 }
 
-Model::Model(const Config& c, Backend& be, int max_batch, int head_batch)
+TensorLayout Model::padded_param_layout(const Config& c, int64_t flat_multiple) {
+  TensorLayout l = param_layout(c);
+  l.pad_total_to(flat_multiple);
+  return l;
+}
+
+Model::Model(const Config& c, Backend& be, int max_batch, int head_batch, int64_t flat_multiple)
     : config_(c),
       be_(be),
       plan_(plan_with_head(make_model_plan(c, max_batch), head_batch)),
-      params_(be, param_layout(c)),
-      grads_(be, param_layout(c)),
+      params_(be, padded_param_layout(c, flat_multiple)),
+      grads_(be, padded_param_layout(c, flat_multiple)),
       state_(be, state_layout(c)),
       acts_(be, activation_layout(plan_)),
       dacts_(be, activation_layout(plan_)) {

@@ -29,7 +29,10 @@ class Model {
  public:
   // head_batch: rows of the head's tensors when more than max_batch (0: max_batch), for a
   // data-parallel step that runs the head over every rank's rows (engine/train_step.h).
-  Model(const Config& c, Backend& be, int max_batch, int head_batch = 0);
+  // flat_multiple: the parameter and gradient buffers padded to a multiple of this many floats
+  // (ZeRO-1 splits them into one equal slice per rank); their layout is then params().layout(),
+  // param_layout(c) with the padding.
+  Model(const Config& c, Backend& be, int max_batch, int head_batch = 0, int64_t flat_multiple = 1);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -134,6 +137,7 @@ class Model {
 
  private:
   static ModelPlan plan_with_head(ModelPlan p, int head_batch);
+  static TensorLayout padded_param_layout(const Config& c, int64_t flat_multiple);
   static TensorLayout activation_layout(const ModelPlan& p);
   void reset_running_stats();
   void check_batch(int B, const char* what, bool head = false) const;

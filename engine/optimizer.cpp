@@ -1,9 +1,29 @@
 #include "engine/optimizer.h"
 
+#include <stdexcept>
+#include <string>
+
 namespace mg {
 
-Optimizer::Optimizer(Backend& be, const TensorLayout& layout, const OptimConfig& cfg)
-    : be_(be), cfg_(cfg), m_(be, layout), v_(be, layout) {
+namespace {
+
+TensorLayout moments_layout(const TensorLayout& params, const OptimizerShard& shard) {
+  if (shard.count == 0) return params;
+  if (shard.first < 0 || shard.count < 0 || shard.first + shard.count > params.total())
+    throw std::invalid_argument("Optimizer: shard [" + std::to_string(shard.first) + ", " +
+                                std::to_string(shard.first + shard.count) + ") outside the " +
+                                std::to_string(params.total()) + " floats of the parameters");
+  TensorLayout l;
+  l.add("shard", {shard.count});
+  return l;
+}
+
+}  // namespace
+
+Optimizer::Optimizer(Backend& be, const TensorLayout& layout, const OptimConfig& cfg, OptimizerShard shard)
+    : be_(be), cfg_(cfg), shard_(shard), m_(be, moments_layout(layout, shard)), v_(be, moments_layout(layout, shard)) {
+  if (sharded() && cfg.clip_norm > 0)
+    throw std::invalid_argument("Optimizer: a sharded optimizer (ZeRO-1) does not clip; optim.clip_norm must be 0");
   norm_ = be_.alloc<float>(1);
   be_.fill(norm_, 1, 0.0f);
   scalars_ = be_.alloc<double>(2);
@@ -21,6 +41,12 @@ void Optimizer::set_scalars(double lr) {
 }
 
 void Optimizer::enqueue(TensorBuffer& params, TensorBuffer& grads) {
+  if (sharded()) {
+    const int64_t at = shard_.first, n = shard_.count;
+    be_.clip_grad_norm(grads.data() + at, n, 0.0, norm_);  // measures the slice's norm
+    be_.adam_step(params.data() + at, grads.data() + at, m_.data(), v_.data(), n, cfg_.adam, scalars_);
+    return;
+  }
   be_.clip_grad_norm(grads.data(), grads.size(), cfg_.clip_norm, norm_);
   // Padding between tensors holds zero gradients and zero parameters; Adam keeps them zero
   // (m = v = 0 -> update 0; AdamW's decay of 0 is 0), so the flat update is exact.

@@ -10,15 +10,24 @@
 
 namespace mg {
 
+// ZeRO-1: the moments of the parameters [first, first + count) of the flat buffer only, one
+// rank's slice; enqueue() then updates that slice of the parameters from the same slice of the
+// gradients, and the caller shares the slices (engine/train_step.h). count 0: every parameter.
+struct OptimizerShard {
+  int64_t first = 0, count = 0;
+};
+
 class Optimizer {
  public:
-  Optimizer(Backend& be, const TensorLayout& layout, const OptimConfig& cfg);
+  Optimizer(Backend& be, const TensorLayout& layout, const OptimConfig& cfg, OptimizerShard shard = {});
   ~Optimizer();
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
 
   // Clips grads in place when cfg.clip_norm > 0, then updates params. The gradient norm
-  // (before clipping) is left in norm_device() without a host synchronisation.
+  // (before clipping) is left in norm_device() without a host synchronisation. Sharded: the
+  // norm and the update cover the shard's slice only (no clipping: train.zero needs
+  // optim.clip_norm = 0).
   void step(TensorBuffer& params, TensorBuffer& grads, double lr);
   // step() split for capture: set_scalars() advances the step count and uploads {lr, step};
   // enqueue() issues the device work, which reads them from device memory. A captured
@@ -32,6 +41,9 @@ class Optimizer {
   const float* norm_device() const { return norm_; }
   float* norm_device() { return norm_; }
   const OptimConfig& config() const { return cfg_; }
+  // Sharded: m() and v() hold the slice, as one tensor "shard" [count].
+  bool sharded() const { return shard_.count > 0; }
+  const OptimizerShard& shard() const { return shard_; }
   TensorBuffer& m() { return m_; }
   TensorBuffer& v() { return v_; }
   const TensorBuffer& m() const { return m_; }
@@ -40,6 +52,7 @@ class Optimizer {
  private:
   Backend& be_;
   OptimConfig cfg_;
+  OptimizerShard shard_;
   TensorBuffer m_, v_;
   float* norm_ = nullptr;      // device scalar
   double* scalars_ = nullptr;  // device [2] = {lr, step} for adam_step

@@ -1,6 +1,7 @@
 #include "engine/tensor_buffer.h"
 
 #include <stdexcept>
+#include <string>
 
 namespace mg {
 
@@ -16,6 +17,11 @@ void TensorLayout::add(const std::string& name, std::vector<int64_t> shape) {
   TensorSpec t{name, std::move(shape), total_};
   total_ += (t.numel() + 63) / 64 * 64;
   specs_.push_back(std::move(t));
+}
+
+void TensorLayout::pad_total_to(int64_t multiple) {
+  if (multiple < 1) throw std::invalid_argument("TensorLayout::pad_total_to: multiple " + std::to_string(multiple));
+  total_ = (total_ + multiple - 1) / multiple * multiple;
 }
 
 int64_t TensorLayout::param_count() const {

@@ -25,6 +25,8 @@ class TensorLayout {
   void add(const std::string& name, std::vector<int64_t> shape);
   const std::vector<TensorSpec>& specs() const { return specs_; }
   int64_t total() const { return total_; }           // floats, padding included
+  // Zero padding at the end up to a multiple of `multiple` floats (ZeRO-1's equal slices).
+  void pad_total_to(int64_t multiple);
   int64_t param_count() const;                       // floats, padding excluded
   const TensorSpec& find(const std::string& name) const;  // throws naming the tensor
 

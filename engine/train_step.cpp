@@ -1,6 +1,7 @@
 #include "engine/train_step.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -19,6 +20,7 @@ TrainStep::~TrainStep() {
   if (mine_counts_) be_.free_bytes(mine_counts_);
   if (contrastive_ws_) be_.free_bytes(contrastive_ws_);
   if (gathered_) be_.free_bytes(gathered_);
+  if (zero_norms_) be_.free_bytes(zero_norms_);
 }
 
 std::vector<int32_t> TrainStep::offline_triplets(int n) {
@@ -116,6 +118,51 @@ void TrainStep::set_data_parallel(dist::Comm& comm) {
   forget_captures();
 }
 
+OptimizerShard TrainStep::zero_shard(const Model& model, const dist::Comm& comm) {
+  const int64_t total = model.params().size(), world = comm.size();
+  if (total % (64 * world) != 0)
+    throw std::invalid_argument("TrainStep::zero_shard: the model's flat buffer of " + std::to_string(total) +
+                                " floats does not split into " + std::to_string(world) +
+                                " slices of whole 64-float blocks (build the model with flat_multiple = 64 R)");
+  const int64_t slice = total / world;
+  return OptimizerShard{comm.rank() * slice, slice};
+}
+
+void TrainStep::set_zero(const Optimizer& opt) {
+  if (!comm_) throw std::logic_error("TrainStep::set_zero: set_data_parallel() first");
+  const OptimizerShard want = zero_shard(model_, *comm_);
+  if (!opt.sharded() || opt.shard().first != want.first || opt.shard().count != want.count)
+    throw std::invalid_argument("TrainStep::set_zero: the optimizer must hold this rank's slice [" +
+                                std::to_string(want.first) + ", " + std::to_string(want.first + want.count) +
+                                ") (TrainStep::zero_shard)");
+  zero_ = want;
+  if (!zero_norms_) zero_norms_ = be_.alloc<float>(comm_->size());  // never inside a capture
+  be_.fill(zero_norms_, comm_->size(), 0.0f);
+  forget_captures();
+}
+
+bool TrainStep::collective() const { return comm_ && (comm_->size() > 1 || comm_->device_memory()); }
+
+// The head's gradients are the same on every rank: rank 0's count, the others' are zeroed so
+// that the sum over the ranks counts them once.
+void TrainStep::reduce_scatter_gradients() {
+  TensorBuffer& g = model_.grads();
+  const int64_t trunk = model_.trunk_param_floats();
+  if (comm_->rank() != 0) be_.fill(g.data() + trunk, g.size() - trunk, 0.0f);
+  if (collective()) comm_->reduce_scatter_sum(g.data(), zero_.count);
+}
+
+void TrainStep::share_slice_norms(const Optimizer& opt) {
+  if (collective())
+    comm_->allgather(opt.norm_device(), zero_norms_, 1);
+  else
+    be_.copy(zero_norms_, opt.norm_device(), sizeof(float));
+}
+
+void TrainStep::share_parameters() {
+  if (collective()) comm_->allgather_slices(model_.params().data(), zero_.count);
+}
+
 // Every rank's pooled rows, in the order one process would have them. A batch is `blocks`
 // blocks (anchors, positives[, negatives]) of n rows; rank r holds rows [r n/R, (r+1) n/R) of
 // each block, so its block k lands at global row k n + r n/R. gathered_ holds the allgather's
@@ -148,7 +195,12 @@ void TrainStep::backward_own_rows(const float* demb, int batch, int blocks) {
              model_.dpooled() + (static_cast<size_t>(k * world + comm_->rank()) * per) * static_cast<size_t>(D),
              per * static_cast<size_t>(D) * sizeof(float));
   model_.backward_pool(gathered_, batch);
-  const bool sum = world > 1 || comm_->device_memory();  // one rank's sum is the gradient itself
+  if (zero_.count > 0) {  // ZeRO-1: the whole buffer at once, each rank keeping its slice's sum
+    model_.backward_conv(batch);
+    reduce_scatter_gradients();
+    return;
+  }
+  const bool sum = collective();  // one rank's sum is the gradient itself
   for (size_t i = model_.plan().stages.size(); i-- > 0;) {
     model_.backward_stage(i, batch);
     // The stage's gradients are final: on GPUs their sum runs while the earlier stages' backward does.
@@ -208,6 +260,10 @@ void TrainStep::step(const float* audio, int batch, const LossConfig& loss, Opti
   run_phase(PhaseKind::Whole, audio, batch, loss, &opt, [&] {
     forward_backward(audio, batch, loss);
     opt.enqueue(model_.params(), model_.grads());
+    if (zero_.count > 0) {
+      share_slice_norms(opt);
+      share_parameters();
+    }
   });
 }
 
@@ -253,13 +309,21 @@ void TrainStep::gradients(const float* audio, int batch, const LossConfig& loss,
   run_phase(PhaseKind::Gradients, audio, batch, loss, &opt, [&] {
     forward_backward(audio, batch, loss);
     // max_norm 0: measure only; update() clips.
-    be_.clip_grad_norm(model_.grads().data(), model_.grads().size(), 0.0, opt.norm_device());
+    if (zero_.count == 0) {
+      be_.clip_grad_norm(model_.grads().data(), model_.grads().size(), 0.0, opt.norm_device());
+      return;
+    }
+    be_.clip_grad_norm(model_.grads().data() + zero_.first, zero_.count, 0.0, opt.norm_device());
+    share_slice_norms(opt);
   });
 }
 
 void TrainStep::update(Optimizer& opt, double lr) {
   opt.set_scalars(lr);
-  run_phase(PhaseKind::Update, nullptr, 0, LossConfig{}, &opt, [&] { opt.enqueue(model_.params(), model_.grads()); });
+  run_phase(PhaseKind::Update, nullptr, 0, LossConfig{}, &opt, [&] {
+    opt.enqueue(model_.params(), model_.grads());
+    if (zero_.count > 0) share_parameters();
+  });
 }
 
 StepStats TrainStep::read_stats(const Optimizer* opt) {
@@ -279,7 +343,15 @@ StepStats TrainStep::read_stats(const Optimizer* opt) {
   if (s.active < 0)
     throw std::out_of_range("triplet table refers to rows outside the batch of " +
                             std::to_string(model_.max_batch()) + " clips");
-  if (opt) be_.to_host(&s.grad_norm, opt->norm_device(), sizeof(float));
+  if (opt && zero_.count > 0) {  // the norm of the slices' norms, in rank order: the same on every rank
+    std::vector<float> norms(static_cast<size_t>(comm_->size()));
+    be_.to_host(norms.data(), zero_norms_, norms.size() * sizeof(float));
+    double sq = 0;
+    for (float n : norms) sq += static_cast<double>(n) * n;
+    s.grad_norm = static_cast<float>(std::sqrt(sq));
+  } else if (opt) {
+    be_.to_host(&s.grad_norm, opt->norm_device(), sizeof(float));
+  }
   return s;
 }
 

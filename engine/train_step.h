@@ -66,6 +66,16 @@ class TrainStep {
   // head_batch >= R * max_batch. Tables and hops set before or after alike. One rank takes the
   // same path (the gather a copy, the sum nothing), which the tests compare with the plain step.
   void set_data_parallel(dist::Comm& comm);
+  // ZeRO-1 on top of set_data_parallel (train.zero = 1): the flat gradient buffer is
+  // reduce-scattered instead of summed (each rank gets the sum of its slice; the head's
+  // gradients, identical on every rank, count once: the other ranks zero theirs first), the
+  // optimizer, made with zero_shard(), updates this rank's slice of the parameters with
+  // moments for that slice only, and the slices are all-gathered after the update. The
+  // model's flat buffers must split into equal slices (Model's flat_multiple: a multiple of
+  // 64 R). The gradient norm is the norm of the slices' norms, gathered.
+  void set_zero(const Optimizer& opt);
+  // This rank's slice of the model's flat buffer: [rank S, (rank + 1) S), S = size / R.
+  static OptimizerShard zero_shard(const Model& model, const dist::Comm& comm);
 
   // Forward + loss + backward; gradients end up in model.grads() (zeroed first).
   // Returns nothing to the host: stats stay on the device until read_stats().
@@ -119,6 +129,14 @@ class TrainStep {
   float* gathered_ = nullptr;  // device [head_batch, D]: the allgather's rows, then this rank's dpooled
   const float* gather_and_forward_head(int batch, int blocks);
   void backward_own_rows(const float* demb, int batch, int blocks);
+  bool collective() const;  // whether the ranks' collectives run (more than one, or device memory)
+
+  // ZeRO-1 (set_zero): this rank's slice; every rank's slice norm, device [R].
+  OptimizerShard zero_{};
+  float* zero_norms_ = nullptr;
+  void reduce_scatter_gradients();
+  void share_slice_norms(const Optimizer& opt);
+  void share_parameters();
 
   // The one cache of captured graphs: the whole step (step()) and the trainer's two phases,
   // each keyed by what it was recorded for, so a change of any of these records a new one

@@ -1545,16 +1545,19 @@ Config train_config(Padding padding) {
 constexpr int kTrainSteps = 5;
 constexpr int kTriplets = 5;  // batch of 15 clips
 
-// data_parallel: the step of one rank of a data-parallel run (TrainStep::set_data_parallel).
-TrainResult train(Backend& be, const Config& c, bool capture, dist::Comm* data_parallel = nullptr) {
+// data_parallel: the step of one rank of a data-parallel run (TrainStep::set_data_parallel),
+// with zero: its ZeRO-1 form (a padded flat buffer, the optimizer on the rank's slice).
+TrainResult train(Backend& be, const Config& c, bool capture, dist::Comm* data_parallel = nullptr, bool zero = false) {
   TrainResult r;
   const int B = 3 * kTriplets;
-  Model model(c, be, B);
+  Model model(c, be, B, 0, zero ? 64 * data_parallel->size() : 1);
   model.init_params(17);
-  Optimizer opt(be, model.params().layout(), c.optim);
+  Optimizer opt(be, model.params().layout(), c.optim,
+                zero ? TrainStep::zero_shard(model, *data_parallel) : OptimizerShard{});
   TrainStep ts(model);
   ts.set_capture(capture);
   if (data_parallel) ts.set_data_parallel(*data_parallel);
+  if (zero) ts.set_zero(opt);
   ts.set_triplets(TrainStep::offline_triplets(kTriplets));
   const int64_t S = c.audio.clip_samples();
   const auto audio = test::random_audio(B, S, 23, c.audio.sample_rate);
@@ -1803,6 +1806,43 @@ TEST(TrainStepDataParallel, OneRankNcclIsThePlainStepOnCuda) {
   }
   expect_bit_identical(train(*cuda.be, c, true, nccl.get()), train(*cuda.be, c, true),
                        "one NCCL rank vs the plain step");
+}
+
+// ZeRO-1 over one rank: the reduce-scatter and the all-gather move nothing, the one slice is
+// the whole buffer, so the step is the plain one, bit for bit (without a clip: ZeRO-1 has none).
+Config zero_config() {
+  Config c = head_config();
+  c.optim.clip_norm = 0.0;
+  c.train.zero = 1;
+  return c;
+}
+
+TEST(TrainStepDataParallel, OneRankZeroIsThePlainStepOnTheCpu) {
+  const auto cpu = make_cpu_backend(2);
+  const Config c = zero_config();
+  const auto one = dist::single_process();
+  expect_bit_identical(train(*cpu, c, true, one.get(), true), train(*cpu, c, true), "one ZeRO-1 rank vs plain, cpu");
+}
+
+TEST(TrainStepDataParallel, OneRankZeroNcclIsThePlainStepOnCuda) {
+  CudaAttempt cuda = try_cuda(true);
+  MG_SKIP_WITHOUT_CUDA(cuda);
+  if (cuda.stand_in) GTEST_SKIP() << "NCCL needs the CUDA backend, not the CPU stand-in";
+  if (!dist::nccl_built()) {
+    if (env_flag("MELGRAPH_REQUIRE_CUDA")) FAIL() << "MELGRAPH_REQUIRE_CUDA=1: this build has no NCCL (nccl.h)";
+    GTEST_SKIP() << "this build has no NCCL (nccl.h was not found at configure)";
+  }
+  const Config c = zero_config();
+  const auto host = dist::single_process();
+  std::unique_ptr<dist::Comm> nccl;
+  try {
+    nccl = dist::nccl_comm(*host, cuda.be->native_stream(), 0);
+  } catch (const std::exception& e) {
+    if (env_flag("MELGRAPH_REQUIRE_CUDA")) FAIL() << "MELGRAPH_REQUIRE_CUDA=1: " << e.what();
+    GTEST_SKIP() << e.what();
+  }
+  expect_bit_identical(train(*cuda.be, c, true, nccl.get(), true), train(*cuda.be, c, true),
+                       "one NCCL ZeRO-1 rank vs the plain step");
 }
 
 INSTANTIATE_TEST_SUITE_P(Padding, TrainStepCuda, ::testing::Values(Padding::Valid, Padding::Same),

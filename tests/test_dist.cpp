@@ -215,6 +215,45 @@ TEST(Dist, ARunResumesWithAnotherNumberOfRanks) {
   EXPECT_EQ(metric(r.dir.file("split"), "train.loss").size(), 20u) << "every step's row once";
 }
 
+// ZeRO-1 (train.zero = 1): each rank keeps Adam's moments for its slice of the flat buffer, the
+// gradients are reduce-scattered and the updated slices all-gathered. The steps are one
+// process's (which has nothing to shard), up to the order of the sums, and the checkpoint holds
+// the moments whole: a ZeRO run resumes in one process, and one process's run resumes as ZeRO.
+TEST(Dist, ZeroOneShardsTheMomentsAndTakesTheSameSteps) {
+  SKIP_WITHOUT_MPI();
+  const test::TrainRun r(20);
+  Config c = triplet_config(r, Mining::Offline);
+  c.train.zero = 1;
+  validate_config(c);
+  ASSERT_TRUE(trained(r, 0, c, "one"));
+  ASSERT_TRUE(trained(r, 2, c, "two"));
+  EXPECT_NE(test::read_bytes(r.dir.file("two.log")).find("ZeRO-1: Adam's moments sharded over the ranks"),
+            std::string::npos)
+      << test::read_bytes(r.dir.file("two.log"));
+  std::string worst;
+  const double d = parameter_difference(r.dir.file("one/last.safetensors"), r.dir.file("two/last.safetensors"), &worst,
+                                        /*moments=*/true);
+  EXPECT_LE(d, 1e-5) << "parameters and moments after 20 steps, " << worst;
+  std::printf("ZeRO-1, 20 steps: largest relative difference %.2e (%s)\n", d, worst.c_str());
+  const auto one = metric(r.dir.file("one"), "train.grad_norm"), two = metric(r.dir.file("two"), "train.grad_norm");
+  ASSERT_EQ(two.size(), one.size());
+  for (size_t i = 0; i < one.size(); ++i)
+    EXPECT_NEAR(two[i].value, one[i].value, 1e-5 * one[i].value) << "the gathered slices' norm, step " << one[i].step;
+
+  for (const auto& [first, then] : {std::pair{2, 0}, std::pair{0, 2}}) {
+    const std::string name = "split" + std::to_string(first) + std::to_string(then);
+    const std::string config = write_config(r, c, name);
+    ASSERT_EQ(run(train_command(first, config, "--stop-after 10"), r.dir.file(name + "a.log")), 0)
+        << test::read_bytes(r.dir.file(name + "a.log"));
+    ASSERT_EQ(run(train_command(then, config, "--resume"), r.dir.file(name + "b.log")), 0)
+        << test::read_bytes(r.dir.file(name + "b.log"));
+    EXPECT_LE(parameter_difference(r.dir.file("one/last.safetensors"), r.dir.file(name + "/last.safetensors"), &worst,
+                                   /*moments=*/true),
+              1e-5)
+        << name << ": " << worst;
+  }
+}
+
 TEST(Dist, TheGlobalBatchMustSplitEvenly) {
   SKIP_WITHOUT_MPI();
   const test::TrainRun r(4);

@@ -19,6 +19,8 @@ class SingleProcess final : public Comm {
   void allgather(const float* send, float* recv, int64_t n) override {
     if (send != recv && n > 0) std::memcpy(recv, send, static_cast<size_t>(n) * sizeof(float));
   }
+  void reduce_scatter_sum(float*, int64_t) override {}
+  void allgather_slices(float*, int64_t) override {}
   void broadcast(void*, size_t) override {}
   bool any(bool flag) override { return flag; }
   [[noreturn]] void abort(const std::string& why, int) override { throw std::runtime_error(why); }

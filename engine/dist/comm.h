@@ -37,6 +37,12 @@ class Comm {
   // no second stream and the CPU no idle cores: it sums at once, and wait_sums() is nothing.
   virtual void allreduce_sum_async(float* data, int64_t n) { allreduce_sum(data, n); }
   virtual void wait_sums() {}
+  // ZeRO-1's pair, in place over data [size * n] (rank r owns the slice [r n, (r+1) n)):
+  // reduce_scatter_sum leaves in this rank's slice the sum of that slice over the ranks (the
+  // other slices then hold anything); allgather_slices sends this rank's slice to every rank,
+  // so afterwards each slice holds its owner's.
+  virtual void reduce_scatter_sum(float* data, int64_t n) = 0;
+  virtual void allgather_slices(float* data, int64_t n) = 0;
   // send [n] of every rank into recv [size * n], rank r's at recv + r * n.
   virtual void allgather(const float* send, float* recv, int64_t n) = 0;
   // Host bytes [bytes] from rank 0 to every rank.

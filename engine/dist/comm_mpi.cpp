@@ -9,10 +9,12 @@
 #include <chrono>
 #include <climits>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "engine/dist/comm.h"
 #include "engine/dist/periodic_thread.h"
@@ -93,6 +95,24 @@ class MpiComm final : public Comm {
     if (n > kMaxCount) throw std::invalid_argument("allgather: " + std::to_string(n) + " floats per rank is too many");
     MG_MPI_CHECK(
         MPI_Allgather(send, static_cast<int>(n), MPI_FLOAT, recv, static_cast<int>(n), MPI_FLOAT, MPI_COMM_WORLD));
+  }
+
+  // Each slice is summed once, at its owner: no two ranks hold a copy whose bits could differ.
+  void reduce_scatter_sum(float* data, int64_t n) override {
+    const Watch w(*this, "reduce-scatter of the gradients (ZeRO-1)");
+    if (n > kMaxCount)
+      throw std::invalid_argument("reduce_scatter_sum: " + std::to_string(n) + " floats per rank is too many");
+    std::vector<float> mine(static_cast<size_t>(n));
+    MG_MPI_CHECK(MPI_Reduce_scatter_block(data, mine.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+    std::memcpy(data + static_cast<int64_t>(rank_) * n, mine.data(), mine.size() * sizeof(float));
+  }
+
+  void allgather_slices(float* data, int64_t n) override {
+    const Watch w(*this, "allgather of the parameters (ZeRO-1)");
+    if (n > kMaxCount)
+      throw std::invalid_argument("allgather_slices: " + std::to_string(n) + " floats per rank is too many");
+    MG_MPI_CHECK(
+        MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, static_cast<int>(n), MPI_FLOAT, MPI_COMM_WORLD));
   }
 
   void broadcast(void* data, size_t bytes) override {

@@ -40,6 +40,7 @@ struct NcclApi {
   decltype(&::ncclCommGetAsyncError) CommGetAsyncError = nullptr;
   decltype(&::ncclAllReduce) AllReduce = nullptr;
   decltype(&::ncclAllGather) AllGather = nullptr;
+  decltype(&::ncclReduceScatter) ReduceScatter = nullptr;
   decltype(&::ncclGetErrorString) GetErrorString = nullptr;
 };
 
@@ -63,6 +64,7 @@ const NcclApi& nccl() {
     load(a.CommGetAsyncError, "ncclCommGetAsyncError");
     load(a.AllReduce, "ncclAllReduce");
     load(a.AllGather, "ncclAllGather");
+    load(a.ReduceScatter, "ncclReduceScatter");
     load(a.GetErrorString, "ncclGetErrorString");
     return a;
   }();
@@ -137,6 +139,19 @@ class NcclComm final : public Comm {
   void allgather(const float* send, float* recv, int64_t n) override {
     fork();
     MG_NCCL_CHECK(nccl().AllGather(send, recv, static_cast<size_t>(n), ncclFloat, comm_, comm_stream_));
+    wait_sums();
+  }
+  // In place, as NCCL defines it: the receive buffer is the send buffer's slice of this rank.
+  void reduce_scatter_sum(float* data, int64_t n) override {
+    fork();
+    MG_NCCL_CHECK(nccl().ReduceScatter(data, data + static_cast<int64_t>(host_.rank()) * n, static_cast<size_t>(n),
+                                       ncclFloat, ncclSum, comm_, comm_stream_));
+    wait_sums();
+  }
+  void allgather_slices(float* data, int64_t n) override {
+    fork();
+    MG_NCCL_CHECK(nccl().AllGather(data + static_cast<int64_t>(host_.rank()) * n, data, static_cast<size_t>(n),
+                                   ncclFloat, comm_, comm_stream_));
     wait_sums();
   }
   void broadcast(void* data, size_t bytes) override { host_.broadcast(data, bytes); }

@@ -269,6 +269,9 @@ class TrainingRun {
     if (db_) db_->flush();
   }
   void share_model_state();
+  dist::Comm& step_comm() { return device_comm_ ? *device_comm_ : comm_; }
+  std::unique_ptr<Optimizer> gather_moments();
+  TrainState load_with_optimizer();
 
   Config cfg_;
   const TrainOptions& o_;
@@ -293,6 +296,7 @@ class TrainingRun {
   bool mining_ = false, contrastive_ = false;
   std::unique_ptr<Model> model_;
   std::unique_ptr<Optimizer> opt_;
+  bool zero_ = false;  // ZeRO-1: opt_ holds this rank's slice of the moments
   std::unique_ptr<TrainStep> step_;
   int64_t steps_per_epoch_ = 1, total_ = 0;
   LrSchedulePlan schedule_;
@@ -380,18 +384,22 @@ void TrainingRun::build_model() {
   rows_ = static_cast<int>(batch_rows(cfg_));
   const int ranks = comm_.size();
   local_rows_ = rows_ / ranks;
-  model_ = std::make_unique<Model>(cfg_, *be_, local_rows_, rows_);
-  opt_ = std::make_unique<Optimizer>(*be_, Model::param_layout(cfg_), cfg_.optim);
+  // ZeRO-1 splits the flat buffers into one equal slice per rank (one process: nothing to split).
+  zero_ = cfg_.train.zero == 1 && ranks > 1;
+  model_ = std::make_unique<Model>(cfg_, *be_, local_rows_, rows_, zero_ ? 64 * int64_t{ranks} : 1);
+  if (ranks > 1 && be_->device() == Device::CUDA)
+    device_comm_ = dist::nccl_comm(comm_, be_->native_stream(), std::max(0, o_.backend.cuda_device));
+  opt_ = std::make_unique<Optimizer>(*be_, model_->params().layout(), cfg_.optim,
+                                     zero_ ? TrainStep::zero_shard(*model_, step_comm()) : OptimizerShard{});
   step_ = std::make_unique<TrainStep>(*model_);
   step_->set_capture(o_.capture);
   if (ranks > 1) {
-    // On a GPU the step's collectives are NCCL's, on the backend's stream; the control ones stay
-    // with the host communicator.
-    if (be_->device() == Device::CUDA)
-      device_comm_ = dist::nccl_comm(comm_, be_->native_stream(), std::max(0, o_.backend.cuda_device));
-    step_->set_data_parallel(device_comm_ ? *device_comm_ : comm_);
-    std::printf("data-parallel: %s, %d of the %d clips of every step on each\n",
-                (device_comm_ ? *device_comm_ : comm_).describe().c_str(), local_rows_, rows_);
+    // On a GPU the step's collectives are NCCL's, ordered with the backend's stream; the control
+    // ones stay with the host communicator.
+    step_->set_data_parallel(step_comm());
+    if (zero_) step_->set_zero(*opt_);
+    std::printf("data-parallel: %s, %d of the %d clips of every step on each%s\n", step_comm().describe().c_str(),
+                local_rows_, rows_, zero_ ? "; ZeRO-1: Adam's moments sharded over the ranks" : "");
   }
   if (!in_batch_layout(cfg_)) step_->set_triplets(TrainStep::offline_triplets(B_));
 
@@ -403,7 +411,7 @@ void TrainingRun::build_model() {
 void TrainingRun::start_or_resume() {
   if (leader_) db_ = std::make_unique<RunDb>((run_dir_ / "runs.sqlite").string());
   if (o_.resume) {
-    const TrainState st = load_checkpoint(last_path_.string(), *model_, opt_.get());
+    const TrainState st = load_with_optimizer();
     done_ = st.step;
     ts_ = TrainerState::from_json(st.trainer, last_path_.string());
     // A finished run resumed with nothing left to do keeps its row (status and final message).
@@ -453,6 +461,36 @@ void TrainingRun::share_model_state() {
     comm_.broadcast(host.data(), host.size() * sizeof(float));
     be_->to_device(buf->data(), host.data(), host.size() * sizeof(float));
   }
+}
+
+// ZeRO-1's moments, whole, for a checkpoint: each rank's slice in place in a full-size
+// optimizer (allocated for the checkpoint only), then the slices all-gathered. Null when the
+// optimizer is not sharded.
+std::unique_ptr<Optimizer> TrainingRun::gather_moments() {
+  if (!zero_) return nullptr;
+  auto full = std::make_unique<Optimizer>(*be_, model_->params().layout(), cfg_.optim);
+  const OptimizerShard& sh = opt_->shard();
+  for (auto [from, to] : {std::pair{&opt_->m(), &full->m()}, std::pair{&opt_->v(), &full->v()}}) {
+    be_->copy(to->data() + sh.first, from->data(), static_cast<size_t>(sh.count) * sizeof(float));
+    step_comm().allgather_slices(to->data(), sh.count);
+  }
+  full->set_step_count(opt_->step_count());
+  be_->synchronize();
+  return full;
+}
+
+// A checkpoint's moments are whole: a ZeRO-1 rank loads them into a full-size optimizer and
+// keeps its slice, so a run resumes with any number of ranks, sharded or not.
+TrainState TrainingRun::load_with_optimizer() {
+  if (!zero_) return load_checkpoint(last_path_.string(), *model_, opt_.get());
+  Optimizer full(*be_, model_->params().layout(), cfg_.optim);
+  TrainState st = load_checkpoint(last_path_.string(), *model_, &full);
+  const OptimizerShard& sh = opt_->shard();
+  be_->copy(opt_->m().data(), full.m().data() + sh.first, static_cast<size_t>(sh.count) * sizeof(float));
+  be_->copy(opt_->v().data(), full.v().data() + sh.first, static_cast<size_t>(sh.count) * sizeof(float));
+  opt_->set_step_count(full.step_count());
+  be_->synchronize();
+  return st;
 }
 
 // This process holds the run directory's lock, so no other one is training here: a run still
@@ -707,6 +745,8 @@ TrainState TrainingRun::train_state(int64_t s) const {
 // there (train.checkpoint), after the temporary file (rename:last.safetensors) and after the
 // rename (train.checkpointed) to kill it (engine/io/stop_point.h).
 void TrainingRun::save_last(int64_t s) {
+  // ZeRO-1: every rank sends its slice of the moments (a collective), the leader writes them.
+  const std::unique_ptr<Optimizer> gathered = gather_moments();
   if (!leader_) {  // the checkpoint is the leader's alone: no rank writes half of one
     last_saved_ = s;
     return;
@@ -715,7 +755,7 @@ void TrainingRun::save_last(int64_t s) {
   if (const char* crash = std::getenv("MELGRAPH_TRAIN_CRASH_IN_CHECKPOINT"); crash && std::atoll(crash) == s)
     _exit(137);
   stop_point("train.checkpoint");
-  save_checkpoint(last_path_.string(), *model_, opt_.get(), train_state(s));
+  save_checkpoint(last_path_.string(), *model_, gathered ? gathered.get() : opt_.get(), train_state(s));
   last_saved_ = s;
   stop_point("train.checkpointed");
 }
