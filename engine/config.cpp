@@ -629,13 +629,6 @@ void validate_train(const Config& c, const Checker& check) {
   check.at_least("train.early_stopping", c.train.early_stopping, 0);
   check.in_range("train.loader_threads", c.train.loader_threads, 1, 1024);
   check.in_range("train.zero", c.train.zero, 0, 1);
-  // ZeRO-1 shards the gradients before the optimizer: a global-norm clip would need the norm
-  // summed over the ranks before the update, which is not built.
-  if (c.train.zero == 1 && c.optim.clip_norm > 0)
-    check.fail("train.zero",
-               "0 when optim.clip_norm > 0 (ZeRO-1 does not clip by the global norm yet; set "
-               "optim.clip_norm = 0 or train.zero = 0)",
-               "1");
 }
 
 void validate_augment(const Config& c, const Checker& check) {

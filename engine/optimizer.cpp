@@ -22,8 +22,6 @@ TensorLayout moments_layout(const TensorLayout& params, const OptimizerShard& sh
 
 Optimizer::Optimizer(Backend& be, const TensorLayout& layout, const OptimConfig& cfg, OptimizerShard shard)
     : be_(be), cfg_(cfg), shard_(shard), m_(be, moments_layout(layout, shard)), v_(be, moments_layout(layout, shard)) {
-  if (sharded() && cfg.clip_norm > 0)
-    throw std::invalid_argument("Optimizer: a sharded optimizer (ZeRO-1) does not clip; optim.clip_norm must be 0");
   norm_ = be_.alloc<float>(1);
   be_.fill(norm_, 1, 0.0f);
   scalars_ = be_.alloc<double>(2);
@@ -43,7 +41,10 @@ void Optimizer::set_scalars(double lr) {
 void Optimizer::enqueue(TensorBuffer& params, TensorBuffer& grads) {
   if (sharded()) {
     const int64_t at = shard_.first, n = shard_.count;
-    be_.clip_grad_norm(grads.data() + at, n, 0.0, norm_);  // measures the slice's norm
+    if (cfg_.clip_norm > 0)  // the whole gradient is here: its global norm, its slice clipped with the rest
+      be_.clip_grad_norm(grads.data(), grads.size(), cfg_.clip_norm, norm_);
+    else
+      be_.clip_grad_norm(grads.data() + at, n, 0.0, norm_);  // measures the slice's norm
     be_.adam_step(params.data() + at, grads.data() + at, m_.data(), v_.data(), n, cfg_.adam, scalars_);
     return;
   }

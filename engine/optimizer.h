@@ -26,8 +26,9 @@ class Optimizer {
 
   // Clips grads in place when cfg.clip_norm > 0, then updates params. The gradient norm
   // (before clipping) is left in norm_device() without a host synchronisation. Sharded: the
-  // norm and the update cover the shard's slice only (no clipping: train.zero needs
-  // optim.clip_norm = 0).
+  // update covers the shard's slice only, and so does the norm, unless cfg.clip_norm > 0: then
+  // grads must hold the whole summed gradient (TrainStep all-gathers it), whose global norm
+  // decides the clip as in one process.
   void step(TensorBuffer& params, TensorBuffer& grads, double lr);
   // step() split for capture: set_scalars() advances the step count and uploads {lr, step};
   // enqueue() issues the device work, which reads them from device memory. A captured

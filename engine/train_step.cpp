@@ -136,6 +136,7 @@ void TrainStep::set_zero(const Optimizer& opt) {
                                 std::to_string(want.first) + ", " + std::to_string(want.first + want.count) +
                                 ") (TrainStep::zero_shard)");
   zero_ = want;
+  zero_whole_grads_ = opt.config().clip_norm > 0;
   if (!zero_norms_) zero_norms_ = be_.alloc<float>(comm_->size());  // never inside a capture
   be_.fill(zero_norms_, comm_->size(), 0.0f);
   forget_captures();
@@ -149,7 +150,9 @@ void TrainStep::reduce_scatter_gradients() {
   TensorBuffer& g = model_.grads();
   const int64_t trunk = model_.trunk_param_floats();
   if (comm_->rank() != 0) be_.fill(g.data() + trunk, g.size() - trunk, 0.0f);
-  if (collective()) comm_->reduce_scatter_sum(g.data(), zero_.count);
+  if (!collective()) return;
+  comm_->reduce_scatter_sum(g.data(), zero_.count);
+  if (zero_whole_grads_) comm_->allgather_slices(g.data(), zero_.count);
 }
 
 void TrainStep::share_slice_norms(const Optimizer& opt) {
@@ -260,10 +263,8 @@ void TrainStep::step(const float* audio, int batch, const LossConfig& loss, Opti
   run_phase(PhaseKind::Whole, audio, batch, loss, &opt, [&] {
     forward_backward(audio, batch, loss);
     opt.enqueue(model_.params(), model_.grads());
-    if (zero_.count > 0) {
-      share_slice_norms(opt);
-      share_parameters();
-    }
+    if (zero_slice_norms()) share_slice_norms(opt);
+    if (zero_.count > 0) share_parameters();
   });
 }
 
@@ -309,7 +310,7 @@ void TrainStep::gradients(const float* audio, int batch, const LossConfig& loss,
   run_phase(PhaseKind::Gradients, audio, batch, loss, &opt, [&] {
     forward_backward(audio, batch, loss);
     // max_norm 0: measure only; update() clips.
-    if (zero_.count == 0) {
+    if (!zero_slice_norms()) {
       be_.clip_grad_norm(model_.grads().data(), model_.grads().size(), 0.0, opt.norm_device());
       return;
     }
@@ -343,7 +344,7 @@ StepStats TrainStep::read_stats(const Optimizer* opt) {
   if (s.active < 0)
     throw std::out_of_range("triplet table refers to rows outside the batch of " +
                             std::to_string(model_.max_batch()) + " clips");
-  if (opt && zero_.count > 0) {  // the norm of the slices' norms, in rank order: the same on every rank
+  if (opt && zero_slice_norms()) {  // the norm of the slices' norms, in rank order: the same on every rank
     std::vector<float> norms(static_cast<size_t>(comm_->size()));
     be_.to_host(norms.data(), zero_norms_, norms.size() * sizeof(float));
     double sq = 0;

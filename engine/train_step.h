@@ -72,7 +72,9 @@ class TrainStep {
   // optimizer, made with zero_shard(), updates this rank's slice of the parameters with
   // moments for that slice only, and the slices are all-gathered after the update. The
   // model's flat buffers must split into equal slices (Model's flat_multiple: a multiple of
-  // 64 R). The gradient norm is the norm of the slices' norms, gathered.
+  // 64 R). The gradient norm is the norm of the slices' norms, gathered. With a clip
+  // (optim.clip_norm > 0) the summed slices are all-gathered as well, so that every rank
+  // measures and clips by the global norm as one process does (one more pass of the buffer).
   void set_zero(const Optimizer& opt);
   // This rank's slice of the model's flat buffer: [rank S, (rank + 1) S), S = size / R.
   static OptimizerShard zero_shard(const Model& model, const dist::Comm& comm);
@@ -133,7 +135,9 @@ class TrainStep {
 
   // ZeRO-1 (set_zero): this rank's slice; every rank's slice norm, device [R].
   OptimizerShard zero_{};
+  bool zero_whole_grads_ = false;  // ZeRO-1 with a clip: the summed gradients all-gathered too
   float* zero_norms_ = nullptr;
+  bool zero_slice_norms() const { return zero_.count > 0 && !zero_whole_grads_; }
   void reduce_scatter_gradients();
   void share_slice_norms(const Optimizer& opt);
   void share_parameters();

@@ -450,13 +450,11 @@ TEST(Config, MelParameterErrorsCarryTheSource) {
   EXPECT_PARSE_ERROR("[mel]\nlog_eps = 0.0\n", "mel.log_eps");
 }
 
-// train.precision and train.zero (issue 18): named choices, ZeRO-1 without a global-norm clip.
+// train.precision and train.zero (issue 18): named choices and a 0/1 switch.
 TEST(Config, PrecisionAndZero) {
-  EXPECT_EQ(parse_error("[train]\nprecision = \"bf16\"\nzero = 1\n"), "");
+  EXPECT_EQ(parse_error("[train]\nprecision = \"bf16\"\nzero = 1\n[optim]\nclip_norm = 1.0\n"), "");
   EXPECT_PARSE_ERROR("[train]\nprecision = \"fp16\"\n", "train.precision");
   EXPECT_PARSE_ERROR("[train]\nzero = 2\n", "train.zero must be in [0, 1] (got 2)");
-  EXPECT_PARSE_ERROR("[train]\nzero = 1\n[optim]\nclip_norm = 1.0\n",
-                     "train.zero must be 0 when optim.clip_norm > 0 (ZeRO-1 does not clip by the global norm yet");
 }
 
 TEST(Config, ValidateConfigChecksProgrammaticConfigs) {

@@ -217,7 +217,8 @@ TEST(Dist, ARunResumesWithAnotherNumberOfRanks) {
 
 // ZeRO-1 (train.zero = 1): each rank keeps Adam's moments for its slice of the flat buffer, the
 // gradients are reduce-scattered and the updated slices all-gathered. The steps are one
-// process's (which has nothing to shard), up to the order of the sums, and the checkpoint holds
+// process's (which has nothing to shard), up to the order of the sums, with or without a
+// global-norm clip, and the checkpoint holds
 // the moments whole: a ZeRO run resumes in one process, and one process's run resumes as ZeRO.
 TEST(Dist, ZeroOneShardsTheMomentsAndTakesTheSameSteps) {
   SKIP_WITHOUT_MPI();
@@ -239,6 +240,20 @@ TEST(Dist, ZeroOneShardsTheMomentsAndTakesTheSameSteps) {
   ASSERT_EQ(two.size(), one.size());
   for (size_t i = 0; i < one.size(); ++i)
     EXPECT_NEAR(two[i].value, one[i].value, 1e-5 * one[i].value) << "the gathered slices' norm, step " << one[i].step;
+
+  // With a global-norm clip the summed gradients are all-gathered as well, and every rank clips
+  // by the whole gradient's norm, as one process does. The bound is low enough to clip.
+  Config clipped = c;
+  clipped.optim.clip_norm = 0.02;
+  ASSERT_TRUE(trained(r, 0, clipped, "one_clip"));
+  ASSERT_TRUE(trained(r, 2, clipped, "two_clip"));
+  const auto norms = metric(r.dir.file("one_clip"), "train.grad_norm");
+  ASSERT_FALSE(norms.empty());
+  EXPECT_GT(norms[0].value, clipped.optim.clip_norm) << "the clip should act at step 1";
+  EXPECT_LE(parameter_difference(r.dir.file("one_clip/last.safetensors"), r.dir.file("two_clip/last.safetensors"),
+                                 &worst, /*moments=*/true),
+            1e-5)
+      << "clipped: " << worst;
 
   for (const auto& [first, then] : {std::pair{2, 0}, std::pair{0, 2}}) {
     const std::string name = "split" + std::to_string(first) + std::to_string(then);
