@@ -1785,9 +1785,10 @@ TEST(TrainStepDataParallel, OneRankIsThePlainStepOnCuda) {
                        "one rank vs the plain step, cuda");
 }
 
-// The same with NCCL's collectives on the CUDA backend's stream, over one rank: the step of
-// every rank of a multi-GPU run, run where one GPU is all there is (gpu-check's NCCL case).
-TEST(TrainStepDataParallel, OneRankNcclIsThePlainStepOnCuda) {
+// The same with NCCL's collectives ordered with the CUDA backend's stream, over one rank: the
+// step of every rank of a multi-GPU run, run where one GPU is all there is (gpu-check's NCCL
+// cases), plain or ZeRO-1 (`zero`).
+void expect_one_nccl_rank_is_the_plain_step(const Config& c, bool zero, const std::string& what) {
   CudaAttempt cuda = try_cuda(true);
   MG_SKIP_WITHOUT_CUDA(cuda);
   if (cuda.stand_in) GTEST_SKIP() << "NCCL needs the CUDA backend, not the CPU stand-in";
@@ -1795,7 +1796,6 @@ TEST(TrainStepDataParallel, OneRankNcclIsThePlainStepOnCuda) {
     if (env_flag("MELGRAPH_REQUIRE_CUDA")) FAIL() << "MELGRAPH_REQUIRE_CUDA=1: this build has no NCCL (nccl.h)";
     GTEST_SKIP() << "this build has no NCCL (nccl.h was not found at configure)";
   }
-  const Config c = head_config();
   const auto host = dist::single_process();
   std::unique_ptr<dist::Comm> nccl;
   try {
@@ -1804,8 +1804,11 @@ TEST(TrainStepDataParallel, OneRankNcclIsThePlainStepOnCuda) {
     if (env_flag("MELGRAPH_REQUIRE_CUDA")) FAIL() << "MELGRAPH_REQUIRE_CUDA=1: " << e.what();
     GTEST_SKIP() << e.what();
   }
-  expect_bit_identical(train(*cuda.be, c, true, nccl.get()), train(*cuda.be, c, true),
-                       "one NCCL rank vs the plain step");
+  expect_bit_identical(train(*cuda.be, c, true, nccl.get(), zero), train(*cuda.be, c, true), what);
+}
+
+TEST(TrainStepDataParallel, OneRankNcclIsThePlainStepOnCuda) {
+  expect_one_nccl_rank_is_the_plain_step(head_config(), false, "one NCCL rank vs the plain step");
 }
 
 // ZeRO-1 over one rank: the reduce-scatter and the all-gather move nothing, the one slice is
@@ -1824,24 +1827,7 @@ TEST(TrainStepDataParallel, OneRankZeroIsThePlainStepOnTheCpu) {
 }
 
 TEST(TrainStepDataParallel, OneRankZeroNcclIsThePlainStepOnCuda) {
-  CudaAttempt cuda = try_cuda(true);
-  MG_SKIP_WITHOUT_CUDA(cuda);
-  if (cuda.stand_in) GTEST_SKIP() << "NCCL needs the CUDA backend, not the CPU stand-in";
-  if (!dist::nccl_built()) {
-    if (env_flag("MELGRAPH_REQUIRE_CUDA")) FAIL() << "MELGRAPH_REQUIRE_CUDA=1: this build has no NCCL (nccl.h)";
-    GTEST_SKIP() << "this build has no NCCL (nccl.h was not found at configure)";
-  }
-  const Config c = zero_config();
-  const auto host = dist::single_process();
-  std::unique_ptr<dist::Comm> nccl;
-  try {
-    nccl = dist::nccl_comm(*host, cuda.be->native_stream(), 0);
-  } catch (const std::exception& e) {
-    if (env_flag("MELGRAPH_REQUIRE_CUDA")) FAIL() << "MELGRAPH_REQUIRE_CUDA=1: " << e.what();
-    GTEST_SKIP() << e.what();
-  }
-  expect_bit_identical(train(*cuda.be, c, true, nccl.get(), true), train(*cuda.be, c, true),
-                       "one NCCL ZeRO-1 rank vs the plain step");
+  expect_one_nccl_rank_is_the_plain_step(zero_config(), true, "one NCCL ZeRO-1 rank vs the plain step");
 }
 
 INSTANTIATE_TEST_SUITE_P(Padding, TrainStepCuda, ::testing::Values(Padding::Valid, Padding::Same),
