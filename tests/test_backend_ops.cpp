@@ -1626,6 +1626,22 @@ constexpr double kLossTol = 5e-3;      // norm-wise over the 5 steps' losses
 constexpr double kGradNormTol = 2e-2;  // per step
 constexpr double kDisplacementTol = 5e-2;
 
+// One tensor's move p - p0 in `got` against the same in `ref`: the relative 2-norm error;
+// *moved (when given) gets ||ref's move||^2, which is 0 when the tensor did not move.
+double displacement_error(const TensorSpec& spec, const TrainResult& ref, const TrainResult& got,
+                          double* moved = nullptr) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < spec.numel(); ++i) {
+    const size_t k = static_cast<size_t>(spec.offset + i);
+    const double dr = static_cast<double>(ref.params[k]) - ref.params0[k];
+    const double dg = static_cast<double>(got.params[k]) - got.params0[k];
+    num += (dg - dr) * (dg - dr);
+    den += dr * dr;
+  }
+  if (moved) *moved = den;
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
 void expect_five_steps_match_cpu(const Config& c) {
   CudaAttempt cuda = try_cuda(false);
   MG_SKIP_WITHOUT_CUDA(cuda);
@@ -1655,16 +1671,10 @@ void expect_five_steps_match_cpu(const Config& c) {
     std::printf("  loss sequence norm-wise rel err %.3e (bound %.0e)\n", max_loss_diff / max_loss, kLossTol);
   const TensorLayout layout = Model::param_layout(c);
   for (const auto& spec : layout.specs()) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < spec.numel(); ++i) {
-      const size_t k = static_cast<size_t>(spec.offset + i);
-      const double dc = static_cast<double>(ref.params[k]) - ref.params0[k];
-      const double dg = static_cast<double>(got.params[k]) - got.params0[k];
-      num += (dg - dc) * (dg - dc);
-      den += dc * dc;
-      ASSERT_TRUE(std::isfinite(got.params[k])) << spec.name << "[" << i << "]";
-    }
-    const double e = std::sqrt(num / std::max(den, 1e-300));
+    for (int64_t i = 0; i < spec.numel(); ++i)
+      ASSERT_TRUE(std::isfinite(got.params[static_cast<size_t>(spec.offset + i)])) << spec.name << "[" << i << "]";
+    double den = 0;
+    const double e = displacement_error(spec, ref, got, &den);
     if (verbose())
       std::printf("  %-16s displacement rel err %.3e (bound %.0e)\n", spec.name.c_str(), e, kDisplacementTol);
     EXPECT_GT(den, 0) << spec.name << " did not move on the CPU: the test cannot see its updates";
@@ -1702,17 +1712,7 @@ StepGap step_gap(const Config& c, const TrainResult& ref, const TrainResult& got
   g.loss1 = std::abs(got.stats[0].loss - ref.stats[0].loss) / std::abs(ref.stats[0].loss);
   g.grad_norm1 = std::abs(got.stats[0].grad_norm - ref.stats[0].grad_norm) / std::abs(ref.stats[0].grad_norm);
   const TensorLayout layout = Model::param_layout(c);
-  for (const auto& spec : layout.specs()) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < spec.numel(); ++i) {
-      const size_t k = static_cast<size_t>(spec.offset + i);
-      const double dr = static_cast<double>(ref.params[k]) - ref.params0[k];
-      const double dg = static_cast<double>(got.params[k]) - got.params0[k];
-      num += (dg - dr) * (dg - dr);
-      den += dr * dr;
-    }
-    g.displacement = std::max(g.displacement, std::sqrt(num / std::max(den, 1e-300)));
-  }
+  for (const auto& spec : layout.specs()) g.displacement = std::max(g.displacement, displacement_error(spec, ref, got));
   return g;
 }
 
