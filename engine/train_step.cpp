@@ -144,15 +144,16 @@ void TrainStep::set_zero(const Optimizer& opt) {
 
 bool TrainStep::collective() const { return comm_ && (comm_->size() > 1 || comm_->device_memory()); }
 
-// The head's gradients are the same on every rank: rank 0's count, the others' are zeroed so
-// that the sum over the ranks counts them once.
-void TrainStep::reduce_scatter_gradients() {
-  TensorBuffer& g = model_.grads();
-  const int64_t trunk = model_.trunk_param_floats();
-  if (comm_->rank() != 0) be_.fill(g.data() + trunk, g.size() - trunk, 0.0f);
-  if (!collective()) return;
-  comm_->reduce_scatter_sum(g.data(), zero_.count);
-  if (zero_whole_grads_) comm_->allgather_slices(g.data(), zero_.count);
+// A stage's gradients, final once its backward is enqueued, summed over the ranks while the
+// earlier stages' backward runs: whole on every rank, or under ZeRO-1 each part at the rank
+// whose slice holds it. The head's gradients need no sum: every rank computes them alike from
+// the gathered batch.
+void TrainStep::sum_stage_gradients(size_t stage) {
+  const Model::Span g = model_.stage_param_span(stage);
+  if (zero_.count > 0)
+    dist::reduce_to_owners(*comm_, model_.grads().data(), g.first, g.count, zero_.count);
+  else
+    comm_->allreduce_sum_async(model_.grads().data() + g.first, g.count);
 }
 
 void TrainStep::share_slice_norms(const Optimizer& opt) {
@@ -198,20 +199,14 @@ void TrainStep::backward_own_rows(const float* demb, int batch, int blocks) {
              model_.dpooled() + (static_cast<size_t>(k * world + comm_->rank()) * per) * static_cast<size_t>(D),
              per * static_cast<size_t>(D) * sizeof(float));
   model_.backward_pool(gathered_, batch);
-  if (zero_.count > 0) {  // ZeRO-1: the whole buffer at once, each rank keeping its slice's sum
-    model_.backward_conv(batch);
-    reduce_scatter_gradients();
-    return;
-  }
   const bool sum = collective();  // one rank's sum is the gradient itself
   for (size_t i = model_.plan().stages.size(); i-- > 0;) {
     model_.backward_stage(i, batch);
-    // The stage's gradients are final: on GPUs their sum runs while the earlier stages' backward does.
-    if (!sum) continue;
-    const Model::Span g = model_.stage_param_span(i);
-    comm_->allreduce_sum_async(model_.grads().data() + g.first, g.count);
+    if (sum) sum_stage_gradients(i);
   }
-  if (sum) comm_->wait_sums();
+  if (!sum) return;
+  comm_->wait_sums();
+  if (zero_whole_grads_) comm_->allgather_slices(model_.grads().data(), zero_.count);
 }
 
 void TrainStep::forward_backward(const float* audio, int local_batch, const LossConfig& loss) {

@@ -66,9 +66,9 @@ class TrainStep {
   // head_batch >= R * max_batch. Tables and hops set before or after alike. One rank takes the
   // same path (the gather a copy, the sum nothing), which the tests compare with the plain step.
   void set_data_parallel(dist::Comm& comm);
-  // ZeRO-1 on top of set_data_parallel (train.zero = 1): the flat gradient buffer is
-  // reduce-scattered instead of summed (each rank gets the sum of its slice; the head's
-  // gradients, identical on every rank, count once: the other ranks zero theirs first), the
+  // ZeRO-1 on top of set_data_parallel (train.zero = 1): each stage's gradients are summed
+  // at the ranks whose slices they fall in rather than on every rank, still a bucket per stage
+  // overlapped with the backward (the head's, identical on every rank, need no sum), the
   // optimizer, made with zero_shard(), updates this rank's slice of the parameters with
   // moments for that slice only, and the slices are all-gathered after the update. The
   // model's flat buffers must split into equal slices (Model's flat_multiple: a multiple of
@@ -131,6 +131,7 @@ class TrainStep {
   float* gathered_ = nullptr;  // device [head_batch, D]: the allgather's rows, then this rank's dpooled
   const float* gather_and_forward_head(int batch, int blocks);
   void backward_own_rows(const float* demb, int batch, int blocks);
+  void sum_stage_gradients(size_t stage);
   bool collective() const;  // whether the ranks' collectives run (more than one, or device memory)
 
   // ZeRO-1 (set_zero): this rank's slice; every rank's slice norm, device [R].
@@ -138,7 +139,6 @@ class TrainStep {
   bool zero_whole_grads_ = false;  // ZeRO-1 with a clip: the summed gradients all-gathered too
   float* zero_norms_ = nullptr;
   bool zero_slice_norms() const { return zero_.count > 0 && !zero_whole_grads_; }
-  void reduce_scatter_gradients();
   void share_slice_norms(const Optimizer& opt);
   void share_parameters();
 

@@ -25,8 +25,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "engine/dist/comm.h"
@@ -215,8 +217,9 @@ TEST(Dist, ARunResumesWithAnotherNumberOfRanks) {
   EXPECT_EQ(metric(r.dir.file("split"), "train.loss").size(), 20u) << "every step's row once";
 }
 
-// ZeRO-1 (train.zero = 1): each rank keeps Adam's moments for its slice of the flat buffer, the
-// gradients are reduce-scattered and the updated slices all-gathered. The steps are one
+// ZeRO-1 (train.zero = 1): each rank keeps Adam's moments for its slice of the flat buffer, each
+// stage's gradients are summed at the owners of their slices and the updated slices
+// all-gathered. The steps are one
 // process's (which has nothing to shard), up to the order of the sums, with or without a
 // global-norm clip, and the checkpoint holds
 // the moments whole: a ZeRO run resumes in one process, and one process's run resumes as ZeRO.
@@ -267,6 +270,52 @@ TEST(Dist, ZeroOneShardsTheMomentsAndTakesTheSameSteps) {
               1e-5)
         << name << ": " << worst;
   }
+}
+
+// The reduces reduce_to_owners asks a communicator for, as (first float, count, root).
+class RecordingComm final : public dist::Comm {
+ public:
+  explicit RecordingComm(int size) : size_(size) {}
+  std::vector<std::tuple<int64_t, int64_t, int>> reduces;
+  const float* base = nullptr;
+  int rank() const override { return 0; }
+  int size() const override { return size_; }
+  int local_rank() const override { return 0; }
+  int local_size() const override { return size_; }
+  void allreduce_sum(float*, int64_t) override { ADD_FAILURE() << "not a ZeRO-1 collective"; }
+  void reduce_sum_async(float* data, int64_t count, int root) override {
+    reduces.emplace_back(data - base, count, root);
+  }
+  void allgather_slices(float*, int64_t) override { ADD_FAILURE() << "not part of the sum"; }
+  void allgather(const float*, float*, int64_t) override { ADD_FAILURE() << "not part of the sum"; }
+  void broadcast(void*, size_t) override {}
+  bool any(bool flag) override { return flag; }
+  [[noreturn]] void abort(const std::string& why, int) override { throw std::runtime_error(why); }
+  std::string describe() const override { return "recording"; }
+
+ private:
+  int size_;
+};
+
+// Every float of a bucket is summed exactly once, at the rank whose slice holds it, whether the
+// bucket sits inside one slice, straddles several, starts or ends on a boundary, or is empty.
+TEST(Dist, ABucketIsSummedAtTheOwnersOfItsFloats) {
+  using Reduce = std::tuple<int64_t, int64_t, int>;
+  const std::vector<float> flat(40);  // 4 ranks' slices of 10
+  auto reduces = [&](int64_t first, int64_t count) {
+    RecordingComm c(4);
+    c.base = flat.data();
+    dist::reduce_to_owners(c, const_cast<float*>(flat.data()), first, count, 10);
+    return c.reduces;
+  };
+  EXPECT_EQ(reduces(0, 40), (std::vector<Reduce>{{0, 10, 0}, {10, 10, 1}, {20, 10, 2}, {30, 10, 3}}));
+  EXPECT_EQ(reduces(7, 16), (std::vector<Reduce>{{7, 3, 0}, {10, 10, 1}, {20, 3, 2}}));
+  EXPECT_EQ(reduces(15, 5), (std::vector<Reduce>{{15, 5, 1}}));
+  EXPECT_EQ(reduces(20, 10), (std::vector<Reduce>{{20, 10, 2}}));
+  EXPECT_EQ(reduces(39, 1), (std::vector<Reduce>{{39, 1, 3}}));
+  EXPECT_TRUE(reduces(30, 0).empty());
+  RecordingComm c(4);
+  EXPECT_THROW(dist::reduce_to_owners(c, nullptr, 0, 4, 0), std::invalid_argument);
 }
 
 TEST(Dist, TheGlobalBatchMustSplitEvenly) {

@@ -1,5 +1,6 @@
 #include "engine/dist/comm.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -19,7 +20,7 @@ class SingleProcess final : public Comm {
   void allgather(const float* send, float* recv, int64_t n) override {
     if (send != recv && n > 0) std::memcpy(recv, send, static_cast<size_t>(n) * sizeof(float));
   }
-  void reduce_scatter_sum(float*, int64_t) override {}
+  void reduce_sum_async(float*, int64_t, int) override {}
   void allgather_slices(float*, int64_t) override {}
   void broadcast(void*, size_t) override {}
   bool any(bool flag) override { return flag; }
@@ -33,6 +34,15 @@ bool env_set(const char* name) {
 }
 
 }  // namespace
+
+void reduce_to_owners(Comm& comm, float* data, int64_t first, int64_t count, int64_t slice) {
+  if (slice <= 0) throw std::invalid_argument("reduce_to_owners: a slice of " + std::to_string(slice) + " floats");
+  const int64_t end = first + count;
+  for (int r = static_cast<int>(first / slice); r < comm.size() && static_cast<int64_t>(r) * slice < end; ++r) {
+    const int64_t lo = std::max(first, r * slice), hi = std::min(end, (r + 1) * slice);
+    if (lo < hi) comm.reduce_sum_async(data + lo, hi - lo, r);
+  }
+}
 
 std::unique_ptr<Comm> single_process() { return std::make_unique<SingleProcess>(); }
 

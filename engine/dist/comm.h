@@ -37,11 +37,13 @@ class Comm {
   // no second stream and the CPU no idle cores: it sums at once, and wait_sums() is nothing.
   virtual void allreduce_sum_async(float* data, int64_t n) { allreduce_sum(data, n); }
   virtual void wait_sums() {}
-  // ZeRO-1's pair, in place over data [size * n] (rank r owns the slice [r n, (r+1) n)):
-  // reduce_scatter_sum leaves in this rank's slice the sum of that slice over the ranks (the
-  // other slices then hold anything); allgather_slices sends this rank's slice to every rank,
-  // so afterwards each slice holds its owner's.
-  virtual void reduce_scatter_sum(float* data, int64_t n) = 0;
+  // ZeRO-1's pair, in place over data [size * n] (rank r owns the slice [r n, (r+1) n)).
+  // reduce_sum_async: the sum of data [count] over the ranks, at rank `root` only (the other
+  // ranks' data then holds anything); started and waited for as allreduce_sum_async, so each
+  // bucket's share of an owner's slice is summed while the backward goes on (reduce_to_owners).
+  // allgather_slices sends this rank's slice to every rank, so afterwards each slice holds
+  // its owner's.
+  virtual void reduce_sum_async(float* data, int64_t count, int root) = 0;
   virtual void allgather_slices(float* data, int64_t n) = 0;
   // send [n] of every rank into recv [size * n], rank r's at recv + r * n.
   virtual void allgather(const float* send, float* recv, int64_t n) = 0;
@@ -56,6 +58,12 @@ class Comm {
   // "MPI, 4 ranks on 2 machines" or "1 process".
   virtual std::string describe() const = 0;
 };
+
+// ZeRO-1's gradient sum for one bucket, data [first, first + count) of a flat buffer whose
+// rank r owns [r slice, (r + 1) slice): each part summed at its owner, one reduce per owner
+// the bucket touches (together one pass of the bucket, as a reduce-scatter). Asynchronous as
+// reduce_sum_async: wait_sums() before the sums are read.
+void reduce_to_owners(Comm& comm, float* data, int64_t first, int64_t count, int64_t slice);
 
 // One process: size 1, every collective the identity.
 std::unique_ptr<Comm> single_process();

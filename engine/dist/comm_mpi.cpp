@@ -80,14 +80,15 @@ class MpiComm final : public Comm {
   // rank), and ranks whose parameters drift apart by a rounding are no longer one model.
   void allreduce_sum(float* data, int64_t n) override {
     const Watch w(*this, "allreduce of the gradients");
-    for (int64_t at = 0; at < n; at += kMaxCount) {
-      const int count = static_cast<int>(std::min(kMaxCount, n - at));
-      if (rank_ == 0)
-        MG_MPI_CHECK(MPI_Reduce(MPI_IN_PLACE, data + at, count, MPI_FLOAT, MPI_SUM, 0, MPI_COMM_WORLD));
-      else
-        MG_MPI_CHECK(MPI_Reduce(data + at, nullptr, count, MPI_FLOAT, MPI_SUM, 0, MPI_COMM_WORLD));
-      MG_MPI_CHECK(MPI_Bcast(data + at, count, MPI_FLOAT, 0, MPI_COMM_WORLD));
-    }
+    reduce_at(data, n, 0);
+    for (int64_t at = 0; at < n; at += kMaxCount)
+      MG_MPI_CHECK(MPI_Bcast(data + at, static_cast<int>(std::min(kMaxCount, n - at)), MPI_FLOAT, 0, MPI_COMM_WORLD));
+  }
+
+  // Synchronous: the CPU has no idle cores for a sum to overlap with.
+  void reduce_sum_async(float* data, int64_t n, int root) override {
+    const Watch w(*this, "sum of a gradient bucket at its owner (ZeRO-1)");
+    reduce_at(data, n, root);
   }
 
   void allgather(const float* send, float* recv, int64_t n) override {
@@ -95,16 +96,6 @@ class MpiComm final : public Comm {
     if (n > kMaxCount) throw std::invalid_argument("allgather: " + std::to_string(n) + " floats per rank is too many");
     MG_MPI_CHECK(
         MPI_Allgather(send, static_cast<int>(n), MPI_FLOAT, recv, static_cast<int>(n), MPI_FLOAT, MPI_COMM_WORLD));
-  }
-
-  // Each slice is summed once, at its owner: no two ranks hold a copy whose bits could differ.
-  void reduce_scatter_sum(float* data, int64_t n) override {
-    const Watch w(*this, "reduce-scatter of the gradients (ZeRO-1)");
-    if (n > kMaxCount)
-      throw std::invalid_argument("reduce_scatter_sum: " + std::to_string(n) + " floats per rank is too many");
-    std::vector<float> mine(static_cast<size_t>(n));
-    MG_MPI_CHECK(MPI_Reduce_scatter_block(data, mine.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
-    std::memcpy(data + static_cast<int64_t>(rank_) * n, mine.data(), mine.size() * sizeof(float));
   }
 
   void allgather_slices(float* data, int64_t n) override {
@@ -162,6 +153,17 @@ class MpiComm final : public Comm {
    private:
     MpiComm& c_;
   };
+
+  // data [n] summed at rank `root`, in place there, in chunks MPI's int counts can name.
+  void reduce_at(float* data, int64_t n, int root) {
+    for (int64_t at = 0; at < n; at += kMaxCount) {
+      const int count = static_cast<int>(std::min(kMaxCount, n - at));
+      if (rank_ == root)
+        MG_MPI_CHECK(MPI_Reduce(MPI_IN_PLACE, data + at, count, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD));
+      else
+        MG_MPI_CHECK(MPI_Reduce(data + at, nullptr, count, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD));
+    }
+  }
 
   // The watchdog's check: the collective in progress, if any, against the timeout.
   void check_collective() {

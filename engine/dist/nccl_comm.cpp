@@ -40,7 +40,7 @@ struct NcclApi {
   decltype(&::ncclCommGetAsyncError) CommGetAsyncError = nullptr;
   decltype(&::ncclAllReduce) AllReduce = nullptr;
   decltype(&::ncclAllGather) AllGather = nullptr;
-  decltype(&::ncclReduceScatter) ReduceScatter = nullptr;
+  decltype(&::ncclReduce) Reduce = nullptr;
   decltype(&::ncclGetErrorString) GetErrorString = nullptr;
 };
 
@@ -64,7 +64,7 @@ const NcclApi& nccl() {
     load(a.CommGetAsyncError, "ncclCommGetAsyncError");
     load(a.AllReduce, "ncclAllReduce");
     load(a.AllGather, "ncclAllGather");
-    load(a.ReduceScatter, "ncclReduceScatter");
+    load(a.Reduce, "ncclReduce");
     load(a.GetErrorString, "ncclGetErrorString");
     return a;
   }();
@@ -141,12 +141,10 @@ class NcclComm final : public Comm {
     MG_NCCL_CHECK(nccl().AllGather(send, recv, static_cast<size_t>(n), ncclFloat, comm_, comm_stream_));
     wait_sums();
   }
-  // In place, as NCCL defines it: the receive buffer is the send buffer's slice of this rank.
-  void reduce_scatter_sum(float* data, int64_t n) override {
+  // In place (send buffer = receive buffer); only the root's receive buffer is written.
+  void reduce_sum_async(float* data, int64_t n, int root) override {
     fork();
-    MG_NCCL_CHECK(nccl().ReduceScatter(data, data + static_cast<int64_t>(host_.rank()) * n, static_cast<size_t>(n),
-                                       ncclFloat, ncclSum, comm_, comm_stream_));
-    wait_sums();
+    MG_NCCL_CHECK(nccl().Reduce(data, data, static_cast<size_t>(n), ncclFloat, ncclSum, root, comm_, comm_stream_));
   }
   void allgather_slices(float* data, int64_t n) override {
     fork();
