@@ -32,8 +32,8 @@
 //            precision = "fp32" | "bf16" (conv and linear in bf16 with float32 sums, master
 //            weights, gradients and Adam state in float32: kernels/bf16_cpu.h; the CPU
 //            emulates it, slower than fp32), zero = 0 | 1 (ZeRO-1 in a data-parallel run:
-//            Adam's moments sharded over the ranks, gradients reduce-scattered, parameters
-//            all-gathered; with optim.clip_norm the summed gradients are all-gathered too)
+//            Adam's moments sharded over the ranks, gradients summed at their slice's rank,
+//            parameters all-gathered; with optim.clip_norm the summed gradients are all-gathered too)
 //   [augment] gain_db = 0.0 (uniform in +-gain_db), noise_snr_db = 0.0 (0 = no noise; else
 //            white noise at that SNR), shift_seconds = 0.0 (random circular shift up to it)
 //   [data]   edges = "", catalog = "", cache = "" (default: <run_dir>/cache), run_dir = "run",

@@ -1811,7 +1811,7 @@ TEST(TrainStepDataParallel, OneRankNcclIsThePlainStepOnCuda) {
   expect_one_nccl_rank_is_the_plain_step(head_config(), false, "one NCCL rank vs the plain step");
 }
 
-// ZeRO-1 over one rank: the reduce-scatter and the all-gather move nothing, the one slice is
+// ZeRO-1 over one rank: the sums at the owner and the all-gather move nothing, the one slice is
 // the whole buffer, so the step is the plain one, bit for bit (head_config clips at 0.5).
 Config zero_config() {
   Config c = head_config();
