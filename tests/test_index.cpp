@@ -433,14 +433,7 @@ TEST_F(IndexTest, NpyExportAndPythonReadTheSameBits) {
 
 // ---- bad input -------------------------------------------------------------------------------
 
-void expect_error(const std::function<void()>& f, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one containing: " << part;
-  } catch (const IndexInputError& e) {
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
-}
+constexpr auto* expect_error = &test::expect_error<IndexInputError>;
 
 TEST_F(IndexTest, ForeignMissingAndNewerFilesAreRefused) {
   expect_error([] { read_index(file("absent.sqlite")); }, "no such index file");
@@ -663,6 +656,71 @@ TEST_F(IndexTest, CliExitCodes) {
   EXPECT_EQ(j.at("not_in_graph"), 0);
   EXPECT_EQ(j.at("k"), 5);
   EXPECT_EQ(j.at("overall").at("queries").get<int64_t>() + j.at("overall").at("skipped").get<int64_t>(), kClips);
+}
+
+// `query --queries`: one JSON line per query, in order, each the answer of the same query made
+// alone; a bad line is answered with its error and makes the exit status 2; standard input
+// works as a file does; filters apply to every query.
+TEST_F(IndexTest, BatchQueriesAnswerAsTheSingleQueriesDo) {
+  const Index x = read_index(file("index.sqlite"));
+  const std::string cmd = melgraph() + " query --device cpu --threads 1 -k 4 --index " + file("index.sqlite");
+  std::string lines;
+  for (const IndexItem& it : x.items) lines += it.id + "\n";
+  lines += x.items[3].path + "\n";  // an audio query by path
+  std::ofstream(file("queries.txt")) << lines;
+  std::string out;
+  ASSERT_EQ(test::run_command(cmd + " --queries " + file("queries.txt") + " 2>&1", &out), 0) << out;
+  std::vector<Json> answers;
+  std::istringstream in(out);
+  for (std::string l; std::getline(in, l);) answers.push_back(Json::parse(l));
+  ASSERT_EQ(answers.size(), x.items.size() + 1);
+  for (size_t i = 0; i < x.items.size(); ++i) {
+    ASSERT_EQ(test::run_command(cmd + " --json --item " + x.items[i].id, &out), 0) << out;
+    const Json one = Json::parse(out), &batch = answers[i];
+    EXPECT_EQ(batch.at("line"), i + 1);
+    EXPECT_EQ(batch.at("query"), x.items[i].id);
+    ASSERT_EQ(batch.at("results").size(), one.at("results").size());
+    for (size_t j = 0; j < one.at("results").size(); ++j) {
+      // A lone query's similarities are a matrix-vector product's, a batch's a matrix product's.
+      EXPECT_NEAR(batch["results"][j].at("similarity").get<double>(), one["results"][j].at("similarity").get<double>(),
+                  1e-6);
+      EXPECT_EQ(batch["results"][j].at("id"), one["results"][j].at("id")) << "query " << i << " rank " << j;
+    }
+  }
+  EXPECT_EQ(answers.back().at("kind"), "audio");
+  EXPECT_EQ(answers.back().at("results")[0].at("id"), x.items[3].id);
+
+  // A bad line: answered with its error, the others still answered, exit status 2.
+  ASSERT_EQ(test::run_command("printf '%s\\nno-such-id\\n' " + x.items[0].id + " | " + cmd + " --queries -", &out), 2)
+      << out;
+  std::istringstream two(out);
+  std::string first, second;
+  std::getline(two, first);
+  std::getline(two, second);
+  EXPECT_EQ(Json::parse(first).at("results").size(), 4u) << out;
+  EXPECT_NE(Json::parse(second).at("error").get<std::string>().find("'no-such-id' is neither an item"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("melgraph: error: 1 of 2 queries from standard input could not be answered"), std::string::npos)
+      << out;
+
+  // Filters on the command line: every result has the query's style and another artist.
+  const IndexItem& q = x.items[0];
+  const std::string style = Json::parse(q.extra).at("style");
+  ASSERT_EQ(
+      test::run_command(cmd + " --json --item " + q.id + " --where style=" + style + " --exclude-same artist", &out), 0)
+      << out;
+  const Json filtered = Json::parse(out);
+  EXPECT_FALSE(filtered.at("results").empty());
+  for (const Json& h : filtered.at("results")) {
+    const IndexItem& it = x.items[static_cast<size_t>(x.find(h.at("id")))];
+    EXPECT_EQ(Json::parse(it.extra).at("style"), style);
+    EXPECT_NE(it.artist, q.artist);
+  }
+  EXPECT_EQ(test::run_command(cmd + " --item " + q.id + " --where genre=rock", &out), 2);
+  EXPECT_NE(out.find("no item has a catalog column 'genre'"), std::string::npos) << out;
+  EXPECT_EQ(test::run_command(cmd + " --item " + q.id + " --queries " + file("queries.txt"), &out), 2);
+  EXPECT_NE(out.find("give exactly one of --audio FILE, --item ID and --queries FILE|-"), std::string::npos) << out;
 }
 
 // ---- eval on a hand-worked example -----------------------------------------------------------

@@ -6,7 +6,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <span>
 #include <stdexcept>
 
@@ -49,10 +51,13 @@ Json text_or_null(const std::optional<std::string>& s) { return s ? Json(*s) : J
 
 }  // namespace
 
-Searcher::Searcher(Backend& be, const Index& index) : be_(be), index_(index) {
+Searcher::Searcher(Backend& be, const Index& index) : Searcher(be, index.vectors.data(), index.size(), index.dim) {}
+
+Searcher::Searcher(Backend& be, const float* rows, int64_t n, int dim) : be_(be), host_(rows), n_(n), dim_(dim) {
   if (be.device() == Device::CPU) return;
-  items_ = be.alloc<float>(std::max<int64_t>(1, static_cast<int64_t>(index.vectors.size())));
-  be.to_device(items_, index.vectors.data(), index.vectors.size() * sizeof(float));
+  const int64_t floats = n * dim;
+  items_ = be.alloc<float>(std::max<int64_t>(1, floats));
+  if (floats > 0) be.to_device(items_, rows, static_cast<size_t>(floats) * sizeof(float));
 }
 
 void check_k(int k) {
@@ -67,22 +72,20 @@ void Searcher::search(const float* queries, int64_t Q, int k, const std::vector<
   check_k(k);
   out_items.assign(static_cast<size_t>(Q) * static_cast<size_t>(k), -1);
   out_sims.assign(out_items.size(), -std::numeric_limits<float>::infinity());
-  if (Q == 0) return;
-  const int64_t N = index_.size();
-  const int D = index_.dim;
+  if (Q == 0 || n_ == 0) return;
   if (!items_ || k > kMaxTopkCuda) {
     // The CPU backend's pointers are host pointers: no copies. topk_cosine runs BLAS inside
     // OpenMP threads, so BLAS itself stays single-threaded (as the CPU backend sets it).
     blas_set_threads(1);
-    topk_cosine(queries, Q, index_.vectors.data(), N, D, k, exclude, out_items.data(), out_sims.data());
+    topk_cosine(queries, Q, host_, n_, dim_, k, exclude, out_items.data(), out_sims.data());
     return;
   }
-  const size_t q_bytes = static_cast<size_t>(Q) * D * sizeof(float);
-  DeviceArray<float> q(be_, Q * D), os(be_, static_cast<int64_t>(out_sims.size()));
+  const size_t q_bytes = static_cast<size_t>(Q) * dim_ * sizeof(float);
+  DeviceArray<float> q(be_, Q * dim_), os(be_, static_cast<int64_t>(out_sims.size()));
   DeviceArray<int32_t> ex(be_, static_cast<int64_t>(exclude.size())), oi(be_, static_cast<int64_t>(out_items.size()));
   be_.to_device(q.p, queries, q_bytes);
   if (!exclude.empty()) be_.to_device(ex.p, exclude.data(), exclude.size() * sizeof(int32_t));
-  be_.topk_cosine(q.p, Q, items_, N, D, k, exclude.empty() ? nullptr : ex.p, oi.p, os.p);
+  be_.topk_cosine(q.p, Q, items_, n_, dim_, k, exclude.empty() ? nullptr : ex.p, oi.p, os.p);
   be_.to_host(out_items.data(), oi.p, out_items.size() * sizeof(int32_t));
   be_.to_host(out_sims.data(), os.p, out_sims.size() * sizeof(float));
 }
@@ -92,21 +95,176 @@ void search(Backend& be, const Index& index, const float* queries, int64_t Q, in
   Searcher(be, index).search(queries, Q, k, exclude, out_items, out_sims);
 }
 
-namespace {
+std::pair<std::string, std::string> parse_where(const std::string& text) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw IndexInputError("--where '" + text + "': expected COLUMN=VALUE, e.g. artist=Nina Simone");
+  return {text.substr(0, eq), text.substr(eq + 1)};
+}
 
-QueryResult run_search(Backend& be, const Index& index, const float* query, int k, int64_t exclude_row) {
+std::vector<std::optional<std::string>> column_values(const Index& index, const std::string& column) {
+  std::vector<std::optional<std::string>> v(index.items.size());
+  bool any = false;
+  for (size_t i = 0; i < index.items.size(); ++i) {
+    const IndexItem& it = index.items[i];
+    if (column == "id") {
+      v[i] = it.id;
+    } else if (column == "path") {
+      v[i] = it.path;
+    } else if (column == "title") {
+      v[i] = it.title;
+    } else if (column == "artist") {
+      v[i] = it.artist;
+    } else {
+      const Json extra = Json::parse(it.extra, nullptr, /*allow_exceptions=*/false);
+      if (!extra.is_object())
+        throw IndexInputError(index.source + ": item '" + it.id + "' has extra columns that are not a JSON object");
+      const auto f = extra.find(column);
+      if (f != extra.end() && f->is_string()) v[i] = f->get<std::string>();
+    }
+    any = any || v[i].has_value();
+  }
+  if (!any && !index.items.empty()) {
+    std::set<std::string> have{"id", "path"};
+    for (const IndexItem& it : index.items) {
+      if (it.title) have.insert("title");
+      if (it.artist) have.insert("artist");
+      const Json extra = Json::parse(it.extra, nullptr, false);
+      if (extra.is_object())
+        for (const auto& [key, value] : extra.items()) have.insert(key);
+      if (have.size() > 64) break;
+    }
+    std::string names;
+    for (const std::string& h : have) names += (names.empty() ? "" : ", ") + h;
+    throw IndexInputError(index.source + ": no item has a catalog column '" + column +
+                          "' (the index's columns: " + names + ")");
+  }
+  return v;
+}
+
+FilteredSearch::FilteredSearch(Backend& be, const Index& index, const QueryFilter& filter) : be_(be), index_(index) {
+  std::vector<char> admit(index.items.size(), 1);
+  for (const auto& [column, value] : filter.where) {
+    const std::vector<std::optional<std::string>> v = column_values(index, column);
+    for (size_t i = 0; i < v.size(); ++i) admit[i] = admit[i] && v[i] && *v[i] == value;
+  }
+  for (size_t i = 0; i < admit.size(); ++i)
+    if (admit[i]) rows_.push_back(static_cast<int64_t>(i));
+  const int64_t D = index.dim;
+  if (filter.where.empty()) {
+    searcher_ = std::make_unique<Searcher>(be, index);
+  } else {
+    vectors_.resize(rows_.size() * static_cast<size_t>(D));
+    for (size_t j = 0; j < rows_.size(); ++j)
+      std::copy_n(index.vector(rows_[j]), D, vectors_.data() + j * static_cast<size_t>(D));
+    searcher_ = std::make_unique<Searcher>(be, vectors_.data(), admitted(), index.dim);
+  }
+  if (filter.exclude_same.empty()) return;
+  same_ = column_values(index, filter.exclude_same);
+  for (const int64_t r : rows_)
+    if (same_[static_cast<size_t>(r)]) ++same_count_[*same_[static_cast<size_t>(r)]];
+}
+
+FilteredSearch::~FilteredSearch() = default;
+
+std::vector<std::vector<QueryHit>> FilteredSearch::search(const float* queries, const std::vector<int64_t>& query_rows,
+                                                          int k) {
   check_k(k);
-  k = static_cast<int>(std::min<int64_t>(k, std::max<int64_t>(index.size(), 1)));  // deeper is the whole index
-  QueryResult r;
-  const auto t0 = std::chrono::steady_clock::now();
+  const size_t Q = query_rows.size(), D = static_cast<size_t>(index_.dim);
+  std::vector<std::vector<QueryHit>> hits(Q);
+  if (Q == 0 || rows_.empty()) return hits;
+  // Each query's value of exclude_same and how many admitted items share it: small counts are
+  // searched together, asking for that many more; each large one over the rows without it.
+  std::vector<const std::string*> value(Q, nullptr);
+  std::map<std::string, std::vector<size_t>> large;
+  std::vector<size_t> batch;
+  int64_t extra = 0;
+  for (size_t q = 0; q < Q; ++q) {
+    const int64_t r = query_rows[q];
+    if (!same_.empty() && r >= 0 && same_[static_cast<size_t>(r)]) value[q] = &*same_[static_cast<size_t>(r)];
+    const auto c = value[q] ? same_count_.find(*value[q]) : same_count_.end();
+    const int64_t shared = c == same_count_.end() ? 0 : c->second;
+    if (shared > kOverfetchLimit) {
+      large[*value[q]].push_back(q);
+    } else {
+      batch.push_back(q);
+      extra = std::max(extra, shared);
+    }
+  }
+  // The query's own row in the admitted subset, left out by the search itself.
+  auto position = [&](int64_t row) -> int32_t {
+    const auto it = std::lower_bound(rows_.begin(), rows_.end(), row);
+    return it != rows_.end() && *it == row ? static_cast<int32_t>(it - rows_.begin()) : -1;
+  };
+  if (!batch.empty()) {
+    const int kk = static_cast<int>(std::min<int64_t>({k + extra, admitted(), int64_t{kMaxK}}));
+    std::vector<float> qs(batch.size() * D);
+    std::vector<int32_t> exclude(batch.size(), -1);
+    bool any_excluded = false;
+    for (size_t j = 0; j < batch.size(); ++j) {
+      std::copy_n(queries + batch[j] * D, D, qs.data() + j * D);
+      if (query_rows[batch[j]] >= 0) exclude[j] = position(query_rows[batch[j]]);
+      any_excluded = any_excluded || exclude[j] >= 0;
+    }
+    if (!any_excluded) exclude.clear();
+    std::vector<int32_t> items;
+    std::vector<float> sims;
+    searcher_->search(qs.data(), static_cast<int64_t>(batch.size()), kk, exclude, items, sims);
+    for (size_t j = 0; j < batch.size(); ++j) {
+      std::vector<QueryHit>& out = hits[batch[j]];
+      for (int t = 0; t < kk && static_cast<int>(out.size()) < k; ++t) {
+        const int32_t s = items[j * static_cast<size_t>(kk) + static_cast<size_t>(t)];
+        if (s < 0) break;
+        const int64_t row = rows_[static_cast<size_t>(s)];
+        if (value[batch[j]] && same_[static_cast<size_t>(row)] == *value[batch[j]]) continue;
+        out.push_back({row, sims[j * static_cast<size_t>(kk) + static_cast<size_t>(t)]});
+      }
+    }
+  }
+  for (const auto& [v, which] : large) {
+    std::vector<std::vector<QueryHit>> found = search_excluding(queries, which, v, k);
+    for (size_t j = 0; j < which.size(); ++j) hits[which[j]] = std::move(found[j]);
+  }
+  return hits;
+}
+
+// The queries `which` over the admitted rows whose exclude_same value is not `value` (their
+// own rows hold it, so they are out too).
+std::vector<std::vector<QueryHit>> FilteredSearch::search_excluding(const float* queries,
+                                                                    const std::vector<size_t>& which,
+                                                                    const std::string& value, int k) {
+  const size_t D = static_cast<size_t>(index_.dim);
+  std::vector<int64_t> rows;
+  for (const int64_t r : rows_)
+    if (same_[static_cast<size_t>(r)] != value) rows.push_back(r);
+  std::vector<std::vector<QueryHit>> hits(which.size());
+  if (rows.empty()) return hits;
+  std::vector<float> vectors(rows.size() * D), qs(which.size() * D);
+  for (size_t j = 0; j < rows.size(); ++j) std::copy_n(index_.vector(rows[j]), D, vectors.data() + j * D);
+  for (size_t j = 0; j < which.size(); ++j) std::copy_n(queries + which[j] * D, D, qs.data() + j * D);
+  const int kk = static_cast<int>(std::min<int64_t>(k, static_cast<int64_t>(rows.size())));
   std::vector<int32_t> items;
   std::vector<float> sims;
-  std::vector<int32_t> exclude;
-  if (exclude_row >= 0) exclude.push_back(static_cast<int32_t>(exclude_row));
-  search(be, index, query, 1, k, exclude, items, sims);
+  Searcher(be_, vectors.data(), static_cast<int64_t>(rows.size()), index_.dim)
+      .search(qs.data(), static_cast<int64_t>(which.size()), kk, {}, items, sims);
+  for (size_t j = 0; j < which.size(); ++j)
+    for (int t = 0; t < kk; ++t) {
+      const int32_t s = items[j * static_cast<size_t>(kk) + static_cast<size_t>(t)];
+      if (s >= 0)
+        hits[j].push_back({rows[static_cast<size_t>(s)], sims[j * static_cast<size_t>(kk) + static_cast<size_t>(t)]});
+    }
+  return hits;
+}
+
+namespace {
+
+QueryResult run_search(Backend& be, const Index& index, const float* query, int k, int64_t query_row,
+                       const QueryFilter& filter) {
+  check_k(k);
+  QueryResult r;
+  const auto t0 = std::chrono::steady_clock::now();
+  r.hits = FilteredSearch(be, index, filter).search(query, {query_row}, k).at(0);
   r.search_seconds = seconds_since(t0);
-  for (size_t j = 0; j < items.size(); ++j)
-    if (items[j] >= 0) r.hits.push_back({items[j], sims[j]});
   return r;
 }
 
@@ -130,20 +288,23 @@ std::vector<std::string> similar_ids(const Index& index, const std::string& id, 
   return out;
 }
 
-QueryResult query_item(Backend& be, const Index& index, const std::string& id, int k) {
-  check_k(k);
+int64_t require_item(const Index& index, const std::string& id) {
   const int64_t row = index.find(id);
-  if (row < 0) {
-    std::string msg = index.source + ": no item '" + id + "' in the index (" + std::to_string(index.size()) + " items)";
-    const std::vector<std::string> near = similar_ids(index, id);
-    if (!near.empty()) {
-      msg += "; did you mean ";
-      for (size_t i = 0; i < near.size(); ++i) msg += (i ? ", '" : "'") + near[i] + "'";
-      msg += "?";
-    }
-    throw IndexInputError(msg);
+  if (row >= 0) return row;
+  std::string msg = index.source + ": no item '" + id + "' in the index (" + std::to_string(index.size()) + " items)";
+  const std::vector<std::string> near = similar_ids(index, id);
+  if (!near.empty()) {
+    msg += "; did you mean ";
+    for (size_t i = 0; i < near.size(); ++i) msg += (i ? ", '" : "'") + near[i] + "'";
+    msg += "?";
   }
-  QueryResult r = run_search(be, index, index.vector(row), k, row);
+  throw IndexInputError(msg);
+}
+
+QueryResult query_item(Backend& be, const Index& index, const std::string& id, int k, const QueryFilter& filter) {
+  check_k(k);
+  const int64_t row = require_item(index, id);
+  QueryResult r = run_search(be, index, index.vector(row), k, row, filter);
   r.query = id;
   r.query_row = row;
   return r;
@@ -177,32 +338,47 @@ std::string check_index_checkpoint(const Index& index, const std::string& checkp
   return path;
 }
 
-std::vector<float> embed_audio_query(Backend& be, const Index& index, const std::string& audio_path,
-                                     const std::string& checkpoint) {
-  const Config cfg = read_checkpoint_config(checkpoint);
+struct AudioQueryEmbedder::State {
+  Config cfg;
   int crops = 0;
+  std::unique_ptr<Model> model;
+};
+
+AudioQueryEmbedder::AudioQueryEmbedder(Backend& be, const Index& index, const std::string& checkpoint)
+    : s_(std::make_unique<State>()) {
+  const std::string path = check_index_checkpoint(index, checkpoint);
+  s_->cfg = read_checkpoint_config(path);
   try {
-    crops = std::stoi(index.meta_value("crops"));
+    s_->crops = std::stoi(index.meta_value("crops"));
   } catch (const std::logic_error&) {
     throw IndexInputError(index.source + ": meta crops '" + index.meta_value("crops") + "' is not a number");
   }
-  if (crops < 1) throw IndexInputError(index.source + ": meta crops " + std::to_string(crops) + " is not positive");
-  // Decoded first: a bad file fails before the model is built.
-  const audio::DecodedAudio decoded = audio::decode_audio(audio_path, audio::decode_request(cfg.audio));
-  Model model(cfg, be, std::min(crops, 64));
-  load_checkpoint(checkpoint, model, nullptr);
-  model.set_training(false);
-  return embed::embed_track(model, decoded.samples, crops).emb;
+  if (s_->crops < 1)
+    throw IndexInputError(index.source + ": meta crops " + std::to_string(s_->crops) + " is not positive");
+  s_->model = std::make_unique<Model>(s_->cfg, be, std::min(s_->crops, 64));
+  load_checkpoint(path, *s_->model, nullptr);
+  s_->model->set_training(false);
+}
+
+AudioQueryEmbedder::~AudioQueryEmbedder() = default;
+
+std::vector<float> AudioQueryEmbedder::embed(const std::string& audio_path) {
+  const audio::DecodedAudio decoded = audio::decode_audio(audio_path, audio::decode_request(s_->cfg.audio));
+  return embed::embed_track(*s_->model, decoded.samples, s_->crops).emb;
+}
+
+std::vector<float> embed_audio_query(Backend& be, const Index& index, const std::string& audio_path,
+                                     const std::string& checkpoint) {
+  return AudioQueryEmbedder(be, index, checkpoint).embed(audio_path);
 }
 
 QueryResult query_audio(Backend& be, const Index& index, const std::string& audio_path, int k,
-                        const std::string& checkpoint) {
+                        const std::string& checkpoint, const QueryFilter& filter) {
   check_k(k);  // before the audio is decoded
-  const std::string ckpt = check_index_checkpoint(index, checkpoint);
   const auto t0 = std::chrono::steady_clock::now();
-  const std::vector<float> q = embed_audio_query(be, index, audio_path, ckpt);
+  const std::vector<float> q = embed_audio_query(be, index, audio_path, checkpoint);
   const double embed = seconds_since(t0);
-  QueryResult r = run_search(be, index, q.data(), k, -1);
+  QueryResult r = run_search(be, index, q.data(), k, -1, filter);
   r.query = audio_path;
   r.embed_seconds = embed;
   return r;
@@ -230,19 +406,26 @@ std::string format_hits(const Index& index, const QueryResult& r) {
   return out;
 }
 
+nlohmann::ordered_json hit_json(const Index& index, const QueryHit& hit, size_t rank) {
+  const IndexItem& it = index.items[static_cast<size_t>(hit.row)];
+  nlohmann::ordered_json j;
+  j["rank"] = rank;
+  j["id"] = it.id;
+  j["title"] = text_or_null(it.title);
+  j["artist"] = text_or_null(it.artist);
+  j["similarity"] = hit.similarity;
+  j["path"] = it.path;
+  return j;
+}
+
 std::string hits_json(const Index& index, const QueryResult& r, int k) {
-  Json results = Json::array();
-  for (size_t i = 0; i < r.hits.size(); ++i) {
-    const IndexItem& it = index.items[static_cast<size_t>(r.hits[i].row)];
-    results.push_back({{"rank", i + 1},
-                       {"id", it.id},
-                       {"title", text_or_null(it.title)},
-                       {"artist", text_or_null(it.artist)},
-                       {"similarity", r.hits[i].similarity},
-                       {"path", it.path}});
-  }
-  Json j{{"query", r.query}, {"k", k}, {"index", index.source}, {"results", results}};
+  nlohmann::ordered_json j;
+  j["query"] = r.query;
   if (r.query_row >= 0) j["query_row"] = r.query_row;
+  j["k"] = k;
+  j["index"] = index.source;
+  j["results"] = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < r.hits.size(); ++i) j["results"].push_back(hit_json(index, r.hits[i], i + 1));
   return j.dump(2);
 }
 
