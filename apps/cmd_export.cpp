@@ -62,6 +62,9 @@ void register_export(CLI::App& app) {
                   "when its audio settings match)");
   cmd->add_option("--crops", opts->o.crops, "Clips per item, evenly spaced; the item's vector is their normalised mean")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_flag("--update", opts->o.update,
+                "Keep the vectors of --out's index for items whose audio file is unchanged (same id and SHA-256), "
+                "embed only new and changed items, drop items gone from the catalog (same checkpoint and crops only)");
   cmd->add_option("--npy", opts->o.npy_prefix, "Also write PREFIX.npy (float32 [n, dim]) and PREFIX.ids.txt");
   cmd->add_option("--device", opts->device, kDeviceHelp)->capture_default_str()->check(device_check());
   cmd->add_option("--threads", opts->threads, "CPU threads for the CPU backend (0: all cores)")

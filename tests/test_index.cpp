@@ -231,7 +231,7 @@ TEST_F(IndexTest, ExportWritesEveryItemWithAudioAndListsFailures) {
 
   // Meta: the model and how the vectors were made.
   EXPECT_EQ(x.meta_value("format"), "melgraph-index");
-  EXPECT_EQ(x.meta_value("schema_version"), "1");
+  EXPECT_EQ(x.meta_value("schema_version"), "2");
   EXPECT_EQ(x.meta_value("dim"), std::to_string(x.dim));
   EXPECT_EQ(x.meta_value("items"), std::to_string(kClips));
   EXPECT_EQ(x.meta_value("metric"), "cosine");
@@ -447,9 +447,10 @@ TEST_F(IndexTest, ForeignMissingAndNewerFilesAreRefused) {
   fs::copy_file(file("index.sqlite"), newer, fs::copy_options::overwrite_existing);
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(newer.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 2", nullptr, nullptr, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 3", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);
-  expect_error([&] { read_index(newer); }, "written by a newer melgraph (index schema version 2, this melgraph reads up to 1)");
+  expect_error([&] { read_index(newer); },
+               "written by a newer melgraph (index schema version 3, this melgraph reads up to 2)");
 }
 
 // Issue 17, D7: a damaged index is refused on open, naming the file and what is wrong,
@@ -570,7 +571,7 @@ TEST_F(IndexTest, TemporaryFilesAreUniqueAndStaleOnesAreRemoved) {
     std::ofstream(target + tail) << "left behind";
   Index y;
   y.dim = 4;
-  y.items.push_back({"a", "a.wav", std::nullopt, std::nullopt, -1, "{}"});
+  y.items.push_back({"a", "a.wav", std::nullopt, std::nullopt, -1, "{}", ""});
   y.vectors = {0.5f, 0.5f, 0.5f, 0.5f};
   write_index(target, y);
   EXPECT_FALSE(fs::exists(target + ".tmp-999999999-0"));
@@ -608,7 +609,7 @@ TEST_F(IndexTest, AnotherCheckpointOrWidthIsRefused) {
   // An index whose recorded hash is this checkpoint's but whose vectors are 4-d.
   Index y;
   y.dim = 4;
-  y.items.push_back({"a", "a.wav", std::nullopt, std::nullopt, -1, "{}"});
+  y.items.push_back({"a", "a.wav", std::nullopt, std::nullopt, -1, "{}", ""});
   y.vectors = {0.5f, 0.5f, 0.5f, 0.5f};
   y.meta = {{"checkpoint", file("model.safetensors")}, {"checkpoint_sha256", sha256_file_hex(file("model.safetensors"))}, {"crops", "1"}};
   write_index(file("dim4.sqlite"), y);
@@ -656,6 +657,125 @@ TEST_F(IndexTest, CliExitCodes) {
   EXPECT_EQ(j.at("not_in_graph"), 0);
   EXPECT_EQ(j.at("k"), 5);
   EXPECT_EQ(j.at("overall").at("queries").get<int64_t>() + j.at("overall").at("skipped").get<int64_t>(), kClips);
+}
+
+// export --update: after adding 5 items and removing 3, only the 5 are embedded and the index
+// equals a full export of the new catalog; a changed file is embedded again; another
+// checkpoint or crop count is refused (the index would mix models); an index of schema 1 (no
+// content hashes) is read, and updating it embeds everything again.
+TEST_F(IndexTest, UpdateEmbedsOnlyNewAndChangedItems) {
+  // A copy of 20 of the fixture's clips: this test changes a file.
+  const std::vector<std::string> lines = [] {
+    std::vector<std::string> l;
+    std::istringstream in(test::read_bytes(coll_->catalog_path));
+    for (std::string s; std::getline(in, s);) l.push_back(s);
+    return l;
+  }();
+  fs::create_directories(file("upd/audio"));
+  for (size_t i = 1; i <= 20; ++i) {
+    const std::string rel =
+        lines[i].substr(lines[i].find(',') + 1, lines[i].find(',', lines[i].find(',') + 1) - lines[i].find(',') - 1);
+    fs::copy_file(fs::path(coll_->dir) / rel, file("upd/" + rel), fs::copy_options::overwrite_existing);
+  }
+  auto catalog = [&](size_t first, size_t last, const std::string& name) {  // data rows [first, last]
+    std::string text = lines[0] + "\n";
+    for (size_t i = first; i <= last; ++i) text += lines[i] + "\n";
+    std::ofstream(file("upd/" + name)) << text;
+    return file("upd/" + name);
+  };
+  auto options = [&](const std::string& cat, const std::string& out, bool update) {
+    ExportOptions e;
+    e.checkpoint = file("model.safetensors");
+    e.catalog = cat;
+    e.out = file("upd/" + out);
+    e.cache_dir = file("upd/cache");
+    e.crops = kCrops;
+    e.prepare_threads = 1;
+    e.backend.device = DeviceChoice::Cpu;
+    e.backend.threads = 1;
+    e.update = update;
+    return e;
+  };
+  const ExportSummary first = export_index(options(catalog(1, 15, "a.csv"), "index.sqlite", true));
+  EXPECT_FALSE(first.updated) << "no index yet: a full export";
+  EXPECT_EQ(first.embedded, 15);
+  // Rows 1-3 removed, 16-20 added.
+  const ExportSummary s = export_index(options(catalog(4, 20, "b.csv"), "index.sqlite", true));
+  EXPECT_TRUE(s.updated);
+  EXPECT_EQ(s.embedded, 5);
+  EXPECT_EQ(s.reused, 12);
+  EXPECT_EQ(s.removed, 3);
+  EXPECT_NE(s.describe().find("update: 5 embedded (new or changed), 12 kept from the previous index, 3 removed"),
+            std::string::npos)
+      << s.describe();
+  export_index(options(file("upd/b.csv"), "full.sqlite", false));
+  auto expect_same = [&](const std::string& a_path, const std::string& b_path) {
+    const Index a = read_index(a_path), b = read_index(b_path);
+    ASSERT_EQ(a.size(), b.size());
+    for (int64_t i = 0; i < a.size(); ++i) {
+      const IndexItem &x = a.items[static_cast<size_t>(i)], &y = b.items[static_cast<size_t>(i)];
+      EXPECT_EQ(x.id, y.id);
+      EXPECT_EQ(x.path, y.path);
+      EXPECT_EQ(x.title, y.title);
+      EXPECT_EQ(x.extra, y.extra);
+      EXPECT_EQ(x.content_sha256, y.content_sha256);
+      EXPECT_EQ(x.content_sha256.size(), 64u);
+      // The same clips embedded in other batch positions: equal up to the products' rounding.
+      for (int j = 0; j < a.dim; ++j) EXPECT_NEAR(a.vector(i)[j], b.vector(i)[j], 1e-5) << x.id;
+    }
+  };
+  expect_same(file("upd/index.sqlite"), file("upd/full.sqlite"));
+
+  // A changed file (another clip's audio under the same path) is embedded again.
+  const Index before = read_index(file("upd/index.sqlite"));
+  fs::copy_file(before.items[1].path, before.items[0].path, fs::copy_options::overwrite_existing);
+  const ExportSummary changed = export_index(options(file("upd/b.csv"), "index.sqlite", true));
+  EXPECT_EQ(changed.embedded, 1);
+  EXPECT_EQ(changed.reused, 16);
+  EXPECT_EQ(changed.removed, 0);
+  const Index after = read_index(file("upd/index.sqlite"));
+  EXPECT_EQ(after.items[0].content_sha256, after.items[1].content_sha256);
+  for (int j = 0; j < after.dim; ++j) EXPECT_NEAR(after.vector(0)[j], after.vector(1)[j], 1e-5);
+
+  // Another checkpoint or crop count: refused, the index untouched.
+  const std::string bytes = test::read_bytes(file("upd/index.sqlite"));
+  test::save_untrained(fixture_config(), 4, file("upd/other.safetensors"));
+  ExportOptions other = options(file("upd/b.csv"), "index.sqlite", true);
+  other.checkpoint = file("upd/other.safetensors");
+  expect_error([&] { export_index(other); }, "an index holds one model's vectors. Export without --update");
+  ExportOptions crops = options(file("upd/b.csv"), "index.sqlite", true);
+  crops.crops = kCrops + 1;
+  expect_error([&] { export_index(crops); }, "was exported with --crops 3, not 4");
+  EXPECT_EQ(test::read_bytes(file("upd/index.sqlite")), bytes);
+
+  // Schema 1: no hash columns. Read as before; an update embeds every item again.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(file("upd/index.sqlite").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "ALTER TABLE items DROP COLUMN content_sha256; ALTER TABLE embeddings DROP COLUMN "
+                         "checkpoint_sha256; PRAGMA user_version = 1;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  const Index old = read_index(file("upd/index.sqlite"));
+  EXPECT_EQ(old.size(), 17);
+  EXPECT_TRUE(old.items[0].content_sha256.empty());
+  EXPECT_EQ(export_index(options(file("upd/b.csv"), "index.sqlite", true)).embedded, 17);
+  export_index(options(file("upd/b.csv"), "full.sqlite", false));  // item 0's file has changed since
+  expect_same(file("upd/index.sqlite"), file("upd/full.sqlite"));
+  // The command: nothing changed, nothing embedded.
+  std::string out;
+  ASSERT_EQ(
+      test::run_command(melgraph() + " export --update --device cpu --threads 1 --prepare-threads 1 --checkpoint " +
+                            file("model.safetensors") + " --catalog " + file("upd/b.csv") + " --out " +
+                            file("upd/index.sqlite") + " --cache " + file("upd/cache"),
+                        &out),
+      0)
+      << out;
+  EXPECT_NE(out.find("update: 0 embedded (new or changed), 17 kept from the previous index, 0 removed"),
+            std::string::npos)
+      << out;
 }
 
 // `query --queries`: one JSON line per query, in order, each the answer of the same query made
@@ -730,7 +850,7 @@ Index plane_index(const std::vector<std::pair<std::string, double>>& items) {
   Index x;
   x.dim = 2;
   for (const auto& [id, deg] : items) {
-    x.items.push_back({id, id + ".wav", std::nullopt, std::nullopt, -1, "{}"});
+    x.items.push_back({id, id + ".wav", std::nullopt, std::nullopt, -1, "{}", ""});
     const double r = deg * std::numbers::pi / 180.0;
     x.vectors.push_back(static_cast<float>(std::cos(r)));
     x.vectors.push_back(static_cast<float>(std::sin(r)));
@@ -881,7 +1001,7 @@ TEST(IndexWriter, RefusesInconsistentContents) {
   test::TempDir d;
   Index x;
   x.dim = 2;
-  x.items.push_back({"a", "a.wav", std::nullopt, std::nullopt, -1, "{}"});
+  x.items.push_back({"a", "a.wav", std::nullopt, std::nullopt, -1, "{}", ""});
   x.vectors = {1.0f, 0.0f};
   EXPECT_NO_THROW(write_index(d.file("ok.sqlite"), x));
   Index bad = x;
@@ -907,8 +1027,8 @@ TEST(IndexReader, RepeatedIdIsRefused) {
   test::TempDir d;
   Index x;
   x.dim = 2;
-  x.items.push_back({"a", "a.wav", std::nullopt, std::nullopt, -1, "{}"});
-  x.items.push_back({"b", "b.wav", std::nullopt, std::nullopt, -1, "{}"});
+  x.items.push_back({"a", "a.wav", std::nullopt, std::nullopt, -1, "{}", ""});
+  x.items.push_back({"b", "b.wav", std::nullopt, std::nullopt, -1, "{}", ""});
   x.vectors = {1.0f, 0.0f, 0.0f, 1.0f};
   const std::string path = d.file("repeated.sqlite");
   write_index(path, x);

@@ -50,7 +50,7 @@ Index synthetic_index(int64_t n, uint32_t seed) {
     const std::string n_text = std::to_string(i), id = std::string("t").append(n_text);
     const std::string artist = i % 20 == 7 ? std::string("a").append(std::to_string(i % 5)) : std::string("Big");
     x.items.push_back(
-        {id, id + ".wav", std::string("Title ").append(n_text), artist, -1, Json{{"style", style}}.dump()});
+        {id, id + ".wav", std::string("Title ").append(n_text), artist, -1, Json{{"style", style}}.dump(), ""});
   }
   x.rebuild_lookup();
   return x;

@@ -121,24 +121,23 @@ Config checkpoint_config(const std::string& checkpoint) {
   }
 }
 
-// The catalog's items that have audio in the cache, in catalog order.
+// The catalog rows to embed that have audio in the cache, in catalog order.
 struct CachedItems {
   explicit CachedItems(audio::AudioCache c) : cache(std::move(c)) {}
   audio::AudioCache cache;
-  std::vector<std::string> paths;   // per catalog row, as decoded
-  std::vector<int64_t> cache_index;  // per indexed item: its cache entry
-  std::vector<size_t> catalog_row;   // per indexed item: its catalog row
+  std::vector<int64_t> cache_index;  // per item to embed: its cache entry
+  std::vector<size_t> catalog_row;   // per item to embed: its catalog row
 };
 
-// Decodes the catalog into the cache (a rerun decodes only what changed); the items that gave
-// no audio go to s.failures.
+// Decodes the catalog's `rows` into the cache (a rerun decodes only what changed); the items
+// that gave no audio go to s.failures.
 CachedItems decode_catalog(const ExportOptions& o, const Config& cfg, const graph::Catalog& catalog,
-                           ExportSummary& s) {
+                           const std::vector<size_t>& rows, ExportSummary& s) {
   const auto t0 = WallClock::now();
   std::vector<audio::PrepareItem> items;
-  items.reserve(catalog.items.size());
+  items.reserve(rows.size());
   // Absolute paths, as `melgraph prepare` uses: the cache matches files by path.
-  for (const auto& it : catalog.items) items.push_back({it.id, it.path});
+  for (const size_t r : rows) items.push_back({catalog.items[r].id, catalog.items[r].path});
   audio::PrepareOptions po;
   po.threads = o.prepare_threads;
   po.progress = o.progress;
@@ -155,21 +154,17 @@ CachedItems decode_catalog(const ExportOptions& o, const Config& cfg, const grap
     s.failures.push_back({f.id, f.path, f.message});
   }
   CachedItems c(audio::AudioCache::open(s.cache_dir));
-  for (const auto& it : items) c.paths.push_back(it.path);
-  for (size_t i = 0; i < catalog.items.size(); ++i) {
-    const std::string& id = catalog.items[i].id;
+  for (size_t j = 0; j < rows.size(); ++j) {
+    const std::string& id = items[j].id;
     if (failed.count(id)) continue;
     const int64_t ci = c.cache.find(id);
     if (ci < 0) {  // prepare reported neither audio nor a failure: the cache was changed under us
-      s.failures.push_back({id, items[i].path, "not in the cache " + s.cache_dir + " after decoding"});
+      s.failures.push_back({id, items[j].path, "not in the cache " + s.cache_dir + " after decoding"});
       continue;
     }
     c.cache_index.push_back(ci);
-    c.catalog_row.push_back(i);
+    c.catalog_row.push_back(rows[j]);
   }
-  if (c.cache_index.empty())
-    throw std::runtime_error("nothing to index: none of the " + std::to_string(s.catalog_items) + " items of " +
-                             o.catalog + " gave audio (" + std::to_string(s.failures.size()) + " failed)");
   return c;
 }
 
@@ -196,29 +191,31 @@ embed::Embeddings embed_items(const ExportOptions& o, const Config& cfg, const C
 }
 
 // Each indexed item's in-degree in the graph of `edges` (0 when absent from it); -1 for all
-// when no edge list is given.
-std::vector<int64_t> in_degrees(const std::string& edges, const graph::Catalog& catalog, const CachedItems& c) {
-  std::vector<int64_t> in_degree(c.cache_index.size(), -1);
+// when no edge list is given. rows: the indexed items' catalog rows.
+std::vector<int64_t> in_degrees(const std::string& edges, const graph::Catalog& catalog,
+                                const std::vector<size_t>& rows) {
+  std::vector<int64_t> in_degree(rows.size(), -1);
   if (edges.empty()) return in_degree;
   const graph::PreferenceGraph g(graph::load_edge_list(edges));
-  for (size_t r = 0; r < c.cache_index.size(); ++r) {
-    const auto node = g.find(catalog.items[c.catalog_row[r]].id);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const auto node = g.find(catalog.items[rows[r]].id);
     in_degree[r] = node ? g.in_degree()[static_cast<size_t>(*node)] : 0;
   }
   return in_degree;
 }
 
-// The index's rows: id, path, title and artist when the catalog has them, in-degree, and the
-// catalog's other columns as JSON.
-std::vector<IndexItem> index_items(const graph::Catalog& catalog, const CachedItems& c,
-                                   const std::vector<int64_t>& in_degree) {
+// The index's rows: id, path, title and artist when the catalog has them, in-degree, the
+// catalog's other columns as JSON, and the audio file's hash.
+std::vector<IndexItem> index_items(const graph::Catalog& catalog, const std::vector<size_t>& rows,
+                                   const std::vector<std::string>& hashes, const std::vector<int64_t>& in_degree) {
   std::vector<IndexItem> out;
   const ColumnMap cols = map_columns(catalog);
-  for (size_t r = 0; r < c.cache_index.size(); ++r) {
-    const graph::Catalog::Item& ci = catalog.items[c.catalog_row[r]];
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const graph::Catalog::Item& ci = catalog.items[rows[r]];
     IndexItem it;
     it.id = ci.id;
-    it.path = c.paths[c.catalog_row[r]];
+    it.path = ci.path;
+    it.content_sha256 = hashes[rows[r]];
     if (cols.title >= 0) it.title = ci.extra[static_cast<size_t>(cols.title)];
     if (cols.artist >= 0) it.artist = ci.extra[static_cast<size_t>(cols.artist)];
     it.in_degree = in_degree[r];
@@ -253,6 +250,56 @@ std::map<std::string, std::string> index_meta(const ExportOptions& o, const Conf
   };
 }
 
+// Each catalog row's audio file hashed (SHA-256 of its bytes; empty when it cannot be read,
+// which its decoding then reports).
+std::vector<std::string> content_hashes(const graph::Catalog& catalog) {
+  std::vector<std::string> h(catalog.items.size());
+  for (size_t i = 0; i < h.size(); ++i) {
+    try {
+      h[i] = sha256_file_hex(catalog.items[i].path);
+    } catch (const std::runtime_error&) {
+      h[i].clear();
+    }
+  }
+  return h;
+}
+
+// export --update: the previous index at o.out, if any, made by the same checkpoint with the
+// same crops (IndexInputError otherwise: its vectors would mix two models). Each catalog row
+// whose id it holds with the same content hash keeps that row's vector (reuse[i] = its row
+// there, else -1).
+struct Previous {
+  Index index;
+  std::vector<int64_t> reuse;
+  bool found = false;
+};
+
+Previous previous_vectors(const ExportOptions& o, const ExportSummary& s, const graph::Catalog& catalog,
+                          const std::vector<std::string>& hashes) {
+  Previous p;
+  p.reuse.assign(catalog.items.size(), -1);
+  if (!fs::exists(o.out)) return p;
+  p.index = read_index(o.out);
+  p.found = true;
+  const std::string& was = p.index.meta_value("checkpoint_sha256");
+  if (was != s.checkpoint_sha256)
+    throw IndexInputError("--update: " + o.out + " was exported with checkpoint " + was.substr(0, 16) + "... (" +
+                          p.index.meta_value("checkpoint") + "), not " + o.checkpoint + " (" +
+                          s.checkpoint_sha256.substr(0, 16) +
+                          "...): an index holds one model's vectors. Export without --update to embed every item "
+                          "with this checkpoint, or pass the checkpoint the index was made with");
+  if (p.index.meta_value("crops") != std::to_string(o.crops))
+    throw IndexInputError("--update: " + o.out + " was exported with --crops " + p.index.meta_value("crops") +
+                          ", not " + std::to_string(o.crops) + "; pass --crops " + p.index.meta_value("crops") +
+                          " or export without --update");
+  for (size_t i = 0; i < catalog.items.size(); ++i) {
+    const int64_t row = p.index.find(catalog.items[i].id);
+    if (row >= 0 && !hashes[i].empty() && p.index.items[static_cast<size_t>(row)].content_sha256 == hashes[i])
+      p.reuse[i] = row;
+  }
+  return p;
+}
+
 }  // namespace
 
 ExportSummary export_index(const ExportOptions& o) {
@@ -265,17 +312,55 @@ ExportSummary export_index(const ExportOptions& o) {
   s.checkpoint_sha256 = sha256_file_hex(o.checkpoint);
   const graph::Catalog catalog = graph::load_catalog(o.catalog);
   s.catalog_items = static_cast<int64_t>(catalog.items.size());
+  const std::vector<std::string> hashes = content_hashes(catalog);
+  const Previous previous =
+      o.update ? previous_vectors(o, s, catalog, hashes) : Previous{{}, std::vector<int64_t>(catalog.items.size(), -1)};
+  s.updated = previous.found;
 
-  const CachedItems cached = decode_catalog(o, cfg, catalog, s);
+  std::vector<size_t> to_embed;
+  for (size_t i = 0; i < catalog.items.size(); ++i)
+    if (previous.reuse[i] < 0) to_embed.push_back(i);
+  const CachedItems cached = decode_catalog(o, cfg, catalog, to_embed, s);
   int64_t step = 0;
-  embed::Embeddings emb = embed_items(o, cfg, cached, s, &step);
-  const std::vector<int64_t> in_degree = in_degrees(o.edges, catalog, cached);
+  embed::Embeddings emb;
+  if (!cached.cache_index.empty()) {
+    emb = embed_items(o, cfg, cached, s, &step);
+  } else if (previous.found) {  // nothing new: the previous index's model, as it recorded it
+    s.dim = previous.index.dim;
+    s.device = previous.index.meta_value("device");
+    step = std::stoll(previous.index.meta_value("checkpoint_step"));
+  }
+  s.embedded = static_cast<int64_t>(cached.cache_index.size());
 
+  // Catalog order: each row with a vector, reused or new.
   const auto t0 = WallClock::now();
   Index x;
-  x.dim = emb.dim;
-  x.vectors = std::move(emb.emb);
-  x.items = index_items(catalog, cached, in_degree);
+  x.dim = s.dim;
+  std::vector<size_t> rows;
+  size_t next = 0;  // the next embedded item (cached.catalog_row ascends)
+  for (size_t i = 0; i < catalog.items.size(); ++i) {
+    const float* v = nullptr;
+    if (previous.reuse[i] >= 0) {
+      v = previous.index.vector(previous.reuse[i]);
+      ++s.reused;
+    } else if (next < cached.catalog_row.size() && cached.catalog_row[next] == i) {
+      v = emb.emb.data() + next * static_cast<size_t>(emb.dim);
+      ++next;
+    } else {
+      continue;  // no audio: listed in failures
+    }
+    rows.push_back(i);
+    x.vectors.insert(x.vectors.end(), v, v + x.dim);
+  }
+  if (rows.empty())
+    throw std::runtime_error("nothing to index: none of the " + std::to_string(s.catalog_items) + " items of " +
+                             o.catalog + " gave audio (" + std::to_string(s.failures.size()) + " failed)");
+  if (previous.found) {
+    std::unordered_set<std::string> ids;
+    for (const auto& it : catalog.items) ids.insert(it.id);
+    for (const IndexItem& it : previous.index.items) s.removed += ids.count(it.id) == 0 ? 1 : 0;
+  }
+  x.items = index_items(catalog, rows, hashes, in_degrees(o.edges, catalog, rows));
   x.failures = s.failures;
   x.meta = index_meta(o, cfg, s, step);
   write_index(o.out, x);
@@ -297,6 +382,12 @@ std::string ExportSummary::describe(size_t max_listed) const {
   std::snprintf(buf, sizeof buf, "embeddings: %lld x %d, mean of %d crops, on %s\n", static_cast<long long>(indexed), dim,
                 crops, device.c_str());
   r += buf;
+  if (updated) {
+    std::snprintf(buf, sizeof buf,
+                  "update: %lld embedded (new or changed), %lld kept from the previous index, %lld removed\n",
+                  static_cast<long long>(embedded), static_cast<long long>(reused), static_cast<long long>(removed));
+    r += buf;
+  }
   std::snprintf(buf, sizeof buf, "time: decode %.1f s, embed %.1f s, write %.1f s\n", decode_seconds, embed_seconds,
                 write_seconds);
   r += buf;

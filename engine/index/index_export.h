@@ -2,7 +2,9 @@
 // the index (index_format.h):
 //
 //   checkpoint -> config (its [audio], [mel], [model]) -> model on the backend, eval mode
-//   catalog    -> prepare_cache into the cache directory (incremental: a cache that already
+//   catalog    -> each audio file's SHA-256 (content_sha256; --update keeps the previous
+//                 index's vectors of items whose id and hash are unchanged)
+//              -> prepare_cache into the cache directory (incremental: a cache that already
 //                 holds the items under the same settings, e.g. the training run's, is reused)
 //              -> items with audio, catalog order; items that gave no audio go to `failures`
 //   embeddings -> embed::embed_cached: the L2-normalised mean of `crops` evenly spaced clips
@@ -34,11 +36,18 @@ struct ExportOptions {
   int prepare_threads = 0;     // decoding threads (0: all cores)
   BackendOptions backend;
   FILE* progress = nullptr;    // decoding progress line (stderr in the CLI); null: none
+  // Keep the vectors of the index at `out` for the items whose audio is unchanged (same id,
+  // same SHA-256 of the file), embed only the new and changed ones, drop the items gone from
+  // the catalog. The index must have been made by the same checkpoint with the same crops.
+  // Without an index at `out`, a full export.
+  bool update = false;
 };
 
 struct ExportSummary {
   std::string out, cache_dir, device, npy_path, ids_path;
   int64_t catalog_items = 0, indexed = 0;
+  bool updated = false;                           // --update found a previous index
+  int64_t embedded = 0, reused = 0, removed = 0;  // reused/removed: --update's, from the previous index
   std::vector<IndexFailure> failures;
   int dim = 0, crops = 0;
   std::string checkpoint_sha256;

@@ -39,12 +39,14 @@ CREATE TABLE items (
   title TEXT,
   artist TEXT,
   in_degree INTEGER,
-  extra TEXT NOT NULL DEFAULT '{}'
+  extra TEXT NOT NULL DEFAULT '{}',
+  content_sha256 TEXT
 );
 CREATE TABLE embeddings (
   item INTEGER PRIMARY KEY REFERENCES items(item),
   vector BLOB NOT NULL CHECK (length(vector) = )sql" +
-         std::to_string(4 * dim) + R"sql()
+         std::to_string(4 * dim) + R"sql(),
+  checkpoint_sha256 TEXT NOT NULL
 );
 CREATE TABLE meta (
   key TEXT PRIMARY KEY,
@@ -163,7 +165,9 @@ void write_index(const std::string& path, const Index& x) {
       for (const auto& [k, v] : meta) st.bind(1, k).bind(2, v).run();
     }
     {
-      SqliteStmt st(db, "INSERT INTO items (item, id, path, title, artist, in_degree, extra) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+      SqliteStmt st(db,
+                    "INSERT INTO items (item, id, path, title, artist, in_degree, extra, content_sha256) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
       for (size_t i = 0; i < x.items.size(); ++i) {
         const IndexItem& it = x.items[i];
         st.bind(1, static_cast<int64_t>(i)).bind(2, it.id).bind(3, it.path);
@@ -179,16 +183,26 @@ void write_index(const std::string& path, const Index& x) {
           st.bind(6, it.in_degree);
         else
           st.bind_null(6);
-        st.bind(7, it.extra).run();
+        st.bind(7, it.extra);
+        if (it.content_sha256.empty())
+          st.bind_null(8);
+        else
+          st.bind(8, it.content_sha256);
+        st.run();
       }
     }
     {
-      SqliteStmt st(db, "INSERT INTO embeddings (item, vector) VALUES (?1, ?2)");
+      // Every vector is the one checkpoint's (meta checkpoint_sha256): an index never mixes models.
+      SqliteStmt st(db, "INSERT INTO embeddings (item, vector, checkpoint_sha256) VALUES (?1, ?2, ?3)");
+      const std::string checkpoint = x.meta.count("checkpoint_sha256") ? x.meta.at("checkpoint_sha256") : "";
       const size_t row_bytes = static_cast<size_t>(x.dim) * sizeof(float);
       for (size_t i = 0; i < x.items.size(); ++i) {
         if (crash >= 0 && static_cast<int64_t>(i) == crash) _exit(137);
         stop_point("index.row");  // kill tests: mid-transaction, the temp file half written
-        st.bind(1, static_cast<int64_t>(i)).bind_blob(2, x.vector(static_cast<int64_t>(i)), row_bytes).run();
+        st.bind(1, static_cast<int64_t>(i))
+            .bind_blob(2, x.vector(static_cast<int64_t>(i)), row_bytes)
+            .bind(3, checkpoint);
+        st.run();
       }
     }
     {
@@ -211,8 +225,9 @@ void write_index(const std::string& path, const Index& x) {
 
 namespace {
 
-// The file is a melgraph index of a schema this melgraph reads (application_id, user_version).
-void check_index_identity(SqliteDb& db, const std::string& path) {
+// The file is a melgraph index of a schema this melgraph reads (application_id, user_version);
+// returns the schema version.
+int check_index_identity(SqliteDb& db, const std::string& path) {
   const std::string not_index = path + ": not a melgraph index";
   int64_t app_id = 0, version = 0;
   try {
@@ -231,6 +246,7 @@ void check_index_identity(SqliteDb& db, const std::string& path) {
                           ", this melgraph reads up to " + std::to_string(kIndexSchemaVersion) +
                           "): update melgraph, or export the index again with this one");
   if (version < 1) throw IndexInputError(not_index + " (schema version " + std::to_string(version) + ")");
+  return static_cast<int>(version);
 }
 
 // x.meta, and x.dim from it.
@@ -247,8 +263,12 @@ void read_meta(SqliteDb& db, const std::string& path, Index& x) {
                           std::to_string(kMaxIndexDim) + "]; the file is damaged: export the index again");
 }
 
-void read_items(SqliteDb& db, const std::string& path, Index& x) {
-  SqliteStmt st(db, "SELECT item, id, path, title, artist, in_degree, extra FROM items ORDER BY item");
+// Version 1 has no content hashes (content_sha256 stays empty).
+void read_items(SqliteDb& db, const std::string& path, int version, Index& x) {
+  SqliteStmt st(db,
+                version >= 2
+                    ? "SELECT item, id, path, title, artist, in_degree, extra, content_sha256 FROM items ORDER BY item"
+                    : "SELECT item, id, path, title, artist, in_degree, extra FROM items ORDER BY item");
   while (st.step()) {
     if (st.int64(0) != static_cast<int64_t>(x.items.size()))
       throw IndexInputError(path + ": items are not numbered 0..n-1 (item " + std::to_string(st.int64(0)) + " at row " +
@@ -260,15 +280,20 @@ void read_items(SqliteDb& db, const std::string& path, Index& x) {
     if (!st.is_null(4)) it.artist = st.text(4);
     it.in_degree = st.is_null(5) ? -1 : st.int64(5);
     it.extra = st.text(6);
+    if (version >= 2 && !st.is_null(7)) it.content_sha256 = st.text(7);
     x.items.push_back(std::move(it));
   }
 }
 
-// One vector of x.dim floats per item, in item order; anything else is a damaged index.
-void read_vectors(SqliteDb& db, const std::string& path, Index& x) {
+// One vector of x.dim floats per item, in item order, each (version 2) made by the checkpoint
+// of meta checkpoint_sha256; anything else is a damaged index.
+void read_vectors(SqliteDb& db, const std::string& path, int version, Index& x) {
   const size_t n = x.items.size(), row_bytes = static_cast<size_t>(x.dim) * sizeof(float);
   x.vectors.resize(n * static_cast<size_t>(x.dim));
-  SqliteStmt st(db, "SELECT item, vector FROM embeddings ORDER BY item");
+  SqliteStmt st(db, version >= 2 ? "SELECT item, vector, checkpoint_sha256 FROM embeddings ORDER BY item"
+                                 : "SELECT item, vector FROM embeddings ORDER BY item");
+  const auto meta_checkpoint = x.meta.find("checkpoint_sha256");
+  const std::string recorded = meta_checkpoint == x.meta.end() ? "" : meta_checkpoint->second;
   size_t row = 0;
   while (st.step()) {
     if (row >= n || st.int64(0) != static_cast<int64_t>(row))
@@ -279,6 +304,11 @@ void read_vectors(SqliteDb& db, const std::string& path, Index& x) {
       throw IndexInputError(path + ": the vector of item " + std::to_string(row) + " has " +
                             std::to_string(st.bytes(1)) + " bytes, expected " + std::to_string(row_bytes) + " (dim " +
                             std::to_string(x.dim) + ")");
+    if (version >= 2 && st.text(2) != recorded)
+      throw IndexInputError(path + ": the vector of item " + std::to_string(row) + " ('" + x.items[row].id +
+                            "') was made by checkpoint " + st.text(2).substr(0, 16) +
+                            "..., not the index's (meta checkpoint_sha256): an index holds one model's vectors; "
+                            "export the index again");
     float* v = x.vectors.data() + row * static_cast<size_t>(x.dim);
     std::memcpy(v, p, row_bytes);
     // A NaN or a scaled row would rank silently wrong.
@@ -328,12 +358,12 @@ Index read_index(const std::string& path, bool with_vectors) {
   x.source = path;
   try {
     SqliteDb db(path, SQLITE_OPEN_READONLY);
-    check_index_identity(db, path);
+    const int version = check_index_identity(db, path);
     read_meta(db, path, x);
-    read_items(db, path, x);
+    read_items(db, path, version, x);
     SqliteStmt st(db, "SELECT id, path, reason FROM failures ORDER BY rowid");
     while (st.step()) x.failures.push_back({st.text(0), st.text(1), st.text(2)});
-    if (with_vectors) read_vectors(db, path, x);
+    if (with_vectors) read_vectors(db, path, version, x);
   } catch (const SqliteError& e) {  // unreadable, or tables missing or malformed
     throw IndexInputError(path + ": cannot be read as a melgraph index (damaged, or not readable?): " + e.what());
   }

@@ -2,10 +2,14 @@
 // and `melgraph eval` read. docs/index-format.md is the reference for its schema:
 //
 //   items(item INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL, title TEXT,
-//         artist TEXT, in_degree INTEGER, extra TEXT NOT NULL)   item = row of the matrix (0..n-1),
-//                                      extra = the other catalog columns as a JSON object
-//   embeddings(item INTEGER PRIMARY KEY REFERENCES items(item), vector BLOB NOT NULL)
-//                                      little-endian float32 [dim]: sqlite-vec's vec_f32 layout
+//         artist TEXT, in_degree INTEGER, extra TEXT NOT NULL, content_sha256 TEXT)
+//                                      item = row of the matrix (0..n-1), extra = the other
+//                                      catalog columns as a JSON object, content_sha256 = the
+//                                      audio file's SHA-256 when it was embedded
+//   embeddings(item INTEGER PRIMARY KEY REFERENCES items(item), vector BLOB NOT NULL,
+//              checkpoint_sha256 TEXT NOT NULL)
+//                                      little-endian float32 [dim]: sqlite-vec's vec_f32 layout;
+//                                      the checkpoint that made it (always meta's)
 //   meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)   format, dim, metric, config, checkpoint, ...
 //   failures(id TEXT NOT NULL, path TEXT NOT NULL, reason TEXT NOT NULL)   items without audio
 //   PRAGMA application_id = kIndexApplicationId ("MGIX"), PRAGMA user_version = kIndexSchemaVersion
@@ -26,7 +30,8 @@
 
 namespace mg::index {
 
-constexpr int kIndexSchemaVersion = 1;
+// 2: items.content_sha256 and embeddings.checkpoint_sha256 (export --update); 1 is still read.
+constexpr int kIndexSchemaVersion = 2;
 constexpr int32_t kIndexApplicationId = 0x4d474958;  // "MGIX"
 constexpr const char* kIndexFormat = "melgraph-index";
 // The widest embedding an index may hold; a larger meta dim is a damaged file, not a model.
@@ -51,6 +56,7 @@ struct IndexItem {
   std::optional<std::string> title, artist;  // null when the catalog has no such column
   int64_t in_degree = -1;                    // -1 (NULL in the file): no edge list was given
   std::string extra = "{}";                  // JSON object: the other catalog columns
+  std::string content_sha256;                // the audio file's SHA-256 at export; empty: unknown (schema 1)
 };
 
 struct IndexFailure {

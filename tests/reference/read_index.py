@@ -6,9 +6,12 @@ would, and checks it against the .npy export of the same index (melgraph export-
 - PRAGMA application_id / user_version and meta (format, dim, metric, normalized);
 - the embeddings BLOBs, decoded as little-endian float32 ('<f4'), equal the .npy byte for byte,
   row i = items.item i, in the order of the ids file;
-- every vector is unit-norm (float64 norm within 1e-5 of 1).
+- every vector is unit-norm (float64 norm within 1e-5 of 1);
+- (schema 2) each item's content_sha256 is hashlib's SHA-256 of its audio file, and every
+  vector's checkpoint_sha256 is meta's.
 Exits non-zero with a message on the first mismatch.
 """
+import hashlib
 import sqlite3
 import sys
 
@@ -27,8 +30,8 @@ def main():
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if app_id != 0x4D474958:
         fail("application_id %#x, expected 0x4d474958 ('MGIX')" % app_id)
-    if version != 1:
-        fail("user_version %d, expected 1" % version)
+    if version != 2:
+        fail("user_version %d, expected 2" % version)
     meta = dict(db.execute("SELECT key, value FROM meta"))
     for key, want in (("format", "melgraph-index"), ("metric", "cosine"), ("normalized", "true")):
         if meta.get(key) != want:
@@ -56,6 +59,15 @@ def main():
         ids = f.read().split("\n")
     if ids[-1] != "" or ids[:-1] != [r[1] for r in rows]:
         fail("the ids file is not the items' ids in row order")
+
+    for item, path, digest in db.execute("SELECT item, path, content_sha256 FROM items ORDER BY item"):
+        with open(path, "rb") as f:
+            want = hashlib.sha256(f.read()).hexdigest()
+        if digest != want:
+            fail("item %d (%s): content_sha256 %s, hashlib says %s" % (item, path, digest, want))
+    stamps = {r[0] for r in db.execute("SELECT DISTINCT checkpoint_sha256 FROM embeddings")}
+    if stamps != {meta["checkpoint_sha256"]}:
+        fail("embeddings.checkpoint_sha256 holds %s, expected only meta's %s" % (stamps, meta["checkpoint_sha256"]))
 
     norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
     if np.max(np.abs(norms - 1.0)) > 1e-5:
