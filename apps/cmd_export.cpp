@@ -14,6 +14,7 @@ namespace {
 
 struct ExportCliOptions {
   index::ExportOptions o;
+  std::string ann;
   std::string device = "auto";
   int threads = 0;
 };
@@ -24,6 +25,14 @@ void run_export(ExportCliOptions& c) {
   c.o.progress = stderr;
   index::ExportSummary s;
   try {
+    c.o.ann = !c.ann.empty();
+    if (c.o.ann) {
+      c.o.ann_options.kind = index::parse_ann_kind(c.ann);
+      if (!index::ann_built())
+        throw index::IndexInputError(
+            "--ann needs FAISS, and this melgraph was built without it: install libfaiss-dev "
+            "and configure again");
+    }
     s = index::export_index(c.o);
   } catch (const index::IndexInputError& e) {
     throw UsageError(e.what());
@@ -65,6 +74,23 @@ void register_export(CLI::App& app) {
   cmd->add_flag("--update", opts->o.update,
                 "Keep the vectors of --out's index for items whose audio file is unchanged (same id and SHA-256), "
                 "embed only new and changed items, drop items gone from the catalog (same checkpoint and crops only)");
+  cmd->add_option("--ann", opts->ann,
+                  "Also build an approximate index beside --out (<out>.ann, FAISS): ivf or hnsw; query uses it for "
+                  "unfiltered queries unless --exact")
+      ->check(CLI::IsMember({"ivf", "hnsw"}));
+  cmd->add_option("--ann-nlist", opts->o.ann_options.nlist, "IVF lists (0: 4 sqrt(n))")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--ann-nprobe", opts->o.ann_options.nprobe,
+                  "IVF lists searched per query (0: nlist / 64, at least 8)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--ann-m", opts->o.ann_options.hnsw_m, "HNSW links per node")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--ann-ef-search", opts->o.ann_options.ef_search, "HNSW candidates per query (0: max(64, 2 k))")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--npy", opts->o.npy_prefix, "Also write PREFIX.npy (float32 [n, dim]) and PREFIX.ids.txt");
   cmd->add_option("--device", opts->device, kDeviceHelp)->capture_default_str()->check(device_check());
   cmd->add_option("--threads", opts->threads, "CPU threads for the CPU backend (0: all cores)")

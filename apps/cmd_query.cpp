@@ -13,6 +13,7 @@
 
 #include "apps/commands.h"
 #include "engine/backend_factory.h"
+#include "engine/index/ann.h"
 #include "engine/index/index_format.h"
 #include "engine/index/index_query.h"
 #include "engine/index/query_batch.h"
@@ -25,7 +26,7 @@ struct QueryCliOptions {
   std::string index, audio, item, queries, checkpoint, exclude_same;
   std::vector<std::string> where;
   int k = 10;
-  bool json = false;
+  bool json = false, exact = false;
   std::string device = "auto";
   int threads = 0;
 };
@@ -33,8 +34,9 @@ struct QueryCliOptions {
 // Queries a batch at a time from FILE (or standard input), JSON lines to standard output as
 // each batch is answered. Queries that cannot be answered get a line that says why, the rest
 // are answered, and then the command ends as for bad input (exit status 2).
-void run_batch(const QueryCliOptions& c, Backend& be, const index::Index& x, const index::QueryFilter& filter) {
-  index::BatchQuery batch(be, x, filter, c.k, c.checkpoint);
+void run_batch(const QueryCliOptions& c, Backend& be, const index::Index& x, const index::QueryFilter& filter,
+               const index::AnnSearcher* ann) {
+  index::BatchQuery batch(be, x, filter, c.k, c.checkpoint, ann);
   const bool from_stdin = c.queries == "-";
   const int fd = from_stdin ? STDIN_FILENO : ::open(c.queries.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw UsageError("--queries " + c.queries + ": " + std::strerror(errno));
@@ -67,9 +69,14 @@ void run_query(const QueryCliOptions& c) {
     bo.threads = c.threads;
     std::string note;
     const std::unique_ptr<Backend> be = make_backend(bo, &note);
-    if (!c.queries.empty()) return run_batch(c, *be, x, filter);
-    const index::QueryResult r = c.item.empty() ? index::query_audio(*be, x, c.audio, c.k, c.checkpoint, filter)
-                                                : index::query_item(*be, x, c.item, c.k, filter);
+    const std::unique_ptr<index::AnnSearcher> ann = c.exact ? nullptr : index::AnnSearcher::open(x, c.index);
+    if (ann && filter.empty())
+      std::fprintf(stderr, "melgraph: query: approximate search (%s); --exact for the exact one\n",
+                   ann->describe().c_str());
+    if (!c.queries.empty()) return run_batch(c, *be, x, filter, ann.get());
+    const index::QueryResult r = c.item.empty()
+                                     ? index::query_audio(*be, x, c.audio, c.k, c.checkpoint, filter, ann.get())
+                                     : index::query_item(*be, x, c.item, c.k, filter, ann.get());
     if (c.json) {
       std::printf("%s\n", index::hits_json(x, r, c.k).c_str());
     } else {
@@ -99,6 +106,7 @@ void register_query(CLI::App& app) {
                   "Only items whose catalog COLUMN equals VALUE (COLUMN=VALUE; repeat: all must hold)");
   cmd->add_option("--exclude-same", opts->exclude_same,
                   "Leave out items that share the query item's value in this catalog column (e.g. artist)");
+  cmd->add_flag("--exact", opts->exact, "Exact search even when the index has an approximate one beside it (--ann)");
   cmd->add_flag("--json", opts->json, "One JSON object instead of a table (--queries always writes JSON lines)");
   cmd->add_option("--checkpoint", opts->checkpoint,
                   "Checkpoint for audio queries (default: the one the index records; its SHA-256 must match)");

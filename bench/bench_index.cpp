@@ -8,6 +8,15 @@
 //                                            # latency <= 1.2x FAISS's)
 // The "big" cases are registered only when the filter names them, so a plain run stays fast.
 //
+// Approximate search (engine/index/ann.h, FAISS's HNSW and IVF-Flat as `melgraph export --ann`
+// builds them), registered when the filter names "ann":
+//   bench_index --benchmark_filter=ann/.*/big     # 1M x 128; ann/.*/small: 20,000
+// on clustered unit vectors (1024 Gaussian clusters, each item at cosine ~0.85 from its centre;
+// embeddings cluster, and uniform random vectors are the worst case of every ANN method), one
+// query at a time against the exact top-k on the same data. Counters: recall_at_10 against the
+// exact search over 200 fresh queries, build_seconds (HNSW M 32, efConstruction 80; IVF
+// 4 sqrt(n) lists, nprobe nlist / 64).
+//
 // Threads: topk_cosine runs single-threaded BLAS calls inside its OpenMP threads
 // (blas_set_threads(1)). FAISS runs two ways: faiss_cpu with its defaults (OpenMP over
 // queries, and for 20 or more queries a BLAS sgemm with OpenBLAS on every core), and
@@ -34,9 +43,12 @@
 
 #include "engine/backend.h"
 #include "engine/backend_factory.h"
+#include "engine/index/ann.h"
+#include "engine/index/index_format.h"
 #include "engine/retrieval_metrics.h"
-#include "kernels/topk_cpu.h"
+#include "engine/timer.h"
 #include "kernels/blas.h"
+#include "kernels/topk_cpu.h"
 #ifdef MELGRAPH_HAVE_FAISS
 #include <faiss/IndexFlat.h>
 #endif
@@ -173,6 +185,135 @@ void BM_Cuda(benchmark::State& st, Size s, int64_t q) {
     be->free_bytes(p);
 }
 
+// ---- approximate search ----------------------------------------------------------------------
+
+// n unit rows around 1024 Gaussian centres: item = normalise(centre + 0.6 g / sqrt(D)) with the
+// centre a unit Gaussian direction and g standard Gaussian, so cos(item, centre) ~ 0.86.
+std::vector<float> clustered_rows(int64_t n, uint64_t seed) {
+  std::vector<float> centres = unit_rows(1024, 99);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> g;
+  std::uniform_int_distribution<int> pick(0, 1023);
+  std::vector<float> x(static_cast<size_t>(n) * kDim);
+  const float s = 0.6f / std::sqrt(static_cast<float>(kDim));
+  for (int64_t i = 0; i < n; ++i) {
+    const float* c = centres.data() + static_cast<size_t>(pick(rng)) * kDim;
+    float* r = x.data() + i * kDim;
+    double ss = 0;
+    for (int j = 0; j < kDim; ++j) {
+      r[j] = c[j] + s * g(rng);
+      ss += static_cast<double>(r[j]) * r[j];
+    }
+    const auto inv = static_cast<float>(1.0 / std::sqrt(ss));
+    for (int j = 0; j < kDim; ++j) r[j] *= inv;
+  }
+  return x;
+}
+
+// One ANN of a size and kind over the clustered rows, built once, with its recall measured.
+struct AnnData {
+  index::Index index;
+  std::vector<float> queries;  // [200, D]
+  std::unique_ptr<index::AnnSearcher> ann;
+  double build_seconds = 0;
+  std::string dir;
+};
+
+AnnData& ann_data(const Size& s, index::AnnKind kind) {
+  static std::map<std::pair<int64_t, int>, std::unique_ptr<AnnData>> cache;
+  auto& d = cache[{s.n, static_cast<int>(kind)}];
+  if (d) return *d;
+  d = std::make_unique<AnnData>();
+  d->index.dim = kDim;
+  d->index.vectors = clustered_rows(s.n, 3);
+  for (int64_t i = 0; i < s.n; ++i)
+    d->index.items.push_back(
+        {std::string("i").append(std::to_string(i)), "", std::nullopt, std::nullopt, -1, "{}", ""});
+  d->index.meta["vectors_sha256"] = index::vectors_checksum(d->index);
+  d->queries = clustered_rows(200, 4);
+  char dir[] = "/tmp/melgraph-bench-ann-XXXXXX";
+  if (!::mkdtemp(dir)) throw std::runtime_error("bench_index: cannot make a temporary directory");
+  d->dir = dir;
+  const std::string path = d->dir + "/index.sqlite";
+  index::AnnOptions o;
+  o.kind = kind;
+  const auto t0 = WallClock::now();
+  index::write_ann(d->index, path, o);
+  d->build_seconds = seconds_since(t0);
+  d->ann = index::AnnSearcher::open(d->index, path);
+  std::remove((path + ".ann").c_str());
+  ::rmdir(dir);
+  return *d;
+}
+
+// Recall@10 of the ANN against the exact top-k over the 200 queries.
+double ann_recall(const AnnData& d, const Size& s) {
+  std::vector<int32_t> exact(200 * kTopK), approx;
+  std::vector<float> sims(exact.size()), approx_sims;
+  blas_set_threads(1);
+  topk_cosine(d.queries.data(), 200, d.index.vectors.data(), s.n, kDim, kTopK, {}, exact.data(), sims.data());
+  d.ann->search(d.queries.data(), 200, kTopK, {}, approx, approx_sims);
+  int64_t found = 0;
+  for (int q = 0; q < 200; ++q)
+    for (int a = 0; a < kTopK; ++a)
+      for (int e = 0; e < kTopK; ++e) found += approx[q * kTopK + a] == exact[q * kTopK + e] ? 1 : 0;
+  return static_cast<double>(found) / (200.0 * kTopK);
+}
+
+// breadth: HNSW's efSearch or IVF's nprobe (0: the defaults export --ann writes).
+void BM_Ann(benchmark::State& st, Size s, index::AnnKind kind, int breadth) {
+  AnnData& d = ann_data(s, kind);
+  d.ann->set_breadth(breadth);
+  const double recall = ann_recall(d, s);
+  std::vector<int32_t> items;
+  std::vector<float> sims;
+  int64_t q = 0;
+  for (auto _ : st) {
+    d.ann->search(d.queries.data() + (q++ % 200) * kDim, 1, kTopK, {}, items, sims);
+    benchmark::DoNotOptimize(items.data());
+  }
+  set_counters(st, 1);
+  st.counters["recall_at_10"] = recall;
+  st.counters["build_seconds"] = d.build_seconds;
+  st.SetLabel(d.ann->describe());
+}
+
+// The exact search on the same clustered rows, the baseline of the ANN's latency.
+void BM_AnnExact(benchmark::State& st, Size s) {
+  const AnnData& d = ann_data(s, index::AnnKind::Hnsw);
+  blas_set_threads(1);
+  std::vector<int32_t> items(kTopK);
+  std::vector<float> sims(kTopK);
+  int64_t q = 0;
+  for (auto _ : st) {
+    topk_cosine(d.queries.data() + (q++ % 200) * kDim, 1, d.index.vectors.data(), s.n, kDim, kTopK, {}, items.data(),
+                sims.data());
+    benchmark::DoNotOptimize(items.data());
+  }
+  set_counters(st, 1);
+}
+
+void register_ann(const Size& s) {
+  if (!index::ann_built()) return;
+  const std::string suffix = std::string("/") + s.name + "/q1";
+  struct Case {
+    const char* name;
+    index::AnnKind kind;
+    int breadth;
+  };
+  for (const Case& c : {Case{"hnsw", index::AnnKind::Hnsw, 0}, Case{"hnsw_ef256", index::AnnKind::Hnsw, 256},
+                        Case{"hnsw_ef1024", index::AnnKind::Hnsw, 1024}, Case{"ivf", index::AnnKind::Ivf, 0},
+                        Case{"ivf_nprobe16", index::AnnKind::Ivf, 16}})
+    benchmark::RegisterBenchmark(("ann/" + std::string(c.name) + suffix).c_str(), BM_Ann, s, c.kind, c.breadth)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime()
+        ->MinTime(2.0);
+  benchmark::RegisterBenchmark(("ann/exact" + suffix).c_str(), BM_AnnExact, s)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime()
+      ->MinTime(2.0);
+}
+
 void register_size(const Size& s) {
   const bool big = s.n > kSmall.n;
   for (const int64_t q : {int64_t{1}, int64_t{kBatch}}) {
@@ -243,13 +384,16 @@ class RatioReporter : public benchmark::ConsoleReporter {
 }  // namespace mg
 
 int main(int argc, char** argv) {
-  bool want_big = false;
+  bool want_big = false, want_ann = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a.rfind("--benchmark_filter=", 0) == 0 && a.find("big") != std::string::npos) want_big = true;
+    if (a.rfind("--benchmark_filter=", 0) == 0 && a.find("ann") != std::string::npos) want_ann = true;
   }
   mg::register_size(mg::kSmall);
   if (want_big) mg::register_size(mg::kBig);
+  if (want_ann) mg::register_ann(mg::kSmall);
+  if (want_ann && want_big) mg::register_ann(mg::kBig);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   mg::RatioReporter reporter;

@@ -35,6 +35,7 @@
 #include "engine/checkpoint.h"
 #include "engine/demo/demo_collection.h"
 #include "engine/embed/embedder.h"
+#include "engine/index/ann.h"
 #include "engine/index/index_eval.h"
 #include "engine/index/index_export.h"
 #include "engine/index/index_format.h"
@@ -776,6 +777,35 @@ TEST_F(IndexTest, UpdateEmbedsOnlyNewAndChangedItems) {
   EXPECT_NE(out.find("update: 0 embedded (new or changed), 17 kept from the previous index, 0 removed"),
             std::string::npos)
       << out;
+}
+
+// export --ann: the ANN file beside the index, used by query (said on stderr) unless --exact;
+// an export without --ann removes it, since it was built for the replaced vectors.
+TEST_F(IndexTest, ExportAnnIsUsedByQueryAndRemovedByAPlainExport) {
+  if (!ann_built()) GTEST_SKIP() << "this build has no FAISS (libfaiss-dev was not found at configure)";
+  const std::string out = file("ann/index.sqlite");
+  const std::string export_cmd = melgraph() + " export --device cpu --threads 1 --prepare-threads 1 --checkpoint " +
+                                 file("model.safetensors") + " --catalog " + file("coll/catalog_plus.csv") + " --out " +
+                                 out + " --cache " + default_cache_dir(file("index.sqlite"));
+  std::string text;
+  ASSERT_EQ(test::run_command(export_cmd + " --ann hnsw", &text), 0) << text;
+  EXPECT_NE(text.find("ann: " + out + ".ann (hnsw "), std::string::npos) << text;
+  ASSERT_TRUE(fs::exists(out + ".ann"));
+  const Index x = read_index(out);
+  const std::string query = melgraph() + " query --device cpu --json -k 5 --index " + out + " --item " + x.items[0].id;
+  ASSERT_EQ(test::run_command(query, &text), 0) << text;
+  EXPECT_NE(text.find("melgraph: query: approximate search (hnsw"), std::string::npos) << text;
+  const Json approx = Json::parse(text.substr(text.find('\n') + 1));  // after the stderr line
+  ASSERT_EQ(test::run_command(query + " --exact", &text), 0) << text;
+  EXPECT_EQ(text.find("approximate"), std::string::npos) << text;
+  const Json exact = Json::parse(text);
+  // 24 items: HNSW's search is exhaustive at this size.
+  ASSERT_EQ(approx.at("results").size(), exact.at("results").size());
+  for (size_t j = 0; j < exact.at("results").size(); ++j)
+    EXPECT_EQ(approx["results"][j].at("id"), exact["results"][j].at("id"));
+  ASSERT_EQ(test::run_command(export_cmd, &text), 0) << text;
+  EXPECT_NE(text.find("ann: removed " + out + ".ann"), std::string::npos) << text;
+  EXPECT_FALSE(fs::exists(out + ".ann"));
 }
 
 // `query --queries`: one JSON line per query, in order, each the answer of the same query made

@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/index/ann.h"
 #include "engine/index/index_format.h"
 #include "engine/index/index_query.h"
 #include "engine/index/query_batch.h"
@@ -299,6 +303,121 @@ TEST(QueryLines, TheReaderBatchesLinesAndKeepsTheirNumbers) {
   EXPECT_EQ(all[5].line, 6);
   EXPECT_EQ(all[5].text, "e");
   EXPECT_THROW(read_query_batches(-1, "nothing", 2, [](const std::vector<QueryLine>&) {}), std::runtime_error);
+}
+
+// n unit vectors around 50 random centres (embeddings cluster; uniform random vectors in 16
+// dimensions are the worst case of every ANN method and unlike any embedding).
+Index clustered_index(int64_t n, uint32_t seed) {
+  Index x = synthetic_index(n, seed);
+  std::mt19937 rng(seed + 1);
+  std::normal_distribution<double> g;
+  std::vector<double> centres(50 * static_cast<size_t>(x.dim));
+  for (double& c : centres) c = g(rng);
+  for (int64_t i = 0; i < n; ++i) {
+    const double* c = centres.data() + static_cast<size_t>(i % 50) * static_cast<size_t>(x.dim);
+    std::vector<double> v(static_cast<size_t>(x.dim));
+    double sq = 0;
+    for (int j = 0; j < x.dim; ++j) {
+      v[static_cast<size_t>(j)] = c[j] + 0.4 * g(rng);
+      sq += v[static_cast<size_t>(j)] * v[static_cast<size_t>(j)];
+    }
+    for (int j = 0; j < x.dim; ++j)
+      x.vectors[static_cast<size_t>(i * x.dim + j)] = static_cast<float>(v[static_cast<size_t>(j)] / std::sqrt(sq));
+  }
+  return x;
+}
+
+#define SKIP_WITHOUT_FAISS()                                                                               \
+  do {                                                                                                     \
+    if (!ann_built()) GTEST_SKIP() << "this build has no FAISS (libfaiss-dev was not found at configure)"; \
+  } while (0)
+
+// Both kinds against the exact search: recall@10 of item queries (each leaving itself out) at
+// least 0.95 on clustered vectors, the similarities the exact ones of the rows returned; a
+// filtered search ignores the ANN and is exact.
+TEST(Ann, BothKindsFindTheExactNeighboursOfClusteredVectors) {
+  SKIP_WITHOUT_FAISS();
+  const test::TempDir dir;
+  Index x = clustered_index(3000, 21);
+  const std::string path = dir.file("index.sqlite");
+  write_index(path, x);
+  x = read_index(path);
+  const auto be = make_cpu_backend(1);
+  FilteredSearch exact(*be, x, {});
+  std::vector<int64_t> rows;
+  std::vector<float> queries;
+  for (int64_t r = 0; r < x.size(); r += 7) {
+    rows.push_back(r);
+    queries.insert(queries.end(), x.vector(r), x.vector(r) + x.dim);
+  }
+  const auto want = exact.search(queries.data(), rows, 10);
+  for (const AnnKind kind : {AnnKind::Hnsw, AnnKind::Ivf}) {
+    AnnOptions o;
+    o.kind = kind;
+    const AnnSummary s = write_ann(x, path, o);
+    EXPECT_EQ(s.path, path + ".ann");
+    const std::unique_ptr<AnnSearcher> ann = AnnSearcher::open(x, path);
+    ASSERT_TRUE(ann);
+    FilteredSearch approx(*be, x, {}, ann.get());
+    const auto got = approx.search(queries.data(), rows, 10);
+    int64_t found = 0;
+    for (size_t q = 0; q < rows.size(); ++q) {
+      ASSERT_EQ(got[q].size(), 10u);
+      for (const QueryHit& h : got[q]) {
+        EXPECT_NE(h.row, rows[q]) << "the query item itself";
+        double dot = 0;
+        for (int j = 0; j < x.dim; ++j)
+          dot += static_cast<double>(x.vector(h.row)[j]) * queries[q * 16 + static_cast<size_t>(j)];
+        EXPECT_NEAR(h.similarity, dot, 1e-5);
+        for (const QueryHit& w : want[q]) found += w.row == h.row ? 1 : 0;
+      }
+    }
+    const double recall = static_cast<double>(found) / static_cast<double>(10 * rows.size());
+    std::printf("%s: recall@10 %.4f against the exact search (%s)\n", kind == AnnKind::Hnsw ? "hnsw" : "ivf", recall,
+                ann->describe().c_str());
+    EXPECT_GE(recall, 0.95) << ann->describe();
+    // Filters search exactly, ANN or not.
+    FilteredSearch filtered(*be, x, {{{"style", "keep"}}, ""}, ann.get());
+    FilteredSearch filtered_exact(*be, x, {{{"style", "keep"}}, ""});
+    const auto a = filtered.search(queries.data(), rows, 10), b = filtered_exact.search(queries.data(), rows, 10);
+    for (size_t q = 0; q < rows.size(); ++q) {
+      ASSERT_EQ(a[q].size(), b[q].size());
+      for (size_t j = 0; j < a[q].size(); ++j) EXPECT_EQ(a[q][j].row, b[q][j].row);
+    }
+  }
+}
+
+// An ANN file is used only beside the vectors it was built from: a re-exported index, a
+// damaged file and an index too small for IVF are refused with what to do.
+TEST(Ann, StaleOrDamagedFilesAreRefused) {
+  SKIP_WITHOUT_FAISS();
+  const test::TempDir dir;
+  Index x = clustered_index(200, 22);
+  const std::string path = dir.file("index.sqlite");
+  write_index(path, x);
+  x = read_index(path);
+  write_ann(x, path, {});
+  EXPECT_TRUE(AnnSearcher::open(x, path));
+  // The index exported again with one vector changed.
+  Index y = x;
+  std::swap(y.vectors[0], y.vectors[1]);
+  write_index(path, y);
+  y = read_index(path);
+  EXPECT_NE(y.meta_value("vectors_sha256"), x.meta_value("vectors_sha256"));
+  expect_error([&] { AnnSearcher::open(y, path); }, "was built for other vectors than");
+  // Damaged.
+  std::ofstream(path + ".ann", std::ios::binary) << "MGANN";
+  expect_error([&] { AnnSearcher::open(y, path); }, "not a melgraph ANN file, or damaged");
+  std::filesystem::remove(path + ".ann");
+  EXPECT_FALSE(AnnSearcher::open(y, path)) << "no file: no ANN";
+  // IVF needs 39 items a list, at least one list.
+  Index small = clustered_index(20, 23);
+  write_index(path, small);
+  small = read_index(path);
+  AnnOptions ivf;
+  ivf.kind = AnnKind::Ivf;
+  expect_error([&] { write_ann(small, path, ivf); }, "--ann ivf needs at least 39 items");
+  expect_error([&] { parse_ann_kind("pq"); }, "--ann 'pq': expected ivf or hnsw");
 }
 
 }  // namespace

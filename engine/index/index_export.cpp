@@ -365,6 +365,11 @@ ExportSummary export_index(const ExportOptions& o) {
   x.meta = index_meta(o, cfg, s, step);
   write_index(o.out, x);
   s.indexed = x.size();
+  if (std::error_code ec; fs::remove(ann_path(o.out), ec)) s.removed_stale_ann = true;
+  if (o.ann) {
+    x.meta["vectors_sha256"] = vectors_checksum(x);  // as write_index recorded it
+    s.ann = write_ann(x, o.out, o.ann_options);
+  }
   if (!o.npy_prefix.empty()) std::tie(s.npy_path, s.ids_path) = write_npy_export(x, o.npy_prefix);
   s.write_seconds = seconds_since(t0);
   return s;
@@ -394,6 +399,13 @@ std::string ExportSummary::describe(size_t max_listed) const {
   r += "audio cache: " + cache_dir + "\n";
   r += "index: " + out + "\n";
   if (!npy_path.empty()) r += "npy: " + npy_path + " + " + ids_path + "\n";
+  if (!ann.path.empty()) {
+    std::snprintf(buf, sizeof buf, "ann: %s (%s; built in %.1f s, %.1f MB)\n", ann.path.c_str(),
+                  ann.description.c_str(), ann.build_seconds, static_cast<double>(ann.bytes) / 1e6);
+    r += buf;
+  } else if (removed_stale_ann) {
+    r += "ann: removed " + out + ".ann (built for the previous vectors; --ann builds a new one)\n";
+  }
   return r;
 }
 

@@ -21,6 +21,7 @@
 
 #include "engine/backend_factory.h"
 #include "engine/embed/embedder.h"
+#include "engine/index/ann.h"
 #include "engine/index/index_format.h"
 
 namespace mg::index {
@@ -41,6 +42,10 @@ struct ExportOptions {
   // the catalog. The index must have been made by the same checkpoint with the same crops.
   // Without an index at `out`, a full export.
   bool update = false;
+  // Also build an approximate index beside `out` (ann.h: <out>.ann) with these options. An
+  // export without it removes an ANN file left beside `out` (built for the replaced vectors).
+  bool ann = false;
+  AnnOptions ann_options;
 };
 
 struct ExportSummary {
@@ -48,6 +53,8 @@ struct ExportSummary {
   int64_t catalog_items = 0, indexed = 0;
   bool updated = false;                           // --update found a previous index
   int64_t embedded = 0, reused = 0, removed = 0;  // reused/removed: --update's, from the previous index
+  AnnSummary ann;                                 // path empty: none built
+  bool removed_stale_ann = false;
   std::vector<IndexFailure> failures;
   int dim = 0, crops = 0;
   std::string checkpoint_sha256;

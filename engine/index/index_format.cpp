@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <unordered_set>
 
+#include "engine/index/sha256.h"
 #include "engine/io/atomic_file.h"
 #include "engine/io/stop_point.h"
 #include "engine/sqlite/sqlite_db.h"
@@ -121,6 +122,18 @@ const std::string& Index::meta_value(const std::string& key) const {
   return it->second;
 }
 
+std::string vectors_checksum(const Index& x) {
+  Sha256 h;
+  const char zero = 0;
+  for (int64_t i = 0; i < x.size(); ++i) {
+    const std::string& id = x.items[static_cast<size_t>(i)].id;
+    h.update(id.data(), id.size());
+    h.update(&zero, 1);
+    h.update(x.vector(i), static_cast<size_t>(x.dim) * sizeof(float));
+  }
+  return to_hex(h.finish());
+}
+
 std::string utc_now_iso8601() {
   const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   std::tm tm{};
@@ -149,6 +162,7 @@ void write_index(const std::string& path, const Index& x) {
   meta["metric"] = "cosine";
   meta["normalized"] = "true";
   meta["vector_encoding"] = "float32 little-endian";
+  meta["vectors_sha256"] = vectors_checksum(x);
 
   const int64_t crash = crash_after();
   try {

@@ -84,8 +84,8 @@ struct Index {
 };
 
 // Writes `index` to `path` as described above. The writer adds the meta keys format,
-// schema_version, dim, items, metric = cosine, normalized = true and vector_encoding; the
-// caller's meta holds the rest. Throws std::invalid_argument for inconsistent contents (vector
+// schema_version, dim, items, metric = cosine, normalized = true, vector_encoding and
+// vectors_sha256; the caller's meta holds the rest. Throws std::invalid_argument for inconsistent contents (vector
 // count, duplicate or empty ids, a non-finite or non-unit vector) and std::runtime_error naming
 // the file when writing fails; the target is untouched then.
 //
@@ -103,6 +103,11 @@ void check_index_target(const std::string& out, const std::vector<std::string>& 
 // a missing file, a file that is not an index, an index of a newer schema version, or rows that
 // contradict the schema (a vector of the wrong length, rows not numbered 0..n-1, a repeated id).
 Index read_index(const std::string& path, bool with_vectors = true);
+
+// SHA-256 (hex) of the index's ids and vectors in row order (each id, a zero byte, its dim
+// float32 values little-endian): meta "vectors_sha256", which ties an ANN file (ann.h) to
+// the vectors it was built from.
+std::string vectors_checksum(const Index& index);
 
 // The time now as ISO 8601 UTC, e.g. 2025-01-31T12:00:00Z (meta created_at).
 std::string utc_now_iso8601();

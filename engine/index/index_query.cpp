@@ -15,6 +15,7 @@
 #include "engine/audio/decode.h"
 #include "engine/checkpoint.h"
 #include "engine/embed/embedder.h"
+#include "engine/index/ann.h"
 #include "engine/index/sha256.h"
 #include "engine/model.h"
 #include "engine/retrieval_metrics.h"
@@ -142,7 +143,8 @@ std::vector<std::optional<std::string>> column_values(const Index& index, const 
   return v;
 }
 
-FilteredSearch::FilteredSearch(Backend& be, const Index& index, const QueryFilter& filter) : be_(be), index_(index) {
+FilteredSearch::FilteredSearch(Backend& be, const Index& index, const QueryFilter& filter, const AnnSearcher* ann)
+    : be_(be), index_(index), ann_(filter.empty() ? ann : nullptr) {
   std::vector<char> admit(index.items.size(), 1);
   for (const auto& [column, value] : filter.where) {
     const std::vector<std::optional<std::string>> v = column_values(index, column);
@@ -209,7 +211,10 @@ std::vector<std::vector<QueryHit>> FilteredSearch::search(const float* queries, 
     if (!any_excluded) exclude.clear();
     std::vector<int32_t> items;
     std::vector<float> sims;
-    searcher_->search(qs.data(), static_cast<int64_t>(batch.size()), kk, exclude, items, sims);
+    if (ann_)
+      ann_->search(qs.data(), static_cast<int64_t>(batch.size()), kk, exclude, items, sims);
+    else
+      searcher_->search(qs.data(), static_cast<int64_t>(batch.size()), kk, exclude, items, sims);
     for (size_t j = 0; j < batch.size(); ++j) {
       std::vector<QueryHit>& out = hits[batch[j]];
       for (int t = 0; t < kk && static_cast<int>(out.size()) < k; ++t) {
@@ -259,11 +264,11 @@ std::vector<std::vector<QueryHit>> FilteredSearch::search_excluding(const float*
 namespace {
 
 QueryResult run_search(Backend& be, const Index& index, const float* query, int k, int64_t query_row,
-                       const QueryFilter& filter) {
+                       const QueryFilter& filter, const AnnSearcher* ann) {
   check_k(k);
   QueryResult r;
   const auto t0 = std::chrono::steady_clock::now();
-  r.hits = FilteredSearch(be, index, filter).search(query, {query_row}, k).at(0);
+  r.hits = FilteredSearch(be, index, filter, ann).search(query, {query_row}, k).at(0);
   r.search_seconds = seconds_since(t0);
   return r;
 }
@@ -301,10 +306,11 @@ int64_t require_item(const Index& index, const std::string& id) {
   throw IndexInputError(msg);
 }
 
-QueryResult query_item(Backend& be, const Index& index, const std::string& id, int k, const QueryFilter& filter) {
+QueryResult query_item(Backend& be, const Index& index, const std::string& id, int k, const QueryFilter& filter,
+                       const AnnSearcher* ann) {
   check_k(k);
   const int64_t row = require_item(index, id);
-  QueryResult r = run_search(be, index, index.vector(row), k, row, filter);
+  QueryResult r = run_search(be, index, index.vector(row), k, row, filter, ann);
   r.query = id;
   r.query_row = row;
   return r;
@@ -373,12 +379,12 @@ std::vector<float> embed_audio_query(Backend& be, const Index& index, const std:
 }
 
 QueryResult query_audio(Backend& be, const Index& index, const std::string& audio_path, int k,
-                        const std::string& checkpoint, const QueryFilter& filter) {
+                        const std::string& checkpoint, const QueryFilter& filter, const AnnSearcher* ann) {
   check_k(k);  // before the audio is decoded
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<float> q = embed_audio_query(be, index, audio_path, checkpoint);
   const double embed = seconds_since(t0);
-  QueryResult r = run_search(be, index, q.data(), k, -1, filter);
+  QueryResult r = run_search(be, index, q.data(), k, -1, filter, ann);
   r.query = audio_path;
   r.embed_seconds = embed;
   return r;

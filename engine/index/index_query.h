@@ -22,6 +22,8 @@
 
 namespace mg::index {
 
+class AnnSearcher;
+
 // Exact top-k among a matrix of unit rows (an index's vectors, or a subset of them) on a
 // backend. On a device backend the rows are uploaded once, at construction, and stay there for
 // every search; beyond kMaxTopkCuda the CPU's topk_cosine answers instead. The rows (or the
@@ -93,11 +95,12 @@ struct QueryResult {
 // is gathered once (and uploaded once on a device); exclude_same is met by asking the search
 // for k plus the number of items that share the query's value (when that is at most
 // kOverfetchLimit), else by a search over the subset without that value. The index must
-// outlive it.
+// outlive it. With `ann` (ann.h) an unfiltered search asks the approximate index instead
+// (filters always search exactly); it must outlive the search too.
 class FilteredSearch {
  public:
   static constexpr int64_t kOverfetchLimit = 256;
-  FilteredSearch(Backend& be, const Index& index, const QueryFilter& filter);
+  FilteredSearch(Backend& be, const Index& index, const QueryFilter& filter, const AnnSearcher* ann = nullptr);
   ~FilteredSearch();
   FilteredSearch(const FilteredSearch&) = delete;
   FilteredSearch& operator=(const FilteredSearch&) = delete;
@@ -117,13 +120,15 @@ class FilteredSearch {
   std::vector<std::optional<std::string>> same_;         // exclude_same's column, [index rows]; empty without it
   std::unordered_map<std::string, int64_t> same_count_;  // admitted items per value of that column
   std::unique_ptr<Searcher> searcher_;                   // over the admitted rows
+  const AnnSearcher* ann_ = nullptr;                     // unfiltered searches only
   std::vector<std::vector<QueryHit>> search_excluding(const float* queries, const std::vector<size_t>& which,
                                                       const std::string& value, int k);
 };
 
 // The item's nearest neighbours, itself excluded. IndexInputError for an id the index lacks,
 // naming close ids when there are some.
-QueryResult query_item(Backend& be, const Index& index, const std::string& id, int k, const QueryFilter& filter = {});
+QueryResult query_item(Backend& be, const Index& index, const std::string& id, int k, const QueryFilter& filter = {},
+                       const AnnSearcher* ann = nullptr);
 
 // The row of an id; IndexInputError naming close ids when the index lacks it.
 int64_t require_item(const Index& index, const std::string& id);
@@ -153,7 +158,8 @@ std::vector<float> embed_audio_query(Backend& be, const Index& index, const std:
 
 // Embeds the file (check_index_checkpoint first) and searches.
 QueryResult query_audio(Backend& be, const Index& index, const std::string& audio_path, int k,
-                        const std::string& checkpoint, const QueryFilter& filter = {});
+                        const std::string& checkpoint, const QueryFilter& filter = {},
+                        const AnnSearcher* ann = nullptr);
 
 // Up to `max` ids of the index close to `id` (edit distance, then prefix/substring matches);
 // empty for indexes too large to scan cheaply.

@@ -99,8 +99,9 @@ std::optional<QueryRequest> parse_query_line(const Index& index, const std::stri
   return r;
 }
 
-BatchQuery::BatchQuery(Backend& be, const Index& index, const QueryFilter& filter, int k, std::string checkpoint)
-    : be_(be), index_(index), k_(k), checkpoint_(std::move(checkpoint)), search_(be, index, filter) {
+BatchQuery::BatchQuery(Backend& be, const Index& index, const QueryFilter& filter, int k, std::string checkpoint,
+                       const AnnSearcher* ann)
+    : be_(be), index_(index), k_(k), checkpoint_(std::move(checkpoint)), search_(be, index, filter, ann) {
   check_k(k);
 }
 

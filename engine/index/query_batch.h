@@ -48,7 +48,9 @@ class BatchQuery {
  public:
   // checkpoint: for audio queries (empty: the one the index records; checked at the first
   // audio query, so a batch of ids needs no checkpoint).
-  BatchQuery(Backend& be, const Index& index, const QueryFilter& filter, int k, std::string checkpoint);
+  // ann: the approximate index for unfiltered queries (null: exact).
+  BatchQuery(Backend& be, const Index& index, const QueryFilter& filter, int k, std::string checkpoint,
+             const AnnSearcher* ann = nullptr);
   ~BatchQuery();
   BatchQuery(const BatchQuery&) = delete;
   BatchQuery& operator=(const BatchQuery&) = delete;
