@@ -95,8 +95,8 @@ std::unique_ptr<faiss::Index> build(const Index& x, const AnnOptions& o, Json& p
     auto quantizer = std::make_unique<faiss::IndexFlatIP>(d);
     auto ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer.get(), d, static_cast<size_t>(nlist),
                                                      faiss::METRIC_INNER_PRODUCT);
-    ivf->own_fields = true;
-    quantizer.release();
+    ivf->own_fields = true;                  // the IVF deletes its quantizer
+    static_cast<void>(quantizer.release());  // so this no longer may
     ivf->cp.seed = 1234;                   // k-means' sample and initial centroids: the same file for the same vectors
     ivf->cp.max_points_per_centroid = 64;  // k-means on at most 64 nlist points: minutes, not hours, at 10M
     ivf->verbose = false;
@@ -152,6 +152,7 @@ AnnSummary write_ann(const Index& x, const std::string& index_path, const AnnOpt
   return s;
 }
 
+// NOLINTNEXTLINE(bugprone-exception-escape): its implicit members hold a default Json (null), which allocates nothing
 struct AnnSearcher::State {
   std::unique_ptr<faiss::Index> index;
   Json header;
