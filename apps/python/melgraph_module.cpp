@@ -208,7 +208,12 @@ py::dict load_checkpoint_arrays(const std::string& path, bool optimizer) {
       case DType::I64: a = py::array_t<int64_t>(shape); break;
     }
     if (static_cast<size_t>(a.nbytes()) != t.bytes.size())
-      throw Error(path + ": tensor " + name + " holds " + std::to_string(t.bytes.size()) + " bytes for its shape");
+      throw Error(std::string(path)
+                      .append(": tensor ")
+                      .append(name)
+                      .append(" holds ")
+                      .append(std::to_string(t.bytes.size()))
+                      .append(" bytes for its shape"));
     std::memcpy(a.mutable_data(), t.bytes.data(), t.bytes.size());
     out[py::str(name)] = a;
   }
@@ -242,7 +247,7 @@ PYBIND11_MODULE(melgraph, m) {
   using namespace mg::python;
   m.doc() = "melgraph: the exported embedding index, audio embedding, checkpoints and run metrics";
   static py::exception<Error> error(m, "Error", PyExc_ValueError);
-  py::register_exception_translator([](std::exception_ptr p) {
+  py::register_exception_translator([](const std::exception_ptr& p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const Error& e) {
