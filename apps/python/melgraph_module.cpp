@@ -247,7 +247,8 @@ PYBIND11_MODULE(melgraph, m) {
   using namespace mg::python;
   m.doc() = "melgraph: the exported embedding index, audio embedding, checkpoints and run metrics";
   static py::exception<Error> error(m, "Error", PyExc_ValueError);
-  py::register_exception_translator([](const std::exception_ptr& p) {
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): pybind11 takes void (*)(std::exception_ptr)
+  py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const Error& e) {
