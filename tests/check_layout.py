@@ -34,8 +34,8 @@ LAYERS = {
 }
 LIBRARY_NAME = {folder: "melgraph_" + (folder.split("/")[-1]) for folder in LAYERS}
 LIBRARY_NAME["engine"] = "melgraph_engine"
-# The CLI may use every library; benchmarks and tests everything but the CLI.
-TOP = {"apps": set(LAYERS), "bench": set(LAYERS), "bench/compare": set(LAYERS)}
+# The CLI and the Python module may use every library; benchmarks and tests everything but the CLI.
+TOP = {"apps": set(LAYERS), "apps/python": set(LAYERS), "bench": set(LAYERS), "bench/compare": set(LAYERS)}
 APPS_MAX_LINES = 150
 SOURCE = re.compile(r"\.(h|cpp|cu|cuh)$")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
