@@ -101,6 +101,20 @@ void expect_matches(const std::vector<QueryHit>& got, const std::vector<std::pai
   }
 }
 
+// Item queries of every step-th row: their rows and their vectors [rows, dim].
+struct ItemQueries {
+  std::vector<int64_t> rows;
+  std::vector<float> vectors;
+};
+ItemQueries every_nth_item(const Index& x, int64_t step) {
+  ItemQueries q;
+  for (int64_t r = 0; r < x.size(); r += step) {
+    q.rows.push_back(r);
+    q.vectors.insert(q.vectors.end(), x.vector(r), x.vector(r) + x.dim);
+  }
+  return q;
+}
+
 TEST(FilteredSearch, EveryFilterIsTheBruteForceOfThatFilter) {
   const Index x = synthetic_index(1000, 7);
   const auto be = make_cpu_backend(1);
@@ -116,12 +130,8 @@ TEST(FilteredSearch, EveryFilterIsTheBruteForceOfThatFilter) {
   };
   for (size_t f = 0; f < filters.size(); ++f) {
     FilteredSearch search(*be, x, filters[f]);
-    std::vector<int64_t> rows;
-    std::vector<float> queries;
-    for (int64_t r = 0; r < x.size(); r += 37) {  // "Big" items and minority artists (r % 20 == 7: 7, 407, 807)
-      rows.push_back(r);
-      queries.insert(queries.end(), x.vector(r), x.vector(r) + x.dim);
-    }
+    // "Big" items and a minority artist's (r % 20 == 7: 407).
+    auto [rows, queries] = every_nth_item(x, 37);
     rows.push_back(-1);  // a vector query: no row to leave out, no value to exclude
     queries.insert(queries.end(), x.vector(5), x.vector(5) + x.dim);
     for (const int k : {1, 10, 60}) {
@@ -167,12 +177,7 @@ TEST(FilteredSearch, ABatchIsItsQueriesOneAtATime) {
   const Index x = synthetic_index(600, 9);
   const auto be = make_cpu_backend(2);
   FilteredSearch search(*be, x, {{}, "artist"});
-  std::vector<int64_t> rows;
-  std::vector<float> queries;
-  for (int64_t r = 0; r < x.size(); r += 13) {
-    rows.push_back(r);
-    queries.insert(queries.end(), x.vector(r), x.vector(r) + x.dim);
-  }
+  const auto [rows, queries] = every_nth_item(x, 13);
   const auto batch = search.search(queries.data(), rows, 10);
   for (size_t q = 0; q < rows.size(); ++q) {
     const auto one = search.search(queries.data() + q * static_cast<size_t>(x.dim), {rows[q]}, 10)[0];
@@ -344,12 +349,7 @@ TEST(Ann, BothKindsFindTheExactNeighboursOfClusteredVectors) {
   x = read_index(path);
   const auto be = make_cpu_backend(1);
   FilteredSearch exact(*be, x, {});
-  std::vector<int64_t> rows;
-  std::vector<float> queries;
-  for (int64_t r = 0; r < x.size(); r += 7) {
-    rows.push_back(r);
-    queries.insert(queries.end(), x.vector(r), x.vector(r) + x.dim);
-  }
+  const auto [rows, queries] = every_nth_item(x, 7);
   const auto want = exact.search(queries.data(), rows, 10);
   for (const AnnKind kind : {AnnKind::Hnsw, AnnKind::Ivf}) {
     AnnOptions o;
