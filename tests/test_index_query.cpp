@@ -332,6 +332,12 @@ Index clustered_index(int64_t n, uint32_t seed) {
   return x;
 }
 
+// x as write_index writes it and read_index reads it back (meta vectors_sha256 included).
+Index written(const Index& x, const std::string& path) {
+  write_index(path, x);
+  return read_index(path);
+}
+
 #define SKIP_WITHOUT_FAISS()                                                                               \
   do {                                                                                                     \
     if (!ann_built()) GTEST_SKIP() << "this build has no FAISS (libfaiss-dev was not found at configure)"; \
@@ -343,10 +349,8 @@ Index clustered_index(int64_t n, uint32_t seed) {
 TEST(Ann, BothKindsFindTheExactNeighboursOfClusteredVectors) {
   SKIP_WITHOUT_FAISS();
   const test::TempDir dir;
-  Index x = clustered_index(3000, 21);
   const std::string path = dir.file("index.sqlite");
-  write_index(path, x);
-  x = read_index(path);
+  const Index x = written(clustered_index(3000, 21), path);
   const auto be = make_cpu_backend(1);
   FilteredSearch exact(*be, x, {});
   const auto [rows, queries] = every_nth_item(x, 7);
@@ -392,17 +396,14 @@ TEST(Ann, BothKindsFindTheExactNeighboursOfClusteredVectors) {
 TEST(Ann, StaleOrDamagedFilesAreRefused) {
   SKIP_WITHOUT_FAISS();
   const test::TempDir dir;
-  Index x = clustered_index(200, 22);
   const std::string path = dir.file("index.sqlite");
-  write_index(path, x);
-  x = read_index(path);
+  const Index x = written(clustered_index(200, 22), path);
   write_ann(x, path, {});
   EXPECT_TRUE(AnnSearcher::open(x, path));
   // The index exported again with one vector changed.
-  Index y = x;
-  std::swap(y.vectors[0], y.vectors[1]);
-  write_index(path, y);
-  y = read_index(path);
+  Index changed = x;
+  std::swap(changed.vectors[0], changed.vectors[1]);
+  const Index y = written(changed, path);
   EXPECT_NE(y.meta_value("vectors_sha256"), x.meta_value("vectors_sha256"));
   expect_error([&] { AnnSearcher::open(y, path); }, "was built for other vectors than");
   // Damaged.
@@ -411,9 +412,7 @@ TEST(Ann, StaleOrDamagedFilesAreRefused) {
   std::filesystem::remove(path + ".ann");
   EXPECT_FALSE(AnnSearcher::open(y, path)) << "no file: no ANN";
   // IVF needs 39 items a list, at least one list.
-  Index small = clustered_index(20, 23);
-  write_index(path, small);
-  small = read_index(path);
+  const Index small = written(clustered_index(20, 23), path);
   AnnOptions ivf;
   ivf.kind = AnnKind::Ivf;
   expect_error([&] { write_ann(small, path, ivf); }, "--ann ivf needs at least 39 items");
