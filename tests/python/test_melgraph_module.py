@@ -1,4 +1,4 @@
-"""The `melgraph` Python module (apps/python) on a small demo run (ctest's fixture: `melgraph demo`
+"""The `melgraph` Python module (apps/python) and README's "From Python" commands on a small demo run (ctest's fixture: `melgraph demo`
 with 48 clips), as a downstream user would use it, against what nobody here wrote: Python's
 sqlite3 reading the index, NumPy, and PyTorch (tests/reference/mg_torch.py's module, loaded with
 load_state_dict(strict=True) from melgraph.load_checkpoint, embedding a clip decoded by
@@ -143,6 +143,29 @@ class CheckpointTest(unittest.TestCase):
         losses = [r for r in rows if r["name"] == "train.loss"]
         self.assertTrue(losses)
         self.assertEqual({r["run_name"] for r in rows} - {None}, {r[0] for r in db.execute("SELECT name FROM runs")})
+
+
+class ReadmeTest(unittest.TestCase):
+    def test_the_readme_examples_run(self):
+        """README's "From Python" commands, as written, in a folder where melgraph-demo/ is this
+        test's demo run and build/ and tests/ are the build and source trees."""
+        import tempfile
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        source = os.path.normpath(os.path.join(here, "..", ".."))
+        build = os.path.dirname(os.path.dirname(os.path.abspath(melgraph.__file__)))
+        text = open(os.path.join(source, "README.md"), encoding="utf-8").read()
+        start = text.index("export PYTHONPATH=build/python\n")
+        block = text[start:text.index("```", start)]
+        self.assertGreaterEqual(block.count("/usr/bin/python3 -c"), 5, block)
+        with tempfile.TemporaryDirectory() as work:
+            for name, target in (("melgraph-demo", DEMO), ("build", build), ("tests", os.path.join(source, "tests"))):
+                os.symlink(os.path.abspath(target), os.path.join(work, name))
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            r = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=work, env=env, capture_output=True,
+                               text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("All keys matched successfully", r.stdout)
 
 
 if __name__ == "__main__":
