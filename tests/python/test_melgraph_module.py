@@ -1,8 +1,9 @@
 """The `melgraph` Python module (apps/python) and README's "From Python" commands on a small demo
-run (ctest's fixture: `melgraph demo` with 48 clips), as a downstream user would use it, against what nobody here wrote: Python's
-sqlite3 reading the index, NumPy, and PyTorch (tests/reference/mg_torch.py's module, loaded with
-load_state_dict(strict=True) from melgraph.load_checkpoint, embedding a clip decoded by
-soundfile). Also checked against the melgraph binary's own answers (query --json).
+run (ctest's fixture: `melgraph demo` with 48 clips), as a downstream user would use it, against
+what nobody here wrote: Python's sqlite3 reading the index, NumPy, and PyTorch
+(tests/reference/mg_torch.py's module, loaded with load_state_dict(strict=True) from
+melgraph.load_checkpoint, embedding a clip decoded by soundfile). Also checked against the
+melgraph binary's own answers (query --json).
 
   python3 test_melgraph_module.py DEMO_DIR MELGRAPH_EXE
 """
