@@ -1,6 +1,7 @@
 #include "graph/catalog.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 
 #include "graph/text_input.h"
@@ -89,6 +90,27 @@ std::string row_problem(int n, const std::vector<std::string_view>& f, const Cat
   return std::string();
 }
 
+// A record may span lines (RFC 4180: a line break inside a quoted field, as Python's csv
+// module writes a title with a newline): while the fields end inside an open quote, the next
+// physical line joins the record after a '\n'. Returns the field count as split_fields does;
+// `record` holds the joined text the fields point into. Stops joining at kMaxRecordLines
+// lines, leaving the quote error.
+constexpr int kMaxRecordLines = 1000;
+int split_record(detail::LineReader& reader, std::string_view first, char delim, std::vector<std::string_view>& f,
+                 int ncol, std::vector<std::string>& scratch, std::string& record, const char** quote_error) {
+  int n = detail::split_fields(first, delim, f.data(), ncol, scratch, quote_error);
+  if (n >= 0 || std::strcmp(*quote_error, detail::kUnterminatedQuote) != 0) return n;
+  record.assign(first);
+  std::string_view more;
+  for (int lines = 1; lines < kMaxRecordLines && reader.next(more); ++lines) {
+    record += '\n';
+    record.append(more);
+    n = detail::split_fields(record, delim, f.data(), ncol, scratch, quote_error);
+    if (n >= 0 || std::strcmp(*quote_error, detail::kUnterminatedQuote) != 0) return n;
+  }
+  return n;
+}
+
 }  // namespace
 
 Catalog load_catalog(const std::string& path, bool skip_bad_lines) {
@@ -102,13 +124,17 @@ Catalog load_catalog(const std::string& path, bool skip_bad_lines) {
   std::string_view line;
   std::vector<std::string_view> f(static_cast<size_t>(h.ncol) + 1);
   const char* quote_error = nullptr;
+  std::string record;  // a record of several lines, joined
   while (reader.next(line)) {
     if (detail::is_blank(line) || detail::is_comment(line)) continue;
-    const int n = detail::split_fields(line, h.delim, f.data(), h.ncol, scratch, &quote_error);
+    const int64_t line_no = reader.line_number();
+    record.clear();
+    const int n = split_record(reader, line, h.delim, f, h.ncol, scratch, record, &quote_error);
+    if (!record.empty()) line = record;
     bool duplicate = false;
     const std::string what = row_problem(n, f, h, cat, quote_error, &duplicate);
     if (!what.empty()) {
-      if (!skip_bad_lines) throw GraphInputError(detail::bad_line_message(path, reader.line_number(), what, line));
+      if (!skip_bad_lines) throw GraphInputError(detail::bad_line_message(path, line_no, what, line));
       ++(duplicate ? cat.duplicates : cat.bad_lines);
       continue;
     }

@@ -2,7 +2,10 @@
 // columns; `id` and `path` are required (any order, case-insensitive), other columns (title,
 // artist, ...) are kept as strings. Paths are resolved relative to the catalog file's directory
 // (absolute paths are kept). '#' comment lines, blank lines, CRLF, quoted fields, a tab
-// delimiter (detected from the header) and gzip compression are accepted as for edge lists.
+// delimiter (detected from the header) and gzip compression are accepted as for edge lists,
+// and as RFC 4180 (and Python's csv module) write them: a UTF-8 byte-order mark, doubled
+// quotes inside a quoted field, and line breaks inside a quoted field (the record goes on on
+// the next line; an error names the record's first line).
 #pragma once
 #include <cstdint>
 #include <string>

@@ -158,6 +158,8 @@ bool is_comment(std::string_view line) {
 
 bool is_blank(std::string_view line) { return trim(line).empty(); }
 
+const char* const kUnterminatedQuote = "unterminated quoted field";
+
 int split_fields(std::string_view line, char delim, std::string_view* fields, int max_fields,
                  std::vector<std::string>& scratch, const char** error) {
   if (scratch.size() < static_cast<size_t>(max_fields)) scratch.resize(static_cast<size_t>(max_fields));
@@ -189,7 +191,7 @@ int split_fields(std::string_view line, char delim, std::string_view* fields, in
         out.push_back(line[k++]);
       }
       if (!closed) {
-        *error = "unterminated quoted field";
+        *error = kUnterminatedQuote;
         return -1;
       }
       while (k < len && line[k] != delim && is_space(line[k])) ++k;

@@ -57,6 +57,9 @@ bool is_blank(std::string_view line);
 // set when the quoting is malformed.
 int split_fields(std::string_view line, char delim, std::string_view* fields, int max_fields,
                  std::vector<std::string>& scratch, const char** error);
+// split_fields' error for a line that ends inside a quoted field (a catalog record may go on
+// on the next line).
+extern const char* const kUnterminatedQuote;
 
 // `text` made safe to print in a message: printable ASCII, tabs and valid UTF-8 as they are,
 // every other byte (control bytes, broken UTF-8: a binary file) as \xNN; cut after about

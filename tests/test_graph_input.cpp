@@ -441,6 +441,32 @@ TEST(Catalog, ColumnsPathsAndExtras) {
   EXPECT_EQ(c.duplicates, 0);
 }
 
+// RFC 4180 as Python's csv module writes it (tests/data/graph/pycsv_catalog.csv: a UTF-8
+// byte-order mark, CRLF, doubled quotes, a title with line breaks in it): every record read,
+// a line break inside a field kept as '\n'; the records after a multi-line one keep their
+// line numbers in messages, and a quote never closed names the line it opened on.
+TEST(Catalog, Rfc4180RecordsSpanLines) {
+  const Catalog c = load_catalog(std::string(MELGRAPH_TEST_DATA_DIR) + "/graph/pycsv_catalog.csv");
+  EXPECT_EQ(c.columns, (std::vector<std::string>{"id", "path", "title"}));
+  ASSERT_EQ(c.items.size(), 6u);
+  EXPECT_EQ(c.items[1].extra[0], "The \"B\" side");
+  EXPECT_EQ(c.items[2].id, "c");
+  EXPECT_EQ(c.items[2].extra[0], "Song C,\nlive\nat home");
+  EXPECT_EQ(c.items[3].id, "d");
+  EXPECT_EQ(c.items[4].extra[0], "");
+  TempDir dir;
+  const std::string p = dir.file("c.csv");
+  write_file(p, "id,path,title\na,a.wav,\"two\nlines\"\nb,b.wav\n");
+  EXPECT_NE(catalog_error(p).find(p + ":4: 2 fields, the header has 3: b,b.wav"), std::string::npos)
+      << catalog_error(p);
+  write_file(p, "id,path,title\na,a.wav,A\nb,b.wav,\"never closed\nc,c.wav,C\n");
+  EXPECT_NE(catalog_error(p).find(p + ":3: unterminated quoted field: b,b.wav,\"never closed"), std::string::npos)
+      << catalog_error(p);
+  const Catalog skipped = load_catalog(p, true);
+  EXPECT_EQ(skipped.items.size(), 1u);
+  EXPECT_EQ(skipped.bad_lines, 1);
+}
+
 TEST(Catalog, RelativeToCatalogNotCwd) {
   TempDir dir;
   write_file(dir.file("c.csv"), "id,path\nx,x.wav\n");
