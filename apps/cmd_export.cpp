@@ -71,6 +71,8 @@ void register_export(CLI::App& app) {
                   "when its audio settings match)");
   cmd->add_option("--crops", opts->o.crops, "Clips per item, evenly spaced; the item's vector is their normalised mean")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_flag("--skip-bad-lines", opts->o.skip_bad_lines,
+                "Skip and count malformed catalog rows, repeated ids and malformed edge lines instead of stopping");
   cmd->add_flag("--update", opts->o.update,
                 "Keep the vectors of --out's index for items whose audio file is unchanged (same id and SHA-256), "
                 "embed only new and changed items, drop items gone from the catalog (same checkpoint and crops only)");

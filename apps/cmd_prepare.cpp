@@ -25,11 +25,13 @@ struct PrepareCliOptions {
   double max_failure_ratio = 1.0;
   bool rebuild = false;
   bool compact = false;
+  bool skip_bad_lines = false;
 };
 
 void run_prepare(const PrepareCliOptions& o) {
   const Config c = o.config_path.empty() ? default_config() : load_config(o.config_path);
-  const graph::Catalog catalog = graph::load_catalog(o.catalog);
+  const graph::Catalog catalog = graph::load_catalog(o.catalog, o.skip_bad_lines);
+  if (const std::string note = graph::skipped_rows_note(catalog); !note.empty()) std::printf("%s\n", note.c_str());
   std::vector<audio::PrepareItem> items;
   items.reserve(catalog.items.size());
   // Absolute paths: the index matches files by path, and the same catalog read from another
@@ -80,6 +82,8 @@ void register_prepare(CLI::App& app) {
                   "Exit with status 1 when more than this share of the catalog failed to decode "
                   "(default 1: only when nothing usable was produced)")
       ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_flag("--skip-bad-lines", opts->skip_bad_lines,
+                "Skip and count malformed catalog rows and repeated ids instead of stopping at the first");
   cmd->add_flag("--rebuild", opts->rebuild, "Delete the cache's files in --out and decode everything again");
   cmd->add_flag("--compact", opts->compact,
                 "Rewrite pcm.bin without the dead space of re-decoded items (done automatically above 50%)");

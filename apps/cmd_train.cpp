@@ -48,6 +48,7 @@ struct TrainCliOptions {
   bool tf32 = false;
   bool no_graph = false;
   bool quiet = false;
+  bool skip_bad_lines = false;
   int64_t stop_after = 0;
 };
 
@@ -72,6 +73,7 @@ std::unique_ptr<dist::Comm> join_ranks(train::TrainOptions& to) {
 
 void run_train(const TrainCliOptions& o) {
   Config cfg = apply_overrides(load_config(o.config_path), o.overrides);
+  if (o.skip_bad_lines) cfg.data.skip_bad_lines = true;
   resolve_paths(cfg, std::filesystem::path(o.config_path).parent_path().string());
 
   train::TrainOptions to;
@@ -129,6 +131,8 @@ void register_train(CLI::App& app) {
   cmd->add_option("--config", opts->config_path, "Run config (TOML); relative data paths are taken from its folder")
       ->required();
   cmd->add_option("--set", opts->overrides, "Override a config field: section.key=value (repeatable)");
+  cmd->add_flag("--skip-bad-lines", opts->skip_bad_lines,
+                "Skip and count malformed edge-list lines and catalog rows (data.skip_bad_lines = true)");
   cmd->add_flag("--resume", opts->resume, "Continue the run in data.run_dir from its last checkpoint");
   cmd->add_option("--threads", opts->threads, "CPU threads for the CPU backend (0: all cores)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);

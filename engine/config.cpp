@@ -251,6 +251,7 @@ void visit_data(C& c, V& v) {
   v.field("holdout_by", c.data.holdout_by);
   v.field("val_edges", c.data.val_edges);
   v.field("recall_k", c.data.recall_k);
+  v.field("skip_bad_lines", c.data.skip_bad_lines);
 }
 
 // Every section and key in canonical order. The reader and the writer both walk this one

@@ -40,7 +40,8 @@
 //            top_k = 0 (0 = every item with audio), weighted = false,
 //            val_items = 0.1, val_edges = 0.1 (held-out fractions), recall_k = 10,
 //            holdout_by = "" (a catalog column, e.g. "album": val_items is then the fraction
-//            of that column's values held out, each with all its items and edges)
+//            of that column's values held out, each with all its items and edges),
+//            skip_bad_lines = false (malformed edge and catalog lines skipped and counted)
 //            Paths are relative to the config file's directory.
 // Sizes have upper bounds (validate: the message names the field and the range): channels and
 // embedding <= 65536, kernel and pool <= 4096, batch_triplets <= 2^20, loader_threads <= 1024,
@@ -189,6 +190,9 @@ struct DataConfig {
   std::string holdout_by;
   double val_edges = 0.1;
   int recall_k = 10;
+  // Malformed edge-list lines, catalog rows and repeated catalog ids skipped and counted
+  // instead of stopping the run (train --skip-bad-lines).
+  bool skip_bad_lines = false;
 };
 
 struct Config {

@@ -150,6 +150,12 @@ Catalog load_catalog(const std::string& path, bool skip_bad_lines) {
   return cat;
 }
 
+std::string skipped_rows_note(const Catalog& catalog) {
+  if (catalog.bad_lines == 0 && catalog.duplicates == 0) return "";
+  return catalog.source + ": skipped " + std::to_string(catalog.bad_lines) + " malformed rows and " +
+         std::to_string(catalog.duplicates) + " repeated ids (--skip-bad-lines)";
+}
+
 std::vector<std::string> column_values(const Catalog& catalog, const std::string& column) {
   const std::string want = lower(column);
   std::vector<std::string> out;

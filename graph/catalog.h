@@ -35,6 +35,9 @@ struct Catalog {
 // A missing file, an empty file or a header without `id` or `path` always throw.
 Catalog load_catalog(const std::string& path, bool skip_bad_lines = false);
 
+// "skipped N malformed catalog rows and M repeated ids (--skip-bad-lines)", or "" when none.
+std::string skipped_rows_note(const Catalog& catalog);
+
 // The value of column `column` (header name, case-insensitive; id and path included) for every
 // item, in item order. Throws GraphInputError naming the catalog, the column and the columns
 // it has.

@@ -779,6 +779,35 @@ TEST_F(IndexTest, UpdateEmbedsOnlyNewAndChangedItems) {
       << out;
 }
 
+// export --skip-bad-lines: a malformed catalog row stops an export with a message that
+// suggests the flag; with it the row is skipped and counted, and the rest indexed.
+TEST_F(IndexTest, ExportSkipBadLinesSkipsAndCountsMalformedRows) {
+  std::string cat = test::read_bytes(file("coll/catalog_plus.csv"));
+  cat += "row-without-a-path\n";
+  std::ofstream(file("coll/catalog_bad.csv"), std::ios::binary) << cat;
+  ExportOptions e;
+  e.checkpoint = file("model.safetensors");
+  e.catalog = file("coll/catalog_bad.csv");
+  e.out = file("skip/index.sqlite");
+  e.cache_dir = default_cache_dir(file("index.sqlite"));
+  e.crops = kCrops;
+  e.prepare_threads = 1;
+  e.backend.device = DeviceChoice::Cpu;
+  e.backend.threads = 1;
+  try {
+    export_index(e);
+    ADD_FAILURE() << "no error for a malformed catalog row";
+  } catch (const graph::GraphInputError& err) {
+    EXPECT_NE(std::string(err.what()).find("(use --skip-bad-lines to skip such lines)"), std::string::npos)
+        << err.what();
+  }
+  e.skip_bad_lines = true;
+  const ExportSummary s = export_index(e);
+  EXPECT_EQ(s.indexed, kClips);
+  EXPECT_NE(s.describe().find("skipped 1 malformed rows and 0 repeated ids (--skip-bad-lines)"), std::string::npos)
+      << s.describe();
+}
+
 // export --ann: the ANN file beside the index, used by query (said on stderr) unless --exact;
 // an export without --ann removes it, since it was built for the replaced vectors.
 TEST_F(IndexTest, ExportAnnIsUsedByQueryAndRemovedByAPlainExport) {

@@ -462,6 +462,30 @@ TEST(Trainer, HoldoutByAnUnknownColumnNamesTheColumns) {
   }
 }
 
+// data.skip_bad_lines (train --skip-bad-lines): a malformed edge line and catalog row stop the
+// run with a message that suggests it; with it they are skipped, counted in the summary, and
+// the rest of the data is the same.
+TEST(Trainer, SkipBadLinesSkipsAndCountsMalformedInput) {
+  TrainRun r(2);
+  const train::TrainingData clean = train::build_training_data(r.cfg, 2, {});
+  std::ofstream(r.cfg.data.edges, std::ios::app) << "only-one-field\n";
+  std::ofstream(r.cfg.data.catalog, std::ios::app) << "no-path-here\n";
+  try {
+    train::build_training_data(r.cfg, 2, {});
+    FAIL() << "no error for a malformed edge line";
+  } catch (const graph::GraphInputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--skip-bad-lines"), std::string::npos) << e.what();
+  }
+  r.cfg.data.skip_bad_lines = true;
+  const train::TrainingData d = train::build_training_data(r.cfg, 2, {});
+  EXPECT_EQ(d.skipped_edge_lines, 1);
+  EXPECT_EQ(d.skipped_catalog_rows, 1);
+  EXPECT_EQ(d.items.size(), clean.items.size());
+  EXPECT_EQ(d.graph_edges, clean.graph_edges);
+  EXPECT_NE(d.summary().find("skipped (--skip-bad-lines): 1 edge-list lines, 1 catalog rows"), std::string::npos)
+      << d.summary();
+}
+
 // A selected item whose file no longer decodes is left out, and with data.top_k the next ranks
 // with audio take its place: those replacements are decoded into the cache too, and the run
 // trains on top_k items.

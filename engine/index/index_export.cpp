@@ -192,11 +192,13 @@ embed::Embeddings embed_items(const ExportOptions& o, const Config& cfg, const C
 
 // Each indexed item's in-degree in the graph of `edges` (0 when absent from it); -1 for all
 // when no edge list is given. rows: the indexed items' catalog rows.
-std::vector<int64_t> in_degrees(const std::string& edges, const graph::Catalog& catalog,
+std::vector<int64_t> in_degrees(const std::string& edges, bool skip_bad_lines, const graph::Catalog& catalog,
                                 const std::vector<size_t>& rows) {
   std::vector<int64_t> in_degree(rows.size(), -1);
   if (edges.empty()) return in_degree;
-  const graph::PreferenceGraph g(graph::load_edge_list(edges));
+  graph::EdgeLoadOptions eo;
+  eo.skip_bad_lines = skip_bad_lines;
+  const graph::PreferenceGraph g(graph::load_edge_list(edges, eo));
   for (size_t r = 0; r < rows.size(); ++r) {
     const auto node = g.find(catalog.items[rows[r]].id);
     in_degree[r] = node ? g.in_degree()[static_cast<size_t>(*node)] : 0;
@@ -310,7 +312,8 @@ ExportSummary export_index(const ExportOptions& o) {
   s.cache_dir = o.cache_dir.empty() ? default_cache_dir(o.out) : o.cache_dir;
   const Config cfg = checkpoint_config(o.checkpoint);
   s.checkpoint_sha256 = sha256_file_hex(o.checkpoint);
-  const graph::Catalog catalog = graph::load_catalog(o.catalog);
+  const graph::Catalog catalog = graph::load_catalog(o.catalog, o.skip_bad_lines);
+  s.skipped = graph::skipped_rows_note(catalog);
   s.catalog_items = static_cast<int64_t>(catalog.items.size());
   const std::vector<std::string> hashes = content_hashes(catalog);
   const Previous previous =
@@ -360,7 +363,7 @@ ExportSummary export_index(const ExportOptions& o) {
     for (const auto& it : catalog.items) ids.insert(it.id);
     for (const IndexItem& it : previous.index.items) s.removed += ids.count(it.id) == 0 ? 1 : 0;
   }
-  x.items = index_items(catalog, rows, hashes, in_degrees(o.edges, catalog, rows));
+  x.items = index_items(catalog, rows, hashes, in_degrees(o.edges, o.skip_bad_lines, catalog, rows));
   x.failures = s.failures;
   x.meta = index_meta(o, cfg, s, step);
   write_index(o.out, x);
@@ -381,6 +384,7 @@ std::string ExportSummary::describe(size_t max_listed) const {
   std::snprintf(buf, sizeof buf, "catalog: %lld items, %lld indexed, %zu without audio\n",
                 static_cast<long long>(catalog_items), static_cast<long long>(indexed), failures.size());
   r += buf;
+  if (!skipped.empty()) r += skipped + "\n";
   for (size_t i = 0; i < failures.size() && i < max_listed; ++i)
     r += "  " + failures[i].id + "  " + failures[i].path + ": " + failures[i].reason + "\n";
   if (failures.size() > max_listed) r += "  ... and " + std::to_string(failures.size() - max_listed) + " more\n";

@@ -42,6 +42,9 @@ struct ExportOptions {
   // the catalog. The index must have been made by the same checkpoint with the same crops.
   // Without an index at `out`, a full export.
   bool update = false;
+  // Malformed catalog rows, repeated ids and malformed edge-list lines skipped and counted
+  // instead of stopping the export (ExportSummary::skipped).
+  bool skip_bad_lines = false;
   // Also build an approximate index beside `out` (ann.h: <out>.ann) with these options. An
   // export without it removes an ANN file left beside `out` (built for the replaced vectors).
   bool ann = false;
@@ -54,6 +57,7 @@ struct ExportSummary {
   bool updated = false;                           // --update found a previous index
   int64_t embedded = 0, reused = 0, removed = 0;  // reused/removed: --update's, from the previous index
   AnnSummary ann;                                 // path empty: none built
+  std::string skipped;                            // graph::skipped_rows_note of the catalog
   bool removed_stale_ann = false;
   std::vector<IndexFailure> failures;
   int dim = 0, crops = 0;

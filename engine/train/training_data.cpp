@@ -233,16 +233,21 @@ TrainingData build_training_data(const Config& cfg, int threads, const std::unor
     throw std::invalid_argument("data.catalog is not set: the training run needs the audio catalog (id, path)");
   TrainingData d;
   d.holdout_by = cfg.data.holdout_by;
-  const graph::EdgeList edges = graph::load_edge_list(cfg.data.edges);
+  graph::EdgeLoadOptions eo;
+  eo.skip_bad_lines = cfg.data.skip_bad_lines;
+  const graph::EdgeList edges = graph::load_edge_list(cfg.data.edges, eo);
   if (edges.num_edges() == 0)
     throw std::invalid_argument(cfg.data.edges + ": the edge list has no edges (" + std::to_string(edges.stats.lines) +
                                 " lines read); training needs the preference graph: one source,target pair per line");
-  const graph::Catalog catalog = without_items(graph::load_catalog(cfg.data.catalog), no_audio);
+  const graph::Catalog catalog =
+      without_items(graph::load_catalog(cfg.data.catalog, cfg.data.skip_bad_lines), no_audio);
   const graph::PreferenceGraph g(edges);
   const graph::AudioCoverage cov = graph::audio_coverage(edges, catalog);
   d.graph_nodes = g.num_nodes();
   d.graph_edges = g.num_edges();
   d.catalog_items = static_cast<int64_t>(catalog.items.size());
+  d.skipped_edge_lines = edges.stats.bad_lines;
+  d.skipped_catalog_rows = catalog.bad_lines + catalog.duplicates;
   d.nodes_with_audio = std::count(cov.has_audio.begin(), cov.has_audio.end(), true);
   if (d.nodes_with_audio < 2)
     throw std::invalid_argument(cfg.data.catalog + ": only " + std::to_string(d.nodes_with_audio) +
@@ -273,9 +278,12 @@ TrainingData build_training_data(const Config& cfg, int threads, const std::unor
 std::string TrainingData::summary() const {
   std::ostringstream o;
   o << "graph: " << graph_nodes << " items, " << graph_edges << " edges; " << nodes_with_audio
-    << " with audio (catalog: " << catalog_items << ")\n"
-    << "selected " << items.size() << " items: " << train_items.size() << " for training ("
-    << anchors.size() << " anchors with a positive), " << val_items.size() << " held out";
+    << " with audio (catalog: " << catalog_items << ")\n";
+  if (skipped_edge_lines + skipped_catalog_rows > 0)
+    o << "skipped (--skip-bad-lines): " << skipped_edge_lines << " edge-list lines, " << skipped_catalog_rows
+      << " catalog rows\n";
+  o << "selected " << items.size() << " items: " << train_items.size() << " for training (" << anchors.size()
+    << " anchors with a positive), " << val_items.size() << " held out";
   if (!holdout_by.empty()) o << " (" << held_out_groups.size() << " " << holdout_by << " groups)";
   o << "; "
     << held_out_edges.size() << " held-out edges among training items\n"

@@ -62,6 +62,8 @@ struct TrainingData {
   ValidationSet val_items_set, val_edges_set, train_fit_set;
 
   int64_t graph_nodes = 0, graph_edges = 0, catalog_items = 0, nodes_with_audio = 0;
+  // Lines skipped by data.skip_bad_lines: edge-list lines, catalog rows (malformed or a repeated id).
+  int64_t skipped_edge_lines = 0, skipped_catalog_rows = 0;
 
   // One paragraph for the run log: sizes of everything above.
   std::string summary() const;
