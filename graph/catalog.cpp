@@ -46,16 +46,19 @@ CatalogHeader read_header(detail::LineReader& reader, const std::string& path, C
     const int n = detail::split_fields(line, h.delim, f.data(), kMaxColumns, scratch, &quote_error);
     const std::string at = path + ":" + std::to_string(reader.line_number()) + ": header";
     if (n < 0) throw GraphInputError(at + ": " + quote_error);
-    if (n > kMaxColumns) throw GraphInputError(path + ": header has more than " + std::to_string(kMaxColumns) + " columns");
+    if (n > kMaxColumns)
+      throw GraphInputError(path + ": header has more than " + std::to_string(kMaxColumns) + " columns");
     h.ncol = n;
     for (int c = 0; c < n; ++c) {
       const std::string name = lower(f[static_cast<size_t>(c)]);
       if (name.empty()) throw GraphInputError(at + " column " + std::to_string(c + 1) + " has no name");
-      if (std::find_if(cat.columns.begin(), cat.columns.end(), [&](const std::string& o) { return lower(o) == name; }) !=
-          cat.columns.end())
+      if (std::find_if(cat.columns.begin(), cat.columns.end(),
+                       [&](const std::string& o) { return lower(o) == name; }) != cat.columns.end())
         throw GraphInputError(at + " column '" + name + "' appears twice");
-      if (name == "id") h.id_col = c;
-      else if (name == "path") h.path_col = c;
+      if (name == "id")
+        h.id_col = c;
+      else if (name == "path")
+        h.path_col = c;
       cat.columns.emplace_back(f[static_cast<size_t>(c)]);
       if (name != "id" && name != "path") cat.extra_columns.emplace_back(f[static_cast<size_t>(c)]);
     }
@@ -93,16 +96,20 @@ std::string row_problem(int n, const std::vector<std::string_view>& f, const Cat
 // A record may span lines (RFC 4180: a line break inside a quoted field, as Python's csv
 // module writes a title with a newline): while the fields end inside an open quote, the next
 // physical line joins the record after a '\n'. Returns the field count as split_fields does;
-// `record` holds the joined text the fields point into. Stops joining at kMaxRecordLines
-// lines, leaving the quote error.
+// `record` holds the joined text the fields point into and *lines the physical lines it took.
+// Stops joining at kMaxRecordLines lines, leaving the quote error (a stray quote then costs
+// the lines it swallowed, all counted).
 constexpr int kMaxRecordLines = 1000;
 int split_record(detail::LineReader& reader, std::string_view first, char delim, std::vector<std::string_view>& f,
-                 int ncol, std::vector<std::string>& scratch, std::string& record, const char** quote_error) {
+                 int ncol, std::vector<std::string>& scratch, std::string& record, const char** quote_error,
+                 int64_t* lines) {
+  *lines = 1;
   int n = detail::split_fields(first, delim, f.data(), ncol, scratch, quote_error);
   if (n >= 0 || std::strcmp(*quote_error, detail::kUnterminatedQuote) != 0) return n;
   record.assign(first);
   std::string_view more;
-  for (int lines = 1; lines < kMaxRecordLines && reader.next(more); ++lines) {
+  while (*lines < kMaxRecordLines && reader.next(more)) {
+    ++*lines;
     record += '\n';
     record.append(more);
     n = detail::split_fields(record, delim, f.data(), ncol, scratch, quote_error);
@@ -129,13 +136,14 @@ Catalog load_catalog(const std::string& path, bool skip_bad_lines) {
     if (detail::is_blank(line) || detail::is_comment(line)) continue;
     const int64_t line_no = reader.line_number();
     record.clear();
-    const int n = split_record(reader, line, h.delim, f, h.ncol, scratch, record, &quote_error);
+    int64_t lines = 1;
+    const int n = split_record(reader, line, h.delim, f, h.ncol, scratch, record, &quote_error, &lines);
     if (!record.empty()) line = record;
     bool duplicate = false;
     const std::string what = row_problem(n, f, h, cat, quote_error, &duplicate);
     if (!what.empty()) {
       if (!skip_bad_lines) throw GraphInputError(detail::bad_line_message(path, line_no, what, line));
-      ++(duplicate ? cat.duplicates : cat.bad_lines);
+      (duplicate ? cat.duplicates : cat.bad_lines) += duplicate ? 1 : lines;
       continue;
     }
     Catalog::Item item;
