@@ -26,7 +26,7 @@ struct Catalog {
   };
   std::vector<Item> items;
   std::unordered_map<std::string, int64_t> index;  // id -> position in items
-  int64_t bad_lines = 0;   // lines of malformed rows skipped (skip_bad_lines)
+  int64_t bad_lines = 0;                           // lines of malformed rows skipped (skip_bad_lines)
   int64_t duplicates = 0;  // rows whose id was already seen, skipped (skip_bad_lines)
 };
 
