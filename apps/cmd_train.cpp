@@ -44,11 +44,7 @@ struct TrainCliOptions {
   int threads = 0;
   int prepare_threads = 0;
   std::string device = "auto";
-  bool deterministic = false;
-  bool tf32 = false;
-  bool no_graph = false;
-  bool quiet = false;
-  bool skip_bad_lines = false;
+  bool deterministic = false, tf32 = false, no_graph = false, quiet = false, skip_bad_lines = false;
   int64_t stop_after = 0;
 };
 
@@ -131,8 +127,7 @@ void register_train(CLI::App& app) {
   cmd->add_option("--config", opts->config_path, "Run config (TOML); relative data paths are taken from its folder")
       ->required();
   cmd->add_option("--set", opts->overrides, "Override a config field: section.key=value (repeatable)");
-  cmd->add_flag("--skip-bad-lines", opts->skip_bad_lines,
-                "Skip and count malformed edge-list lines and catalog rows (data.skip_bad_lines = true)");
+  cmd->add_flag("--skip-bad-lines", opts->skip_bad_lines, "Skip and count malformed edge and catalog lines");
   cmd->add_flag("--resume", opts->resume, "Continue the run in data.run_dir from its last checkpoint");
   cmd->add_option("--threads", opts->threads, "CPU threads for the CPU backend (0: all cores)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
