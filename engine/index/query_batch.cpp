@@ -54,7 +54,10 @@ QueryRequest json_request(const Index& index, const std::string& text) {
   if (!j.is_object() || j.size() != 1)
     throw IndexInputError(
         "a JSON query is one object with one key: {\"item\": ...}, {\"audio\": ...} or {\"vector\": [...]}");
-  const auto& [key, value] = *j.items().begin();
+  // The iterator, not items(): a structured binding to *items().begin() outlives the proxy.
+  const auto first = j.begin();
+  const std::string key = first.key();
+  const Json& value = first.value();
   QueryRequest r;
   if (key == "vector") {
     r.kind = QueryKind::Vector;
