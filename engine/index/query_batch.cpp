@@ -56,7 +56,7 @@ QueryRequest json_request(const Index& index, const std::string& text) {
         "a JSON query is one object with one key: {\"item\": ...}, {\"audio\": ...} or {\"vector\": [...]}");
   // The iterator, not items(): a structured binding to *items().begin() outlives the proxy.
   const auto first = j.begin();
-  const std::string key = first.key();
+  const std::string& key = first.key();
   const Json& value = first.value();
   QueryRequest r;
   if (key == "vector") {
