@@ -366,11 +366,11 @@ ExportSummary export_index(const ExportOptions& o) {
   x.items = index_items(catalog, rows, hashes, in_degrees(o.edges, o.skip_bad_lines, catalog, rows));
   x.failures = s.failures;
   x.meta = index_meta(o, cfg, s, step);
-  write_index(o.out, x);
+  const std::string vectors_sha256 = write_index(o.out, x);
   s.indexed = x.size();
   if (std::error_code ec; fs::remove(ann_path(o.out), ec)) s.removed_stale_ann = true;
   if (o.ann) {
-    x.meta["vectors_sha256"] = vectors_checksum(x);  // as write_index recorded it
+    x.meta["vectors_sha256"] = vectors_sha256;
     s.ann = write_ann(x, o.out, o.ann_options);
   }
   if (!o.npy_prefix.empty()) std::tie(s.npy_path, s.ids_path) = write_npy_export(x, o.npy_prefix);

@@ -145,7 +145,7 @@ std::string utc_now_iso8601() {
 
 // ---- writing ---------------------------------------------------------------------------------
 
-void write_index(const std::string& path, const Index& x) {
+std::string write_index(const std::string& path, const Index& x) {
   check_contents(x);
   const fs::path target = fs::absolute(path);
   fs::create_directories(target.parent_path());
@@ -233,6 +233,7 @@ void write_index(const std::string& path, const Index& x) {
   stop_point("rename:" + target.filename().string());  // kill tests: the temp file complete
   fs::rename(tmp, target);
   fsync_path(target.parent_path(), true);
+  return meta["vectors_sha256"];
 }
 
 // ---- reading ---------------------------------------------------------------------------------

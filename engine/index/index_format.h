@@ -92,7 +92,8 @@ struct Index {
 // Test hook: with the environment variable MELGRAPH_EXPORT_CRASH_AFTER=N, the writer ends the
 // process with _exit(137) after inserting N embedding rows, before the commit, as a kill -9
 // would mid-write. Not for use outside tests.
-void write_index(const std::string& path, const Index& index);
+// Returns the vectors_sha256 it recorded.
+std::string write_index(const std::string& path, const Index& index);
 
 // Before any work: `out` may be written by an export. IndexInputError when it is a directory,
 // an existing file that is not a melgraph index (export replaces only an index), or the same
