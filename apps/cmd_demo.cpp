@@ -1,10 +1,12 @@
 // `melgraph demo`: the whole pipeline on a generated collection, on any machine, in minutes
 // (engine/quality/demo_run.h: collection, config, train, verdict, export / eval / query).
 // Everything lands in --dir (default melgraph-demo/); a rerun replaces an earlier demo there.
+#include <cstdio>
 #include <memory>
 #include <stdexcept>
 
 #include "apps/commands.h"
+#include "engine/io/stdout_redirect.h"
 #include "engine/quality/demo_run.h"
 
 namespace mg::cli {
@@ -23,12 +25,21 @@ void register_demo(CLI::App& app) {
   cmd->add_option("--threads", opts->threads, "CPU threads (0: all cores)")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--device", opts->device, kDeviceHelp)->capture_default_str()->check(device_check());
-  cmd->callback([opts] {
+  cmd->add_option("--set", opts->overrides,
+                  "Change a field of the demo's run config: section.key=value, as train --set (repeatable)");
+  auto json = std::make_shared<bool>(false);
+  cmd->add_flag("--json", *json,
+                "Print the verdict as one JSON object on stdout (recalls, nDCG, spread, files); the rest goes to "
+                "stderr");
+  cmd->callback([opts, json] {
+    quality::DemoResult r;
     try {
-      quality::run_demo(*opts);
+      StdoutToStderr aside(*json);  // --json: stdout is the verdict's alone
+      r = quality::run_demo(*opts);
     } catch (const std::invalid_argument& e) {  // bad input: exit code 2
       throw UsageError(e.what());
     }
+    if (*json) std::printf("%s\n", r.json().c_str());
   });
 }
 

@@ -13,6 +13,7 @@
 #include "apps/commands.h"
 #include "engine/audio/prepare.h"
 #include "engine/config.h"
+#include "engine/io/stdout_redirect.h"
 #include "graph/catalog.h"
 
 namespace mg::cli {
@@ -26,9 +27,11 @@ struct PrepareCliOptions {
   bool rebuild = false;
   bool compact = false;
   bool skip_bad_lines = false;
+  bool json = false;
 };
 
 void run_prepare(const PrepareCliOptions& o) {
+  StdoutToStderr aside(o.json);  // --json: stdout is the summary's alone
   const Config c = o.config_path.empty() ? default_config() : load_config(o.config_path);
   const graph::Catalog catalog = graph::load_catalog(o.catalog, o.skip_bad_lines);
   if (const std::string note = graph::skipped_rows_note(catalog); !note.empty()) std::printf("%s\n", note.c_str());
@@ -50,7 +53,8 @@ void run_prepare(const PrepareCliOptions& o) {
   } catch (const audio::CacheMismatchError& e) {
     throw UsageError(e.what());
   }
-  std::fputs(audio::format_summary(s).c_str(), stdout);
+  aside.restore();
+  std::fputs(o.json ? (audio::summary_json(s) + "\n").c_str() : audio::format_summary(s).c_str(), stdout);
   std::fflush(stdout);
 
   if (s.usable == 0)
@@ -84,6 +88,7 @@ void register_prepare(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_flag("--skip-bad-lines", opts->skip_bad_lines,
                 "Skip and count malformed catalog rows and repeated ids instead of stopping at the first");
+  cmd->add_flag("--json", opts->json, "Print the summary as one JSON object on stdout (every failure listed)");
   cmd->add_flag("--rebuild", opts->rebuild, "Delete the cache's files in --out and decode everything again");
   cmd->add_flag("--compact", opts->compact,
                 "Rewrite pcm.bin without the dead space of re-decoded items (done automatically above 50%)");

@@ -1,12 +1,7 @@
 // `melgraph train --config run.toml [--set key=value ...] [--resume]`: the training run of
 // engine/train/trainer.h. SIGINT/SIGTERM finish the current step, write a checkpoint and exit 0
 // with the command that resumes; a second signal ends the process at once.
-#include <signal.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -17,25 +12,13 @@
 #include "apps/commands.h"
 #include "engine/config.h"
 #include "engine/dist/comm.h"
+#include "engine/io/stdout_redirect.h"
+#include "engine/io/stop_signals.h"
 #include "engine/train/trainer.h"
 
 namespace mg::cli {
 
 namespace {
-
-std::atomic<bool> g_stop{false};
-
-extern "C" void on_stop_signal(int sig) {
-  if (g_stop.load()) {  // the second signal: the default action (terminate) right away
-    std::signal(sig, SIG_DFL);
-    std::raise(sig);
-    return;
-  }
-  g_stop.store(true);
-  static const char msg[] = "\nmelgraph: stopping after this step (checkpoint follows); signal again to abort now\n";
-  const ssize_t ignored = write(2, msg, sizeof msg - 1);  // async-signal-safe
-  (void)ignored;
-}
 
 struct TrainCliOptions {
   std::string config_path;
@@ -44,7 +27,7 @@ struct TrainCliOptions {
   int threads = 0;
   int prepare_threads = 0;
   std::string device = "auto";
-  bool deterministic = false, tf32 = false, no_graph = false, quiet = false, skip_bad_lines = false;
+  bool deterministic = false, tf32 = false, no_graph = false, quiet = false, skip_bad_lines = false, json = false;
   int64_t stop_after = 0;
 };
 
@@ -82,26 +65,14 @@ void run_train(const TrainCliOptions& o) {
   to.resume = o.resume;
   to.prepare_threads = o.prepare_threads;
   to.quiet = o.quiet;
-  to.stop = &g_stop;
   to.stop_after = o.stop_after;
   for (const std::string& s : o.overrides) to.config_path += " --set '" + s + "'";
 
-  struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  struct sigaction old_int {}, old_term {};
-  sigaction(SIGINT, &sa, &old_int);
-  sigaction(SIGTERM, &sa, &old_term);
-  struct Restore {
-    struct sigaction i, t;
-    ~Restore() {
-      sigaction(SIGINT, &i, nullptr);
-      sigaction(SIGTERM, &t, nullptr);
-    }
-  } restore{old_int, old_term};
-
+  const StopSignals signals("\nmelgraph: stopping after this step (checkpoint follows); signal again to abort now\n");
+  to.stop = signals.flag();
   const std::unique_ptr<dist::Comm> comm = join_ranks(to);
   to.comm = comm.get();
+  StdoutToStderr aside(o.json && comm->leader());  // --json: stdout is the summary's alone
   train::TrainResult r;
   try {
     r = train::run_training(cfg, to);
@@ -113,7 +84,8 @@ void run_train(const TrainCliOptions& o) {
     if (comm->size() > 1) comm->abort(e.what(), 1);
     throw;
   }
-  std::printf("%s\n", r.message.c_str());
+  aside.restore();
+  std::printf("%s\n", o.json ? train::train_result_json(r, cfg.data.run_dir).c_str() : r.message.c_str());
   if (r.status == train::TrainStatus::Diverged) throw std::runtime_error("training diverged (see above)");
 }
 
@@ -141,6 +113,9 @@ void register_train(CLI::App& app) {
                   "Stop after this step with a checkpoint, as if interrupted (--resume continues)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--quiet", opts->quiet, "No progress line; summaries only");
+  cmd->add_flag("--json", opts->json,
+                "Print the result as one JSON object on stdout (status, steps, best recall, files, the first and last "
+                "validation's metrics); everything else goes to stderr");
   cmd->callback([opts] { run_train(*opts); });
 }
 

@@ -56,9 +56,9 @@ std::unique_ptr<Backend> make_backend(const BackendOptions& o, std::string* note
   why = "this melgraph was built without the CUDA backend";
 #endif
   if (o.device == DeviceChoice::Cuda)
-    throw std::runtime_error("--device cuda" +
-                             (o.cuda_device >= 0 ? ":" + std::to_string(o.cuda_device) : std::string()) +
-                             ": no CUDA device can be used: " + why);
+    throw std::invalid_argument("--device cuda" +
+                                (o.cuda_device >= 0 ? ":" + std::to_string(o.cuda_device) : std::string()) +
+                                ": no CUDA device can be used: " + why);
   auto be = make_cpu_backend(o.threads);
   if (note) *note = "device: cpu (no CUDA device: " + why + ")";
   return be;

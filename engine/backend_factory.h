@@ -27,8 +27,9 @@ void parse_device(const std::string& s, BackendOptions& o);
 // The words --device takes, for help texts.
 inline constexpr const char* kDeviceHelp = "auto (CUDA when a GPU is present), cpu, cuda or cuda:N (GPU N)";
 
-// --device cuda without a usable device throws with the reason, and so does cuda:N beyond the
-// devices there are; auto falls back to the CPU and says so in *note.
+// --device cuda without a usable device throws std::invalid_argument with the reason, and so
+// does cuda:N beyond the devices there are (the request, not the run, is wrong: commands
+// report it as a usage error); auto falls back to the CPU and says so in *note.
 std::unique_ptr<Backend> make_backend(const BackendOptions& o, std::string* note);
 
 // Whether this binary was built with the CUDA backend.

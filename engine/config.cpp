@@ -800,6 +800,7 @@ Config apply_overrides(const Config& c, const std::vector<std::string>& override
   if (overrides.empty()) return c;
   std::istringstream base(to_toml(c));
   toml::value root = toml::parse(base, "config");
+  std::string all;  // "--set a=1 --set b=2", for the errors of the result
   for (const std::string& o : overrides) {
     if (first_invalid_utf8(o) != std::string::npos)
       throw ConfigError("--set: an override that is not valid UTF-8 text (section.key=value)");
@@ -824,18 +825,19 @@ Config apply_overrides(const Config& c, const std::vector<std::string>& override
     if (!table[section].is_table())
       throw ConfigError(source + ": " + section + " is not a section");
     table[section].as_table()[key] = value;
-    // Checked one at a time, so an error names the override that caused it.
+    // Read one at a time, so an unknown key or a value of the wrong type names its override.
     Config next = default_config();
     TomlReader reader(root, source, /*with_lines=*/false);
     visit_fields(next, reader);
-    next.mel.sample_rate = next.audio.sample_rate;
-    validate(next, source);
+    all += (all.empty() ? "" : " ") + source;
   }
   Config out = default_config();
   TomlReader reader(root, "--set", /*with_lines=*/false);
   visit_fields(out, reader);
   out.mel.sample_rate = out.audio.sample_rate;
-  validate(out, "--set");
+  // The rules between fields (warmup_steps <= steps, ...) hold for the result, not for each
+  // step on the way: --set train.steps=50 --set train.warmup_steps=5 works in either order.
+  validate(out, all.empty() ? "--set" : all);
   return out;
 }
 

@@ -1,6 +1,7 @@
 # Runs one melgraph command line and checks both its exit code and its output, which
 # PASS_REGULAR_EXPRESSION alone cannot do (it ignores the exit code).
-#   cmake -DEXE=<melgraph> -DARGS=<a,b,c> -DRC=<expected exit code> -DREGEX=<regex> -P cli_expect.cmake
+#   cmake -DEXE=<melgraph> -DARGS=<a,b,c> -DRC=<expected exit code> -DREGEX=<regex>
+#         [-DNOT_REGEX=<regex the output must not match>] [-DJSON_KEYS=<k1:k2:...>] -P cli_expect.cmake
 string(REPLACE "," ";" _args "${ARGS}")
 execute_process(COMMAND "${EXE}" ${_args} RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _err)
 message("exit code ${_rc}\n--- stdout\n${_out}--- stderr\n${_err}")
@@ -9,4 +10,21 @@ if(NOT _rc STREQUAL "${RC}")
 endif()
 if(NOT "${_out}${_err}" MATCHES "${REGEX}")
   message(FATAL_ERROR "output does not match: ${REGEX}")
+endif()
+if(NOT_REGEX AND "${_out}${_err}" MATCHES "${NOT_REGEX}")
+  message(FATAL_ERROR "output matches what it must not: ${NOT_REGEX}")
+endif()
+# -DJSON_KEYS=<a:b:...>: standard output must be one JSON object (nothing else) holding these keys.
+if(JSON_KEYS)
+  string(JSON _type ERROR_VARIABLE _jerr TYPE "${_out}")
+  if(_jerr OR NOT _type STREQUAL "OBJECT")
+    message(FATAL_ERROR "stdout is not one JSON object: ${_jerr}")
+  endif()
+  string(REPLACE ":" ";" _keys "${JSON_KEYS}")
+  foreach(_k IN LISTS _keys)
+    string(JSON _v ERROR_VARIABLE _jerr GET "${_out}" ${_k})
+    if(_jerr)
+      message(FATAL_ERROR "stdout's JSON has no key ${_k}")
+    endif()
+  endforeach()
 endif()

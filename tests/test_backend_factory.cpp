@@ -77,12 +77,14 @@ TEST(BackendFactory, AutoFallsBackToTheCpuAndSaysWhy) {
   EXPECT_EQ(note.rfind("device: cpu (no CUDA device: ", 0), 0u) << note;
 }
 
+// A bad request for this machine, like cuda:N beyond its devices: std::invalid_argument, which
+// the commands report as a usage error (exit code 2).
 TEST(BackendFactory, CudaWithoutADeviceIsAnErrorWithTheReason) {
   if (have_cuda_device()) GTEST_SKIP() << "a CUDA device is present";
   try {
     make_backend(BackendOptions{DeviceChoice::Cuda}, nullptr);
     FAIL() << "expected an error";
-  } catch (const std::runtime_error& e) {
+  } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("--device cuda: no CUDA device can be used: "), std::string::npos)
         << e.what();
   }

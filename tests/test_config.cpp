@@ -508,6 +508,27 @@ TEST(Config, OverridesSetFieldsAndNameTheOverrideInErrors) {
   EXPECT_NE(error_of("train.steps=abc").find("train.steps must be an integer"), std::string::npos);
 }
 
+// The rules between fields hold for the result of all overrides: a shorter run and its shorter
+// warm-up go in either order (the default warm-up, 100, is longer than 50 steps). An error of
+// the result names every override.
+TEST(Config, OverridesAreCheckedTogether) {
+  for (const auto& order : {std::vector<std::string>{"train.steps=50", "train.warmup_steps=5"},
+                            std::vector<std::string>{"train.warmup_steps=5", "train.steps=50"}}) {
+    const Config c = apply_overrides(default_config(), order);
+    EXPECT_EQ(c.train.steps, 50);
+    EXPECT_EQ(c.train.warmup_steps, 5);
+  }
+  try {
+    apply_overrides(default_config(), {"train.steps=50", "optim.lr=0.01"});
+    FAIL() << "warmup_steps 100 > steps 50 accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--set train.steps=50 --set optim.lr=0.01: train.warmup_steps must be <= "
+                                         "train.steps (50)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Config, ResolvePathsIsRelativeToTheConfigDirectory) {
   Config c = default_config();
   c.data.edges = "e.csv";

@@ -182,9 +182,11 @@ std::map<MetricKey, double> metric_rows(const std::string& db_path, int64_t run,
   return rows;
 }
 
-// loader.* measure the machine (clips per second, time waiting): stored at the same steps, not
-// with the same values.
-bool timing_metric(const std::string& name) { return name.rfind("loader.", 0) == 0; }
+// loader.* and train.clips_per_second measure the machine (clips per second, time waiting):
+// stored at the same steps, not with the same values.
+bool timing_metric(const std::string& name) {
+  return name.rfind("loader.", 0) == 0 || name == "train.clips_per_second";
+}
 
 // Every metric row of `want` up to step `up_to` is in `got` exactly once with the same value; with
 // `exact`, `got` has no other rows either. Failures name the row lost, added or changed.

@@ -11,10 +11,13 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
+#include <vector>
 
 #include "build_info.h"
+#include "engine/io/line_log.h"
 #include "engine/train/run_db.h"
 #include "tests/reference_harness.h"
 #include "tests/test_support.h"
@@ -100,6 +103,73 @@ TEST(RunDb, RoundTrip) {
   EXPECT_EQ(db.run(id2)->info.git_commit, "abc123");
   EXPECT_EQ(db.runs().size(), 2u);
   EXPECT_TRUE(db.metrics(id2).empty());
+}
+
+std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+// metrics.jsonl holds what was committed, in order, with the run's events: a metric reaches it
+// at the flush that writes it to the database, never before.
+TEST(RunDb, JsonlMirrorFollowsTheCommits) {
+  test::TempDir dir;
+  const std::string jsonl = dir.file("metrics.jsonl");
+  RunDb db(dir.file("runs.sqlite"));
+  db.mirror_to_jsonl(jsonl);
+  const int64_t id = db.begin_run(info("tail"));
+  db.log(id, 1, "train.loss", 0.75);
+  db.log(id, 1, "val.recall@10", std::numeric_limits<double>::quiet_NaN());
+  db.log(id, 2, "train.grad_norm", -std::numeric_limits<double>::infinity());
+  std::vector<nlohmann::json> lines = read_jsonl(jsonl);
+  ASSERT_EQ(lines.size(), 1u);  // buffered metrics are not mirrored
+  EXPECT_EQ(lines[0]["event"], "begin");
+  EXPECT_EQ(lines[0]["run"], id);
+  EXPECT_EQ(lines[0]["name"], "tail");
+  db.flush();
+  lines = read_jsonl(jsonl);
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[1]["name"], "train.loss");
+  EXPECT_EQ(lines[1]["step"], 1);
+  EXPECT_EQ(lines[1]["value"], 0.75);
+  EXPECT_EQ(lines[1]["run"], id);
+  EXPECT_NEAR(lines[1]["time"].get<double>(), db.metrics(id, "train.loss")[0].time, 1e-3);
+  EXPECT_TRUE(lines[2]["value"].is_null());  // NaN
+  EXPECT_TRUE(lines[3]["value"].is_null());  // -inf: JSON has no infinity
+  db.resume_run(id, 1);
+  db.log(id, 2, "train.loss", 0.5);
+  db.end_run(id, RunStatus::Finished, "done");
+  lines = read_jsonl(jsonl);
+  ASSERT_EQ(lines.size(), 7u);
+  EXPECT_EQ(lines[4]["event"], "resume");
+  EXPECT_EQ(lines[4]["from_step"], 1);
+  EXPECT_EQ(lines[5]["name"], "train.loss");
+  EXPECT_EQ(lines[5]["step"], 2);
+  EXPECT_EQ(lines[6]["event"], "end");
+  EXPECT_EQ(lines[6]["status"], "finished");
+  EXPECT_EQ(lines[6]["message"], "done");
+
+  // A second writer appends to the same file; its lines follow the first's.
+  RunDb again(dir.file("runs.sqlite"));
+  again.mirror_to_jsonl(jsonl);
+  again.begin_run(info("next"));
+  EXPECT_EQ(read_jsonl(jsonl).size(), 8u);
+}
+
+TEST(RunDb, JsonlMirrorErrorsNameTheFile) {
+  test::TempDir dir;
+  RunDb db(dir.file("runs.sqlite"));
+  const std::string bad = dir.file("no-such-dir/metrics.jsonl");
+  const std::string e = error_of([&] { db.mirror_to_jsonl(bad); });
+  EXPECT_NE(e.find(bad), std::string::npos) << e;
+  LineLog log(dir.file("x.log"));
+  EXPECT_THROW(log.append("two\nlines"), std::invalid_argument);
+  log.append("one line");
+  std::ifstream in(dir.file("x.log"));
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "one line\n");
 }
 
 TEST(RunDb, StatusTransitions) {

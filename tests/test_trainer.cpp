@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 #include <set>
@@ -76,7 +77,23 @@ TEST(Trainer, LearnsOnGeneratedData) {
   ASSERT_TRUE(run);
   EXPECT_EQ(run->status, RunStatus::Finished);
   EXPECT_EQ(metric(r.dir.file("run/runs.sqlite"), res.run_id, "val.held-out_items.recall@5").size(), 2u);
+  EXPECT_EQ(metric(r.dir.file("run/runs.sqlite"), res.run_id, "train.clips_per_second").size(), 60u);
   EXPECT_TRUE(std::ifstream(r.dir.file("run/best.safetensors")).good());
+
+  // metrics.jsonl: the run's begin and end around every metric of runs.sqlite, one per line.
+  std::ifstream jsonl(r.dir.file("run/metrics.jsonl"));
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(jsonl, line);) lines.push_back(nlohmann::json::parse(line));
+  const std::vector<MetricRow> rows = db.metrics(res.run_id);
+  ASSERT_EQ(lines.size(), rows.size() + 2);
+  EXPECT_EQ(lines.front()["event"], "begin");
+  EXPECT_EQ(lines.back()["event"], "end");
+  EXPECT_EQ(lines.back()["status"], "finished");
+  std::multiset<std::pair<std::string, int64_t>> in_db, in_jsonl;
+  for (const MetricRow& m : rows) in_db.insert({m.name, m.step});
+  for (size_t i = 1; i + 1 < lines.size(); ++i)
+    in_jsonl.insert({lines[i]["name"].get<std::string>(), lines[i]["step"].get<int64_t>()});
+  EXPECT_EQ(in_db, in_jsonl);
 }
 
 TEST(Trainer, ResumedRunIsBitIdenticalOnCpu) {

@@ -145,9 +145,9 @@ int64_t crash_hook_from_env() {
 
 std::string progress_text(size_t done, size_t total, int64_t failed, double seconds, double wall) {
   char buf[200];
-  std::snprintf(buf, sizeof buf, "prepare: %zu/%zu items, %lld failed, %.2f h audio, %.0fx realtime", done, total,
+  std::snprintf(buf, sizeof buf, "prepare: %zu/%zu items, %lld failed, %.2f h audio, %.0fx realtime, ", done, total,
                 static_cast<long long>(failed), seconds / 3600.0, wall > 0 ? seconds / wall : 0.0);
-  return buf;
+  return buf + rate_and_eta(static_cast<int64_t>(done), static_cast<int64_t>(total), wall, "items");
 }
 
 // What a run must decode: everything not already cached (or failed) from the same file, and

@@ -81,5 +81,8 @@ PrepareSummary prepare_cache(const std::vector<PrepareItem>& items, const AudioC
 // The end-of-run report, one fact per line ("decoded: 6 (0.12 h of audio)", ...), listing
 // at most max_listed failures and warnings (then "... and N more").
 std::string format_summary(const PrepareSummary& s, size_t max_listed = 20);
+// The same as one JSON object (`melgraph prepare --json`): every count and time above, and every
+// failure and warning ({id, path, message, earlier}), none left out.
+std::string summary_json(const PrepareSummary& s);
 
 }  // namespace mg::audio

@@ -1,5 +1,6 @@
-// format_summary (prepare.h): the end-of-run report of melgraph prepare.
+// format_summary and summary_json (prepare.h): the end-of-run report of melgraph prepare.
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "engine/audio/prepare.h"
@@ -60,6 +61,40 @@ std::string format_summary(const PrepareSummary& s, size_t max_listed) {
   if (s.not_in_catalog > 0)
     o += "not in the catalog: " + std::to_string(s.not_in_catalog) + " cached items (kept; --rebuild drops them)\n";
   return o;
+}
+
+namespace {
+
+nlohmann::json issues_json(const std::vector<PrepareIssue>& issues) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const PrepareIssue& p : issues)
+    a.push_back({{"id", p.id}, {"path", p.path}, {"message", p.message}, {"earlier", p.earlier}});
+  return a;
+}
+
+}  // namespace
+
+std::string summary_json(const PrepareSummary& s) {
+  const nlohmann::json j{{"cache", s.dir},
+                         {"catalog_items", s.catalog_items},
+                         {"usable", s.usable},
+                         {"decoded", s.decoded},
+                         {"unchanged", s.unchanged},
+                         {"failed", s.failed},
+                         {"failed_earlier", s.failed_earlier},
+                         {"failure_ratio", s.failure_ratio()},
+                         {"not_in_catalog", s.not_in_catalog},
+                         {"decoded_hours", s.decoded_seconds / 3600.0},
+                         {"cache_hours", s.cache_seconds / 3600.0},
+                         {"wall_seconds", s.wall_seconds},
+                         {"realtime", s.realtime()},
+                         {"pcm_bytes", s.pcm_bytes},
+                         {"dead_bytes", s.dead_bytes},
+                         {"compacted_bytes", s.compacted_bytes},
+                         {"failures", issues_json(s.failures)},
+                         {"warnings", issues_json(s.warnings)}};
+  // Paths and decoder messages are not always UTF-8; JSON must be.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace mg::audio

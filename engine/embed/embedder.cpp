@@ -1,9 +1,11 @@
 #include "engine/embed/embedder.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <stdexcept>
 
+#include "engine/io/progress_line.h"
 #include "engine/io/stop_point.h"
 
 namespace mg::embed {
@@ -129,9 +131,17 @@ std::vector<int64_t> crop_starts(int64_t L, int64_t S, int crops) {
 }
 
 Embeddings embed_cached(Model& model, const audio::AudioCache& cache, const std::vector<int64_t>& cache_index,
-                        int crops, bool with_mel_baseline) {
+                        int crops, bool with_mel_baseline, FILE* progress) {
   if (crops < 1) throw std::invalid_argument("embed_cached: crops must be >= 1");
   const auto n = static_cast<int64_t>(cache_index.size());
+  ProgressLine line(progress);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto show = [&](int64_t done) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    line.update(
+        "embed: " + std::to_string(done) + "/" + std::to_string(n) + " items, " + rate_and_eta(done, n, s, "items"),
+        done == n);
+  };
   Embeddings r = empty_result(model, n, with_mel_baseline);
   BatchEmbedder be(model, with_mel_baseline, r);
   const int64_t S = be.clip_samples();
@@ -143,6 +153,7 @@ Embeddings embed_cached(Model& model, const audio::AudioCache& cache, const std:
     for (const int64_t start : crop_starts(cache.entry(ci).length, S, crops)) {
       if (static_cast<int>(owner.size()) == be.capacity()) {
         be.run(clips.data(), owner);
+        show(owner.front());  // the items before the batch's first are done
         owner.clear();
         stop_point("embed.batch");  // kill tests: mid-embedding
       }
@@ -151,6 +162,8 @@ Embeddings embed_cached(Model& model, const audio::AudioCache& cache, const std:
     }
   }
   be.run(clips.data(), owner);
+  show(n);
+  line.finish();
   finish(r);
   return r;
 }

@@ -11,6 +11,7 @@
 // over the items embedded together subtracted) and L2-normalised.
 #pragma once
 #include <cstdint>
+#include <cstdio>
 #include <vector>
 
 #include "engine/audio/audio_cache.h"
@@ -32,8 +33,9 @@ struct Embeddings {
 };
 
 // cache_index[i] is item i's entry in the cache. The model's parameters are used as they are.
+// progress: a progress line ("embed: 1200/5000 items, 85 items/s, ETA 45s") there; null: none.
 Embeddings embed_cached(Model& model, const audio::AudioCache& cache, const std::vector<int64_t>& cache_index,
-                        int crops, bool with_mel_baseline);
+                        int crops, bool with_mel_baseline, FILE* progress = nullptr);
 
 // The same for clips already in memory: audio [n, S] host. One crop per row.
 Embeddings embed_clips(Model& model, const std::vector<float>& audio, int64_t n, bool with_mel_baseline);

@@ -148,6 +148,8 @@ CachedItems decode_catalog(const ExportOptions& o, const Config& cfg, const grap
     throw IndexInputError(std::string(e.what()) + " (the export's cache is set by --cache)");
   }
   s.decode_seconds = seconds_since(t0);
+  s.decoded = ps.decoded;
+  s.already_cached = ps.unchanged;
   std::unordered_set<std::string> failed;
   for (const audio::PrepareIssue& f : ps.failures) {
     failed.insert(f.id);
@@ -184,7 +186,7 @@ embed::Embeddings embed_items(const ExportOptions& o, const Config& cfg, const C
     throw IndexInputError(e.what());
   }
   model.set_training(false);
-  embed::Embeddings emb = embed::embed_cached(model, c.cache, c.cache_index, o.crops, false);
+  embed::Embeddings emb = embed::embed_cached(model, c.cache, c.cache_index, o.crops, false, o.progress);
   s.embed_seconds = seconds_since(t0);
   s.dim = emb.dim;
   return emb;
@@ -400,7 +402,9 @@ std::string ExportSummary::describe(size_t max_listed) const {
   std::snprintf(buf, sizeof buf, "time: decode %.1f s, embed %.1f s, write %.1f s\n", decode_seconds, embed_seconds,
                 write_seconds);
   r += buf;
-  r += "audio cache: " + cache_dir + "\n";
+  std::snprintf(buf, sizeof buf, " (%lld decoded now, %lld already there)\n", static_cast<long long>(decoded),
+                static_cast<long long>(already_cached));
+  r += "audio cache: " + cache_dir + buf;
   r += "index: " + out + "\n";
   if (!npy_path.empty()) r += "npy: " + npy_path + " + " + ids_path + "\n";
   if (!ann.path.empty()) {
@@ -411,6 +415,36 @@ std::string ExportSummary::describe(size_t max_listed) const {
     r += "ann: removed " + out + ".ann (built for the previous vectors; --ann builds a new one)\n";
   }
   return r;
+}
+
+std::string ExportSummary::json() const {
+  nlohmann::json failed = nlohmann::json::array();
+  for (const IndexFailure& f : failures) failed.push_back({{"id", f.id}, {"path", f.path}, {"reason", f.reason}});
+  nlohmann::json j{
+      {"index", out},
+      {"catalog_items", catalog_items},
+      {"indexed", indexed},
+      {"dim", dim},
+      {"crops", crops},
+      {"device", device},
+      {"checkpoint_sha256", checkpoint_sha256},
+      {"cache", cache_dir},
+      {"decoded", decoded},
+      {"already_cached", already_cached},
+      {"updated", updated},
+      {"embedded", embedded},
+      {"reused", reused},
+      {"removed", removed},
+      {"skipped", skipped},
+      {"failures", failed},
+      {"seconds", {{"decode", decode_seconds}, {"embed", embed_seconds}, {"write", write_seconds}}},
+      {"npy", npy_path.empty() ? nlohmann::json(nullptr) : nlohmann::json{{"npy", npy_path}, {"ids", ids_path}}},
+      {"ann", ann.path.empty() ? nlohmann::json(nullptr)
+                               : nlohmann::json{{"path", ann.path},
+                                                {"description", ann.description},
+                                                {"build_seconds", ann.build_seconds},
+                                                {"bytes", ann.bytes}}}};
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace mg::index

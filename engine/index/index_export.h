@@ -61,10 +61,13 @@ struct ExportSummary {
   bool removed_stale_ann = false;
   std::vector<IndexFailure> failures;
   int dim = 0, crops = 0;
+  int64_t decoded = 0, already_cached = 0;  // of the items embedded: decoded now, found in the cache
   std::string checkpoint_sha256;
   double decode_seconds = 0, embed_seconds = 0, write_seconds = 0;
   // A few lines for the terminal: counts, failures (at most max_listed), timings, files.
   std::string describe(size_t max_listed = 10) const;
+  // Everything above as one JSON object (`melgraph export --json`), every failure listed.
+  std::string json() const;
 };
 
 // <dir of out>/<stem of out>.cache, e.g. runs/index.sqlite -> runs/index.cache.

@@ -37,4 +37,29 @@ void ProgressLine::finish() {
   drawn_ = false;
 }
 
+std::string format_duration(double seconds) {
+  char buf[32];
+  const auto t = static_cast<long long>(seconds + 0.5);
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", t / 3600, t / 60 % 60);
+  else if (t >= 60)
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", t / 60, t % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%llds", t);
+  return buf;
+}
+
+std::string rate_and_eta(int64_t done, int64_t total, double seconds, const char* unit) {
+  char buf[96];
+  if (done <= 0 || seconds <= 0) {
+    std::snprintf(buf, sizeof buf, "0 %s/s, ETA ?", unit);
+    return buf;
+  }
+  const double rate = static_cast<double>(done) / seconds;
+  const double left = static_cast<double>(total > done ? total - done : 0) / rate;
+  std::snprintf(buf, sizeof buf, rate >= 10 ? "%.0f %s/s, ETA %s" : "%.1f %s/s, ETA %s", rate, unit,
+                format_duration(left).c_str());
+  return buf;
+}
+
 }  // namespace mg

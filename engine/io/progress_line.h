@@ -2,6 +2,7 @@
 // terminal, else printed as a new line every few seconds so logs stay readable.
 #pragma once
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -21,5 +22,12 @@ class ProgressLine {
   size_t last_width_ = 0;
   std::chrono::steady_clock::time_point last_{};
 };
+
+// "42s", "3m07s", "2h05m": a duration rounded to the second, for progress lines.
+std::string format_duration(double seconds);
+
+// "12.5 items/s, ETA 3m07s": the rate of `done` units in `seconds`, and the time the remaining
+// total - done would take at it ("ETA ?" before there is a rate to go by).
+std::string rate_and_eta(int64_t done, int64_t total, double seconds, const char* unit);
 
 }  // namespace mg

@@ -3,8 +3,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "engine/backend_factory.h"
 #include "engine/config.h"
@@ -49,10 +51,25 @@ void make_collection(const DemoRunOptions& o) {
   std::printf("%s\n", demo::make_demo_collection((fs::path(o.dir) / "collection").string(), dopt).describe().c_str());
 }
 
+// The demo's recipe with the --set overrides, and the device, checked before anything is
+// generated: a typo must not cost the minutes of the collection.
+Config checked_config(const DemoRunOptions& o) {
+  Config cfg;
+  try {
+    cfg = apply_overrides(demo::demo_run_config(o.clip_seconds, o.steps, o.seed), o.overrides);
+  } catch (const ConfigError& e) {
+    throw std::invalid_argument(e.what());
+  }
+  BackendOptions bo;
+  parse_device(o.device, bo);
+  bo.threads = 1;
+  (void)make_backend(bo, nullptr);  // std::invalid_argument without the device asked for
+  return cfg;
+}
+
 // demo.toml, and the config with its paths resolved against the demo's folder.
-Config write_config(const DemoRunOptions& o, const std::string& config_path) {
+Config write_config(const DemoRunOptions& o, Config cfg, const std::string& config_path) {
   std::printf("\n== 2. the run config\n");
-  Config cfg = demo::demo_run_config(o.clip_seconds, o.steps, o.seed);
   write_file_atomic(config_path, to_toml(cfg));
   std::printf("%s (edit it and run `melgraph train --config %s` to train it again)\n", config_path.c_str(),
               config_path.c_str());
@@ -60,11 +77,17 @@ Config write_config(const DemoRunOptions& o, const std::string& config_path) {
   return cfg;
 }
 
-void print_verdict(const train::TrainResult& r) {
+void print_verdict(const train::TrainResult& r, DemoResult& d) {
   std::printf("\n== 4. did it learn?\n");
   if (!r.initial || !r.last) throw std::runtime_error("the run did not validate (no steps were taken)");
   const auto& first = r.initial->sets.front();
   const auto& last = r.last->sets.front();
+  d.k = r.last->k;
+  d.held_out_queries = last.model.queries;
+  d.trained = {last.model.recall, last.model.ndcg};
+  d.untrained = {first.model.recall, first.model.ndcg};
+  d.mean_log_mel = {first.baseline.recall, first.baseline.ndcg};
+  d.chance_recall = first.chance_recall;
   std::printf("recall@%d of graph neighbours for %lld held-out items (never seen in training):\n", r.last->k,
               static_cast<long long>(last.model.queries));
   std::printf("  trained model     %.3f  (nDCG %.3f)\n", last.model.recall, last.model.ndcg);
@@ -75,7 +98,7 @@ void print_verdict(const train::TrainResult& r) {
 
 // melgraph export of the best checkpoint, eval of the index against the graph, a query by item
 // and one by audio file.
-void export_eval_query(const DemoRunOptions& o, const Config& cfg, const BackendOptions& bo) {
+void export_eval_query(const DemoRunOptions& o, const Config& cfg, const BackendOptions& bo, DemoResult& d) {
   std::printf("\n== 5. export, eval, query\n");
   index::ExportOptions eo;
   eo.checkpoint = (fs::path(cfg.data.run_dir) / "best.safetensors").string();
@@ -93,8 +116,13 @@ void export_eval_query(const DemoRunOptions& o, const Config& cfg, const Backend
   const graph::PreferenceGraph g(graph::load_edge_list(cfg.data.edges));
   index::EvalOptions ev;
   ev.k = 10;
+  const index::EvalReport er = index::evaluate_index(*be, idx, g, ev);
   std::printf("melgraph eval --index %s --edges %s\n%s\n", eo.out.c_str(), cfg.data.edges.c_str(),
-              index::format_eval(index::evaluate_index(*be, idx, g, ev)).c_str());
+              index::format_eval(er).c_str());
+  d.index = eo.out;
+  d.spread_median = er.spread.median;
+  d.spread_p5 = er.spread.p5;
+  d.spread_p95 = er.spread.p95;
   const std::string item = idx.items.front().id;
   std::printf("melgraph query --index %s --item %s -k 5\n%s\n", eo.out.c_str(), item.c_str(),
               index::format_hits(idx, index::query_item(*be, idx, item, 5)).c_str());
@@ -105,11 +133,16 @@ void export_eval_query(const DemoRunOptions& o, const Config& cfg, const Backend
 
 }  // namespace
 
-void run_demo(const DemoRunOptions& o) {
+DemoResult run_demo(const DemoRunOptions& o) {
+  Config recipe = checked_config(o);
   prepare_dir(o.dir);
   make_collection(o);
   const std::string config_path = (fs::path(o.dir) / "demo.toml").string();
-  const Config cfg = write_config(o, config_path);
+  const Config cfg = write_config(o, std::move(recipe), config_path);
+  DemoResult d;
+  d.dir = o.dir;
+  d.config = config_path;
+  d.run_dir = cfg.data.run_dir;
   std::printf("\n== 3. train\n");
   train::TrainOptions to;
   to.config_path = config_path;
@@ -118,8 +151,25 @@ void run_demo(const DemoRunOptions& o) {
   to.prepare_threads = o.threads;
   const train::TrainResult r = train::run_training(cfg, to);
   std::printf("%s\n", r.message.c_str());
-  print_verdict(r);
-  export_eval_query(o, cfg, to.backend);
+  print_verdict(r, d);
+  export_eval_query(o, cfg, to.backend, d);
+  return d;
+}
+
+std::string DemoResult::json() const {
+  auto score = [](const DemoScore& s) { return nlohmann::json{{"recall", s.recall}, {"ndcg", s.ndcg}}; };
+  const nlohmann::json j{{"dir", dir},
+                         {"config", config},
+                         {"run_dir", run_dir},
+                         {"index", index},
+                         {"k", k},
+                         {"held_out_queries", held_out_queries},
+                         {"trained", score(trained)},
+                         {"untrained", score(untrained)},
+                         {"mean_log_mel", score(mean_log_mel)},
+                         {"chance_recall", chance_recall},
+                         {"spread", {{"median", spread_median}, {"p5", spread_p5}, {"p95", spread_p95}}}};
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace mg::quality

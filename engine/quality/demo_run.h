@@ -15,6 +15,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace mg::quality {
 
@@ -26,10 +27,30 @@ struct DemoRunOptions {
   uint64_t seed = 0;
   int threads = 0;
   std::string device = "auto";
+  // Config fields changed from the demo's recipe, as `melgraph train --set` takes them
+  // ("train.steps=300"); applied, and checked, before anything is generated.
+  std::vector<std::string> overrides;
+};
+
+// The held-out items' recall@k and nDCG@k (the run's k) of one embedding.
+struct DemoScore {
+  double recall = 0, ndcg = 0;
+};
+
+struct DemoResult {
+  std::string dir, config, run_dir, index;
+  int k = 0;
+  int64_t held_out_queries = 0;
+  DemoScore trained, untrained, mean_log_mel;
+  double chance_recall = 0;
+  double spread_median = 0, spread_p5 = 0, spread_p95 = 0;  // cosine of random index pairs
+  // One JSON object (`melgraph demo --json`).
+  std::string json() const;
 };
 
 // Runs the five phases above, printing each to stdout. std::invalid_argument for bad input
-// (a --dir that holds something other than an earlier demo, a bad config).
-void run_demo(const DemoRunOptions& o);
+// (a --dir that holds something other than an earlier demo, a bad config, a device this
+// machine lacks), found before anything is generated.
+DemoResult run_demo(const DemoRunOptions& o);
 
 }  // namespace mg::quality

@@ -4,9 +4,11 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <utility>
 
 #include "build_info.h"
+#include "engine/io/line_log.h"
 #include "engine/sqlite/sqlite_db.h"
 
 namespace mg {
@@ -37,6 +39,9 @@ CREATE TABLE metrics (
 );
 CREATE INDEX metrics_run_name_step ON metrics (run, name, step);
 )sql";
+
+// A run's name, device or message may hold a path that is not UTF-8; JSON needs it to be.
+constexpr auto kReplaceBadUtf8 = nlohmann::json::error_handler_t::replace;
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -222,6 +227,14 @@ int64_t RunDb::begin_run(const RunInfo& info) {
   });
   tx.commit();
   known_runs_.insert(id);
+  mirror_event(nlohmann::json{
+      {"event", "begin"},
+      {"run", id},
+      {"name", info.name},
+      {"seed", info.seed},
+      {"device", info.device},
+      {"time",
+       unix_now()}}.dump(-1, ' ', false, kReplaceBadUtf8));
   return id;
 }
 
@@ -240,6 +253,8 @@ RunStatus RunDb::resume_run(int64_t id, int64_t from_step) {
   known_runs_.insert(id);
   // Buffered rows of the steps being redone would duplicate the new ones.
   std::erase_if(buffer_, [&](const MetricRow& m) { return m.run == id && m.step > from_step; });
+  mirror_event(nlohmann::json{{"event", "resume"}, {"run", id}, {"from_step", from_step}, {"time", unix_now()}}.dump(
+      -1, ' ', false, kReplaceBadUtf8));
   return before;
 }
 
@@ -260,7 +275,12 @@ void RunDb::end_run(int64_t id, RunStatus status, std::string_view message) {
     st.bind(1, std::string_view(to_string(status))).bind(2, message).bind(3, id).run();
   });
   tx.commit();
+  const std::vector<MetricRow> written = std::move(buffer_);
   buffer_.clear();
+  mirror(written);
+  mirror_event(nlohmann::json{
+      {"event", "end"}, {"run", id}, {"status", to_string(status)}, {"message", message}, {"time", unix_now()}}
+                   .dump(-1, ' ', false, kReplaceBadUtf8));
 }
 
 // ---- metrics -------------------------------------------------------------------------------
@@ -352,7 +372,38 @@ void RunDb::flush() {
   Transaction tx(*db_);
   insert_buffer();
   tx.commit();
+  const std::vector<MetricRow> written = std::move(buffer_);
   buffer_.clear();
+  mirror(written);
+}
+
+// ---- the JSON-lines mirror -----------------------------------------------------------------
+
+void RunDb::mirror_to_jsonl(const std::string& path) {
+  try {
+    jsonl_ = std::make_unique<LineLog>(path);
+  } catch (const LineLogError& e) {
+    throw RunDbError(std::string("run database ") + path_ + ": metrics mirror: " + e.what());
+  }
+}
+
+// Called after the commit: a tailing reader never sees a metric the database does not have.
+void RunDb::mirror(const std::vector<MetricRow>& rows) {
+  for (const MetricRow& m : rows) {
+    nlohmann::json line{{"run", m.run}, {"step", m.step}, {"name", m.name}, {"value", nullptr}, {"time", m.time}};
+    if (std::isfinite(m.value)) line["value"] = m.value;
+    mirror_event(line.dump(-1, ' ', false, kReplaceBadUtf8));
+  }
+}
+
+void RunDb::mirror_event(const std::string& json_line) {
+  if (!jsonl_) return;
+  try {
+    jsonl_->append(json_line);
+  } catch (const LineLogError& e) {
+    throw RunDbError(std::string("run database ") + path_ + ": metrics mirror: " + e.what() +
+                     " (runs.sqlite has the rows)");
+  }
 }
 
 // ---- readers -------------------------------------------------------------------------------

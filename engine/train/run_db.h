@@ -16,6 +16,14 @@
 // logged since the last flush and never leaves a partial write. Other processes may read
 // (sqlite3 CLI, Python) while a run writes; concurrent writers wait up to busy_timeout_ms.
 //
+// metrics.jsonl (mirror_to_jsonl): the same, as JSON lines for tools that tail a run, written
+// after each commit, one line per metric and per run event:
+//   {"run":1,"step":10,"name":"train.loss","value":0.53,"time":1765100000.125}   (value null: NaN or +-inf)
+//   {"event":"begin","run":1,"name":"...","seed":0,"device":"cpu","time":...}
+//   {"event":"resume","run":1,"from_step":200,"time":...}: lines of run 1 with step > 200 written
+//        before it are superseded (the resumed run logs those steps again)
+//   {"event":"end","run":1,"status":"finished","message":"...","time":...}
+//
 // Errors throw RunDbError naming the database file and the SQL operation that failed.
 // A RunDb is one connection: use it from one thread at a time.
 #pragma once
@@ -31,6 +39,7 @@
 namespace mg {
 
 class SqliteDb;  // engine/sqlite/sqlite_db.h
+class LineLog;   // engine/io/line_log.h
 
 struct RunDbError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -100,6 +109,10 @@ class RunDb {
   // metrics of a run deleted since they were logged are dropped and named in the error.
   void flush();
   size_t pending() const { return buffer_.size(); }
+  // From now on, mirrors what is committed to `path` as JSON lines (the format above),
+  // appending to what the file holds. A mirror line that cannot be written throws RunDbError
+  // naming that file; the database has the rows then.
+  void mirror_to_jsonl(const std::string& path);
 
   // Readers (for tests, eval and reports).
   std::optional<RunRecord> run(int64_t id) const;
@@ -112,10 +125,13 @@ class RunDb {
   bool run_exists(int64_t id, const char* what) const;
   void drop_metrics_of_missing_runs();
   void insert_buffer();
+  void mirror(const std::vector<MetricRow>& rows);
+  void mirror_event(const std::string& json_line);
 
   std::string path_;
   std::unique_ptr<SqliteDb> db_;
   std::vector<MetricRow> buffer_;
+  std::unique_ptr<LineLog> jsonl_;          // null: no mirror
   std::unordered_set<int64_t> known_runs_;  // seen to exist: log() looks up only the others
 };
 

@@ -4,16 +4,17 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
-#include <exception>
-#include <limits>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <memory>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <unordered_set>
 
@@ -42,18 +43,6 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 namespace {
-
-std::string format_duration(double s) {
-  char buf[32];
-  const auto t = static_cast<long long>(s + 0.5);
-  if (t >= 3600)
-    std::snprintf(buf, sizeof buf, "%lldh%02lldm", t / 3600, t / 60 % 60);
-  else if (t >= 60)
-    std::snprintf(buf, sizeof buf, "%lldm%02llds", t / 60, t % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%llds", t);
-  return buf;
-}
 
 // The cache entry of every selected item; -1 when the cache has no audio for it.
 std::vector<int64_t> cache_indices(const TrainingData& d, const audio::AudioCache& cache) {
@@ -147,13 +136,29 @@ std::unordered_set<std::string> prepare(const TrainingData& d, const Config& cfg
   return failed;
 }
 
+// The step count and schedule of a selection, checked before its audio is decoded: with
+// train.epochs, a warm-up longer than the run is known only once the selection is.
+int64_t steps_per_epoch_of(const Config& cfg, const TrainingData& data) {
+  const int64_t B = cfg.train.batch_triplets;
+  return std::max<int64_t>(1, (static_cast<int64_t>(data.anchors.size()) + B - 1) / B);
+}
+int64_t total_steps_of(const Config& cfg, const TrainingData& data) {
+  return cfg.train.epochs > 0 ? cfg.train.epochs * steps_per_epoch_of(cfg, data) : cfg.train.steps;
+}
+void check_schedule_of(const Config& cfg, const TrainingData& data) {
+  (void)make_lr_schedule(cfg, total_steps_of(cfg, data));  // throws ConfigError
+}
+
 // Selects the items and decodes them into the cache. Items that fail to decode are left out of
 // the selection; with data.top_k the next ranks with audio take their places, and those are
 // decoded in turn (prepare_cache skips what is already cached), until every selected item has
-// audio. Each round leaves out at least one more item, so the rounds end.
-TrainingData select_and_prepare(const Config& cfg, int threads, const std::string& cache_dir, const TrainOptions& o) {
+// audio. Each round leaves out at least one more item, so the rounds end. `check` sees the first
+// selection before anything is decoded (and may throw).
+TrainingData select_and_prepare(const Config& cfg, int threads, const std::string& cache_dir, const TrainOptions& o,
+                                const std::function<void(const TrainingData&)>& check) {
   std::unordered_set<std::string> no_audio, with_audio;
   TrainingData data = build_training_data(cfg, threads, no_audio);
+  check(data);
   for (;;) {
     const std::unordered_set<std::string> failed = prepare(data, cfg, cache_dir, o);
     if (failed.empty()) return data;
@@ -239,6 +244,7 @@ class TrainingRun {
   }
 
   // ---- the phases -------------------------------------------------------------------------
+  void open_backend();     // the device, before any decoding: a wrong --device fails in a moment
   void prepare_data();     // the graph, the selection, the audio cache; held_out_items.txt
   void build_model();      // backend, model, optimizer, train step; the step count and schedule
   void start_or_resume();  // a new run (init, input statistics, a runs.sqlite row) or the checkpoint's
@@ -333,8 +339,8 @@ void TrainingRun::check_run_dir() {
     throw std::invalid_argument(e.what());
   }
   cache_dir_ = cfg_.data.cache.empty() ? (run_dir_ / "cache").string() : cfg_.data.cache;
-  last_path_ = run_dir_ / "last.safetensors";
-  best_path_ = run_dir_ / "best.safetensors";
+  last_path_ = run_dir_ / kLastCheckpointFile;
+  best_path_ = run_dir_ / kBestCheckpointFile;
   if (!o_.resume && fs::exists(last_path_))
     throw std::invalid_argument(last_path_.string() +
                                 " exists: this run directory holds a run. Continue it with --resume, or choose "
@@ -354,14 +360,21 @@ void TrainingRun::check_run_dir() {
     if (to_toml(stored) != to_toml(cfg_))
       throw std::invalid_argument("--resume: the config differs from the one " + last_path_.string() +
                                   " was trained with; resume with the same config (see " +
-                                  (run_dir_ / "config.toml").string() + ")");
+                                  (run_dir_ / kRunConfigFile).string() + ")");
   }
-  if (leader_) write_file_atomic((run_dir_ / "config.toml").string(), to_toml(cfg_));
+  if (leader_) write_file_atomic((run_dir_ / kRunConfigFile).string(), to_toml(cfg_));
+}
+
+void TrainingRun::open_backend() {
+  std::string note;
+  be_ = make_backend(o_.backend, &note);
+  std::printf("%s\n", note.c_str());
 }
 
 void TrainingRun::prepare_data() {
   const auto t0 = WallClock::now();
-  data_ = select_and_prepare(cfg_, o_.backend.threads, cache_dir_, o_);
+  data_ = select_and_prepare(cfg_, o_.backend.threads, cache_dir_, o_,
+                             [&](const TrainingData& d) { check_schedule_of(cfg_, d); });
   cache_.emplace(audio::AudioCache::open(cache_dir_));
   item_cache_ = cache_indices(data_, *cache_);
   for (const int32_t i : data_.train_items) train_cache_.push_back(item_cache_[static_cast<size_t>(i)]);
@@ -372,9 +385,6 @@ void TrainingRun::prepare_data() {
 }
 
 void TrainingRun::build_model() {
-  std::string note;
-  be_ = make_backend(o_.backend, &note);
-  std::printf("%s\n", note.c_str());
   B_ = cfg_.train.batch_triplets;
   mining_ = mines_in_batch(cfg_);
   contrastive_ = cfg_.loss.name == LossKind::Contrastive;
@@ -403,13 +413,16 @@ void TrainingRun::build_model() {
   }
   if (!in_batch_layout(cfg_)) step_->set_triplets(TrainStep::offline_triplets(B_));
 
-  steps_per_epoch_ = std::max<int64_t>(1, (static_cast<int64_t>(data_.anchors.size()) + B_ - 1) / B_);
-  total_ = cfg_.train.epochs > 0 ? cfg_.train.epochs * steps_per_epoch_ : cfg_.train.steps;
+  steps_per_epoch_ = steps_per_epoch_of(cfg_, data_);
+  total_ = total_steps_of(cfg_, data_);
   schedule_ = make_lr_schedule(cfg_, total_);
 }
 
 void TrainingRun::start_or_resume() {
-  if (leader_) db_ = std::make_unique<RunDb>((run_dir_ / "runs.sqlite").string());
+  if (leader_) {
+    db_ = std::make_unique<RunDb>((run_dir_ / kRunsDbFile).string());
+    db_->mirror_to_jsonl((run_dir_ / kMetricsJsonlFile).string());
+  }
   if (o_.resume) {
     const TrainState st = load_with_optimizer();
     done_ = st.step;
@@ -678,6 +691,7 @@ void TrainingRun::log_step(int64_t s, const StepStats& st, double lr, int64_t cl
   if (mining_) log_metric(s, "train.mined", st.mined);
   const double elapsed = seconds_since(t_loop_);
   const double clips_per_s = static_cast<double>(clips_done) / std::max(elapsed, 1e-9);
+  log_metric(s, "train.clips_per_second", clips_per_s);
   const double eta = elapsed / static_cast<double>(s - done_) * static_cast<double>(total_ - s);
   char line[256];
   const int valid = mining_ ? static_cast<int>(st.mined) : contrastive_ ? rows_ : B_;
@@ -774,8 +788,49 @@ TrainResult TrainingRun::end(TrainStatus status, RunStatus db_status, int64_t st
 
 }  // namespace
 
+const char* to_string(TrainStatus s) {
+  switch (s) {
+    case TrainStatus::Finished: return "finished";
+    case TrainStatus::Interrupted: return "interrupted";
+    case TrainStatus::EarlyStopped: return "early_stopped";
+    case TrainStatus::Diverged: return "diverged";
+  }
+  return "unknown";
+}
+
+std::string train_result_json(const TrainResult& r, const std::string& run_dir) {
+  const fs::path d(run_dir);
+  auto metrics_of = [](const std::optional<ValidationReport>& v, bool baseline) {
+    nlohmann::json m = nlohmann::json::object();
+    if (v)
+      for (const auto& [name, value] : v->metrics(baseline))
+        m[name] = std::isfinite(value) ? nlohmann::json(value) : nullptr;
+    return m;
+  };
+  const nlohmann::json j{{"status", to_string(r.status)},
+                         {"steps", r.steps},
+                         {"skipped_steps", r.skipped_steps},
+                         {"run_id", r.run_id},
+                         {"best_recall", r.best_recall},
+                         {"best_step", r.best_step},
+                         {"recall_k", r.last      ? r.last->k
+                                      : r.initial ? r.initial->k
+                                                  : 0},
+                         {"message", r.message},
+                         {"held_out_groups", r.held_out_groups},
+                         {"run_dir", run_dir},
+                         {"best_checkpoint", (d / kBestCheckpointFile).string()},
+                         {"last_checkpoint", (d / kLastCheckpointFile).string()},
+                         {"runs_db", (d / kRunsDbFile).string()},
+                         {"metrics_jsonl", (d / kMetricsJsonlFile).string()},
+                         {"initial", metrics_of(r.initial, true)},
+                         {"last", metrics_of(r.last, false)}};
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 TrainResult run_training(const Config& cfg, const TrainOptions& o) {
   TrainingRun run(cfg, o);  // checks the run directory and the config, writes config.toml
+  run.open_backend();
   run.prepare_data();
   run.build_model();
   run.start_or_resume();

@@ -15,7 +15,8 @@
 //     every checkpoint_every, at the end and on SIGINT/SIGTERM: last.safetensors
 //
 // Outputs in data.run_dir: config.toml (the resolved config), last.safetensors,
-// best.safetensors, runs.sqlite (runs and metrics tables, see engine/train/run_db.h),
+// best.safetensors, runs.sqlite (runs and metrics tables, see engine/train/run_db.h) and
+// metrics.jsonl (the same metrics as JSON lines, for tools that tail the run),
 // held_out_items.txt (the ids never trained on, one per line: `melgraph eval --queries`), and
 // the cache (data.cache, default <run_dir>/cache).
 #pragma once
@@ -28,12 +29,10 @@
 #include "engine/backend_factory.h"
 #include "engine/config.h"
 #include "engine/dist/comm.h"
+#include "engine/train/run_dir.h"
 #include "engine/train/validation.h"
 
 namespace mg::train {
-
-// The file in the run directory that lists the held-out items' ids.
-inline constexpr const char* kHeldOutItemsFile = "held_out_items.txt";
 
 struct TrainOptions {
   std::string config_path;     // for messages ("resume with ...")
@@ -73,5 +72,12 @@ struct TrainResult {
 
 // Throws for bad input (ConfigError, GraphInputError, std::invalid_argument) and failures.
 TrainResult run_training(const Config& cfg, const TrainOptions& options);
+
+const char* to_string(TrainStatus s);  // finished, interrupted, early_stopped, diverged
+// The result as one JSON object (`melgraph train --json`): status, steps, skipped_steps, run_id,
+// best_recall (-1: none), best_step, recall_k, message, held_out_groups, the run directory's
+// files (run_dir, best_checkpoint, last_checkpoint, runs_db, metrics_jsonl) and the metrics of
+// the first and the last validation (`initial`, `last`: name -> value as in runs.sqlite).
+std::string train_result_json(const TrainResult& r, const std::string& run_dir);
 
 }  // namespace mg::train
