@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cmath>
+
 namespace mg {
 
 namespace {
@@ -39,7 +41,7 @@ void ProgressLine::finish() {
 
 std::string format_duration(double seconds) {
   char buf[32];
-  const auto t = static_cast<long long>(seconds + 0.5);
+  const long long t = std::llround(seconds);
   if (t >= 3600)
     std::snprintf(buf, sizeof buf, "%lldh%02lldm", t / 3600, t / 60 % 60);
   else if (t >= 60)
