@@ -42,5 +42,6 @@ void register_export(CLI::App& app);  // export and export-npy
 void register_query(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_quality(CLI::App& app);
+void register_report(CLI::App& app);
 
 }  // namespace mg::cli

@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   mg::cli::register_query(app);
   mg::cli::register_eval(app);
   mg::cli::register_quality(app);
+  mg::cli::register_report(app);
 
   try {
     app.parse(argc, argv);
