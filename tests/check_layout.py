@@ -29,9 +29,9 @@ LAYERS = {
     "engine/train": ["engine", "engine/audio", "engine/dist", "engine/embed", "engine/io", "engine/sqlite", "graph",
                      "kernels"],
     "engine/index": ["engine", "engine/audio", "engine/embed", "engine/io", "engine/sqlite", "graph", "kernels"],
-    "engine/quality": ["engine", "engine/audio", "engine/demo", "engine/embed", "engine/index", "engine/io",
-                       "engine/train", "graph", "kernels"],
     "engine/report": ["engine", "engine/index", "engine/io", "engine/train", "graph", "kernels"],
+    "engine/quality": ["engine", "engine/audio", "engine/demo", "engine/embed", "engine/index", "engine/io",
+                       "engine/report", "engine/train", "graph", "kernels"],
 }
 LIBRARY_NAME = {folder: "melgraph_" + (folder.split("/")[-1]) for folder in LAYERS}
 LIBRARY_NAME["engine"] = "melgraph_engine"

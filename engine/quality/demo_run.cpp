@@ -17,6 +17,7 @@
 #include "engine/index/index_format.h"
 #include "engine/index/index_query.h"
 #include "engine/io/atomic_file.h"
+#include "engine/report/report.h"
 #include "engine/train/trainer.h"
 #include "graph/edge_list_io.h"
 #include "graph/preference_graph.h"
@@ -131,6 +132,20 @@ void export_eval_query(const DemoRunOptions& o, const Config& cfg, const Backend
               index::format_hits(idx, index::query_audio(*be, idx, audio, 5, "")).c_str());
 }
 
+// melgraph report of the run with the index: the curves, the map of the embeddings.
+void write_report(DemoResult& d) {
+  std::printf("\n== 6. report\n");
+  report::ReportOptions ro;
+  ro.run_dir = d.run_dir;
+  ro.index = d.index;
+  d.report = (fs::path(d.dir) / "report.html").string();
+  write_file_atomic(d.report, report::build_report(ro).html);
+  std::printf(
+      "melgraph report %s --index %s --out %s\nopen %s in a browser: the curves, the validation against the "
+      "baselines and a map of the embeddings\n",
+      d.run_dir.c_str(), d.index.c_str(), d.report.c_str(), d.report.c_str());
+}
+
 }  // namespace
 
 DemoResult run_demo(const DemoRunOptions& o) {
@@ -153,6 +168,7 @@ DemoResult run_demo(const DemoRunOptions& o) {
   std::printf("%s\n", r.message.c_str());
   print_verdict(r, d);
   export_eval_query(o, cfg, to.backend, d);
+  write_report(d);
   return d;
 }
 
@@ -162,6 +178,7 @@ std::string DemoResult::json() const {
                          {"config", config},
                          {"run_dir", run_dir},
                          {"index", index},
+                         {"report", report},
                          {"k", k},
                          {"held_out_queries", held_out_queries},
                          {"trained", score(trained)},

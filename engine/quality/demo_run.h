@@ -8,10 +8,11 @@
 //   4. the verdict: recall@k of held-out items for the trained model, the untrained model,
 //      the mean-log-mel baseline and chance;
 //   5. `melgraph export` of the best checkpoint into an SQLite index, `melgraph eval` of the
-//      index against the graph, and a sample `melgraph query` by item and by audio file.
+//      index against the graph, and a sample `melgraph query` by item and by audio file;
+//   6. `melgraph report` of the run and the index: report.html in the demo's folder.
 //
 // Everything lands in --dir (default melgraph-demo/): the collection, demo.toml, the run and
-// the index; a rerun replaces an earlier demo there.
+// the index and report.html; a rerun replaces an earlier demo there.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -38,7 +39,7 @@ struct DemoScore {
 };
 
 struct DemoResult {
-  std::string dir, config, run_dir, index;
+  std::string dir, config, run_dir, index, report;
   int k = 0;
   int64_t held_out_queries = 0;
   DemoScore trained, untrained, mean_log_mel;

@@ -34,7 +34,7 @@ RunData load_run(const std::string& run_dir, int64_t id) {
     throw ReportInputError(run_dir +
                            ": no such directory: give a training run's directory (the data.run_dir of "
                            "melgraph train, e.g. <demo dir>/run)");
-  const std::string db_path = (fs::path(run_dir) / "runs.sqlite").string();
+  const std::string db_path = (fs::path(run_dir) / train::kRunsDbFile).string();
   if (!fs::is_regular_file(db_path))
     throw ReportInputError(db_path + ": no such file: " + run_dir +
                            " is not a training run's directory (melgraph train writes runs.sqlite into its "
@@ -69,7 +69,7 @@ std::optional<Config> run_config(const RunData& d, const std::string& run_dir, s
   } catch (const std::exception& e) {
     *why = e.what();
   }
-  const std::string path = (fs::path(run_dir) / "config.toml").string();
+  const std::string path = (fs::path(run_dir) / train::kRunConfigFile).string();
   try {
     return load_config(path);
   } catch (const std::exception& e) {

@@ -317,6 +317,22 @@ class ReportPage(unittest.TestCase):
         ok, why = not_blank(png)
         self.assertTrue(ok, why)
 
+    def test_the_demos_own_report(self):
+        """melgraph demo writes report.html into its folder: the same checks on that page."""
+        page = os.path.join(DEMO, "report.html")
+        self.assertTrue(os.path.isfile(page), "melgraph demo wrote no report.html")
+        with open(page, "rb") as f:
+            raw = f.read()
+        tree = parse_strict(raw)
+        self.assertEqual(run_metric_names() - charted_names(tree), set(), "metrics of the run in no chart")
+        self.assertIn("embedding-map", {s.get("id") for s in tree.iter("section")})
+        png = os.path.join(OUT, "demo-report.png")
+        problems, requests = load_page(page, png)
+        self.assertEqual(problems, [])
+        self.assertEqual(requests, ["file://" + os.path.abspath(page)])
+        ok, why = not_blank(png)
+        self.assertTrue(ok, why)
+
     def test_refusals_are_usage_errors(self):
         for args, part in (([os.path.join(OUT, "no-such-run")], "no-such-run: no such directory"),
                            ([RUN, "--run", "99"], "no run with id 99"),
