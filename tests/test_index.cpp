@@ -40,6 +40,7 @@
 #include "engine/index/index_export.h"
 #include "engine/index/index_format.h"
 #include "engine/index/index_query.h"
+#include "engine/index/query_batch.h"
 #include "engine/index/sha256.h"
 #include "engine/io/atomic_file.h"
 #include "engine/io/npy.h"
@@ -349,6 +350,35 @@ TEST_F(IndexTest, QueryByAudioOfAnIndexedFileRanksThatItemFirst) {
     // The file decoded afresh vs the cache's int16 copy: nearly the same vector.
     EXPECT_GT(r.hits[0].similarity, 0.9999f);
   }
+}
+
+// --exclude-same with a query by audio: the file is an item of the index (its SHA-256), so its
+// artist is known and excluded, the item too; the same query through a batch agrees; a file
+// that is no item's is refused, naming the file and the column, instead of excluding nothing.
+TEST_F(IndexTest, ExcludeSameOfAnAudioQueryTakesTheFilesItem) {
+  const Index x = read_index(file("index.sqlite"));
+  const auto be = cpu();
+  QueryFilter f;
+  f.exclude_same = "artist";
+  const IndexItem& it = x.items[5];
+  const QueryResult r = query_audio(*be, x, it.path, 10, "", f);
+  ASSERT_EQ(r.hits.size(), 10u);
+  for (const QueryHit& h : r.hits) {
+    EXPECT_NE(h.row, 5);
+    EXPECT_NE(x.items[static_cast<size_t>(h.row)].artist, it.artist) << x.items[static_cast<size_t>(h.row)].id;
+  }
+  BatchQuery batch(*be, x, f, 10, "");
+  const std::vector<std::string> lines = batch.run({QueryLine{1, it.path}});
+  ASSERT_EQ(lines.size(), 1u);
+  const nlohmann::json j = nlohmann::json::parse(lines[0]);
+  ASSERT_EQ(j["results"].size(), 10u) << lines[0];
+  for (size_t i = 0; i < 10; ++i) EXPECT_EQ(j["results"][i]["id"], x.items[static_cast<size_t>(r.hits[i].row)].id);
+
+  const std::string outside = file("outside.wav");
+  fs::copy_file(it.path, outside);
+  std::ofstream(outside, std::ios::app) << '\0';  // another file, another SHA-256
+  test::expect_error<IndexInputError>([&] { query_audio(*be, x, outside, 3, "", f); },
+                                      "--exclude-same artist: " + outside + " is not the audio of any item of ");
 }
 
 TEST_F(IndexTest, QueriesNeverModifyTheIndex) {

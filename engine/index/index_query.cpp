@@ -378,13 +378,35 @@ std::vector<float> embed_audio_query(Backend& be, const Index& index, const std:
   return AudioQueryEmbedder(be, index, checkpoint).embed(audio_path);
 }
 
+int64_t audio_query_row(const Index& index, const std::string& audio_path, const QueryFilter& filter) {
+  if (filter.exclude_same.empty()) return -1;
+  std::error_code ec;
+  const std::string absolute = fs::weakly_canonical(fs::absolute(audio_path), ec).string();
+  std::string hash;
+  try {
+    hash = sha256_file_hex(audio_path);
+  } catch (const std::exception&) {
+    // Unreadable: the decode that follows names the file and the reason.
+  }
+  for (int64_t row = 0; row < index.size(); ++row) {
+    const IndexItem& it = index.items[static_cast<size_t>(row)];
+    if (!hash.empty() && it.content_sha256 == hash) return row;
+    if (it.content_sha256.empty() && !absolute.empty() && fs::weakly_canonical(it.path, ec).string() == absolute)
+      return row;
+  }
+  throw IndexInputError("--exclude-same " + filter.exclude_same + ": " + audio_path +
+                        " is not the audio of any item of " + index.source + ", so it has no " + filter.exclude_same +
+                        " to exclude by; query an item with --item, or leave --exclude-same out");
+}
+
 QueryResult query_audio(Backend& be, const Index& index, const std::string& audio_path, int k,
                         const std::string& checkpoint, const QueryFilter& filter, const AnnSearcher* ann) {
   check_k(k);  // before the audio is decoded
+  const int64_t row = audio_query_row(index, audio_path, filter);
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<float> q = embed_audio_query(be, index, audio_path, checkpoint);
   const double embed = seconds_since(t0);
-  QueryResult r = run_search(be, index, q.data(), k, -1, filter, ann);
+  QueryResult r = run_search(be, index, q.data(), k, row, filter, ann);
   r.query = audio_path;
   r.embed_seconds = embed;
   return r;

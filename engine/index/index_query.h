@@ -60,7 +60,10 @@ void search(Backend& be, const Index& index, const float* queries, int64_t Q, in
 //   where:        every (column, value) pair must hold for an item to be returned;
 //   exclude_same: an item query leaves out the items whose value in this column is the query
 //                 item's ("similar tracks, not by the same artist"); a query item without a
-//                 value, and a query by audio or vector (no catalog row), exclude nothing.
+//                 value, and a query by vector (no catalog row), exclude nothing. A query by
+//                 an audio file takes the value of the index item with that file (the same
+//                 SHA-256, or for a schema-1 index the same path), itself left out too; a file
+//                 that is no item's has no value, and the query is refused (audio_query_row).
 struct QueryFilter {
   std::vector<std::pair<std::string, std::string>> where;
   std::string exclude_same;
@@ -155,6 +158,12 @@ class AudioQueryEmbedder {
 // The embedding of one audio file (an AudioQueryEmbedder for one file).
 std::vector<float> embed_audio_query(Backend& be, const Index& index, const std::string& audio_path,
                                      const std::string& checkpoint);
+
+// The row exclude_same takes its value from for a query by `audio_path`: -1 without
+// exclude_same; with it, the item whose file has the same SHA-256 (the same absolute path for a
+// schema-1 index, which has no hashes). IndexInputError naming the file and the column when
+// no item has that file: nothing to exclude by, and silence would return the same album.
+int64_t audio_query_row(const Index& index, const std::string& audio_path, const QueryFilter& filter);
 
 // Embeds the file (check_index_checkpoint first) and searches.
 QueryResult query_audio(Backend& be, const Index& index, const std::string& audio_path, int k,

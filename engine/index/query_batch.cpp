@@ -104,7 +104,12 @@ std::optional<QueryRequest> parse_query_line(const Index& index, const std::stri
 
 BatchQuery::BatchQuery(Backend& be, const Index& index, const QueryFilter& filter, int k, std::string checkpoint,
                        const AnnSearcher* ann)
-    : be_(be), index_(index), k_(k), checkpoint_(std::move(checkpoint)), search_(be, index, filter, ann) {
+    : be_(be),
+      index_(index),
+      k_(k),
+      checkpoint_(std::move(checkpoint)),
+      filter_(filter),
+      search_(be, index, filter, ann) {
   check_k(k);
 }
 
@@ -133,6 +138,7 @@ std::vector<std::string> BatchQuery::run(const std::vector<QueryLine>& lines) {
         p.row = require_item(index_, p.req.text);
         v.assign(index_.vector(p.row), index_.vector(p.row) + D);
       } else if (p.req.kind == QueryKind::Audio) {
+        p.row = audio_query_row(index_, p.req.text, filter_);
         if (!embedder_) embedder_ = std::make_unique<AudioQueryEmbedder>(be_, index_, checkpoint_);
         v = embedder_->embed(p.req.text);
         ++audio_embedded_;

@@ -66,6 +66,7 @@ class BatchQuery {
   const Index& index_;
   int k_;
   std::string checkpoint_;
+  QueryFilter filter_;  // exclude_same of an audio query looks up its item (audio_query_row)
   FilteredSearch search_;
   std::unique_ptr<AudioQueryEmbedder> embedder_;  // at the first audio query
   int64_t answered_ = 0, failed_ = 0, audio_embedded_ = 0;
