@@ -172,14 +172,11 @@ CachedItems decode_catalog(const ExportOptions& o, const Config& cfg, const grap
 
 // The checkpoint's model over the cached items (the mean of o.crops crops each); *step is the
 // checkpoint's step.
-embed::Embeddings embed_items(const ExportOptions& o, const Config& cfg, const CachedItems& c, ExportSummary& s,
-                              int64_t* step) {
+embed::Embeddings embed_items(Backend& be, const ExportOptions& o, const Config& cfg, const CachedItems& c,
+                              ExportSummary& s, int64_t* step) {
   const auto t0 = WallClock::now();
-  std::string note;
-  std::unique_ptr<Backend> be = make_backend(o.backend, &note);
-  s.device = be->describe();
   const int64_t clips = static_cast<int64_t>(c.cache_index.size()) * o.crops;
-  Model model(cfg, *be, static_cast<int>(std::clamp<int64_t>(clips, 1, 64)));
+  Model model(cfg, be, static_cast<int>(std::clamp<int64_t>(clips, 1, 64)));
   try {
     *step = load_checkpoint(o.checkpoint, model, nullptr).step;
   } catch (const CheckpointError& e) {
@@ -313,6 +310,15 @@ ExportSummary export_index(const ExportOptions& o) {
   s.crops = o.crops;
   s.cache_dir = o.cache_dir.empty() ? default_cache_dir(o.out) : o.cache_dir;
   const Config cfg = checkpoint_config(o.checkpoint);
+  // The device before the audio: one the machine lacks must not wait for every file to be
+  // hashed and decoded to fail.
+  std::unique_ptr<Backend> be;
+  try {
+    be = make_backend(o.backend, nullptr);
+  } catch (const std::invalid_argument& e) {
+    throw IndexInputError(e.what());
+  }
+  s.device = be->describe();
   s.checkpoint_sha256 = sha256_file_hex(o.checkpoint);
   const graph::Catalog catalog = graph::load_catalog(o.catalog, o.skip_bad_lines);
   s.skipped = graph::skipped_rows_note(catalog);
@@ -329,7 +335,7 @@ ExportSummary export_index(const ExportOptions& o) {
   int64_t step = 0;
   embed::Embeddings emb;
   if (!cached.cache_index.empty()) {
-    emb = embed_items(o, cfg, cached, s, &step);
+    emb = embed_items(*be, o, cfg, cached, s, &step);
   } else if (previous.found) {  // nothing new: the previous index's model, as it recorded it
     s.dim = previous.index.dim;
     s.device = previous.index.meta_value("device");
