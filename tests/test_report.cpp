@@ -270,6 +270,7 @@ TEST(ReportPlan, EveryNameIsInExactlyOneChart) {
   const std::vector<std::string> names = {"train.loss",
                                           "train.lr",
                                           "train.active",
+                                          "train.active_share",
                                           "train.grad_norm",
                                           "train.mined",
                                           "loader.wait_fraction",

@@ -15,8 +15,8 @@ namespace {
 
 // The training charts that come first, in this order; the rest of train.* and loader.* follow
 // by name.
-const std::vector<std::string> kTrainingFirst = {"train.loss", "train.lr", "train.active", "train.clips_per_second",
-                                                 "train.grad_norm"};
+const std::vector<std::string> kTrainingFirst = {"train.loss", "train.lr", "train.active_share",
+                                                 "train.clips_per_second", "train.grad_norm"};
 
 // Validation sets in the order of ValidationReport (engine/train/validation.cpp), then metrics
 // in the order it logs them; unknown ones after these, by name.
@@ -44,8 +44,10 @@ std::string caption_of(const ChartSpec& s) {
   static const std::map<std::string, std::string> known = {
       {"train.loss", "training loss of each step: thin line as logged, thick line smoothed"},
       {"train.lr", "learning rate"},
-      {"train.active",
-       "active triplets of the batch (a positive hinge; contrastive loss: rows with a positive), as logged"},
+      {"train.active_share",
+       "share of the batch the loss learns from: triplets with a positive hinge (of those mined, with mining); "
+       "contrastive loss: rows with a positive"},
+      {"train.active", "the same as a count"},
       {"train.clips_per_second", "throughput: training clips per second"},
       {"train.grad_norm", "gradient norm before clipping"},
       {"train.mined", "triplets mined in the batch"},

@@ -686,6 +686,9 @@ void TrainingRun::log_step(int64_t s, const StepStats& st, double lr, int64_t cl
                            bool force) {
   log_metric(s, "train.loss", st.loss);
   log_metric(s, "train.active", st.active);
+  // Of the triplets (mined ones with mining) or contrastive rows the loss could learn from.
+  const int valid = mining_ ? static_cast<int>(st.mined) : contrastive_ ? rows_ : B_;
+  log_metric(s, "train.active_share", valid > 0 ? static_cast<double>(st.active) / static_cast<double>(valid) : 0.0);
   log_metric(s, "train.grad_norm", st.grad_norm);
   log_metric(s, "train.lr", lr);
   if (mining_) log_metric(s, "train.mined", st.mined);
@@ -694,7 +697,6 @@ void TrainingRun::log_step(int64_t s, const StepStats& st, double lr, int64_t cl
   log_metric(s, "train.clips_per_second", clips_per_s);
   const double eta = elapsed / static_cast<double>(s - done_) * static_cast<double>(total_ - s);
   char line[256];
-  const int valid = mining_ ? static_cast<int>(st.mined) : contrastive_ ? rows_ : B_;
   std::snprintf(line, sizeof line, "step %lld/%lld  epoch %lld  loss %.4f (avg %.4f)  active %d/%d  lr %.2e  %.0f clips/s  ETA %s",
                 static_cast<long long>(s), static_cast<long long>(total_),
                 static_cast<long long>((s - 1) / steps_per_epoch_ + 1), st.loss, loss_ema,
