@@ -12,6 +12,7 @@
 #include "engine/report/metric_charts.h"
 #include "engine/report/report_error.h"
 #include "engine/train/run_db.h"
+#include "engine/train/run_dir.h"
 #include "engine/train/trainer.h"
 
 namespace mg::report {
@@ -76,15 +77,6 @@ std::optional<Config> run_config(const RunData& d, const std::string& run_dir, s
     *why += std::string("; ") + e.what();
   }
   return std::nullopt;
-}
-
-// A path of the run's config as it was resolved when the run began: relative to the directory
-// melgraph train ran in, or, when that is not where the report runs, the run directory's parent
-// (where a config beside its run directory points from).
-std::string locate(const std::string& path, const std::string& run_dir) {
-  if (path.empty() || fs::path(path).is_absolute() || fs::exists(path)) return path;
-  const fs::path beside = fs::path(run_dir).parent_path() / path;
-  return fs::exists(beside) ? beside.lexically_normal().string() : path;
 }
 
 std::string row(const std::string& key, const std::string& value) {
@@ -182,7 +174,7 @@ Report build_report(const ReportOptions& o) {
     sections.push_back(similarity_section(x, io));
     RetrievalInputs in;
     if (cfg) {
-      in.edges = locate(cfg->data.edges, o.run_dir);
+      in.edges = train::locate_run_path(cfg->data.edges, o.run_dir);
       in.k = cfg->data.recall_k;
       in.hops = cfg->train.pos_hops;
     }

@@ -7,6 +7,12 @@ namespace mg::train {
 
 namespace fs = std::filesystem;
 
+std::string locate_run_path(const std::string& path, const std::string& run_dir) {
+  if (path.empty() || fs::path(path).is_absolute() || fs::exists(path)) return path;
+  const fs::path beside = fs::path(run_dir).parent_path() / path;
+  return fs::exists(beside) ? beside.lexically_normal().string() : path;
+}
+
 bool is_run_directory(const std::string& dir) {
   const fs::path d(dir);
   return fs::is_regular_file(d / kRunConfigFile) &&
@@ -24,6 +30,8 @@ RunDirectory open_run_directory(const std::string& dir) {
   RunDirectory r;
   r.dir = dir;
   r.config = load_config(config.string());
+  for (std::string* p : {&r.config.data.catalog, &r.config.data.edges, &r.config.data.cache})
+    *p = locate_run_path(*p, dir);
   for (const char* name : {kBestCheckpointFile, kLastCheckpointFile})
     if (fs::is_regular_file(d / name)) {
       r.checkpoint = (d / name).string();

@@ -22,10 +22,16 @@ inline constexpr const char* kHeldOutItemsFile = "held_out_items.txt";
 
 struct RunDirectory {
   std::string dir;
-  Config config;           // config.toml
+  Config config;           // config.toml, its data paths located (locate_run_path)
   std::string checkpoint;  // best.safetensors, or last.safetensors before the first validation
   std::string cache;       // data.cache, or <dir>/cache
 };
+
+// A data path of a run's config.toml as the run resolved it: absolute, or relative to the folder
+// `melgraph train` ran in. From elsewhere, a relative path that does not exist here is tried
+// relative to the run directory's parent (where a config beside its run directory points
+// from); the path as given when neither exists (the error that follows names it).
+std::string locate_run_path(const std::string& path, const std::string& run_dir);
 
 // Whether `dir` holds a training run's config.toml and a checkpoint.
 bool is_run_directory(const std::string& dir);
