@@ -138,6 +138,7 @@ void write_report(DemoResult& d) {
   report::ReportOptions ro;
   ro.run_dir = d.run_dir;
   ro.index = d.index;
+  ro.index_options.color_by = "style";  // the collection's six styles: what the graph mostly links
   d.report = (fs::path(d.dir) / "report.html").string();
   write_file_atomic(d.report, report::build_report(ro).html);
   std::printf(
