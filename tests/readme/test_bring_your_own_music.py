@@ -79,7 +79,8 @@ def main():
     assert "export: the training run in run" in r.stderr, "export --run did not take the run"
     assert "(0 decoded now, 138 already there)" in r.stdout, "export decoded audio again"
     with open(os.path.join(work, "report.html"), encoding="utf-8") as f:
-        assert "embedding-map" in f.read()
+        page = f.read()
+    assert "embedding-map" in page and "Colour: album" in page, "report.html: no map coloured by album"
     print("README's bring-your-own-music commands: ok")
     return 0
 
