@@ -1,5 +1,5 @@
 // `melgraph demo`: the whole pipeline on a generated collection, on any machine, in minutes
-// (engine/quality/demo_run.h: collection, config, train, verdict, export / eval / query).
+// (engine/quality/demo_run.h: collection, config, train, verdict, export / eval / query, report).
 // Everything lands in --dir (default melgraph-demo/); a rerun replaces an earlier demo there.
 #include <cstdio>
 #include <memory>

@@ -1,5 +1,6 @@
 // `melgraph export`: embed a catalog with a trained checkpoint into an index file
-// (engine/index/index_export.h); `melgraph export-npy`: an index's vectors as .npy + an ids file.
+// (engine/index/index_export.h), or a training run's files with --run (engine/train/run_dir.h);
+// `melgraph export-npy`: an index's vectors as .npy + an ids file.
 #include <cstdio>
 #include <filesystem>
 #include <memory>
