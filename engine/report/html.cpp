@@ -46,6 +46,8 @@ bool forbidden_in_html(uint32_t cp) {
 
 }  // namespace
 
+std::string note(const std::string& text) { return "<p class=\"note\">" + html_escape(text) + "</p>\n"; }
+
 std::string html_escape(std::string_view text) {
   std::string out;
   out.reserve(text.size());

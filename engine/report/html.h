@@ -13,6 +13,9 @@ namespace mg::report {
 // title or message read from a catalog may hold anything and the page must still parse.
 std::string html_escape(std::string_view text);
 
+// A paragraph of explanation (class "note"), its text escaped.
+std::string note(const std::string& text);
+
 // A part of the page: an anchor id (letters, digits, '-'), a heading and its HTML body.
 struct Section {
   std::string id, title, body;

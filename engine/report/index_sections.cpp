@@ -35,8 +35,6 @@ constexpr const char* kMapId = "embedding-map";
 constexpr const char* kSimilarityId = "similarity";
 constexpr const char* kRetrievalId = "retrieval";
 
-std::string note(const std::string& text) { return "<p class=\"note\">" + html_escape(text) + "</p>\n"; }
-
 // Column value of an item: the index's own columns, else the catalog's other columns in extra
 // (text as is, numbers and the like as JSON); "" when the item has none.
 std::string column_value(const index::IndexItem& it, const Json& extra, const std::string& column) {

@@ -27,8 +27,6 @@ struct RunData {
   RunMetrics metrics;
 };
 
-std::string note(const std::string& text) { return "<p class=\"note\">" + html_escape(text) + "</p>\n"; }
-
 // The run's row and metrics from <run_dir>/runs.sqlite; id 0: the last run.
 RunData load_run(const std::string& run_dir, int64_t id) {
   if (!fs::is_directory(run_dir))
