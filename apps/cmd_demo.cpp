@@ -20,6 +20,10 @@ void register_demo(CLI::App& app) {
   cmd->add_option("--clips", opts->clips, "Clips in the collection")->capture_default_str()->check(CLI::Range(48, 100000));
   cmd->add_option("--clip-seconds", opts->clip_seconds, "Length of every clip")
       ->capture_default_str()->check(CLI::Range(3.0, 600.0));
+  cmd->add_option("--pulse-depth", opts->pulse_depth,
+                  "How deep each clip's pulse, the sound the graph's taste rests on, dips the level (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 0.99));
   cmd->add_option("--steps", opts->steps, "Training steps")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--seed", opts->seed, "Seed of the collection, the weights and the batches")->capture_default_str();
   cmd->add_option("--threads", opts->threads, "CPU threads (0: all cores)")->capture_default_str()

@@ -181,35 +181,28 @@ TEST(DemoCollection, HubsHaveHighInDegree) {
   EXPECT_GT(weakest_hub, sorted[sorted.size() - sum.hubs.size() - 1]);
 }
 
-// The within-style structure the demo's graph rests on is the tempo feel: the feels' tempos
-// never overlap within a style (so the 12 closest in tempo share the clip's feel), and most
-// same-style edges between clips join clips of one feel, far more than the third that chance
-// would give.
-TEST(DemoCollection, SameStyleEdgesMostlyJoinClipsOfOneTempoFeel) {
+// The within-style structure the demo's graph rests on is the pulse: every pulse is common in
+// every style, and most same-style edges between clips (hubs aside) join clips of one pulse,
+// far more than the third that chance would give.
+TEST(DemoCollection, SameStyleEdgesMostlyJoinClipsOfOnePulse) {
   test::TempDir dir;
   DemoCollectionOptions o;
   o.clip_seconds = 0.05;
   o.sample_rate = 8000;
   const DemoCollectionSummary sum = make_demo_collection(dir.path.string(), o);
-  std::vector<int> feel_count(kDemoTempoFeels, 0);
   for (int s = 0; s < o.styles; ++s) {
-    // The slowest clip of each feel is faster than the fastest clip of the feel below.
-    std::vector<double> lo(kDemoTempoFeels, 1e9), hi(kDemoTempoFeels, 0);
+    std::vector<int> pulse_count(kDemoPulses, 0);
     for (int c = s; c < o.clips; c += o.styles) {
       const DemoClipTraits t = demo_clip_traits(o, c);
-      ASSERT_GE(t.feel, 0);
-      ASSERT_LT(t.feel, kDemoTempoFeels);
-      ++feel_count[static_cast<size_t>(t.feel)];
-      lo[static_cast<size_t>(t.feel)] = std::min(lo[static_cast<size_t>(t.feel)], t.bpm);
-      hi[static_cast<size_t>(t.feel)] = std::max(hi[static_cast<size_t>(t.feel)], t.bpm);
+      ASSERT_GE(t.pulse, 0);
+      ASSERT_LT(t.pulse, kDemoPulses);
+      ++pulse_count[static_cast<size_t>(t.pulse)];
     }
-    for (int f = 1; f < kDemoTempoFeels; ++f) {
-      if (hi[static_cast<size_t>(f - 1)] > 0 && lo[static_cast<size_t>(f)] < 1e9) {
-        EXPECT_GT(lo[static_cast<size_t>(f)], hi[static_cast<size_t>(f - 1)]) << "style " << s << ", feel " << f;
-      }
-    }
+    // 50 clips a style: about 17 of each pulse (the clips of a rarer one get taste neighbours
+    // of another pulse too, after all of their own).
+    for (int p = 0; p < kDemoPulses; ++p)
+      EXPECT_GE(pulse_count[static_cast<size_t>(p)], 8) << "style " << s << ", pulse " << p;
   }
-  for (int f = 0; f < kDemoTempoFeels; ++f) EXPECT_GT(feel_count[static_cast<size_t>(f)], o.clips / 6) << "feel " << f;
 
   const graph::EdgeList g = graph::load_edge_list(sum.edges_path);
   std::vector<std::string> name(static_cast<size_t>(g.num_nodes()));
@@ -219,17 +212,63 @@ TEST(DemoCollection, SameStyleEdgesMostlyJoinClipsOfOneTempoFeel) {
     return id[0] == 't' ? std::stoi(id.substr(1)) - 1 : -1;
   };
   const std::set<std::string> hubs(sum.hubs.begin(), sum.hubs.end());
-  int same_style = 0, same_feel = 0;
+  int same_style = 0, same_pulse = 0;
   for (size_t e = 0; e < g.src.size(); ++e) {
     const int a = clip_of(g.src[e]), b = clip_of(g.dst[e]);
     if (a < 0 || b < 0 || hubs.count(name[static_cast<size_t>(g.dst[e])])) continue;
     if (demo_clip_style(o, a) != demo_clip_style(o, b)) continue;
     ++same_style;
-    same_feel += demo_clip_traits(o, a).feel == demo_clip_traits(o, b).feel;
+    same_pulse += demo_clip_traits(o, a).pulse == demo_clip_traits(o, b).pulse;
   }
   ASSERT_GT(same_style, 500);
-  // taste 0.8 of the non-hub picks go to the feel, the rest land in it a third of the time.
-  EXPECT_GT(static_cast<double>(same_feel) / same_style, 0.75) << same_feel << " of " << same_style;
+  // taste 0.8 of the non-hub picks go to the pulse, the rest land in it a third of the time.
+  EXPECT_GT(static_cast<double>(same_pulse) / same_style, 0.75) << same_pulse << " of " << same_style;
+}
+
+// The pulse is what the demo's taste asks a model to hear, so it must be in the sound: the
+// level (mean square over 10 ms frames) of nearly every clip moves at its own pulse rate far
+// more than at the other two, and far less so at pulse_depth 0.
+TEST(DemoCollection, ALevelThatMovesAtTheClipsPulseRate) {
+  DemoCollectionOptions o;
+  o.clips = 36;
+  o.sample_rate = 8000;
+  // Magnitude of the level's Fourier component at hz, the level's mean removed.
+  auto level_at = [&](const std::vector<float>& x, double hz) {
+    const int frame = o.sample_rate / 100;
+    std::vector<double> level;
+    for (size_t at = 0; at + static_cast<size_t>(frame) <= x.size(); at += static_cast<size_t>(frame)) {
+      double e = 0;
+      for (int i = 0; i < frame; ++i)
+        e += static_cast<double>(x[at + static_cast<size_t>(i)]) * x[at + static_cast<size_t>(i)];
+      level.push_back(e / frame);
+    }
+    double mean = 0;
+    for (double v : level) mean += v / static_cast<double>(level.size());
+    double re = 0, im = 0;
+    for (size_t f = 0; f < level.size(); ++f) {
+      const double w = 2.0 * M_PI * hz * static_cast<double>(f) / 100.0;
+      re += (level[f] - mean) * std::cos(w);
+      im += (level[f] - mean) * std::sin(w);
+    }
+    return std::hypot(re, im) / mean;  // relative to the mean level, so clips compare
+  };
+  int clear = 0, flat_moves = 0;
+  for (int c = 0; c < o.clips; ++c) {
+    const int pulse = demo_clip_traits(o, c).pulse;
+    const std::vector<float> x = render_demo_clip(o, c);
+    double own = 0, other = 0;
+    for (int p = 0; p < kDemoPulses; ++p) {
+      const double m = level_at(x, demo_pulse_hz(p));
+      (p == pulse ? own : other) = std::max(p == pulse ? own : other, m);
+    }
+    clear += own > 3 * other;
+    DemoCollectionOptions flat = o;
+    flat.pulse_depth = 0;
+    flat_moves += level_at(render_demo_clip(flat, c), demo_pulse_hz(pulse)) > own / 3;
+  }
+  EXPECT_GE(clear, o.clips - 2) << "clips whose pulse stands out 3x over the other rates";
+  // A style's own rhythm may sit near a pulse rate (folk's eighths at 100 bpm are 3.3 Hz).
+  EXPECT_LE(flat_moves, 2) << "clips whose level, without the pulse, moves a third as much at the pulse rate";
 }
 
 TEST(DemoCollection, ClipsAreMono16BitWavsOfTheRenderedAudio) {
@@ -412,6 +451,9 @@ TEST(DemoCollection, BadOptionsNameTheField) {
   o = small_options();
   o.sample_rate = 4000;
   EXPECT_NE(message(o).find("sample_rate"), std::string::npos) << message(o);
+  o = small_options();
+  o.pulse_depth = 1.0;
+  EXPECT_NE(message(o).find("pulse_depth must be in [0, 1) (got 1.0"), std::string::npos) << message(o);
   EXPECT_THROW(render_demo_clip(small_options(), 40), std::out_of_range);
 }
 

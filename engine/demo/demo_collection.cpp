@@ -19,6 +19,7 @@
 #include <span>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 
 #include "engine/demo/demo_draws.h"
 #include "engine/audio/wav_writer.h"
@@ -88,23 +89,24 @@ DemoGraph build_graph(const DemoCollectionOptions& o, const std::vector<std::vec
   auto style_of = [&](int32_t item) {
     return static_cast<size_t>((item < o.clips ? item : item - o.clips) % o.styles);
   };
-  // Per clip, the taste_neighbours clips of its style closest in tempo (|log2 of the tempo
-  // ratio|), ties by index. Tempo, not key: a clip's mean spectrum (the mean-log-mel baseline)
-  // already shows its key, while tempo lives in how the spectrum changes over time, which
-  // only a model that looks at time can hear.
+  // Per clip, its taste_neighbours nearest clips of its style: those of its pulse first,
+  // then by closeness in tempo (|log2 of the tempo ratio|), ties by index. The pulse, not the
+  // key: a clip's mean spectrum (the mean-log-mel baseline) already shows its key, while the
+  // pulse lives in how the level moves over time, which only a model that looks at time can
+  // hear. A clip whose pulse is rare in its style still gets neighbours (of other pulses).
   std::vector<DemoClipTraits> traits(static_cast<size_t>(o.clips));
   for (int c = 0; c < o.clips; ++c) traits[static_cast<size_t>(c)] = demo_clip_traits(o, c);
   std::vector<std::vector<int32_t>> nearest(static_cast<size_t>(o.clips));
   for (int32_t c = 0; c < o.clips; ++c) {
-    std::vector<std::pair<double, int32_t>> by_distance;
+    std::vector<std::tuple<bool, double, int32_t>> by_distance;  // (other pulse, tempo distance, clip)
     for (int32_t other : pools[style_of(c)]) {
       if (other == c || other >= o.clips) continue;
       const DemoClipTraits &a = traits[static_cast<size_t>(c)], &b = traits[static_cast<size_t>(other)];
-      by_distance.emplace_back(std::abs(std::log2(a.bpm / b.bpm)), other);
+      by_distance.emplace_back(a.pulse != b.pulse, std::abs(std::log2(a.bpm / b.bpm)), other);
     }
     std::sort(by_distance.begin(), by_distance.end());
     const size_t n = std::min(by_distance.size(), static_cast<size_t>(o.taste_neighbours));
-    for (size_t j = 0; j < n; ++j) nearest[static_cast<size_t>(c)].push_back(by_distance[j].second);
+    for (size_t j = 0; j < n; ++j) nearest[static_cast<size_t>(c)].push_back(std::get<2>(by_distance[j]));
   }
   std::vector<int32_t> chosen;
   for (int32_t u = 0; u < items; ++u) {
@@ -130,7 +132,8 @@ DemoGraph build_graph(const DemoCollectionOptions& o, const std::vector<std::vec
           v = pool[static_cast<size_t>(d.below(static_cast<int>(pool.size())))];
         } else if (!hubs[s].empty() && d.uniform() < o.hub_share) {
           v = hubs[s][static_cast<size_t>(d.below(static_cast<int>(hubs[s].size())))];
-        } else if (u < o.clips && d.uniform() < o.taste) {
+        } else if (u < o.clips && !nearest[static_cast<size_t>(u)].empty() && d.uniform() < o.taste) {
+          // (A clip alone in its style has no nearest clips: its picks are any of the style's.)
           const auto& near = nearest[static_cast<size_t>(u)];
           v = near[static_cast<size_t>(d.below(static_cast<int>(near.size())))];
         } else {
@@ -256,6 +259,8 @@ void validate_demo_options(const DemoCollectionOptions& o) {
   if (!(o.taste >= 0 && o.taste <= 1)) fail("taste must be in [0, 1] (got " + std::to_string(o.taste) + ")");
   if (o.taste > 0 && o.taste_neighbours < 1)
     fail("taste_neighbours must be >= 1 when taste > 0 (got " + std::to_string(o.taste_neighbours) + ")");
+  if (!(o.pulse_depth >= 0 && o.pulse_depth < 1))
+    fail("pulse_depth must be in [0, 1) (got " + std::to_string(o.pulse_depth) + ")");
   if (o.threads < 0) fail("threads must be >= 0 (0: all cores; got " + std::to_string(o.threads) + ")");
   // Each item needs out_degree distinct targets other than itself within its style (all
   // of its picks may be same-style).

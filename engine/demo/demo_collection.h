@@ -8,25 +8,32 @@
 // which graph/catalog.h (load_catalog) and graph/edge_list_io.h (load_edge_list) read as is.
 //
 // The music: each clip belongs to one of `styles` styles (clip i has style i % styles). A
-// style fixes a tempo (which each clip plays at one of three feels: slower, as is, faster), a scale, a timbre (wavetable pluck / pad / square lead / saw bass /
+// style fixes a tempo, a scale, a timbre (wavetable pluck / pad / square lead / saw bass /
 // marimba / flute / organ, or an FM bell), a rhythm (melody grid, note density, an accent
 // pattern for syncopation, swing) and a drum layer (synthesised kick, snare and hi-hat
-// patterns, or none). Each clip draws its own tempo feel, key transposition, tempo jitter and melody
-// (a random walk on the scale), gets a little white noise, and is normalised to the same RMS.
-// So clips of one style sound alike and styles differ in pitch range, spectrum and rhythm:
-// what an audio embedding can learn.
+// patterns, or none). Each clip draws its own pulse, key transposition, tempo jitter and
+// melody (a random walk on the scale), gets a little white noise, and is normalised to the
+// same RMS. So clips of one style sound alike and styles differ in pitch range, spectrum and
+// rhythm: what an audio embedding can learn.
+//
+// The pulse: the whole mix of a clip swells and fades at one of kDemoPulses rates (a tremolo,
+// or the pumping of a side-chained mix), `pulse_depth` deep. A sinusoidal swell of a given
+// depth has the same distribution of levels at any rate, so the pulse leaves a clip's mean
+// spectrum, and so the mean-log-mel baseline, as they are; it lives in how the level moves
+// over a few hundred milliseconds, which only a model that looks at time can hear.
 //
 // The graph: every item (clips and graph-only items, which have a style but no audio)
 // recommends `out_degree` distinct items: with probability cross_style an item of another
 // style (noise), otherwise one of its own style, which is one of the style's hubs (popular
 // clips) with probability hub_share. Hubs thus get several times the median in-degree, so a
 // top-K selection by in-degree keeps them. Taste: a clip's other same-style recommendations
-// go, with probability `taste`, to one of the `taste_neighbours` clips of its style closest in
-// tempo (demo_clip_traits), else to any clip of the style. With 50 clips a style, the 12
-// closest are nearly all of the clip's tempo feel. So the graph says more than "same style",
-// and retrieving a clip's neighbours beyond style level takes hearing its tempo feel, which a
-// clip's mean spectrum (the mean-log-mel baseline) does not show. (Tempo within a feel, a few
-// percent, is not what the taste rests on: no model hears that in a 3 s crop.)
+// go, with probability `taste`, to one of its `taste_neighbours` nearest clips of its style
+// (those of its pulse first, then by closeness in tempo), else to any clip of the style. With
+// 50 clips a style, the 12 nearest all share the clip's pulse. So the graph says more than
+// "same style", and retrieving a clip's neighbours beyond style level takes hearing its
+// pulse. (Tempo within a style, a few percent, orders the nearest but is not what the taste
+// rests on: no model hears that in a 3 s crop.) With pulse_depth 0 the taste rests on
+// nothing audible: the control that shows what training learns comes from the pulse.
 //
 // Everything is a pure function of the options: the random numbers are Philox streams keyed
 // by the seed and indexed by clip or item, so the bytes written do not depend on `threads`.
@@ -43,17 +50,15 @@ constexpr int kDemoStyleCount = 8;
 // The preset's name ("chiptune", "ambient", ...), style in [0, kDemoStyleCount).
 const char* demo_style_name(int style);
 
-// A clip plays its style at one of kDemoTempoFeels tempo feels, the style's tempo times
-// demo_feel_factor(feel): 0.8 (laid back), 1, 1.25 (driving), each within the style's jitter.
-// The feels are far enough apart to be heard (a quarter more or fewer notes a second) but
-// leave the mean spectrum nearly as it is.
-constexpr int kDemoTempoFeels = 3;
-double demo_feel_factor(int feel);
+// A clip's pulse rate is demo_pulse_hz(pulse), pulse in [0, kDemoPulses): 2, 3.3 or 5.5 Hz,
+// each a factor of about 1.65 from the next, so that a few periods fit in a 3 s crop.
+constexpr int kDemoPulses = 3;
+double demo_pulse_hz(int pulse);
 
-// What a clip's own draws made of its style: tempo feel, tempo and key (the tonic, as a MIDI
+// What a clip's own draws made of its style: its pulse, tempo and key (the tonic, as a MIDI
 // note).
 struct DemoClipTraits {
-  int feel = 0;  // [0, kDemoTempoFeels)
+  int pulse = 0;  // [0, kDemoPulses)
   double bpm = 0;
   int key = 0;
 };
@@ -68,8 +73,9 @@ struct DemoCollectionOptions {
   double cross_style = 0.1;    // fraction of recommendations that go to another style
   int hubs_per_style = 3;      // popular clips per style
   double hub_share = 0.15;     // fraction of same-style recommendations that go to a hub
-  double taste = 0.8;          // fraction of the other same-style picks among the nearest in tempo
-  int taste_neighbours = 12;   // how many clips of the style closest in tempo a taste pick draws from
+  double taste = 0.8;          // fraction of the other same-style picks among the clip's nearest
+  int taste_neighbours = 12;   // how many nearest clips (same pulse first, then tempo) a taste pick draws from
+  double pulse_depth = 0.8;    // how far the pulse dips the level, in [0, 1); 0: no pulse
   bool weights = false;        // write a third column: an integer weight 1..9 per edge
   uint64_t seed = 0;
   int threads = 0;             // worker threads for the audio; 0: all cores
@@ -114,7 +120,7 @@ int demo_clip_style(const DemoCollectionOptions& options, int64_t clip);
 // Clip `clip` as float samples [round(clip_seconds * sample_rate)] in [-1, 1]: what the WAV
 // file holds before audio::write_wav rounds it to 16 bits (WavEncoding::Pcm16).
 std::vector<float> render_demo_clip(const DemoCollectionOptions& options, int64_t clip);
-// The tempo and key render_demo_clip draws for the clip (the same draws).
+// The pulse, tempo and key render_demo_clip draws for the clip (the same draws).
 DemoClipTraits demo_clip_traits(const DemoCollectionOptions& options, int64_t clip);
 
 }  // namespace mg::demo

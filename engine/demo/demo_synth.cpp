@@ -1,5 +1,5 @@
 // The demo collection's music (see demo_collection.h): the style presets, the voices
-// (band-limited wavetables and an FM bell), the drums, and the score of one clip.
+// (band-limited wavetables and an FM bell), the drums, the pulse, and the score of one clip.
 //
 // Cost: every note is added into the clip over its own span only, with a table lookup and an
 // envelope update per sample; no per-sample trig or filtering. A 10 s clip at 22050 Hz takes
@@ -330,12 +330,12 @@ const char* demo_style_name(int style) {
   return kStyles[static_cast<size_t>(style)].name;
 }
 
-double demo_feel_factor(int feel) {
-  static constexpr std::array<double, kDemoTempoFeels> kFactor = {0.8, 1.0, 1.25};
-  if (feel < 0 || feel >= kDemoTempoFeels)
-    throw std::out_of_range("demo tempo feel " + std::to_string(feel) + " is not in [0, " +
-                            std::to_string(kDemoTempoFeels) + ")");
-  return kFactor[static_cast<size_t>(feel)];
+double demo_pulse_hz(int pulse) {
+  static constexpr std::array<double, kDemoPulses> kHz = {2.0, 3.3, 5.5};
+  if (pulse < 0 || pulse >= kDemoPulses)
+    throw std::out_of_range("demo pulse " + std::to_string(pulse) + " is not in [0, " + std::to_string(kDemoPulses) +
+                            ")");
+  return kHz[static_cast<size_t>(pulse)];
 }
 
 int demo_clip_style(const DemoCollectionOptions& options, int64_t clip) {
@@ -344,13 +344,13 @@ int demo_clip_style(const DemoCollectionOptions& options, int64_t clip) {
 
 namespace {
 
-// The first draws of a clip's stream: the noise seed, the tempo, the key. Shared by
+// The first draws of a clip's stream: the noise seed, the pulse, the tempo, the key. Shared by
 // render_demo_clip and demo_clip_traits so that the two can never disagree.
 DemoClipTraits draw_traits(const Style& st, Draws& d, uint64_t* noise_seed) {
   *noise_seed = d.u64() | 1;
   DemoClipTraits t;
-  t.feel = d.below(kDemoTempoFeels);
-  t.bpm = st.bpm * demo_feel_factor(t.feel) * (1.0 + st.bpm_jitter * (2.0 * d.uniform() - 1.0));
+  t.pulse = d.below(kDemoPulses);
+  t.bpm = st.bpm * (1.0 + st.bpm_jitter * (2.0 * d.uniform() - 1.0));
   t.key = st.root_midi + d.between(-st.transpose, st.transpose);
   return t;
 }
@@ -465,6 +465,18 @@ void draw_drums(const ClipCanvas& c) {
   }
 }
 
+// The whole mix swells and fades: gain 1 - depth (1 + sin) / 2 at the clip's pulse rate, from
+// a random phase. The sine comes from the wavetable like the voices' (no per-sample trig).
+void apply_pulse(const ClipCanvas& c, int pulse) {
+  const float depth = static_cast<float>(c.o.pulse_depth);
+  const uint32_t phase0 = c.d.u32();  // drawn even at depth 0, so the depth changes no other draw
+  if (depth == 0.0f) return;
+  const float* sine = tables().sine.data();
+  const uint32_t inc = phase_increment(demo_pulse_hz(pulse), c.sr);
+  uint32_t p = phase0;
+  for (int64_t n = 0; n < c.S; ++n, p += inc) c.out[n] *= 1.0f - depth * (0.5f + 0.5f * lookup(sine, p));
+}
+
 // Same loudness for every clip (RMS 0.1, -20 dBFS), a noise floor at about -60 dBFS, and a
 // peak limit that keeps the 16-bit conversion from clipping.
 void master(float* out, int64_t S, WhiteNoise& noise) {
@@ -504,6 +516,7 @@ std::vector<float> render_demo_clip(const DemoCollectionOptions& o, int64_t clip
     draw_melody(c);
   if (st.bass_beats > 0) draw_bass(c);
   if (st.drums > 0) draw_drums(c);
+  apply_pulse(c, traits.pulse);
   master(audio.data(), S, noise);
   return audio;
 }

@@ -46,6 +46,7 @@ void make_collection(const DemoRunOptions& o) {
   demo::DemoCollectionOptions dopt;
   dopt.clips = o.clips;
   dopt.clip_seconds = o.clip_seconds;
+  dopt.pulse_depth = o.pulse_depth;
   dopt.sample_rate = 16000;
   dopt.seed = o.seed;
   dopt.threads = o.threads;

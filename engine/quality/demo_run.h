@@ -24,6 +24,9 @@ struct DemoRunOptions {
   std::string dir = "melgraph-demo";
   int clips = 300;
   double clip_seconds = 10.0;
+  // How deep each clip's pulse dips (demo::DemoCollectionOptions::pulse_depth); 0 leaves the
+  // graph's taste nothing audible to rest on (the control).
+  double pulse_depth = 0.8;
   int steps = 1000;
   uint64_t seed = 0;
   int threads = 0;
