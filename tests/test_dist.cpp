@@ -11,7 +11,9 @@
 // norm removes a shift), its gradient is a small difference of large terms, and Adam, which
 // scales every gradient to a step of about lr, turns its rounding into steps that grow from
 // there: those runs are compared by their gradients after one step (1e-5) and by their losses
-// over 20 steps (1e-2 relative; measured on this model: up to 1e-3).
+// over 20 steps with Adam's eps raised to 1e-5, which keeps that bias's steps to its gradient's
+// size (1e-3 relative; measured: up to 6e-6. With eps 1e-8 the losses parted by 10% within ten
+// steps on the test's collection).
 //
 // Skipped, with the reason, in a build without MPI.
 #include <gtest/gtest.h>
@@ -168,12 +170,14 @@ TEST(Dist, InBatchMiningSeesEveryRanksRows) {
 // the global batch. After one step Adam's first moment is 0.1 times the gradient itself: the
 // gradients of one process and of two ranks agree to rounding. The first step's loss is the same
 // bits (the same forward); after it the runs drift apart as rounding allows (see the top), which
-// the losses of 20 steps bound loosely: a wrong row or a missing sum would be off by far more.
+// the losses of 20 steps bound: a wrong row or a missing sum would be off by far more.
+// Adam's eps is 1e-5 here, not 1e-8, for the last conv's bias (see the top).
 TEST(Dist, TheDefaultRecipeNormalisesOverTheGlobalBatch) {
   SKIP_WITHOUT_MPI();
   const test::TrainRun r(20);
   Config c = test::with_recipe_head(r.cfg);  // the small model has the seed's head and loss
   c.train.warmup_steps = 0;
+  c.optim.adam.eps = 1e-5;
   validate_config(c);
   ASSERT_EQ(c.loss.name, LossKind::Contrastive);
   ASSERT_EQ(c.model.head_norm, HeadNorm::Batch);
@@ -196,7 +200,7 @@ TEST(Dist, TheDefaultRecipeNormalisesOverTheGlobalBatch) {
   ASSERT_EQ(two.size(), one.size());
   EXPECT_EQ(two[0].value, one[0].value) << "step 1: the same forward on the same batch";
   for (size_t i = 0; i < one.size(); ++i)
-    EXPECT_NEAR(two[i].value, one[i].value, 1e-2 * std::abs(one[i].value)) << "step " << one[i].step;
+    EXPECT_NEAR(two[i].value, one[i].value, 1e-3 * std::abs(one[i].value)) << "step " << one[i].step;
 }
 
 // A 2-rank run stopped at step 10 and resumed by one process continues the same run.
