@@ -867,6 +867,24 @@ TEST_F(IndexTest, ExportAnnIsUsedByQueryAndRemovedByAPlainExport) {
   EXPECT_FALSE(fs::exists(out + ".ann"));
 }
 
+// export --ann ivf over fewer than the 39 items IVF needs fails before anything is written
+// (it used to fail after the index was written, leaving a new index and exit status 2).
+TEST_F(IndexTest, ExportAnnTooSmallForIvfWritesNothing) {
+  if (!ann_built()) GTEST_SKIP() << "this build has no FAISS (libfaiss-dev was not found at configure)";
+  const std::string out = file("ivf/index.sqlite");
+  std::string text;
+  const int rc =
+      test::run_command(melgraph() + " export --device cpu --threads 1 --prepare-threads 1 --checkpoint " +
+                            file("model.safetensors") + " --catalog " + file("coll/catalog_plus.csv") + " --out " +
+                            out + " --cache " + default_cache_dir(file("index.sqlite")) + " --ann ivf",
+                        &text);
+  EXPECT_EQ(rc, 2) << text;
+  EXPECT_NE(text.find("--ann ivf needs at least 39 items to train its lists (the index has "), std::string::npos)
+      << text;
+  EXPECT_FALSE(fs::exists(out)) << text;
+  EXPECT_FALSE(fs::exists(out + ".ann")) << text;
+}
+
 // `query --queries`: one JSON line per query, in order, each the answer of the same query made
 // alone; a bad line is answered with its error and makes the exit status 2; standard input
 // works as a file does; filters apply to every query.

@@ -35,6 +35,15 @@ AnnKind parse_ann_kind(const std::string& text) {
 
 std::string ann_path(const std::string& index_path) { return index_path + ".ann"; }
 
+void check_ann_size(const AnnOptions& o, int64_t n) {
+  if (o.kind != AnnKind::Ivf) return;
+  if (n < 39)
+    throw IndexInputError("--ann ivf needs at least 39 items to train its lists (the index has " + std::to_string(n) +
+                          "); use --ann hnsw, or the exact search");
+  if (o.nlist > n)
+    throw IndexInputError("--ann ivf: " + std::to_string(o.nlist) + " lists for " + std::to_string(n) + " items");
+}
+
 #ifndef MELGRAPH_HAVE_FAISS
 
 bool ann_built() { return false; }
@@ -85,12 +94,8 @@ std::unique_ptr<faiss::Index> build(const Index& x, const AnnOptions& o, Json& p
   const int64_t n = x.size();
   const int d = x.dim;
   if (o.kind == AnnKind::Ivf) {
-    if (n < 39)
-      throw IndexInputError("--ann ivf needs at least 39 items to train its lists (the index has " + std::to_string(n) +
-                            "); use --ann hnsw, or the exact search");
+    check_ann_size(o, n);
     const int nlist = o.nlist > 0 ? o.nlist : default_nlist(n);
-    if (nlist > n)
-      throw IndexInputError("--ann ivf: " + std::to_string(nlist) + " lists for " + std::to_string(n) + " items");
     const int nprobe = o.nprobe > 0 ? std::min(o.nprobe, nlist) : std::min(nlist, std::max(8, nlist / 64));
     auto quantizer = std::make_unique<faiss::IndexFlatIP>(d);
     auto ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer.get(), d, static_cast<size_t>(nlist),

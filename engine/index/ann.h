@@ -45,6 +45,10 @@ AnnKind parse_ann_kind(const std::string& text);
 // `<index_path>.ann`.
 std::string ann_path(const std::string& index_path);
 
+// Throws IndexInputError when `options` cannot be built over n items: IVF needs 39 items and
+// no more lists than items. Export checks it before writing anything.
+void check_ann_size(const AnnOptions& options, int64_t n);
+
 // Builds the ANN over `index` (which must carry meta vectors_sha256, as read_index of an
 // exported file or an Index passed to write_index does) and writes ann_path(index_path).
 // IndexInputError without FAISS or for an index too small for the kind (IVF needs 39 items).

@@ -323,6 +323,9 @@ ExportSummary export_index(const ExportOptions& o) {
   const graph::Catalog catalog = graph::load_catalog(o.catalog, o.skip_bad_lines);
   s.skipped = graph::skipped_rows_note(catalog);
   s.catalog_items = static_cast<int64_t>(catalog.items.size());
+  // An ANN that cannot be built over even every row must not wait for the audio, nor (below,
+  // with the rows that gave audio) leave an index written and the export failed.
+  if (o.ann) check_ann_size(o.ann_options, s.catalog_items);
   const std::vector<std::string> hashes = content_hashes(catalog);
   const Previous previous =
       o.update ? previous_vectors(o, s, catalog, hashes) : Previous{{}, std::vector<int64_t>(catalog.items.size(), -1)};
@@ -374,6 +377,7 @@ ExportSummary export_index(const ExportOptions& o) {
   x.items = index_items(catalog, rows, hashes, in_degrees(o.edges, o.skip_bad_lines, catalog, rows));
   x.failures = s.failures;
   x.meta = index_meta(o, cfg, s, step);
+  if (o.ann) check_ann_size(o.ann_options, x.size());
   const std::string vectors_sha256 = write_index(o.out, x);
   s.indexed = x.size();
   if (std::error_code ec; fs::remove(ann_path(o.out), ec)) s.removed_stale_ann = true;
