@@ -31,9 +31,10 @@
 // (those of its pulse first, then by closeness in tempo), else to any clip of the style. With
 // 50 clips a style (about 17 of each pulse), the 12 nearest nearly always share the clip's
 // pulse. So the graph says more than "same style", and retrieving a clip's neighbours beyond
-// style level takes hearing its pulse. (Tempo within a style, a few percent, orders the nearest but is not what the taste
-// rests on: no model hears that in a 3 s crop.) With pulse_depth 0 the taste rests on
-// nothing audible: the control that shows what training learns comes from the pulse.
+// style level takes hearing its pulse. (Tempo within a style, a few percent, orders the
+// nearest but is not what the taste rests on: no model hears that in a 3 s crop.) With
+// pulse_depth 0 the taste rests on nothing audible: the control that shows what training
+// learns comes from the pulse.
 //
 // Everything is a pure function of the options: the random numbers are Philox streams keyed
 // by the seed and indexed by clip or item, so the bytes written do not depend on `threads`.
