@@ -258,8 +258,8 @@ TEST(DemoCollection, ALevelThatMovesAtTheClipsPulseRate) {
     const std::vector<float> x = render_demo_clip(o, c);
     double own = 0, other = 0;
     for (int p = 0; p < kDemoPulses; ++p) {
-      const double m = level_at(x, demo_pulse_hz(p));
-      (p == pulse ? own : other) = std::max(p == pulse ? own : other, m);
+      double& strongest = p == pulse ? own : other;
+      strongest = std::max(strongest, level_at(x, demo_pulse_hz(p)));
     }
     clear += own > 3 * other;
     DemoCollectionOptions flat = o;

@@ -190,6 +190,13 @@ class IndexTest : public ::testing::Test {
   }
   static std::string file(const std::string& name) { return dir_->file(name); }
   static std::unique_ptr<Backend> cpu() { return make_cpu_backend(1); }
+  // `melgraph export` of the fixture's model over catalog_plus.csv to `out`, reusing the
+  // fixture's audio cache (the --ann tests add their options).
+  static std::string export_command(const std::string& out) {
+    return melgraph() + " export --device cpu --threads 1 --prepare-threads 1 --checkpoint " +
+           file("model.safetensors") + " --catalog " + file("coll/catalog_plus.csv") + " --out " + out + " --cache " +
+           default_cache_dir(file("index.sqlite"));
+  }
 
   static std::unique_ptr<test::TempDir> dir_;
   static std::unique_ptr<demo::DemoCollectionSummary> coll_;
@@ -843,9 +850,7 @@ TEST_F(IndexTest, ExportSkipBadLinesSkipsAndCountsMalformedRows) {
 TEST_F(IndexTest, ExportAnnIsUsedByQueryAndRemovedByAPlainExport) {
   if (!ann_built()) GTEST_SKIP() << "this build has no FAISS (libfaiss-dev was not found at configure)";
   const std::string out = file("ann/index.sqlite");
-  const std::string export_cmd = melgraph() + " export --device cpu --threads 1 --prepare-threads 1 --checkpoint " +
-                                 file("model.safetensors") + " --catalog " + file("coll/catalog_plus.csv") + " --out " +
-                                 out + " --cache " + default_cache_dir(file("index.sqlite"));
+  const std::string export_cmd = export_command(out);
   std::string text;
   ASSERT_EQ(test::run_command(export_cmd + " --ann hnsw", &text), 0) << text;
   EXPECT_NE(text.find("ann: " + out + ".ann (hnsw "), std::string::npos) << text;
@@ -873,12 +878,7 @@ TEST_F(IndexTest, ExportAnnTooSmallForIvfWritesNothing) {
   if (!ann_built()) GTEST_SKIP() << "this build has no FAISS (libfaiss-dev was not found at configure)";
   const std::string out = file("ivf/index.sqlite");
   std::string text;
-  const int rc =
-      test::run_command(melgraph() + " export --device cpu --threads 1 --prepare-threads 1 --checkpoint " +
-                            file("model.safetensors") + " --catalog " + file("coll/catalog_plus.csv") + " --out " +
-                            out + " --cache " + default_cache_dir(file("index.sqlite")) + " --ann ivf",
-                        &text);
-  EXPECT_EQ(rc, 2) << text;
+  EXPECT_EQ(test::run_command(export_command(out) + " --ann ivf", &text), 2) << text;
   EXPECT_NE(text.find("--ann ivf needs at least 39 items to train its lists (the index has "), std::string::npos)
       << text;
   EXPECT_FALSE(fs::exists(out)) << text;
