@@ -103,7 +103,8 @@ class Backend {
   // the same layout. max and l2 backward take `accumulate` (dx += instead of dx =): the head's
   // mean backward writes dx, the max's and the L2's add to it.
   virtual void mean_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out = {}) = 0;
-  virtual void mean_time_backward(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out = {}) = 0;
+  virtual void mean_time_backward(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out = {},
+                                  bool accumulate = false) = 0;
   virtual void max_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out) = 0;
   virtual void max_time_backward(const float* dy, const float* x, float* dx, int64_t rows, int Tn, const RowOut& out,
                                  bool accumulate) = 0;

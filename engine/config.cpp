@@ -131,6 +131,7 @@ constexpr Choice<CacheDtype> kCacheDtypes[] = {{"int16", CacheDtype::Int16},
                                                {"float16", CacheDtype::Float16}};
 constexpr Choice<GlobalPool> kGlobalPools[] = {
     {"mean", GlobalPool::Mean}, {"mean_max", GlobalPool::MeanMax}, {"mean_max_l2", GlobalPool::MeanMaxL2}};
+constexpr Choice<PoolStages> kPoolStages[] = {{"last", PoolStages::Last}, {"all", PoolStages::All}};
 constexpr Choice<InputNorm> kInputNorms[] = {{"none", InputNorm::None}, {"band", InputNorm::Band}};
 constexpr Choice<HeadNorm> kHeadNorms[] = {{"none", HeadNorm::None}, {"batch", HeadNorm::Batch}};
 constexpr Choice<EmbeddingFrom> kEmbeddingFroms[] = {{"linear", EmbeddingFrom::Linear},
@@ -181,6 +182,7 @@ void visit_model(C& c, V& v) {
   v.field("embedding", c.model.embedding);
   v.field("l2_eps", c.model.l2_eps);
   v.choice("pooling", c.model.pooling, kGlobalPools);
+  v.choice("pool_stages", c.model.pool_stages, kPoolStages);
   v.choice("head_norm", c.model.head_norm, kHeadNorms);
   v.choice("embedding_from", c.model.embedding_from, kEmbeddingFroms);
   v.field("dropout", c.model.dropout);
@@ -586,6 +588,15 @@ void validate_model(const Config& c, const Checker& check) {
   check.in_range("model.kernel", c.model.kernel, 1, kMaxWindow);
   check.in_range("model.pool", c.model.pool, 1, kMaxWindow);
   check.in_range("model.embedding", c.model.embedding, 1, kMaxWidth);
+  if (c.model.pool_stages == PoolStages::All) {  // the head's width must stay an int
+    int64_t width = 0;
+    for (int ch : c.model.channels) width += ch;
+    width *= c.model.pooling == GlobalPool::Mean ? 1 : c.model.pooling == GlobalPool::MeanMax ? 2 : 3;
+    if (width > 3 * int64_t{kMaxWidth})
+      check.fail("model.pool_stages = \"all\" pools " + std::to_string(width) +
+                 " features per clip (every stage's channels, model.pooling's k each); at most " +
+                 std::to_string(3 * int64_t{kMaxWidth}) + ": use fewer or narrower stages, or pool_stages = \"last\"");
+  }
   check.positive("model.l2_eps", c.model.l2_eps);
   check.unit_interval("model.dropout", c.model.dropout);
 }

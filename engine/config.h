@@ -16,6 +16,7 @@
 //            training set stored in the checkpoint),
 //            embedding = 128, l2_eps = 1e-12,
 //            pooling = "mean_max" | "mean" | "mean_max_l2" (global pooling over time),
+//            pool_stages = "last" | "all" (which stages' outputs the global pooling reads),
 //            head_norm = "batch" | "none" (batch normalisation of the pooled features),
 //            embedding_from = "features" | "linear" (which layer is the item embedding),
 //            dropout = 0.0 (before the linear layer; training only)
@@ -94,6 +95,14 @@ struct AudioConfig {
 // Each clip's row is [mean | max | l2], each block C wide in channel order (engine/model.h).
 enum class GlobalPool { Mean, MeanMax, MeanMaxL2 };
 
+// Which conv stages the global pooling reads. Last: the last stage's output (the seed's).
+// All: every stage's output (after its max-pool), each pooled as model.pooling says and
+// concatenated in stage order, so the head sees k (C_0 + C_1 + ...) features: multi-level
+// aggregation (Lee et al. 2017, "Multi-Level and Multi-Scale Feature Aggregation Using
+// Pre-trained CNNs for Music Auto-tagging"): the early stages' timbre statistics are the
+// least specific to the training items.
+enum class PoolStages { Last, All };
+
 // Normalisation of the pooled features before the head (kernels/batchnorm_cpu.h): batch
 // statistics in training, running statistics in evaluation (torch.nn.BatchNorm1d). Mean-pooled
 // ReLU features are all positive and of very different scales; centred and scaled, every
@@ -120,6 +129,7 @@ struct ModelConfig {
   int embedding = 128;
   double l2_eps = 1e-12;
   GlobalPool pooling = GlobalPool::MeanMax;
+  PoolStages pool_stages = PoolStages::Last;
   HeadNorm head_norm = HeadNorm::Batch;
   EmbeddingFrom embedding_from = EmbeddingFrom::Features;
   double dropout = 0.0;  // probability, in [0, 1)

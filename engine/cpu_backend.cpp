@@ -94,8 +94,9 @@ class CpuBackend final : public Backend {
   void mean_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out) override {
     mean_time_forward_cpu(x, y, rows, Tn, out);
   }
-  void mean_time_backward(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out) override {
-    mean_time_backward_cpu(dy, dx, rows, Tn, out);
+  void mean_time_backward(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out,
+                          bool accumulate) override {
+    mean_time_backward_cpu(dy, dx, rows, Tn, out, accumulate);
   }
   void max_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out) override {
     max_time_forward_cpu(x, y, rows, Tn, out);

@@ -225,8 +225,9 @@ class CudaBackend final : public Backend {
   void mean_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out) override {
     mean_time_forward_cuda(x, y, rows, Tn, out, stream_);
   }
-  void mean_time_backward(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out) override {
-    mean_time_backward_cuda(dy, dx, rows, Tn, out, stream_);
+  void mean_time_backward(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out,
+                          bool accumulate) override {
+    mean_time_backward_cuda(dy, dx, rows, Tn, out, accumulate, stream_);
   }
   void max_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out) override {
     max_time_forward_cuda(x, y, rows, Tn, out, stream_);

@@ -15,8 +15,8 @@ TensorLayout Model::param_layout(const Config& c) {
     l.add("conv." + std::to_string(i) + ".bias", {cout});
     cin = cout;
   }
-  // The head's fan-in: the pooled features of the last stage, k per channel.
-  const int64_t width = pooled_features(c.model.pooling) * cin;
+  // The head's fan-in: the pooled features, k per channel of each pooled stage.
+  const int64_t width = pooled_width(c);
   if (c.model.head_norm == HeadNorm::Batch) {
     l.add("head_norm.weight", {width});
     l.add("head_norm.bias", {width});
@@ -32,7 +32,7 @@ TensorLayout Model::state_layout(const Config& c) {
     l.add("input_norm.mean", {c.mel.n_mels});
     l.add("input_norm.std", {c.mel.n_mels});
   }
-  const int64_t width = pooled_features(c.model.pooling) * c.model.channels.back();
+  const int64_t width = pooled_width(c);
   if (c.model.head_norm == HeadNorm::Batch) {
     l.add("head_norm.running_mean", {width});
     l.add("head_norm.running_var", {width});
@@ -222,16 +222,21 @@ const float* Model::forward_head(int B) {
 }
 
 void Model::forward_pool(int B) {
-  // Global pooling: each feature writes its C-wide block of the clip's row of `pooled`.
-  const StagePlan& last = plan_.stages.back();
-  const int C = last.conv.Cout, D = plan_.head_width(), k = plan_.pooled_features();
+  for (size_t i = plan_.first_pooled_stage(); i < plan_.stages.size(); ++i) pool_stage_forward(i, B);
+}
+
+// Global pooling of stage i's output: each feature writes its C_i-wide block of the clip's
+// row of `pooled`, in the stage's block from pooled_offset(i).
+void Model::pool_stage_forward(size_t i, int B) {
+  const StagePlan& s = plan_.stages[i];
+  const int C = s.conv.Cout, k = plan_.pooled_features();
   const int64_t rows = static_cast<int64_t>(B) * C;
-  const RowOut out{C, D};
-  const float* feat = acts_.ptr(stage_output(plan_.stages.size() - 1));  // [B, C, T]
-  float* pooled = acts_.ptr("pooled");                                     // [B, D]
-  be_.mean_time_forward(feat, pooled, rows, last.t_out, out);
-  if (k >= 2) be_.max_time_forward(feat, pooled + C, rows, last.t_out, out);
-  if (k >= 3) be_.l2_time_forward(feat, pooled + 2 * C, rows, last.t_out, out);
+  const RowOut out{C, plan_.head_width()};
+  const float* feat = acts_.ptr(stage_output(i));                // [B, C, T]
+  float* pooled = acts_.ptr("pooled") + plan_.pooled_offset(i);  // [B, D], this stage's block
+  be_.mean_time_forward(feat, pooled, rows, s.t_out, out);
+  if (k >= 2) be_.max_time_forward(feat, pooled + C, rows, s.t_out, out);
+  if (k >= 3) be_.l2_time_forward(feat, pooled + 2 * C, rows, s.t_out, out);
 }
 
 const float* Model::forward_from_pooled(int B) {
@@ -287,17 +292,25 @@ void Model::backward_to_pooled(const float* demb, int B) {
 }
 
 void Model::backward_pool(const float* dpooled, int B) {
-  const StagePlan& last = plan_.stages.back();
-  const int C = last.conv.Cout, D = plan_.head_width(), k = plan_.pooled_features();
-  const int64_t head_rows = static_cast<int64_t>(B) * C;
-  const RowOut out{C, D};
-  // The pooled features' gradients meet in dfeat: the mean's backward writes it, the max's
-  // and the L2's add theirs, in that fixed order on every backend.
-  const float* feat = acts_.ptr(stage_output(plan_.stages.size() - 1));  // [B, C, T]
-  float* dfeat = dacts_.ptr(stage_output(plan_.stages.size() - 1));
-  be_.mean_time_backward(dpooled, dfeat, head_rows, last.t_out, out);
-  if (k >= 2) be_.max_time_backward(dpooled + C, feat, dfeat, head_rows, last.t_out, out, true);
-  if (k >= 3) be_.l2_time_backward(dpooled + 2 * C, feat, dfeat, head_rows, last.t_out, out, true);
+  dpooled_ = dpooled;
+  pool_stage_backward(plan_.stages.size() - 1, B, false);
+}
+
+// The pooled features' gradients of stage i meet in d(stage i's output): the mean's backward
+// writes it (or adds to it, for a stage below the last, whose output's gradient the next
+// stage's conv backward wrote), the max's and the L2's add theirs, in that fixed order on
+// every backend.
+void Model::pool_stage_backward(size_t i, int B, bool accumulate) {
+  const StagePlan& s = plan_.stages[i];
+  const int C = s.conv.Cout, k = plan_.pooled_features();
+  const int64_t rows = static_cast<int64_t>(B) * C;
+  const RowOut out{C, plan_.head_width()};
+  const float* feat = acts_.ptr(stage_output(i));            // [B, C, T]
+  float* dfeat = dacts_.ptr(stage_output(i));                // [B, C, T]
+  const float* dpooled = dpooled_ + plan_.pooled_offset(i);  // [B, D], this stage's block
+  be_.mean_time_backward(dpooled, dfeat, rows, s.t_out, out, accumulate);
+  if (k >= 2) be_.max_time_backward(dpooled + C, feat, dfeat, rows, s.t_out, out, true);
+  if (k >= 3) be_.l2_time_backward(dpooled + 2 * C, feat, dfeat, rows, s.t_out, out, true);
 }
 
 int64_t Model::trunk_param_floats() const {
@@ -318,6 +331,9 @@ void Model::backward_stage(size_t i, int B) {
   const int64_t rows = static_cast<int64_t>(B) * d.Cout;
   float* conv = acts_.ptr("conv." + n);
   float* dconv = dacts_.ptr("conv." + n);
+  // A stage below the last that the global pooling reads: its output's gradient is the next
+  // stage's (written by that stage's conv backward) plus its pooled features'.
+  if (i + 1 < plan_.stages.size() && i >= plan_.first_pooled_stage()) pool_stage_backward(i, B, true);
   if (s.pool) be_.maxpool_backward(dacts_.ptr("pool." + n), conv, dconv, rows, s.t_conv, config_.model.pool);
   be_.relu_backward(dconv, conv, dconv, rows * s.t_conv);
   be_.conv1d_backward(dconv, stage_input(i), params_.ptr("conv." + n + ".weight"), stage_input_grad(i),

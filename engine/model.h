@@ -3,8 +3,9 @@
 //       -> (dropout) -> linear -> l2norm
 // Global pooling (model.pooling) writes one row per clip, [mean | max | l2] over time of each
 // channel of the last stage (mean: [mean] only; mean_max: [mean | max]), each block C_last
-// wide; dropout (model.dropout > 0) acts in training mode only. The conv and linear layers
-// compute in train.precision (bf16: kernels/bf16_cpu.h), in every mode: a bf16 run's
+// wide, or one such block per stage in stage order (model.pool_stages = all); dropout
+// (model.dropout > 0) acts in training mode only. The conv and linear layers compute in
+// train.precision (bf16: kernels/bf16_cpu.h), in every mode: a bf16 run's
 // validation, index and queries embed as it trained. Tensors and parameters are float32.
 // Memory (all on the backend's device, allocated once here):
 //   params_ / grads_      one TensorBuffer each, same layout (names in param_layout())
@@ -92,7 +93,10 @@ class Model {
   // backward_to_pooled(demb, B) then backward_pool(dpooled(), B). Between them the step gathers
   // every rank's rows of pooled() and hands each rank its rows of dpooled() back; the head
   // takes up to plan().head_batch rows.
-  void forward_pool(int B);                           // last stage's output -> pooled [B, D]
+  // With model.pool_stages = all the pooling reads every stage: backward_pool then computes
+  // the last stage's part, and backward_stage(i) adds stage i's from the same dpooled, which
+  // must stay valid until then.
+  void forward_pool(int B);                           // pooled stages' outputs -> pooled [B, D]
   const float* forward_from_pooled(int B);            // pooled [B, D] -> emb [B, E]
   void backward_to_pooled(const float* demb, int B);  // -> dpooled [B, D], head grads
   void backward_pool(const float* dpooled, int B);    // dpooled [B, D] -> d(last stage's output)
@@ -142,6 +146,8 @@ class Model {
   void reset_running_stats();
   void check_batch(int B, const char* what, bool head = false) const;
   Conv1dDims stage_dims(size_t i, int B) const;
+  void pool_stage_forward(size_t i, int B);
+  void pool_stage_backward(size_t i, int B, bool accumulate);
   const float* stage_input(size_t i) const;
   float* stage_input_grad(size_t i);
   std::string stage_output(size_t i) const;
@@ -155,6 +161,7 @@ class Model {
   bool training_ = true;
   bool dropped_ = false;  // whether the last forward applied dropout (its backward must too)
   bool batch_stats_ = false;  // whether the last forward normalised with batch statistics
+  const float* dpooled_ = nullptr;  // [head_batch, D]: the last backward_pool's input
 };
 
 }  // namespace mg

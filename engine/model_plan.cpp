@@ -86,6 +86,7 @@ ModelPlan make_model_plan(const Config& c, int batch) {
   p.features_out = c.model.embedding_from == EmbeddingFrom::Features;
   p.head_norm = c.model.head_norm == HeadNorm::Batch;
   p.dropout = c.model.dropout;
+  p.pool_all_stages = c.model.pool_stages == PoolStages::All;
 
   auto too_short = [&](const std::string& why) {
     const int64_t shortest = min_clip_samples(c);
@@ -132,9 +133,22 @@ ModelPlan make_model_plan(const Config& c, int batch) {
   return p;
 }
 
+int pooled_width(const Config& c) {
+  const auto& ch = c.model.channels;
+  const auto first = c.model.pool_stages == PoolStages::All ? ch.begin() : ch.end() - 1;
+  int64_t sum = 0;
+  for (auto it = first; it != ch.end(); ++it) sum += *it;
+  return static_cast<int>(pooled_features(c.model.pooling) * sum);
+}
+
 int embedding_dim(const Config& c) {
-  return c.model.embedding_from == EmbeddingFrom::Features ? pooled_features(c.model.pooling) * c.model.channels.back()
-                                                           : c.model.embedding;
+  return c.model.embedding_from == EmbeddingFrom::Features ? pooled_width(c) : c.model.embedding;
+}
+
+int ModelPlan::pooled_offset(size_t i) const {
+  int sum = 0;
+  for (size_t j = first_pooled_stage(); j < i && j < stages.size(); ++j) sum += stages[j].conv.Cout;
+  return pooled_features() * sum;
 }
 
 int pooled_features(GlobalPool p) {
@@ -185,12 +199,15 @@ std::string ModelPlan::describe(const Config& c) const {
       row("pool." + idx, shape({b, s.conv.Cout, s.t_out}), 0, "max, window " + std::to_string(c.model.pool));
   }
   const int64_t width = head_width();
-  if (pooling == GlobalPool::Mean)
+  const std::string of = pool_all_stages ? " of every stage" : "";
+  if (pooling == GlobalPool::Mean && !pool_all_stages)
     row("mean", shape({b, width}), 0, "over time");
+  else if (pooling == GlobalPool::Mean)
+    row("pooled", shape({b, width}), 0, "mean over time" + of);
   else
     row("pooled", shape({b, width}), 0,
-        std::string(pooling == GlobalPool::MeanMax ? "[mean | max]" : "[mean | max | l2]") + " over time, " +
-            std::to_string(channels_last()) + " each");
+        std::string(pooling == GlobalPool::MeanMax ? "[mean | max]" : "[mean | max | l2]") + " over time" + of +
+            (pool_all_stages ? "" : ", " + std::to_string(channels_last()) + " each"));
   if (head_norm)
     row("norm", shape({b, width}), 2 * width, "batch norm per feature (running statistics in evaluation)");
   if (dropout > 0) row("dropout", shape({b, width}), 0, "p " + num(dropout) + ", training only");

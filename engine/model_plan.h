@@ -8,13 +8,15 @@
 //            pool_i [B, C_i, Tc_i / P]  (every stage but the last)
 //   (the tensors from pooled on have head_batch >= B rows: a data-parallel step gathers every
 //   rank's pooled rows there and runs the head over the global batch)
-//   pooled  [B, k C_last]               global pooling over time, per clip row [mean | max | l2]:
-//                                       k = 1 (mean), 2 (mean_max), 3 (mean_max_l2)
-//   norm    [B, k C_last]               model.head_norm = batch: batch normalisation per feature
-//   dropout [B, k C_last]               training only, model.dropout > 0
-//   linear  [B, E]                      fan-in k C_last
+//   pooled  [B, D]                      global pooling over time, per clip row [mean | max | l2]:
+//                                       k = 1 (mean), 2 (mean_max), 3 (mean_max_l2); D = k C_last,
+//                                       or with model.pool_stages = all one such block per stage,
+//                                       in stage order: D = k (C_0 + C_1 + ...)
+//   norm    [B, D]                      model.head_norm = batch: batch normalisation per feature
+//   dropout [B, D]                      training only, model.dropout > 0
+//   linear  [B, E]                      fan-in D
 //   emb     [B, E]                      L2-normalised
-//   features [B, k C_last]              model.embedding_from = features: the L2-normalised
+//   features [B, D]                     model.embedding_from = features: the L2-normalised
 //                                       pooled (and normalised) features, the item embedding
 //
 // Building a plan validates the shapes: a clip too short for the stack is an error that names
@@ -54,9 +56,15 @@ struct ModelPlan {
   double dropout = 0;  // probability before the linear layer (training only)
   int embedding = 0;
 
+  bool pool_all_stages = false;  // model.pool_stages = all
+
   int channels_last() const { return stages.empty() ? 0 : stages.back().conv.Cout; }
   int pooled_features() const { return mg::pooled_features(pooling); }
-  int head_width() const { return pooled_features() * channels_last(); }  // the linear layer's fan-in
+  // The stages the global pooling reads: [first_pooled_stage(), stages.size()).
+  size_t first_pooled_stage() const { return pool_all_stages || stages.empty() ? 0 : stages.size() - 1; }
+  // Where stage i's block [mean | max | l2] starts in a pooled row (i >= first_pooled_stage()).
+  int pooled_offset(size_t i) const;
+  int head_width() const { return pooled_offset(stages.size()); }  // D: the linear layer's fan-in
   bool features_out = false;  // model.embedding_from = features
   int output_dim() const { return features_out ? head_width() : embedding; }  // an item embedding's width
 
@@ -70,6 +78,10 @@ ModelPlan make_model_plan(const Config& c, int batch);
 
 // The width of the model's item embeddings (ModelPlan::output_dim without building a plan).
 int embedding_dim(const Config& c);
+
+// The width D of the pooled features, the head's fan-in (ModelPlan::head_width without
+// building a plan).
+int pooled_width(const Config& c);
 
 // The shortest clip, in samples, for which every stage has at least one output step.
 int64_t min_clip_samples(const Config& c);

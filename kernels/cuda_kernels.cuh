@@ -42,7 +42,7 @@ void maxpool1d_backward_cuda(const float* dy, const float* x, float* dx, int64_t
 // norm summed in another order (a few ulps of double), so forward and backward may differ by
 // one float rounding. Backward dx must not alias x.
 void mean_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, const RowOut& out, cudaStream_t stream);
-void mean_time_backward_cuda(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out,
+void mean_time_backward_cuda(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out, bool accumulate,
                              cudaStream_t stream);
 void max_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, const RowOut& out, cudaStream_t stream);
 void max_time_backward_cuda(const float* dy, const float* x, float* dx, int64_t rows, int Tn, const RowOut& out,

@@ -42,14 +42,18 @@ void mean_time_forward_cpu(const T* x, T* y, int64_t rows, int Tn, const RowOut&
 }
 
 template <class T>
-void mean_time_backward_cpu(const T* dy, T* dx, int64_t rows, int Tn, const RowOut& out) {
+void mean_time_backward_cpu(const T* dy, T* dx, int64_t rows, int Tn, const RowOut& out, bool accumulate) {
   check_row_out("mean_time_backward_cpu", rows, Tn, out);
   const T inv = T(1) / static_cast<T>(Tn);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const T g = dy[out_index(r, out)] * inv;
     T* dxr = dx + r * Tn;
-    for (int t = 0; t < Tn; ++t) dxr[t] = g;
+    if (accumulate) {
+      for (int t = 0; t < Tn; ++t) dxr[t] += g;
+    } else {
+      for (int t = 0; t < Tn; ++t) dxr[t] = g;
+    }
   }
 }
 
@@ -140,8 +144,8 @@ void l2norm_backward_cpu(const T* dy, const T* x, const T* y, T* dx, int B, int 
 
 template void mean_time_forward_cpu<float>(const float*, float*, int64_t, int, const RowOut&);
 template void mean_time_forward_cpu<double>(const double*, double*, int64_t, int, const RowOut&);
-template void mean_time_backward_cpu<float>(const float*, float*, int64_t, int, const RowOut&);
-template void mean_time_backward_cpu<double>(const double*, double*, int64_t, int, const RowOut&);
+template void mean_time_backward_cpu<float>(const float*, float*, int64_t, int, const RowOut&, bool);
+template void mean_time_backward_cpu<double>(const double*, double*, int64_t, int, const RowOut&, bool);
 template void max_time_forward_cpu<float>(const float*, float*, int64_t, int, const RowOut&);
 template void max_time_forward_cpu<double>(const double*, double*, int64_t, int, const RowOut&);
 template void max_time_backward_cpu<float>(const float*, const float*, float*, int64_t, int, const RowOut&, bool);

@@ -32,9 +32,10 @@ inline void check_row_out(const char* op, int64_t rows, int Tn, const RowOut& ou
 // x [R, T] -> y, y = mean over T.
 template <class T>
 void mean_time_forward_cpu(const T* x, T* y, int64_t rows, int Tn, const RowOut& out = {});
-// dx [R, T] = dy[r] / T (overwritten).
+// dx [R, T] = dy[r] / T (overwritten); accumulate: dx += that instead (a stage that the head
+// pools and the next stage reads, model.pool_stages = all).
 template <class T>
-void mean_time_backward_cpu(const T* dy, T* dx, int64_t rows, int Tn, const RowOut& out = {});
+void mean_time_backward_cpu(const T* dy, T* dx, int64_t rows, int Tn, const RowOut& out = {}, bool accumulate = false);
 
 // x [R, T] -> y, y = max over T (torch.amax(x, -1) in value). The first maximum of a row wins
 // ties, and the first NaN counts as its maximum, so NaN propagates (as max-pool, pool_cpu.h).

@@ -63,11 +63,13 @@ __global__ void mean_time_warp_kernel(const float* __restrict__ x, float* __rest
   }
 }
 
-__global__ void mean_time_backward_kernel(const float* __restrict__ dy, float* __restrict__ dx, int64_t total,
-                                          int Tn, float inv, int C, int64_t ld) {
+__global__ void mean_time_backward_kernel(const float* __restrict__ dy, float* __restrict__ dx, int64_t total, int Tn,
+                                          float inv, int C, int64_t ld, bool accumulate) {
   const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride)
-    dx[i] = dy[out_index(i / Tn, C, ld)] * inv;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    const float g = dy[out_index(i / Tn, C, ld)] * inv;
+    dx[i] = accumulate ? dx[i] + g : g;
+  }
 }
 
 // ---- max over time: one warp per row ----
@@ -247,14 +249,14 @@ void mean_time_forward_cuda(const float* x, float* y, int64_t rows, int Tn, cons
   MG_CUDA_CHECK_LAUNCH();
 }
 
-void mean_time_backward_cuda(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out,
+void mean_time_backward_cuda(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out, bool accumulate,
                              cudaStream_t stream) {
   check_row_out("mean_time_backward_cuda", rows, Tn, out);
   if (rows <= 0) return;
   const float inv = 1.0f / static_cast<float>(Tn);  // the CPU's float reciprocal, then one multiply
   const int64_t total = rows * Tn;
-  mean_time_backward_kernel<<<grid_for(total, kBlockThreads), kBlockThreads, 0, stream>>>(dy, dx, total, Tn, inv,
-                                                                                          out.C, out.ld);
+  mean_time_backward_kernel<<<grid_for(total, kBlockThreads), kBlockThreads, 0, stream>>>(dy, dx, total, Tn, inv, out.C,
+                                                                                          out.ld, accumulate);
   MG_CUDA_CHECK_LAUNCH();
 }
 

@@ -1278,6 +1278,11 @@ void add_time_pool_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
            d.launch("l2 backward", [&] { d.be.l2_time_backward(pdy + 2 * C, px, pl2, rows, p.T, out, false); });
            o.push_back({"dx_max", to_f64(d.get(pmax, R * T)), 0, "a selection and a copy: exact"});
            o.push_back({"dx_l2", to_f64(d.get(pl2, R * T))});
+           // A stage below the last (model.pool_stages = all): the mean's gradient adds to the one
+           // the next stage's conv backward wrote.
+           float* pacc = d.upload(uniform(rng, R * T, -1, 1));
+           d.launch("mean backward +=", [&] { d.be.mean_time_backward(pdy, pacc, rows, p.T, out, true); });
+           o.push_back({"dx_mean_added", to_f64(d.get(pacc, R * T))});
          }});
   }
   // NaN propagates through the max as on the CPU: the first NaN of a row wins, wherever it
@@ -1700,6 +1705,16 @@ Config head_config() {
 
 TEST(TrainStepCudaHead, PooledDropoutFiveAdamStepsMatchCpu) { expect_five_steps_match_cpu(head_config()); }
 
+// Every stage pooled (model.pool_stages = all): each stage below the last takes the head's
+// gradient beside the next stage's (mean_time_backward adding), same bounds.
+Config all_stages_config() {
+  Config c = head_config();
+  c.model.pool_stages = PoolStages::All;
+  return c;
+}
+
+TEST(TrainStepCudaHead, AllStagesPooledFiveAdamStepsMatchCpu) { expect_five_steps_match_cpu(all_stages_config()); }
+
 // bf16 training (train.precision = "bf16", kernels/bf16_cpu.h). How far two runs' first steps
 // and parameter moves are apart: the step-1 loss and grad norm (relative), and the worst
 // tensor's relative 2-norm error of p - p0 after the five steps.
@@ -1772,6 +1787,15 @@ TEST(TrainStepBf16, FiveAdamStepsMatchTheCpuEmulationOnCuda) {
 TEST(TrainStepDataParallel, OneRankIsThePlainStepOnTheCpu) {
   const auto cpu = make_cpu_backend(2);
   const Config c = head_config();
+  const auto one = dist::single_process();
+  expect_bit_identical(train(*cpu, c, true, one.get()), train(*cpu, c, true), "one rank vs the plain step, cpu");
+}
+
+// The data-parallel step hands backward_pool a staging copy of the rank's rows; with every
+// stage pooled, the stages below the last read their gradient from it later in the backward.
+TEST(TrainStepDataParallel, OneRankWithEveryStagePooledIsThePlainStepOnTheCpu) {
+  const auto cpu = make_cpu_backend(2);
+  const Config c = all_stages_config();
   const auto one = dist::single_process();
   expect_bit_identical(train(*cpu, c, true, one.get()), train(*cpu, c, true), "one rank vs the plain step, cpu");
 }

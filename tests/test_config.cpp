@@ -36,6 +36,7 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.model.embedding, b.model.embedding);
   EXPECT_EQ(a.model.l2_eps, b.model.l2_eps);
   EXPECT_EQ(a.model.pooling, b.model.pooling);
+  EXPECT_EQ(a.model.pool_stages, b.model.pool_stages);
   EXPECT_EQ(a.model.input_norm, b.model.input_norm);
   EXPECT_EQ(a.model.head_norm, b.model.head_norm);
   EXPECT_EQ(a.model.embedding_from, b.model.embedding_from);
@@ -226,6 +227,8 @@ TEST(Config, RecipeChoicesAndTheirErrors) {
   EXPECT_PARSE_ERROR("[model]\nhead_norm = \"layer\"\n", "model.head_norm", "batch");
   EXPECT_PARSE_ERROR("[model]\ninput_norm = \"global\"\n", "model.input_norm", "band");
   EXPECT_PARSE_ERROR("[model]\nembedding_from = \"pooled\"\n", "model.embedding_from", "features");
+  EXPECT_EQ(parse_config("[model]\npool_stages = \"all\"\n", "a.toml").model.pool_stages, PoolStages::All);
+  EXPECT_PARSE_ERROR("[model]\npool_stages = \"first\"\n", "model.pool_stages", "last", "all");
   // Mining belongs to the triplet loss: with the contrastive loss it is accepted and unused.
   const Config c = parse_config("[train]\nmining = \"batch_hard\"\n", "a.toml");
   EXPECT_FALSE(mines_in_batch(c));
@@ -259,6 +262,7 @@ TEST(Config, EveryFieldRoundTripsThroughToml) {
   c.audio.short_clip = ShortClip::Zero;
   c.audio.cache_dtype = CacheDtype::Float16;
   c.model.pooling = GlobalPool::MeanMaxL2;
+  c.model.pool_stages = PoolStages::All;
   c.model.dropout = 0.25;
   c.train.steps = 17;
   c.train.epochs = 3;
@@ -327,18 +331,51 @@ TEST(Config, EveryFieldRoundTripsThroughToml) {
 
 TEST(Config, ToTomlWritesEveryKey) {
   const std::string text = to_toml(default_config());
-  for (const char* key : {"[audio]", "sample_rate =", "clip_seconds = 3.0", "input_norm = \"band\"",
-                          "pooling = \"mean_max\"", "head_norm = \"batch\"", "embedding_from = \"features\"",
-                          "name = \"contrastive\"", "temperature = 0.2", "holdout_by = \"\"",
-                          "excerpt = \"middle\"", "excerpt_seconds = 30.0",
-                          "short_clip = \"repeat\"", "cache_dtype = \"int16\"", "[mel]", "n_fft =",
-                          "hop =", "n_mels =", "f_min =", "f_max =", "mel_scale = \"htk\"",
-                          "norm = \"none\"", "power =", "log_eps =", "[model]",
-                          "channels = [128, 128, 128]", "kernel = 4", "padding = \"valid\"",
-                          "pool = 4", "embedding = 128", "l2_eps =", "[loss]", "margin =",
-                          "swap = false", "[optim]", "name = \"adam\"", "lr =", "beta1 =",
-                          "beta2 =", "weight_decay =", "clip_norm =", "[train]",
-                          "batch_triplets = 64", "seed = 0"})
+  for (const char* key : {"[audio]",
+                          "sample_rate =",
+                          "clip_seconds = 3.0",
+                          "input_norm = \"band\"",
+                          "pooling = \"mean_max\"",
+                          "pool_stages = \"last\"",
+                          "head_norm = \"batch\"",
+                          "embedding_from = \"features\"",
+                          "name = \"contrastive\"",
+                          "temperature = 0.2",
+                          "holdout_by = \"\"",
+                          "excerpt = \"middle\"",
+                          "excerpt_seconds = 30.0",
+                          "short_clip = \"repeat\"",
+                          "cache_dtype = \"int16\"",
+                          "[mel]",
+                          "n_fft =",
+                          "hop =",
+                          "n_mels =",
+                          "f_min =",
+                          "f_max =",
+                          "mel_scale = \"htk\"",
+                          "norm = \"none\"",
+                          "power =",
+                          "log_eps =",
+                          "[model]",
+                          "channels = [128, 128, 128]",
+                          "kernel = 4",
+                          "padding = \"valid\"",
+                          "pool = 4",
+                          "embedding = 128",
+                          "l2_eps =",
+                          "[loss]",
+                          "margin =",
+                          "swap = false",
+                          "[optim]",
+                          "name = \"adam\"",
+                          "lr =",
+                          "beta1 =",
+                          "beta2 =",
+                          "weight_decay =",
+                          "clip_norm =",
+                          "[train]",
+                          "batch_triplets = 64",
+                          "seed = 0"})
     EXPECT_NE(text.find(key), std::string::npos) << key << " missing from:\n" << text;
   // mel.sample_rate is not a key of its own.
   const size_t mel = text.find("[mel]");
@@ -427,6 +464,10 @@ TEST(Config, SizesAndLevelsHaveUpperBounds) {
             "run.toml: train.batch_triplets must be in [1, 1048576] (got 1000000000)");
   EXPECT_PARSE_ERROR("[model]\nchannels = [64, 100000]\n", "model.channels[1] must be in [1, 65536]");
   EXPECT_PARSE_ERROR("[model]\nembedding = 70000\n", "model.embedding must be in [1, 65536]");
+  // Every stage pooled: the head's width k (C_0 + C_1 + ...) has the bound of three full stages.
+  EXPECT_PARSE_ERROR("[model]\npool_stages = \"all\"\nchannels = [65536, 65536]\n",
+                     "model.pool_stages = \"all\" pools 262144 features per clip", "at most 196608");
+  EXPECT_EQ(parse_error("[model]\npool_stages = \"all\"\npooling = \"mean\"\nchannels = [65536, 65536, 65536]\n"), "");
   EXPECT_PARSE_ERROR("[model]\nkernel = 5000\n", "model.kernel must be in [1, 4096]");
   EXPECT_PARSE_ERROR("[model]\npool = 5000\n", "model.pool must be in [1, 4096]");
   EXPECT_PARSE_ERROR("[train]\nloader_threads = 100000\n", "train.loader_threads must be in [1, 1024]");

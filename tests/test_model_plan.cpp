@@ -224,6 +224,35 @@ TEST(ModelPlan, PoolingOptionsWidenTheHead) {
     EXPECT_NE(d.find(part), std::string::npos) << "'" << part << "' missing from:\n" << d;
 }
 
+// model.pool_stages = all pools every stage's output (after its max-pool) into one row, stage
+// by stage: D = k (C_0 + C_1 + C_2), each stage's block at k times the channels before it.
+TEST(ModelPlan, PoolingEveryStageConcatenatesTheStages) {
+  Config c = default_config();
+  c.model.channels = {16, 24, 40};
+  c.model.pool_stages = PoolStages::All;
+  const ModelPlan p = make_model_plan(c, 5);
+  EXPECT_EQ(p.first_pooled_stage(), 0u);
+  EXPECT_EQ(p.pooled_offset(0), 0);
+  EXPECT_EQ(p.pooled_offset(1), 2 * 16);
+  EXPECT_EQ(p.pooled_offset(2), 2 * (16 + 24));
+  EXPECT_EQ(p.head_width(), 2 * (16 + 24 + 40));
+  EXPECT_EQ(pooled_width(c), 160);
+  EXPECT_EQ(embedding_dim(c), 160);
+  EXPECT_EQ(p.output_dim(), 160);
+  const int64_t convs = (16 * 128 * 4 + 16) + (24 * 16 * 4 + 24) + (40 * 24 * 4 + 40);
+  EXPECT_EQ(p.param_count(), convs + 2 * 160 + 128 * 160 + 128);
+  const std::string d = p.describe(c);
+  EXPECT_NE(d.find("[mean | max] over time of every stage"), std::string::npos) << d;
+  EXPECT_NE(d.find("[5, 160]"), std::string::npos) << d;
+
+  c.model.pool_stages = PoolStages::Last;  // the seed's: the last stage alone
+  const ModelPlan last = make_model_plan(c, 5);
+  EXPECT_EQ(last.first_pooled_stage(), 2u);
+  EXPECT_EQ(last.pooled_offset(2), 0);
+  EXPECT_EQ(last.head_width(), 80);
+  EXPECT_EQ(pooled_width(c), 80);
+}
+
 // The default recipe on the seed's stack: 3 s clips (130 frames -> 127 -> 31 -> 28 -> 7 -> 4),
 // [mean | max] pooling (256 features), batch norm's scale and shift (512), linear 128 x 256 + 128;
 // the item embedding is the 256 normalised features.

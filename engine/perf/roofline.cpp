@@ -101,21 +101,24 @@ StepCost training_step_cost(const Config& c, int batch, int n_triplets) {
 
   // Head: global pooling (k features per channel: mean, max, L2 over time; 1 FLOP per input
   // element each, forward and backward), dropout (1 per element each way), linear, L2, loss.
-  const StagePlan& last = plan.stages.back();
-  const int C = last.conv.Cout, E = plan.embedding, T = last.t_out, D = plan.head_width(), k = plan.pooled_features();
+  // The pooling reads the last stage's output (model.pool_stages = all: every stage's).
+  const int E = plan.embedding, D = plan.head_width(), k = plan.pooled_features();
+  double pooled_in = 0;  // elements per clip the global pooling reads
+  for (size_t i = plan.first_pooled_stage(); i < plan.stages.size(); ++i)
+    pooled_in += d(plan.stages[i].conv.Cout) * plan.stages[i].t_out;
   const bool dropped = plan.dropout > 0;
   CostPart head{"head + loss", 0, 0};
   const bool contrastive = c.loss.name == LossKind::Contrastive;
-  head.flops = 2.0 * k * d(B) * C * T + (dropped ? 2.0 * d(B) * D : 0.0) + linear_forward_flops(B, D, E) +
+  head.flops = 2.0 * k * d(B) * pooled_in + (dropped ? 2.0 * d(B) * D : 0.0) + linear_forward_flops(B, D, E) +
                linear_backward_flops(B, D, E) + l2norm_forward_flops(B, E) + l2norm_backward_flops(B, E) +
                (contrastive ? contrastive_loss_flops(B, E) : triplet_loss_flops(n_triplets, E, c.loss.swap));
   if (plan.head_norm) head.flops += batchnorm_forward_flops(B, D) + batchnorm_backward_flops(B, D);
-  // The last stage's output read, its gradient written; the pooled features (and with dropout
+  // The pooled stages' outputs read, their gradients written; the pooled features (and with dropout
   // the dropped ones, and the mask written and read), linear and embedding, and their
   // gradients, written and read once each; the linear layer's weights read, gradients written.
   const double linear_params = d(E) * D + E + (plan.head_norm ? 2.0 * D : 0.0);  // with batch norm's scale and shift
   const double head_acts = d(B) * D * (1 + (dropped ? 1 : 0) + (plan.head_norm ? 1 : 0)) + 2 * d(B) * E;
-  head.bytes = kF32 * (2 * d(B) * C * T + 2 * 2 * head_acts + (dropped ? 2 * d(B) * D : 0.0) + 2 * linear_params);
+  head.bytes = kF32 * (2 * d(B) * pooled_in + 2 * 2 * head_acts + (dropped ? 2 * d(B) * D : 0.0) + 2 * linear_params);
 
   const int64_t n_params = plan.param_count();
   CostPart opt{"optimizer", adam_flops(n_params, c.optim), kF32 * 7 * d(n_params)};

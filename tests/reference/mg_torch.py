@@ -6,7 +6,8 @@ the whole-model reference test (ref_model.py, float64 with the engine's dropout 
   -> (x - mean) / std per band (model.input_norm = band; the checkpoint's input statistics)
   [Conv1d -> ReLU -> MaxPool1d (not after the last stage)] x stages      ("same" padding: F.pad,
                                                                           PyTorch's split for even K)
-  global pooling over time per channel, [mean | max | l2] as model.pooling says
+  global pooling over time per channel, [mean | max | l2] as model.pooling says, of the last
+  stage's output or (model.pool_stages = all) of every stage's, concatenated in stage order
   -> BatchNorm1d (model.head_norm = batch) -> Dropout (model.dropout; training mode only)
   -> Linear -> F.normalize                                               -> embeddings [B, E]
   item embedding (embed()): that, or with model.embedding_from = features F.normalize of the
@@ -16,9 +17,9 @@ the whole-model reference test (ref_model.py, float64 with the engine's dropout 
   optimizer: torch.optim.Adam / AdamW (after clip_grad_norm_ when clip_norm > 0)
 
 Parameter names are the checkpoint's (engine/checkpoint.h): conv.{i}.weight [Cout, Cin, K],
-conv.{i}.bias, head_norm.weight, head_norm.bias [k C], linear.weight [E, k C], linear.bias; the
-state beside them (input_norm.mean, input_norm.std [n_mels], head_norm.running_mean,
-head_norm.running_var [k C]) becomes the module's buffers. The config comes from the checkpoint's TOML
+conv.{i}.bias, head_norm.weight, head_norm.bias [D], linear.weight [E, D], linear.bias (D = k C_last,
+or k (C_0 + C_1 + ...) with every stage pooled); the state beside them (input_norm.mean,
+input_norm.std [n_mels], head_norm.running_mean, head_norm.running_var [D]) becomes the module's buffers. The config comes from the checkpoint's TOML
 (__metadata__["config"]), read with tomllib (Python 3.11+), tomli, or, failing both, a reader
 for the canonical TOML that melgraph writes (engine/config.h to_toml).
 """
@@ -135,6 +136,8 @@ def make_net(cfg):
     input_norm = model_cfg.get("input_norm", "none") == "band"
     head_norm = model_cfg.get("head_norm", "none") == "batch"
     features_out = model_cfg.get("embedding_from", "linear") == "features"
+    all_stages = model_cfg.get("pool_stages", "last") == "all"
+    width = features * (sum(channels) if all_stages else channels[-1])  # the head's fan-in D
 
     class MelgraphNet(nn.Module):
         def __init__(self):
@@ -151,13 +154,13 @@ def make_net(cfg):
                 self.input_norm.register_buffer("mean", torch.zeros(n_mels))
                 self.input_norm.register_buffer("std", torch.ones(n_mels))
             if head_norm:  # the engine's BatchNormParams: eps 1e-5, momentum 0.1 (torch's defaults)
-                self.head_norm = nn.BatchNorm1d(features * cin, eps=1e-5, momentum=0.1)
+                self.head_norm = nn.BatchNorm1d(width, eps=1e-5, momentum=0.1)
             self.dropout = nn.Dropout(model_cfg.get("dropout", 0.0))
-            self.linear = nn.Linear(features * cin, model_cfg["embedding"])
+            self.linear = nn.Linear(width, model_cfg["embedding"])
 
         def features(self, logmel, return_pre=False):
-            """The pooled features after head_norm [B, k C], and the conv outputs before ReLU."""
-            pre, h = [], logmel
+            """The pooled features after head_norm [B, D], and the conv outputs before ReLU."""
+            pre, blocks, h = [], [], logmel
             if input_norm:
                 h = (h - self.input_norm.mean[:, None]) / self.input_norm.std[:, None]
             for i, conv in enumerate(self.conv):
@@ -170,8 +173,9 @@ def make_net(cfg):
                 h = torch.relu(z)
                 if i + 1 < len(self.conv):
                     h = F.max_pool1d(h, pool)
-            pooled = [h.mean(dim=2), h.amax(dim=2), torch.linalg.vector_norm(h, dim=2)][:features]
-            h = torch.cat(pooled, dim=1) if features > 1 else pooled[0]  # [B, k C]
+                if all_stages or i + 1 == len(self.conv):
+                    blocks += [h.mean(dim=2), h.amax(dim=2), torch.linalg.vector_norm(h, dim=2)][:features]
+            h = torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0]  # [B, D]
             if head_norm:
                 h = self.head_norm(h)
             return h, pre
