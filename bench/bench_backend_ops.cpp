@@ -237,20 +237,22 @@ void BM_Pool(benchmark::State& st, const std::string& dev, bool backward) {
   counters(st, flops, bytes, s.B);
 }
 
-// Mean over time of the last stage's output [B, C, T] -> [B, C].
-void BM_Mean(benchmark::State& st, const std::string& dev, bool backward) {
+// Mean over time of the last stage's output [B, C, T] -> [B, C]. add: the backward that adds
+// to the gradient already there, over the first stage's pooled output (model.pool_stages =
+// all: the largest stage the head pools; dx read and written).
+void BM_Mean(benchmark::State& st, const std::string& dev, bool backward, bool add = false) {
   MG_BACKEND_OR_SKIP(dev);
   const Shape s = shape_of(st);
-  const StagePlan& last = s.plan.stages.back();
-  const int64_t rows = static_cast<int64_t>(s.B) * last.conv.Cout, nx = rows * last.t_out;
-  const double bytes = kF * static_cast<double>(nx + rows);
+  const StagePlan& stage = add ? s.plan.stages.front() : s.plan.stages.back();
+  const int64_t rows = static_cast<int64_t>(s.B) * stage.conv.Cout, nx = rows * stage.t_out;
+  const double bytes = kF * static_cast<double>((add ? 2 : 1) * nx + rows);
   const int k = copies_for(ctx, bytes);
   Rotating x(be, nx, k, -1.f, 1.f, 1), y(be, rows, k, -1.f, 1.f, 2);
   timed(st, be, k, [&](int r) {
     if (backward)
-      be.mean_time_backward(y.at(r), x.at(r), rows, last.t_out);
+      be.mean_time_backward(y.at(r), x.at(r), rows, stage.t_out, RowOut{}, add);
     else
-      be.mean_time_forward(x.at(r), y.at(r), rows, last.t_out);
+      be.mean_time_forward(x.at(r), y.at(r), rows, stage.t_out);
   });
   counters(st, static_cast<double>(nx), bytes, s.B);
 }
@@ -620,6 +622,7 @@ void register_mean_time(const Family& f) {
   const std::string dev = f.dev;
   f.add("mean_time_fwd", [dev](auto& st) { BM_Mean(st, dev, false); });
   f.add("mean_time_bwd", [dev](auto& st) { BM_Mean(st, dev, true); });
+  f.add("mean_time_bwd_add", [dev](auto& st) { BM_Mean(st, dev, true, true); });
 }
 void register_time_pool(const Family& f) {
   const std::string dev = f.dev;
