@@ -2,8 +2,8 @@
 // (toml11); every field has a default, so an empty file is the default config: the seed's
 // architecture (log-mel, three conv stages, a linear layer, L2) with the learning recipe that
 // docs/performance.md ("Learning quality") measured: per-band input standardisation, [mean |
-// max] pooling, batch norm before the head, the contrastive loss, 3 s training clips, and
-// the normalised features as the item embedding.
+// max] pooling, batch norm before the head, the contrastive loss with negatives from 3 hops,
+// 3 s training clips, and the normalised features as the item embedding.
 //
 //   [audio]  sample_rate = 22050, clip_seconds = 3.0,
 //            excerpt = "middle" | "start", excerpt_seconds = 30.0,
@@ -26,7 +26,7 @@
 //            weight_decay = 0.0, clip_norm = 0.0 (0 = off)
 //   [train]  batch_triplets = 64, seed = 0, steps = 2000, epochs = 0 (> 0: epochs decide),
 //            mining = "offline" | "batch_hard" | "semi_hard" (the triplet loss's negatives),
-//            pos_hops = 1, neg_hops = 2,
+//            pos_hops = 1, neg_hops = 3,
 //            warmup_steps = 100, lr_schedule = "cosine" | "constant", min_lr_ratio = 0.0,
 //            checkpoint_every = 500, validate_every = 250, early_stopping = 0 (patience in
 //            validations; 0 = off), nonfinite = "stop" | "skip", loader_threads = 2,
@@ -168,7 +168,7 @@ struct TrainConfig {
   int epochs = 0;
   Mining mining = Mining::Offline;
   int pos_hops = 1;
-  int neg_hops = 2;
+  int neg_hops = 3;
   int warmup_steps = 100;
   LrSchedule lr_schedule = LrSchedule::Cosine;
   double min_lr_ratio = 0.0;

@@ -115,7 +115,7 @@ TEST(Config, DefaultsAreTheSeedArchitectureWithTheRecipe) {
   EXPECT_EQ(c.model.dropout, 0.0);
   EXPECT_EQ(c.loss.name, LossKind::Contrastive);
   EXPECT_EQ(c.loss.temperature, 0.2);
-  EXPECT_EQ(c.train.neg_hops, 2);
+  EXPECT_EQ(c.train.neg_hops, 3);
   EXPECT_EQ(c.mel.sample_rate, 22050);
   EXPECT_EQ(c.mel.n_fft, 1024);
   EXPECT_EQ(c.mel.hop, 512);
