@@ -100,8 +100,9 @@ class Backend {
   // Reductions over time: x [rows, Tn] -> one value per row, written through `out`
   // (kernels/reduce_cpu.h RowOut; the default is a contiguous y [rows]), so the head can
   // concatenate [mean | max | l2] per clip in one buffer. Their backward passes read dy through
-  // the same layout. max and l2 backward take `accumulate` (dx += instead of dx =): the head's
-  // mean backward writes dx, the max's and the L2's add to it.
+  // the same layout. Their backward passes take `accumulate` (dx += instead of dx =): the
+  // head's mean backward writes dx, the max's and the L2's add to it; with every stage pooled
+  // (model.pool_stages = all) a lower stage's mean adds to the gradient the next stage wrote.
   virtual void mean_time_forward(const float* x, float* y, int64_t rows, int Tn, const RowOut& out = {}) = 0;
   virtual void mean_time_backward(const float* dy, float* dx, int64_t rows, int Tn, const RowOut& out = {},
                                   bool accumulate = false) = 0;

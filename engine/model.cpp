@@ -301,6 +301,7 @@ void Model::backward_pool(const float* dpooled, int B) {
 // stage's conv backward wrote), the max's and the L2's add theirs, in that fixed order on
 // every backend.
 void Model::pool_stage_backward(size_t i, int B, bool accumulate) {
+  if (!dpooled_) throw std::logic_error("Model::backward_stage: backward_pool() first (it holds dpooled)");
   const StagePlan& s = plan_.stages[i];
   const int C = s.conv.Cout, k = plan_.pooled_features();
   const int64_t rows = static_cast<int64_t>(B) * C;

@@ -67,8 +67,9 @@ __global__ void mean_time_backward_kernel(const float* __restrict__ dy, float* _
                                           float inv, int C, int64_t ld, bool accumulate) {
   const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
-    const float g = dy[out_index(i / Tn, C, ld)] * inv;
-    dx[i] = accumulate ? dx[i] + g : g;
+    // Rounded as the CPU rounds: the product, then the sum (no FMA contraction).
+    const float g = __fmul_rn(dy[out_index(i / Tn, C, ld)], inv);
+    dx[i] = accumulate ? __fadd_rn(dx[i], g) : g;
   }
 }
 
