@@ -591,7 +591,7 @@ void validate_model(const Config& c, const Checker& check) {
   if (c.model.pool_stages == PoolStages::All) {  // the head's width must stay an int
     int64_t width = 0;
     for (int ch : c.model.channels) width += ch;
-    width *= c.model.pooling == GlobalPool::Mean ? 1 : c.model.pooling == GlobalPool::MeanMax ? 2 : 3;
+    width *= pooled_features(c.model.pooling);
     if (width > 3 * int64_t{kMaxWidth})
       check.fail("model.pool_stages = \"all\" pools " + std::to_string(width) +
                  " features per clip (every stage's channels, model.pooling's k each); at most " +
@@ -679,6 +679,15 @@ void validate(const Config& c, const std::string& source) {
 }  // namespace
 
 Config default_config() { return Config{}; }
+
+int pooled_features(GlobalPool p) {
+  switch (p) {
+    case GlobalPool::Mean: return 1;
+    case GlobalPool::MeanMax: return 2;
+    case GlobalPool::MeanMaxL2: return 3;
+  }
+  return 1;
+}
 
 ContrastiveLossParams contrastive_params(const Config& c) {
   return ContrastiveLossParams{c.loss.temperature, c.train.pos_hops, c.train.neg_hops};

@@ -94,6 +94,8 @@ struct AudioConfig {
 // max over time ([B, 2C]); mean_max_l2 adds the L2 norm over time, sqrt(sum_t x^2) ([B, 3C]).
 // Each clip's row is [mean | max | l2], each block C wide in channel order (engine/model.h).
 enum class GlobalPool { Mean, MeanMax, MeanMaxL2 };
+// Features per channel of the global pooling (k): mean 1, mean_max 2, mean_max_l2 3.
+int pooled_features(GlobalPool p);
 
 // Which conv stages the global pooling reads. Last: the last stage's output (the seed's).
 // All: every stage's output (after its max-pool), each pooled as model.pooling says and

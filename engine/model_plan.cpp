@@ -151,15 +151,6 @@ int ModelPlan::pooled_offset(size_t i) const {
   return pooled_features() * sum;
 }
 
-int pooled_features(GlobalPool p) {
-  switch (p) {
-    case GlobalPool::Mean: return 1;
-    case GlobalPool::MeanMax: return 2;
-    case GlobalPool::MeanMaxL2: return 3;
-  }
-  return 1;
-}
-
 int64_t ModelPlan::param_count() const {
   int64_t total = 0;
   for (const auto& s : stages) total += conv_params(s.conv);

@@ -31,9 +31,6 @@
 
 namespace mg {
 
-// Features per channel of the global pooling (k): mean 1, mean_max 2, mean_max_l2 3.
-int pooled_features(GlobalPool p);
-
 struct StagePlan {
   Conv1dDims conv;   // B, Cin, Cout, Tin, K, padding
   int t_conv = 0;    // conv output length
