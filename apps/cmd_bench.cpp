@@ -11,6 +11,7 @@
 #include "apps/commands.h"
 #include "engine/backend_factory.h"
 #include "engine/config.h"
+#include "engine/io/json_text.h"
 #include "engine/perf/step_bench.h"
 
 namespace mg::cli {
@@ -67,7 +68,7 @@ void print_json(const StepBenchReport& rep, const Config& c, const BenchOptions&
                    {"floor_s", rep.floor.seconds()},
                    {"bound", rep.floor.compute_bound() ? "compute" : "memory"},
                    {"fraction_of_floor", rep.floor.seconds() / r.step_median}};
-  std::printf("%s\n", j.dump(2).c_str());
+  std::printf("%s\n", json_text(j, 2).c_str());
 }
 
 void print_table(const StepBenchReport& rep, const Config& c, const BenchOptions& o, const std::string& config_name) {

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "apps/cmd_graph.h"
+#include "engine/io/json_text.h"
 #include "engine/timer.h"
 
 namespace mg::cli::graph_cmd {
@@ -75,7 +76,7 @@ void run_select(const SelectOptions& o) {
     for (const auto& row : graph::selection_hops(g, sel, o.directed, o.max_depth)) matrix.push_back(row);
     j["distances"] = std::move(matrix);
     if (!o.out.empty()) j["tables_file"] = o.out;
-    std::printf("%s\n", j.dump().c_str());
+    std::printf("%s\n", json_text(j).c_str());
     return;
   }
 

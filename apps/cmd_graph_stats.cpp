@@ -6,6 +6,7 @@
 #include <string>
 
 #include "apps/cmd_graph.h"
+#include "engine/io/json_text.h"
 
 namespace mg::cli::graph_cmd {
 
@@ -40,7 +41,7 @@ void run_stats(const StatsOptions& o) {
                       {"anchors_with_positive", top->with_pos},
                       {"anchors_without_positive", top->tables.anchors_without_positive()},
                       {"isolated", top->isolated}};
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", json_text(j, 2).c_str());
     return;
   }
   print_edge_stats(in, l);

@@ -1,9 +1,11 @@
 #include "graph/catalog.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
+#include "engine/io/utf8.h"
 #include "graph/text_input.h"
 
 namespace mg::graph {
@@ -21,6 +23,18 @@ std::string resolve(const std::filesystem::path& dir, std::string_view p) {
   const std::filesystem::path path{std::string(p)};
   if (path.is_absolute() || dir.empty()) return path.lexically_normal().string();
   return (dir / path).lexically_normal().string();
+}
+
+// Where text stops being UTF-8 and what to do ("" when it is UTF-8). Ids, titles and the other
+// columns reach JSON output, the index's SQLite text and --where filters, which need the text
+// the user typed: a Latin-1 catalog converted once beats one mangled at every step.
+std::string utf8_problem(std::string_view text) {
+  const size_t bad = first_invalid_utf8(text);
+  if (bad == std::string_view::npos) return std::string();
+  char byte[8];
+  std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>(text[bad]));
+  return std::string("is not UTF-8 (byte ") + byte + " at offset " + std::to_string(bad) +
+         "); the catalog is read as UTF-8: convert it, e.g. with iconv -f latin1 -t utf-8";
 }
 
 // The catalog's header: its columns and where id and path are.
@@ -73,10 +87,17 @@ CatalogHeader read_header(detail::LineReader& reader, const std::string& path, C
     throw GraphInputError("catalog " + path + ": missing required column '" + name + "' (the header has: " +
                           detail::printable(have, 120) + "); the catalog needs columns id and path");
   }
+  // After the id and path check, so that a binary file is told it has no header.
+  const auto bad = std::find_if(cat.columns.begin(), cat.columns.end(),
+                                [](const std::string& name) { return !utf8_problem(name).empty(); });
+  if (bad != cat.columns.end())
+    throw GraphInputError(path + ":" + std::to_string(reader.line_number()) + ": header column " +
+                          std::to_string(bad - cat.columns.begin() + 1) + "'s name " + utf8_problem(*bad));
   return h;
 }
 
 // What is wrong with a row's n fields f ("" when nothing); *duplicate when only its id repeats.
+// The path may hold any bytes (a Linux file name); every other field must be UTF-8.
 std::string row_problem(int n, const std::vector<std::string_view>& f, const CatalogHeader& h, const Catalog& cat,
                         const char* quote_error, bool* duplicate) {
   *duplicate = false;
@@ -86,6 +107,11 @@ std::string row_problem(int n, const std::vector<std::string_view>& f, const Cat
            std::to_string(h.ncol);
   if (f[static_cast<size_t>(h.id_col)].empty()) return "empty id";
   if (f[static_cast<size_t>(h.path_col)].empty()) return "empty path";
+  for (int c = 0; c < h.ncol; ++c) {
+    if (c == h.path_col) continue;
+    const std::string bad = utf8_problem(f[static_cast<size_t>(c)]);
+    if (!bad.empty()) return "column '" + cat.columns[static_cast<size_t>(c)] + "' " + bad;
+  }
   if (cat.index.count(std::string(f[static_cast<size_t>(h.id_col)])) != 0) {
     *duplicate = true;
     return "duplicate id '" + std::string(f[static_cast<size_t>(h.id_col)]) + "'";

@@ -501,6 +501,30 @@ TEST(Catalog, BinaryBytesAreEscapedInMessages) {
   EXPECT_EQ(detail::printable(std::string(300, 'a'), 10), std::string(10, 'a') + "...");
 }
 
+// A Latin-1 catalog is stopped where it is read, with the line, the column, the byte and the
+// fix: its ids and titles would otherwise reach JSON output and the index's --where filters
+// as bytes no UTF-8 reader takes. A path is a file name, any bytes on Linux: kept as it is.
+TEST(Catalog, TextColumnsMustBeUtf8PathsNeedNot) {
+  TempDir dir;
+  const std::string p = dir.file("c.csv");
+  write_file(p, "id,path,title,album\na,caf\xe9.wav,Caf\xc3\xa9,A\nb,b.wav,d\xe9j\xe0 vu,B\nc,c.wav,C,\xe8te\n");
+  std::string msg = catalog_error(p);
+  EXPECT_NE(msg.find(p + ":3: column 'title' is not UTF-8 (byte 0xE9 at offset 1)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("iconv -f latin1 -t utf-8"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("d\\xE9j\\xE0 vu"), std::string::npos) << "the row, escaped: " << msg;
+  const Catalog c = load_catalog(p, true);
+  ASSERT_EQ(c.items.size(), 1u);
+  EXPECT_EQ(c.bad_lines, 2) << "rows b (title) and c (album) skipped and counted";
+  EXPECT_EQ(c.items[0].path, dir.file("caf\xe9.wav"));
+  EXPECT_EQ(c.items[0].extra[0], "Caf\xc3\xa9");
+  write_file(p, "id,path,title\n\xff,x.wav,X\n");
+  msg = catalog_error(p);
+  EXPECT_NE(msg.find(p + ":2: column 'id' is not UTF-8 (byte 0xFF at offset 0)"), std::string::npos) << msg;
+  write_file(p, "id,path,ti\xf4tle\na,a.wav,A\n");
+  msg = catalog_error(p, true);  // a header is not a row: never skipped
+  EXPECT_NE(msg.find(p + ":1: header column 3's name is not UTF-8 (byte 0xF4 at offset 2)"), std::string::npos) << msg;
+}
+
 TEST(Catalog, BadHeaders) {
   TempDir dir;
   write_file(dir.file("empty.csv"), "# nothing\n\n");

@@ -1003,6 +1003,27 @@ TEST(IndexEval, HandWorkedRecallAndBuckets) {
   EXPECT_NE(format_eval(r).find("all"), std::string::npos);
 }
 
+// A Linux file name need not be UTF-8 (here Latin-1 "caf\xe9"): the --json answers of query
+// and eval carry it as U+FFFD instead of failing after the search (nlohmann::json throws on
+// such a string unless told to replace it; engine/io/json_text.h).
+TEST(IndexEval, JsonAnswersSurviveAPathThatIsNotUtf8) {
+  Index x = plane_index({{"a", 0}, {"b", 10}, {"c", 25}});
+  x.items[1].path = "caf\xe9/b.wav";
+  x.source = "idx-\xff.sqlite";
+  QueryResult q;
+  q.query = "audio/caf\xe9.wav";
+  q.hits = {{1, 0.98f}, {2, 0.9f}};
+  const Json hits = Json::parse(hits_json(x, q, 2));
+  EXPECT_EQ(hits.at("query"), "audio/caf\xef\xbf\xbd.wav");
+  EXPECT_EQ(hits.at("index"), "idx-\xef\xbf\xbd.sqlite");
+  EXPECT_EQ(hits.at("results").at(0).at("path"), "caf\xef\xbf\xbd/b.wav");
+  EXPECT_EQ(hits.at("results").at(1).at("path"), "c.wav");
+  const auto be = make_cpu_backend(1);
+  EvalReport r = evaluate_index(*be, x, graph_of("a,b\n"), EvalOptions{});
+  r.index_path = x.source;
+  EXPECT_EQ(Json::parse(eval_json(r)).at("index"), "idx-\xef\xbf\xbd.sqlite");
+}
+
 TEST(IndexEval, HopsWidenTheRelevantSetAndWeighNdcg) {
   // A chain a -> b -> c -> d, vectors in chain order at 0, 30, 60, 90 degrees.
   const Index x = plane_index({{"a", 0}, {"b", 30}, {"c", 60}, {"d", 90}});

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "engine/audio/prepare.h"
+#include "engine/io/json_text.h"
 
 namespace mg::audio {
 
@@ -94,7 +95,7 @@ std::string summary_json(const PrepareSummary& s) {
                          {"failures", issues_json(s.failures)},
                          {"warnings", issues_json(s.warnings)}};
   // Paths and decoder messages are not always UTF-8; JSON must be.
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return json_text(j);
 }
 
 }  // namespace mg::audio

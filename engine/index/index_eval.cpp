@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "engine/index/index_query.h"
+#include "engine/io/json_text.h"
 #include "engine/timer.h"
 
 namespace mg::index {
@@ -264,21 +265,21 @@ std::string eval_json(const EvalReport& r) {
     wide = metrics_json(r.wide);
     wide["k"] = r.wide_k;
   }
-  return Json{{"index", r.index_path},
-              {"edges", r.edges_path},
-              {"k", r.k},
-              {"wide", wide},
-              {"queries_listed", r.queries_listed},
-              {"queries_not_found", r.queries_not_found},
-              {"spread", spread_json(r.spread)},
-              {"hops", r.hops},
-              {"items", r.items},
-              {"not_in_graph", r.not_in_graph},
-              {"overall", metrics_json(r.overall)},
-              {"chance_recall", r.chance_recall},
-              {"buckets", buckets},
-              {"seconds", r.seconds}}
-      .dump(2);
+  return json_text(Json{{"index", r.index_path},
+                        {"edges", r.edges_path},
+                        {"k", r.k},
+                        {"wide", wide},
+                        {"queries_listed", r.queries_listed},
+                        {"queries_not_found", r.queries_not_found},
+                        {"spread", spread_json(r.spread)},
+                        {"hops", r.hops},
+                        {"items", r.items},
+                        {"not_in_graph", r.not_in_graph},
+                        {"overall", metrics_json(r.overall)},
+                        {"chance_recall", r.chance_recall},
+                        {"buckets", buckets},
+                        {"seconds", r.seconds}},
+                   2);
 }
 
 }  // namespace mg::index

@@ -22,6 +22,7 @@
 #include "engine/embed/embedder.h"
 #include "engine/index/sha256.h"
 #include "engine/io/atomic_file.h"
+#include "engine/io/json_text.h"
 #include "engine/io/npy.h"
 #include "engine/model.h"
 #include "engine/timer.h"
@@ -454,7 +455,7 @@ std::string ExportSummary::json() const {
                                                 {"description", ann.description},
                                                 {"build_seconds", ann.build_seconds},
                                                 {"bytes", ann.bytes}}}};
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return json_text(j);
 }
 
 }  // namespace mg::index

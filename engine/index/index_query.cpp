@@ -17,6 +17,7 @@
 #include "engine/embed/embedder.h"
 #include "engine/index/ann.h"
 #include "engine/index/sha256.h"
+#include "engine/io/json_text.h"
 #include "engine/model.h"
 #include "engine/retrieval_metrics.h"
 #include "engine/timer.h"
@@ -454,7 +455,7 @@ std::string hits_json(const Index& index, const QueryResult& r, int k) {
   j["index"] = index.source;
   j["results"] = nlohmann::ordered_json::array();
   for (size_t i = 0; i < r.hits.size(); ++i) j["results"].push_back(hit_json(index, r.hits[i], i + 1));
-  return j.dump(2);
+  return json_text(j, 2);
 }
 
 }  // namespace mg::index

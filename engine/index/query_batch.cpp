@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "engine/audio/decode.h"
+#include "engine/io/json_text.h"
 
 namespace mg::index {
 
@@ -174,7 +175,7 @@ std::vector<std::string> BatchQuery::run(const std::vector<QueryLine>& lines) {
       for (size_t i = 0; i < hits[p.at].size(); ++i) j["results"].push_back(hit_json(index_, hits[p.at][i], i + 1));
       ++answered_;
     }
-    out.push_back(j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
+    out.push_back(json_text(j));
   }
   return out;
 }

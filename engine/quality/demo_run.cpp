@@ -17,6 +17,7 @@
 #include "engine/index/index_format.h"
 #include "engine/index/index_query.h"
 #include "engine/io/atomic_file.h"
+#include "engine/io/json_text.h"
 #include "engine/report/report.h"
 #include "engine/train/trainer.h"
 #include "graph/edge_list_io.h"
@@ -188,7 +189,7 @@ std::string DemoResult::json() const {
                          {"mean_log_mel", score(mean_log_mel)},
                          {"chance_recall", chance_recall},
                          {"spread", {{"median", spread_median}, {"p5", spread_p5}, {"p95", spread_p95}}}};
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return json_text(j);
 }
 
 }  // namespace mg::quality

@@ -17,6 +17,7 @@
 #include "engine/index/index_export.h"
 #include "engine/index/index_format.h"
 #include "engine/io/atomic_file.h"
+#include "engine/io/json_text.h"
 #include "engine/model.h"
 #include "engine/timer.h"
 #include "graph/edge_list_io.h"
@@ -247,16 +248,16 @@ std::string QualityReport::json() const {
     }
     return j;
   };
-  return Json{{"catalog", catalog},
-              {"holdout_by", holdout_by},
-              {"k", k},
-              {"wide_k", wide_k},
-              {"crops", crops},
-              {"trained", summary(&SeedResult::trained)},
-              {"untrained", summary(&SeedResult::untrained)},
-              {"mean_log_mel", summary(&SeedResult::mel)},
-              {"seeds", per_seed}}
-      .dump(2);
+  return json_text(Json{{"catalog", catalog},
+                        {"holdout_by", holdout_by},
+                        {"k", k},
+                        {"wide_k", wide_k},
+                        {"crops", crops},
+                        {"trained", summary(&SeedResult::trained)},
+                        {"untrained", summary(&SeedResult::untrained)},
+                        {"mean_log_mel", summary(&SeedResult::mel)},
+                        {"seeds", per_seed}},
+                   2);
 }
 
 }  // namespace mg::quality

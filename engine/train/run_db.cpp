@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "build_info.h"
+#include "engine/io/json_text.h"
 #include "engine/io/line_log.h"
 #include "engine/sqlite/sqlite_db.h"
 
@@ -39,9 +40,6 @@ CREATE TABLE metrics (
 );
 CREATE INDEX metrics_run_name_step ON metrics (run, name, step);
 )sql";
-
-// A run's name, device or message may hold a path that is not UTF-8; JSON needs it to be.
-constexpr auto kReplaceBadUtf8 = nlohmann::json::error_handler_t::replace;
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -227,14 +225,13 @@ int64_t RunDb::begin_run(const RunInfo& info) {
   });
   tx.commit();
   known_runs_.insert(id);
-  mirror_event(nlohmann::json{
-      {"event", "begin"},
-      {"run", id},
-      {"name", info.name},
-      {"seed", info.seed},
-      {"device", info.device},
-      {"time",
-       unix_now()}}.dump(-1, ' ', false, kReplaceBadUtf8));
+  // A run's name, device or message may hold a path that is not UTF-8: json_text replaces it.
+  mirror_event(json_text(nlohmann::json{{"event", "begin"},
+                                        {"run", id},
+                                        {"name", info.name},
+                                        {"seed", info.seed},
+                                        {"device", info.device},
+                                        {"time", unix_now()}}));
   return id;
 }
 
@@ -253,8 +250,8 @@ RunStatus RunDb::resume_run(int64_t id, int64_t from_step) {
   known_runs_.insert(id);
   // Buffered rows of the steps being redone would duplicate the new ones.
   std::erase_if(buffer_, [&](const MetricRow& m) { return m.run == id && m.step > from_step; });
-  mirror_event(nlohmann::json{{"event", "resume"}, {"run", id}, {"from_step", from_step}, {"time", unix_now()}}.dump(
-      -1, ' ', false, kReplaceBadUtf8));
+  mirror_event(
+      json_text(nlohmann::json{{"event", "resume"}, {"run", id}, {"from_step", from_step}, {"time", unix_now()}}));
   return before;
 }
 
@@ -278,9 +275,8 @@ void RunDb::end_run(int64_t id, RunStatus status, std::string_view message) {
   const std::vector<MetricRow> written = std::move(buffer_);
   buffer_.clear();
   mirror(written);
-  mirror_event(nlohmann::json{
-      {"event", "end"}, {"run", id}, {"status", to_string(status)}, {"message", message}, {"time", unix_now()}}
-                   .dump(-1, ' ', false, kReplaceBadUtf8));
+  mirror_event(json_text(nlohmann::json{
+      {"event", "end"}, {"run", id}, {"status", to_string(status)}, {"message", message}, {"time", unix_now()}}));
 }
 
 // ---- metrics -------------------------------------------------------------------------------
@@ -392,7 +388,7 @@ void RunDb::mirror(const std::vector<MetricRow>& rows) {
   for (const MetricRow& m : rows) {
     nlohmann::json line{{"run", m.run}, {"step", m.step}, {"name", m.name}, {"value", nullptr}, {"time", m.time}};
     if (std::isfinite(m.value)) line["value"] = m.value;
-    mirror_event(line.dump(-1, ' ', false, kReplaceBadUtf8));
+    mirror_event(json_text(line));
   }
 }
 

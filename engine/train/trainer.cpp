@@ -25,6 +25,7 @@
 #include "engine/embed/embedder.h"
 #include "engine/io/atomic_file.h"
 #include "engine/io/file_lock.h"
+#include "engine/io/json_text.h"
 #include "engine/io/progress_line.h"
 #include "engine/io/stop_point.h"
 #include "engine/model.h"
@@ -827,7 +828,7 @@ std::string train_result_json(const TrainResult& r, const std::string& run_dir) 
                          {"metrics_jsonl", (d / kMetricsJsonlFile).string()},
                          {"initial", metrics_of(r.initial, true)},
                          {"last", metrics_of(r.last, false)}};
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return json_text(j);
 }
 
 TrainResult run_training(const Config& cfg, const TrainOptions& o) {
