@@ -720,9 +720,7 @@ std::string line_and_column(const std::string& text, size_t offset) {
 void check_utf8(const std::string& text, const std::string& source) {
   const size_t bad = first_invalid_utf8(text);
   if (bad == std::string::npos) return;
-  char byte[8];
-  std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>(text[bad]));
-  throw ConfigError(source + ":" + line_and_column(text, bad) + ": not valid UTF-8 (byte " + byte +
+  throw ConfigError(source + ":" + line_and_column(text, bad) + ": not valid UTF-8 (byte " + hex_byte(text, bad) +
                     "): a config is TOML, which is UTF-8 text");
 }
 

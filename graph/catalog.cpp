@@ -1,7 +1,6 @@
 #include "graph/catalog.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -31,9 +30,7 @@ std::string resolve(const std::filesystem::path& dir, std::string_view p) {
 std::string utf8_problem(std::string_view text) {
   const size_t bad = first_invalid_utf8(text);
   if (bad == std::string_view::npos) return std::string();
-  char byte[8];
-  std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>(text[bad]));
-  return std::string("is not UTF-8 (byte ") + byte + " at offset " + std::to_string(bad) +
+  return "is not UTF-8 (byte " + hex_byte(text, bad) + " at offset " + std::to_string(bad) +
          "); the catalog is read as UTF-8: convert it, e.g. with iconv -f latin1 -t utf-8";
 }
 

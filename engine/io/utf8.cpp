@@ -1,5 +1,7 @@
 #include "engine/io/utf8.h"
 
+#include <cstdio>
+#include <string>
 #include <string_view>
 
 namespace mg {
@@ -39,6 +41,12 @@ size_t first_invalid_utf8(std::string_view s) {
     i += n;
   }
   return std::string_view::npos;
+}
+
+std::string hex_byte(std::string_view s, size_t i) {
+  char out[8];
+  std::snprintf(out, sizeof out, "0x%02X", static_cast<unsigned char>(s[i]));
+  return out;
 }
 
 }  // namespace mg

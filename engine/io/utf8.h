@@ -3,6 +3,7 @@
 // before a parser sees them; messages use it to tell text from binary.
 #pragma once
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace mg {
@@ -12,5 +13,8 @@ size_t utf8_sequence_length(std::string_view s, size_t i);
 
 // The offset of the first byte that does not start a valid sequence; npos when s is valid.
 size_t first_invalid_utf8(std::string_view s);
+
+// s[i] as messages name a byte that is not UTF-8: "0xE9".
+std::string hex_byte(std::string_view s, size_t i);
 
 }  // namespace mg
