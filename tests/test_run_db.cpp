@@ -1,12 +1,16 @@
 // Results database: round trip of runs and metrics, status transitions, reopen + resume,
 // atomic flushes (a failing flush writes nothing and keeps its buffer), metrics of unknown or
 // deleted runs (refused, never left in the buffer to fail later flushes), a writer blocked by
-// another process's lock, refusal of newer and foreign files, and a reader in Python's sqlite3
+// another process's lock, refusal of newer and foreign files, read-only readers (nothing
+// written, a live writer's commits seen), and a reader in Python's sqlite3
 // (another tool reading the file while the run is open).
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -18,6 +22,7 @@
 
 #include "build_info.h"
 #include "engine/io/line_log.h"
+#include "engine/sqlite/sqlite_db.h"
 #include "engine/train/run_db.h"
 #include "tests/reference_harness.h"
 #include "tests/test_support.h"
@@ -351,6 +356,138 @@ TEST(RunDb, RefusesForeignFiles) {
 
   e = error_of([&] { RunDb db(dir.file("no/such/dir/runs.sqlite")); });
   EXPECT_NE(e.find("no/such/dir/runs.sqlite: open"), std::string::npos) << e;
+}
+
+TEST(RunDb, ReadOnlyReadsWithoutWritingAnything) {
+  test::TempDir dir;
+  const std::string path = dir.file("runs.sqlite");
+  int64_t id = 0;
+  {
+    RunDb db(path);
+    id = db.begin_run(info("archived"));
+    db.log(id, 1, "loss", 0.5);
+    db.end_run(id, RunStatus::Finished, "done");
+  }
+  raw_exec(path, "PRAGMA journal_mode = DELETE");  // so that a WAL switch or a journal would show
+  const std::string before = test::read_bytes(path);
+  {
+    const RunDb db(path, 10000, RunDb::Access::ReadOnly);
+    ASSERT_EQ(db.runs().size(), 1u);
+    EXPECT_EQ(db.runs()[0].status, RunStatus::Finished);
+    ASSERT_EQ(db.metrics(id).size(), 1u);
+    EXPECT_EQ(db.metrics(id)[0].value, 0.5);
+  }
+  RunDb ro(path, 10000, RunDb::Access::ReadOnly);
+  EXPECT_NE(error_of([&] { ro.begin_run(info("new")); }).find(path), std::string::npos);
+  EXPECT_EQ(test::read_bytes(path), before);
+  EXPECT_FALSE(std::filesystem::exists(path + "-wal"));
+
+  const std::string missing = dir.file("missing.sqlite");
+  EXPECT_NE(error_of([&] { RunDb db(missing, 10000, RunDb::Access::ReadOnly); }).find(missing + ": open"),
+            std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(missing));
+
+  const std::string empty = dir.file("empty.sqlite");
+  std::ofstream(empty).flush();
+  const std::string e = error_of([&] { RunDb db(empty, 10000, RunDb::Access::ReadOnly); });
+  EXPECT_NE(e.find(empty + " has no melgraph schema"), std::string::npos) << e;
+  EXPECT_EQ(std::filesystem::file_size(empty), 0u);
+}
+
+// An archived run or a read-only mount: a directory this process cannot write, so SQLite cannot
+// create the WAL reader's -shm file. Root ignores permissions, so the reader runs in a child
+// process that drops to an unprivileged user first (nobody's uid); the directory is the
+// parent's, readable by all.
+void read_in_a_directory_it_cannot_write(const std::string& path, const std::string& expect_error_part) {
+  if (::geteuid() == 0 && ::setuid(65534) != 0) {
+    std::fprintf(stderr, "setuid failed\n");
+    std::exit(3);
+  }
+  try {
+    const RunDb db(path, 10000, RunDb::Access::ReadOnly);
+    const auto runs = db.runs();
+    const bool ok = expect_error_part.empty() && runs.size() == 1 && db.metrics(runs[0].id).size() == 2;
+    std::fprintf(stderr, "read %zu runs\n", runs.size());
+    std::exit(ok ? 0 : 1);
+  } catch (const RunDbError& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    std::exit(!expect_error_part.empty() && std::string(e.what()).find(expect_error_part) != std::string::npos ? 0 : 2);
+  }
+}
+
+TEST(RunDb, ReadOnlyReadsARunInADirectoryItCannotWrite) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::TempDir dir;
+  namespace fs = std::filesystem;
+  const fs::path archived = dir.path / "archived", crashed = dir.path / "crashed";
+  fs::create_directories(archived);
+  fs::create_directories(crashed);
+  {
+    RunDb db((archived / "runs.sqlite").string());
+    const int64_t id = db.begin_run(info("archived"));
+    db.log(id, 1, "loss", 1.0);
+    db.log(id, 2, "loss", 0.5);
+    db.flush();
+    // A copy taken while the run is open: the commits are still in the -wal (no checkpoint
+    // yet), as a crashed run leaves them.
+    raw_exec((archived / "runs.sqlite").string(), "PRAGMA wal_checkpoint(PASSIVE)");  // warm the shm
+    fs::copy_file(archived / "runs.sqlite", crashed / "runs.sqlite");
+  }
+  {  // the crashed copy: the main file and a -wal holding commits, no -shm
+    RunDb db((crashed / "runs.sqlite").string());
+    raw_exec((crashed / "runs.sqlite").string(), "PRAGMA wal_autocheckpoint = 0");
+    db.log(db.runs()[0].id, 3, "loss", 0.25);
+    db.flush();
+    fs::copy_file(crashed / "runs.sqlite-wal", dir.path / "saved-wal");
+  }
+  fs::copy_file(dir.path / "saved-wal", crashed / "runs.sqlite-wal");
+  ASSERT_FALSE(fs::exists(archived / "runs.sqlite-wal"));
+  ASSERT_FALSE(fs::exists(crashed / "runs.sqlite-shm"));
+  ASSERT_GT(fs::file_size(crashed / "runs.sqlite-wal"), 0u);
+  for (const fs::path& p : {dir.path, archived, crashed})
+    fs::permissions(p, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                           fs::perms::others_exec);
+  if (::geteuid() != 0) {  // without root, the directories are made read-only for this user
+    fs::permissions(archived, fs::perms::owner_write, fs::perm_options::remove);
+    fs::permissions(crashed, fs::perms::owner_write, fs::perm_options::remove);
+  }
+  EXPECT_EXIT(read_in_a_directory_it_cannot_write((archived / "runs.sqlite").string(), ""), testing::ExitedWithCode(0),
+              "read 1 runs");
+  EXPECT_EXIT(read_in_a_directory_it_cannot_write((crashed / "runs.sqlite").string(), "copy the run directory"),
+              testing::ExitedWithCode(0), "-wal holds commits not yet in the database file");
+  EXPECT_FALSE(fs::exists(archived / "runs.sqlite-shm"));
+  for (const fs::path& p : {archived, crashed}) fs::permissions(p, fs::perms::owner_write, fs::perm_options::add);
+}
+
+// The immutable reader opens through a file: URI; characters that a URI gives a meaning
+// ('?', '#', '%': "%3F" would read as '?') stay part of the file name.
+TEST(SqliteDb, UriParametersKeepOddFileNames) {
+  test::TempDir dir;
+  for (const std::string name : {"a?b#c.sqlite", "x%3F y.sqlite", "caf\xC3\xA9.sqlite"}) {
+    const std::string path = dir.file(name);
+    raw_exec(path, "CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (7)");
+    SqliteDb db = SqliteDb::with_uri_parameters(path, SQLITE_OPEN_READONLY, "immutable=1");
+    EXPECT_EQ(db.path(), path);
+    SqliteStmt st(db, "SELECT v FROM t");
+    ASSERT_TRUE(st.step()) << name;
+    EXPECT_EQ(st.int64(0), 7) << name;
+  }
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path), std::filesystem::directory_iterator()), 3);
+}
+
+TEST(RunDb, AReaderSeesWhatAnOpenWriterCommitted) {
+  test::TempDir dir;
+  const std::string path = dir.file("runs.sqlite");
+  RunDb writer(path);
+  const int64_t id = writer.begin_run(info("live"));
+  writer.log(id, 1, "loss", 1.0);
+  writer.flush();
+  const RunDb reader(path, 10000, RunDb::Access::ReadOnly);
+  EXPECT_EQ(reader.metrics(id).size(), 1u);
+  writer.log(id, 2, "loss", 0.9);
+  writer.flush();
+  EXPECT_EQ(reader.metrics(id).size(), 2u);
+  EXPECT_EQ(reader.run(id)->status, RunStatus::Running);
 }
 
 TEST(RunDb, TwoWritersShareTheFile) {

@@ -1,9 +1,16 @@
 #include "engine/sqlite/sqlite_db.h"
 
+#include <cctype>
+#include <filesystem>
+
 namespace mg {
 
-SqliteDb::SqliteDb(const std::string& path, int flags, int busy_timeout_ms) : path_(path) {
-  const int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+SqliteDb::SqliteDb(const std::string& path, int flags, int busy_timeout_ms)
+    : SqliteDb(path, path, flags, busy_timeout_ms) {}
+
+SqliteDb::SqliteDb(const std::string& path, const std::string& open_name, int flags, int busy_timeout_ms)
+    : path_(path) {
+  const int rc = sqlite3_open_v2(open_name.c_str(), &db_, flags, nullptr);
   if (rc != SQLITE_OK) {
     const std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
     sqlite3_close(db_);
@@ -12,6 +19,34 @@ SqliteDb::SqliteDb(const std::string& path, int flags, int busy_timeout_ms) : pa
   }
   sqlite3_extended_result_codes(db_, 1);
   sqlite3_busy_timeout(db_, busy_timeout_ms);
+}
+
+namespace {
+
+// "file:///abs/path" with every byte outside the URI's unreserved set and '/' written as %HH,
+// so that '?', '#' and '%' in a file name stay part of the name (SQLite's URI filenames).
+std::string file_uri(const std::string& path) {
+  const std::string abs = std::filesystem::absolute(path).string();
+  std::string uri = "file://";
+  for (const char ch : abs) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '.' || c == '_' || c == '~') {
+      uri += ch;
+    } else {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      uri += '%';
+      uri += kHex[c >> 4];
+      uri += kHex[c & 15];
+    }
+  }
+  return uri;
+}
+
+}  // namespace
+
+SqliteDb SqliteDb::with_uri_parameters(const std::string& path, int flags, std::string_view query,
+                                       int busy_timeout_ms) {
+  return SqliteDb(path, file_uri(path) + "?" + std::string(query), flags | SQLITE_OPEN_URI, busy_timeout_ms);
 }
 
 SqliteDb::~SqliteDb() { sqlite3_close(db_); }

@@ -32,9 +32,15 @@ class SqliteDb {
   // flags: SQLITE_OPEN_* (READWRITE, CREATE, READONLY). Waits up to busy_timeout_ms on a lock
   // held by another connection before reporting "database is locked".
   SqliteDb(const std::string& path, int flags, int busy_timeout_ms = 10000);
+  // Opens `path` through a file: URI with the given query parameters (SQLite's URI filenames,
+  // e.g. "immutable=1"); path() and the error messages still name the plain path.
+  static SqliteDb with_uri_parameters(const std::string& path, int flags, std::string_view query,
+                                      int busy_timeout_ms = 10000);
+  SqliteDb(SqliteDb&& other) noexcept : db_(std::exchange(other.db_, nullptr)), path_(std::move(other.path_)) {}
   ~SqliteDb();
   SqliteDb(const SqliteDb&) = delete;
   SqliteDb& operator=(const SqliteDb&) = delete;
+  SqliteDb& operator=(SqliteDb&&) = delete;
 
   sqlite3* get() const { return db_; }
   const std::string& path() const { return path_; }
@@ -45,6 +51,7 @@ class SqliteDb {
   [[noreturn]] void fail(const std::string& what) const;
 
  private:
+  SqliteDb(const std::string& path, const std::string& open_name, int flags, int busy_timeout_ms);
   sqlite3* db_ = nullptr;
   std::string path_;
 };

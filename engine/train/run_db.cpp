@@ -1,8 +1,10 @@
 #include "engine/train/run_db.h"
 
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -155,6 +157,40 @@ void create_schema_if_missing(SqliteDb& db) {
   tx.commit();
 }
 
+// A reader of a WAL-mode database needs its shared-memory file (-shm), which a read-only
+// connection cannot create in a read-only directory (an archived run, a read-only mount), and
+// SQLite then refuses the first read with SQLITE_READONLY_DIRECTORY. With no -wal file there
+// no writer can be at work either (it could not create one), and everything is in the main
+// file: it is opened as immutable, which reads it without locks or -shm. A -wal file there
+// holds commits that only a writable directory can replay (SQLite cannot open it then), and
+// the error says so.
+std::unique_ptr<SqliteDb> open_for_reading(const std::string& path, int busy_timeout_ms) {
+  auto db =
+      named(path, "open", [&] { return std::make_unique<SqliteDb>(path, SQLITE_OPEN_READONLY, busy_timeout_ms); });
+  constexpr const char* what = "PRAGMA user_version";
+  try {
+    SqliteStmt probe(*db, what);
+    probe.step();
+    return db;
+  } catch (const SqliteError& e) {
+    db.reset();
+    const std::filesystem::path wal = path + "-wal";
+    std::error_code ec;
+    const bool unreplayed = std::filesystem::exists(wal, ec) && std::filesystem::file_size(wal, ec) > 0;
+    const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+    const bool dir_read_only = ::access(parent.empty() ? "." : parent.c_str(), W_OK) != 0;
+    if (unreplayed && dir_read_only)
+      throw RunDbError("run database " + path + ": its directory is read-only and " + wal.string() +
+                       " holds commits not yet in the database file, which SQLite can only read from a writable "
+                       "directory: copy the run directory somewhere writable and read the copy");
+    if (e.code() != SQLITE_READONLY_DIRECTORY) throw RunDbError(error_text(path, what, e));
+  }
+  return named(path, "open (immutable: the directory is read-only)", [&] {
+    return std::make_unique<SqliteDb>(
+        SqliteDb::with_uri_parameters(path, SQLITE_OPEN_READONLY, "immutable=1", busy_timeout_ms));
+  });
+}
+
 }  // namespace
 
 const char* to_string(RunStatus s) { return kStatusNames[static_cast<int>(s)]; }
@@ -166,7 +202,17 @@ RunStatus parse_run_status(std::string_view s) {
                    "' (expected running, finished, interrupted, failed or diverged)");
 }
 
-RunDb::RunDb(const std::string& path, int busy_timeout_ms) : path_(path) {
+RunDb::RunDb(const std::string& path, int busy_timeout_ms, Access access) : path_(path) {
+  if (access == Access::ReadOnly) {
+    db_ = open_for_reading(path_, busy_timeout_ms);
+    const int64_t version = read_user_version(*db_);
+    refuse_newer_schema(path_, version);
+    if (version == 0)
+      throw RunDbError("run database " + path_ +
+                       " has no melgraph schema: it is empty or not a run database (melgraph train writes runs.sqlite "
+                       "into its data.run_dir)");
+    return;
+  }
   db_ = named(path_, "open", [&] {
     return std::make_unique<SqliteDb>(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, busy_timeout_ms);
   });

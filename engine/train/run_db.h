@@ -78,9 +78,15 @@ class RunDb {
  public:
   static constexpr int kSchemaVersion = 1;
 
-  // Opens (creating it and its schema if missing) the database at `path`. Refuses a file
-  // written by a newer schema version, and a file that has tables but no melgraph schema.
-  explicit RunDb(const std::string& path, int busy_timeout_ms = 10000);
+  // ReadOnly: for readers (melgraph report, the Python module): the file must exist and hold
+  // the schema; nothing is created or written (no journal-mode switch either), so a run
+  // directory on a read-only file system or an archived copy can be read, and a reader never
+  // changes the file a run is writing. Writes through such a RunDb fail with RunDbError.
+  enum class Access { ReadWrite, ReadOnly };
+
+  // Opens (ReadWrite: creating it and its schema if missing) the database at `path`. Refuses a
+  // file written by a newer schema version, and a file that has tables but no melgraph schema.
+  explicit RunDb(const std::string& path, int busy_timeout_ms = 10000, Access access = Access::ReadWrite);
   // Flushes buffered metrics; errors there are swallowed (destructors cannot throw): call
   // flush() or end_run() to see them.
   ~RunDb();
