@@ -265,6 +265,12 @@ void TrainStep::step(const float* audio, int batch, const LossConfig& loss, Opti
 
 void TrainStep::run_phase(PhaseKind kind, const void* audio, int batch, const LossConfig& loss, const Optimizer* opt,
                           const std::function<void()>& work) {
+  launch_phase(kind, audio, batch, loss, opt, work);
+  if (comm_) comm_->watch_enqueued_work();
+}
+
+void TrainStep::launch_phase(PhaseKind kind, const void* audio, int batch, const LossConfig& loss, const Optimizer* opt,
+                             const std::function<void()>& work) {
   const int n_triplets = kind == PhaseKind::Update ? 0 : n_triplets_;  // the update does not use the table
   Phase* ph = nullptr;
   for (Phase& p : phases_) {

@@ -158,8 +158,12 @@ class TrainStep {
   bool capture_on_ = true;
   bool replaying_ = false;
   std::vector<Phase> phases_;
+  // Launches the phase (launch_phase: eager, captured or replayed), then has a data-parallel
+  // run's communicator watch that the work completes (dist::Comm::watch_enqueued_work).
   void run_phase(PhaseKind kind, const void* audio, int batch, const LossConfig& loss, const Optimizer* opt,
                  const std::function<void()>& work);
+  void launch_phase(PhaseKind kind, const void* audio, int batch, const LossConfig& loss, const Optimizer* opt,
+                    const std::function<void()>& work);
 };
 
 }  // namespace mg

@@ -51,6 +51,11 @@ class Comm {
   virtual void broadcast(void* data, size_t bytes) = 0;
   // Whether `flag` is true on any rank (stop requests, decisions that must agree).
   virtual bool any(bool flag) = 0;
+  // After a training step is enqueued: a communicator whose collectives run on the device
+  // (NCCL's) ends the run unless the work enqueued so far completes within its timeout, since
+  // the host waits for it outside any collective the watchdog could see. Host communicators
+  // watch their collectives as they run: nothing to do.
+  virtual void watch_enqueued_work() {}
   // Ends every rank of the run now, `why` printed first (a rank that cannot go on); the
   // launcher exits with `code` (2: bad input, as melgraph's own exit status).
   [[noreturn]] virtual void abort(const std::string& why, int code) = 0;
@@ -65,6 +70,9 @@ class Comm {
 // reduce_sum_async: wait_sums() before the sums are read.
 void reduce_to_owners(Comm& comm, float* data, int64_t first, int64_t count, int64_t slice);
 
+// How long one collective may wait for the other ranks before the watchdog ends the run.
+constexpr double kCollectiveTimeoutSeconds = 600.0;
+
 // One process: size 1, every collective the identity.
 std::unique_ptr<Comm> single_process();
 
@@ -76,7 +84,7 @@ bool launched_by_mpi();
 // single_process(). Launched by MPI in a build without it is an error that says how to build
 // with it. Initialises MPI once; MPI is finalised when the last communicator goes.
 // timeout_seconds: the watchdog's limit for one collective.
-std::unique_ptr<Comm> world(double timeout_seconds = 600.0);
+std::unique_ptr<Comm> world(double timeout_seconds = kCollectiveTimeoutSeconds);
 
 // Whether this build has MPI (MELGRAPH_HAVE_MPI).
 bool built_with_mpi();

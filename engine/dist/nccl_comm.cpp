@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
+#include <mutex>
 #include <optional>
 
 #include "engine/dist/periodic_thread.h"
@@ -20,7 +22,7 @@ namespace mg::dist {
 #ifndef MELGRAPH_HAVE_NCCL
 bool nccl_built() { return false; }
 
-std::unique_ptr<Comm> nccl_comm(Comm&, void*, int) {
+std::unique_ptr<Comm> nccl_comm(Comm&, void*, int, double) {
   throw std::runtime_error(
       "data-parallel training on GPUs needs NCCL, and this melgraph was built without it (the CUDA toolkit's nccl.h "
       "was not found at configure)");
@@ -36,7 +38,6 @@ struct NcclApi {
   decltype(&::ncclGetUniqueId) GetUniqueId = nullptr;
   decltype(&::ncclCommInitRank) CommInitRank = nullptr;
   decltype(&::ncclCommDestroy) CommDestroy = nullptr;
-  decltype(&::ncclCommAbort) CommAbort = nullptr;
   decltype(&::ncclCommGetAsyncError) CommGetAsyncError = nullptr;
   decltype(&::ncclAllReduce) AllReduce = nullptr;
   decltype(&::ncclAllGather) AllGather = nullptr;
@@ -60,7 +61,6 @@ const NcclApi& nccl() {
     load(a.GetUniqueId, "ncclGetUniqueId");
     load(a.CommInitRank, "ncclCommInitRank");
     load(a.CommDestroy, "ncclCommDestroy");
-    load(a.CommAbort, "ncclCommAbort");
     load(a.CommGetAsyncError, "ncclCommGetAsyncError");
     load(a.AllReduce, "ncclAllReduce");
     load(a.AllGather, "ncclAllGather");
@@ -87,8 +87,12 @@ void check_cuda(cudaError_t rc, const char* call, const char* file, int line) {
 
 class NcclComm final : public Comm {
  public:
-  NcclComm(Comm& host, cudaStream_t stream, int device) : host_(host), stream_(stream) {
+  NcclComm(Comm& host, cudaStream_t stream, int device, double timeout_seconds)
+      : host_(host), stream_(stream), device_(device), timeout_(timeout_seconds) {
     const NcclApi& api = nccl();
+    int version = 0;
+    MG_NCCL_CHECK(api.GetVersion(&version));
+    version_ = version;
     ncclUniqueId id{};
     if (host.leader()) MG_NCCL_CHECK(api.GetUniqueId(&id));
     host.broadcast(&id, sizeof id);
@@ -97,19 +101,23 @@ class NcclComm final : public Comm {
       MG_NCCL_CUDA_CHECK(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
       MG_NCCL_CUDA_CHECK(cudaEventCreateWithFlags(&forked_, cudaEventDisableTiming));
       MG_NCCL_CUDA_CHECK(cudaEventCreateWithFlags(&joined_, cudaEventDisableTiming));
+      MG_NCCL_CUDA_CHECK(cudaEventCreateWithFlags(&enqueued_, cudaEventDisableTiming));
       MG_NCCL_CHECK(api.CommInitRank(&comm_, host.size(), id, host.rank()));
     } catch (...) {
       release();
       throw;
     }
-    int version = 0;
-    MG_NCCL_CHECK(api.GetVersion(&version));
-    version_ = version;
-    watchdog_.emplace(std::chrono::seconds(1), [this] { check_async_error(); });
+    watchdog_.emplace(std::chrono::seconds(1), [this] { watch(); });
   }
 
+  // ncclCommDestroy is a collective of the ranks on this machine, and the synchronisation
+  // before it waits for collectives that need every rank: when an exception unwinds one
+  // rank's run, the others are not here to meet it, and either call could block for good
+  // before cmd_train's catch ends the run (Comm::abort). The communicator is left to the
+  // process's exit then, which ends its kernels with the GPU context.
   ~NcclComm() override {
     watchdog_.reset();  // before the communicator it reads goes
+    if (std::uncaught_exceptions() > 0 && host_.size() > 1) return;
     release();
   }
 
@@ -154,11 +162,24 @@ class NcclComm final : public Comm {
   }
   void broadcast(void* data, size_t bytes) override { host_.broadcast(data, bytes); }
   bool any(bool flag) override { return host_.any(flag); }
+  // The host communicator ends every process (MPI_Abort), and with them their GPU contexts and
+  // any NCCL kernel still waiting for a peer. Not ncclCommAbort first: it is a collective of
+  // the ranks on this machine and could block before the abort is reached.
   [[noreturn]] void abort(const std::string& why, int code) override {
-    nccl().CommAbort(comm_);  // unblocks kernels waiting for a peer that is gone
-    comm_ = nullptr;
     host_.abort(why, code);
     std::_Exit(code);  // not reached: the host communicator's abort ends the process
+  }
+
+  // After each launch of a step (eager or a graph replay): the event recorded behind it must
+  // complete within the timeout. Inside a capture there is nothing to time: the replays are.
+  void watch_enqueued_work() override {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    MG_NCCL_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capture));
+    if (capture != cudaStreamCaptureStatusNone) return;
+    const std::lock_guard<std::mutex> lock(enqueued_mu_);
+    MG_NCCL_CUDA_CHECK(cudaEventRecord(enqueued_, stream_));
+    enqueued_at_ = std::chrono::steady_clock::now();
+    enqueued_pending_ = true;
   }
   std::string describe() const override {
     return "NCCL " + std::to_string(version_ / 10000) + "." + std::to_string(version_ / 100 % 100) + " over " +
@@ -170,11 +191,12 @@ class NcclComm final : public Comm {
   void release() {
     if (comm_stream_) cudaStreamSynchronize(comm_stream_);
     if (comm_) nccl().CommDestroy(comm_);
+    if (enqueued_) cudaEventDestroy(enqueued_);
     if (joined_) cudaEventDestroy(joined_);
     if (forked_) cudaEventDestroy(forked_);
     if (comm_stream_) cudaStreamDestroy(comm_stream_);
     comm_ = nullptr;
-    joined_ = forked_ = nullptr;
+    enqueued_ = joined_ = forked_ = nullptr;
     comm_stream_ = nullptr;
   }
 
@@ -183,33 +205,61 @@ class NcclComm final : public Comm {
     MG_NCCL_CUDA_CHECK(cudaStreamWaitEvent(comm_stream_, forked_, 0));
   }
 
-  // NCCL reports a peer's failure (a broken connection, a remote error) asynchronously; a
-  // kernel waiting for it would otherwise spin for good. Checked every second.
-  void check_async_error() {
+  // The watchdog, every second. A GPU collective waits on the device, where no host
+  // collective's watch sees it: a rank whose peer failed (NCCL reports a broken connection or
+  // a remote error asynchronously) or stalls without failing (stuck in I/O, or in a call that
+  // never returns) would spin in its kernels for good, and the host in its next
+  // synchronisation. Either ends every rank of the run, from this thread (the host
+  // communicator's abort may be called from any thread).
+  void watch() {
+    if (host_.size() < 2) return;  // no peer to wait for; the main thread sees its own errors
     ncclResult_t async = ncclSuccess;
-    if (nccl().CommGetAsyncError(comm_, &async) != ncclSuccess || async == ncclSuccess || async == ncclInProgress)
-      return;
-    std::fprintf(stderr, "melgraph: error: rank %d of %d: NCCL reported %s; ending every rank of the run\n",
-                 host_.rank(), host_.size(), nccl().GetErrorString(async));
-    std::fflush(stderr);
-    nccl().CommAbort(comm_);
-    host_.abort(std::string("NCCL: ") + nccl().GetErrorString(async), 1);
+    if (nccl().CommGetAsyncError(comm_, &async) == ncclSuccess && async != ncclSuccess && async != ncclInProgress)
+      host_.abort(std::string("NCCL reported ") + nccl().GetErrorString(async), 1);
+    const double waited = seconds_waited_for_enqueued_work();
+    if (waited >= timeout_) {
+      char why[256];
+      std::snprintf(why, sizeof why,
+                    "a training step's GPU work (its NCCL collectives) did not complete in %.0f s: another rank has "
+                    "failed or stopped (see its messages above)",
+                    waited);
+      host_.abort(why, 1);
+    }
+  }
+
+  // How long the work behind the last watch_enqueued_work() has been pending; 0 once it is done.
+  double seconds_waited_for_enqueued_work() {
+    const std::lock_guard<std::mutex> lock(enqueued_mu_);
+    if (!enqueued_pending_) return 0;
+    // This thread's first CUDA call would otherwise make a context on GPU 0 for every rank.
+    if (cudaSetDevice(device_) != cudaSuccess) return 0;
+    const cudaError_t done = cudaEventQuery(enqueued_);
+    if (done == cudaSuccess) enqueued_pending_ = false;
+    // Another error is the main thread's to report: its next CUDA call returns it.
+    if (done != cudaErrorNotReady) return 0;
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - enqueued_at_).count();
   }
 
   Comm& host_;
-  cudaStream_t stream_;                 // the backend's compute stream
+  cudaStream_t stream_;  // the backend's compute stream
+  int device_;
+  double timeout_;                      // seconds that a step's enqueued work may take
   cudaStream_t comm_stream_ = nullptr;  // every NCCL operation of this communicator
   cudaEvent_t forked_ = nullptr;        // compute stream -> comm_stream_
   cudaEvent_t joined_ = nullptr;        // comm_stream_ -> compute stream
   ncclComm_t comm_ = nullptr;
   int version_ = 0;
-  std::optional<PeriodicThread> watchdog_;
+  std::mutex enqueued_mu_;          // the main thread records, the watchdog queries
+  cudaEvent_t enqueued_ = nullptr;  // recorded on stream_ by watch_enqueued_work()
+  std::chrono::steady_clock::time_point enqueued_at_;
+  bool enqueued_pending_ = false;
+  std::optional<PeriodicThread> watchdog_;  // last: its thread reads the members above
 };
 
 }  // namespace
 
-std::unique_ptr<Comm> nccl_comm(Comm& host, void* cuda_stream, int device) {
-  return std::make_unique<NcclComm>(host, static_cast<cudaStream_t>(cuda_stream), device);
+std::unique_ptr<Comm> nccl_comm(Comm& host, void* cuda_stream, int device, double timeout_seconds) {
+  return std::make_unique<NcclComm>(host, static_cast<cudaStream_t>(cuda_stream), device, timeout_seconds);
 }
 #endif
 

@@ -21,8 +21,11 @@ bool nccl_built();
 // they complete (so a step that uses them can be captured as a CUDA graph). They run on a
 // stream of the communicator's own, forked from `cuda_stream` by an event and joined back:
 // allreduce_sum_async's sums overlap the compute until wait_sums().
+// A watchdog thread ends every rank of the run (host.abort) when NCCL reports an error, or when
+// the work enqueued before a watch_enqueued_work() has not completed after timeout_seconds.
 // `host` must outlive it. Throws std::runtime_error naming what failed (no NCCL library, the
 // NCCL call and its error).
-std::unique_ptr<Comm> nccl_comm(Comm& host, void* cuda_stream, int device);
+std::unique_ptr<Comm> nccl_comm(Comm& host, void* cuda_stream, int device,
+                                double timeout_seconds = kCollectiveTimeoutSeconds);
 
 }  // namespace mg::dist
