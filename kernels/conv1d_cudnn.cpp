@@ -16,7 +16,7 @@
 //     under, and that is what is accepted, per cuDNN's cudnnMathType_t documentation:
 //       without tf32: FMA, or DEFAULT on GPUs before sm_80, where DEFAULT uses no Tensor Cores
 //       and so is FMA math (from sm_80 on DEFAULT permits TF32: refused);
-//       with tf32:    anything but TENSOR_OP_MATH_ALLOW_CONVERSION.
+//       with tf32, and for bf16 data: anything but TENSOR_OP_MATH_ALLOW_CONVERSION.
 //     (PyTorch asserts the same for fp32 without TF32: cuDNN answers an FMA request with FMA
 //     results.) Each direction has its own descriptor, set to the chosen result's math type.
 //     NVIDIA_TF32_OVERRIDE=0 in the environment disables TF32 whatever is set here.
@@ -230,8 +230,9 @@ struct Conv1dCudnn::Impl {
   bool acceptable(const Perf& p, size_t ws_limit, bool bf16) const {
     if (p.status != CUDNN_STATUS_SUCCESS || p.memory > ws_limit) return false;
     if (opts.deterministic && p.determinism != CUDNN_DETERMINISTIC) return false;
-    if (bf16) return true;  // the data is bf16 already: any math type sums it in float32
-    if (opts.tf32) return p.mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    // bf16 data sums in float32 under any math type but the one that may convert it (to fp16,
+    // whose range is far narrower than bf16's); the same rule as TF32's.
+    if (bf16 || opts.tf32) return p.mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
     return p.mathType == CUDNN_FMA_MATH || (p.mathType == CUDNN_DEFAULT_MATH && compute_major < 8);
   }
 
