@@ -1800,6 +1800,37 @@ TEST(TrainStepDataParallel, OneRankWithEveryStagePooledIsThePlainStepOnTheCpu) {
   expect_bit_identical(train(*cpu, c, true, one.get()), train(*cpu, c, true), "one rank vs the plain step, cpu");
 }
 
+// A communicator whose collectives run on the device (NCCL's) times the work behind every
+// launched phase (dist::Comm::watch_enqueued_work): the step calls it once per launch, eager
+// or replayed. One process's collectives, counting those calls.
+class CountingComm final : public dist::Comm {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  int local_rank() const override { return 0; }
+  int local_size() const override { return 1; }
+  void allreduce_sum(float* d, int64_t n) override { one_->allreduce_sum(d, n); }
+  void reduce_sum_async(float* d, int64_t n, int root) override { one_->reduce_sum_async(d, n, root); }
+  void allgather_slices(float* d, int64_t n) override { one_->allgather_slices(d, n); }
+  void allgather(const float* send, float* recv, int64_t n) override { one_->allgather(send, recv, n); }
+  void broadcast(void* d, size_t bytes) override { one_->broadcast(d, bytes); }
+  bool any(bool flag) override { return one_->any(flag); }
+  [[noreturn]] void abort(const std::string& why, int code) override { one_->abort(why, code); }
+  std::string describe() const override { return "counting " + one_->describe(); }
+  void watch_enqueued_work() override { ++watched; }
+  int watched = 0;
+
+ private:
+  std::unique_ptr<dist::Comm> one_ = dist::single_process();
+};
+
+TEST(TrainStepDataParallel, EveryLaunchedStepIsWatched) {
+  const auto cpu = make_cpu_backend(2);
+  CountingComm comm;
+  train(*cpu, head_config(), true, &comm);
+  EXPECT_EQ(comm.watched, kTrainSteps);
+}
+
 TEST(TrainStepDataParallel, OneRankIsThePlainStepOnCuda) {
   CudaAttempt cuda = try_cuda(true);
   MG_SKIP_WITHOUT_CUDA(cuda);
