@@ -371,25 +371,24 @@ TEST(RunDb, ReadOnlyReadsWithoutWritingAnything) {
   raw_exec(path, "PRAGMA journal_mode = DELETE");  // so that a WAL switch or a journal would show
   const std::string before = test::read_bytes(path);
   {
-    const RunDb db(path, 10000, RunDb::Access::ReadOnly);
+    const RunDb db(path, RunDb::Access::ReadOnly);
     ASSERT_EQ(db.runs().size(), 1u);
     EXPECT_EQ(db.runs()[0].status, RunStatus::Finished);
     ASSERT_EQ(db.metrics(id).size(), 1u);
     EXPECT_EQ(db.metrics(id)[0].value, 0.5);
   }
-  RunDb ro(path, 10000, RunDb::Access::ReadOnly);
+  RunDb ro(path, RunDb::Access::ReadOnly);
   EXPECT_NE(error_of([&] { ro.begin_run(info("new")); }).find(path), std::string::npos);
   EXPECT_EQ(test::read_bytes(path), before);
   EXPECT_FALSE(std::filesystem::exists(path + "-wal"));
 
   const std::string missing = dir.file("missing.sqlite");
-  EXPECT_NE(error_of([&] { RunDb db(missing, 10000, RunDb::Access::ReadOnly); }).find(missing + ": open"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { RunDb db(missing, RunDb::Access::ReadOnly); }).find(missing + ": open"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(missing));
 
   const std::string empty = dir.file("empty.sqlite");
   std::ofstream(empty).flush();
-  const std::string e = error_of([&] { RunDb db(empty, 10000, RunDb::Access::ReadOnly); });
+  const std::string e = error_of([&] { RunDb db(empty, RunDb::Access::ReadOnly); });
   EXPECT_NE(e.find(empty + " has no melgraph schema"), std::string::npos) << e;
   EXPECT_EQ(std::filesystem::file_size(empty), 0u);
 }
@@ -404,7 +403,7 @@ void read_in_a_directory_it_cannot_write(const std::string& path, const std::str
     std::exit(3);
   }
   try {
-    const RunDb db(path, 10000, RunDb::Access::ReadOnly);
+    const RunDb db(path, RunDb::Access::ReadOnly);
     const auto runs = db.runs();
     const bool ok = expect_error_part.empty() && runs.size() == 1 && db.metrics(runs[0].id).size() == 2;
     std::fprintf(stderr, "read %zu runs\n", runs.size());
@@ -482,7 +481,7 @@ TEST(RunDb, AReaderSeesWhatAnOpenWriterCommitted) {
   const int64_t id = writer.begin_run(info("live"));
   writer.log(id, 1, "loss", 1.0);
   writer.flush();
-  const RunDb reader(path, 10000, RunDb::Access::ReadOnly);
+  const RunDb reader(path, RunDb::Access::ReadOnly);
   EXPECT_EQ(reader.metrics(id).size(), 1u);
   writer.log(id, 2, "loss", 0.9);
   writer.flush();

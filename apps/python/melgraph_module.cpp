@@ -224,7 +224,7 @@ py::dict load_checkpoint_arrays(const std::string& path, bool optimizer) {
 py::list runs(const std::string& path) {
   if (!std::filesystem::exists(path))
     throw Error(path + ": no such file (a training run writes runs.sqlite in its run directory)");
-  const RunDb db(path, 10000, RunDb::Access::ReadOnly);
+  const RunDb db(path, RunDb::Access::ReadOnly);
   py::list out;
   for (const RunRecord& r : db.runs())
     for (const MetricRow& m : db.metrics(r.id)) {

@@ -40,7 +40,7 @@ RunData load_run(const std::string& run_dir, int64_t id) {
                            "data.run_dir)");
   RunData d;
   try {
-    const RunDb db(db_path, 10000, RunDb::Access::ReadOnly);
+    const RunDb db(db_path, RunDb::Access::ReadOnly);
     const std::vector<RunRecord> runs = db.runs();
     if (runs.empty()) throw ReportInputError(db_path + ": holds no runs: train first (melgraph train)");
     for (const RunRecord& r : runs) d.ids.push_back(r.id);

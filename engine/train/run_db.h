@@ -86,7 +86,9 @@ class RunDb {
 
   // Opens (ReadWrite: creating it and its schema if missing) the database at `path`. Refuses a
   // file written by a newer schema version, and a file that has tables but no melgraph schema.
-  explicit RunDb(const std::string& path, int busy_timeout_ms = 10000, Access access = Access::ReadWrite);
+  static constexpr int kBusyTimeoutMs = 10000;
+  explicit RunDb(const std::string& path, int busy_timeout_ms = kBusyTimeoutMs, Access access = Access::ReadWrite);
+  RunDb(const std::string& path, Access access) : RunDb(path, kBusyTimeoutMs, access) {}
   // Flushes buffered metrics; errors there are swallowed (destructors cannot throw): call
   // flush() or end_run() to see them.
   ~RunDb();
