@@ -37,6 +37,7 @@ struct NcclApi {
   decltype(&::ncclGetVersion) GetVersion = nullptr;
   decltype(&::ncclGetUniqueId) GetUniqueId = nullptr;
   decltype(&::ncclCommInitRank) CommInitRank = nullptr;
+  decltype(&::ncclCommInitRankConfig) CommInitRankConfig = nullptr;  // NCCL 2.14+; null before
   decltype(&::ncclCommDestroy) CommDestroy = nullptr;
   decltype(&::ncclCommGetAsyncError) CommGetAsyncError = nullptr;
   decltype(&::ncclAllReduce) AllReduce = nullptr;
@@ -66,6 +67,7 @@ const NcclApi& nccl() {
     load(a.AllGather, "ncclAllGather");
     load(a.Reduce, "ncclReduce");
     load(a.GetErrorString, "ncclGetErrorString");
+    a.CommInitRankConfig = reinterpret_cast<decltype(a.CommInitRankConfig)>(dlsym(lib, "ncclCommInitRankConfig"));
     return a;
   }();
   return api;
@@ -102,7 +104,7 @@ class NcclComm final : public Comm {
       MG_NCCL_CUDA_CHECK(cudaEventCreateWithFlags(&forked_, cudaEventDisableTiming));
       MG_NCCL_CUDA_CHECK(cudaEventCreateWithFlags(&joined_, cudaEventDisableTiming));
       MG_NCCL_CUDA_CHECK(cudaEventCreateWithFlags(&enqueued_, cudaEventDisableTiming));
-      MG_NCCL_CHECK(api.CommInitRank(&comm_, host.size(), id, host.rank()));
+      init_communicator(api, id);
     } catch (...) {
       release();
       throw;
@@ -187,6 +189,21 @@ class NcclComm final : public Comm {
   }
 
  private:
+  // Every call of this class expects NCCL's blocking mode (a call returns once its work is
+  // enqueued, or with its error). NCCL_COMM_BLOCKING=0 in the environment makes the default
+  // communicator non-blocking, whose calls return ncclInProgress; the configured init asks
+  // for blocking whatever the environment says. NCCL before 2.14 has no config and no
+  // non-blocking mode.
+  void init_communicator(const NcclApi& api, const ncclUniqueId& id) {
+    if (!api.CommInitRankConfig) {
+      MG_NCCL_CHECK(api.CommInitRank(&comm_, host_.size(), id, host_.rank()));
+      return;
+    }
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 1;
+    MG_NCCL_CHECK(api.CommInitRankConfig(&comm_, host_.size(), id, host_.rank(), &config));
+  }
+
   // From a destructor or a failed constructor: results are not checked.
   void release() {
     if (comm_stream_) cudaStreamSynchronize(comm_stream_);
