@@ -4,7 +4,6 @@
 #include <cstring>
 #include <filesystem>
 
-#include "engine/io/utf8.h"
 #include "graph/text_input.h"
 
 namespace mg::graph {
@@ -24,15 +23,7 @@ std::string resolve(const std::filesystem::path& dir, std::string_view p) {
   return (dir / path).lexically_normal().string();
 }
 
-// Where text stops being UTF-8 and what to do ("" when it is UTF-8). Ids, titles and the other
-// columns reach JSON output, the index's SQLite text and --where filters, which need the text
-// the user typed: a Latin-1 catalog converted once beats one mangled at every step.
-std::string utf8_problem(std::string_view text) {
-  const size_t bad = first_invalid_utf8(text);
-  if (bad == std::string_view::npos) return std::string();
-  return "is not UTF-8 (byte " + hex_byte(text, bad) + " at offset " + std::to_string(bad) +
-         "); the catalog is read as UTF-8: convert it, e.g. with iconv -f latin1 -t utf-8";
-}
+std::string utf8_problem(std::string_view text) { return detail::utf8_problem(text, "the catalog"); }
 
 // The catalog's header: its columns and where id and path are.
 struct CatalogHeader {

@@ -2,6 +2,7 @@
 
 #include <array>
 
+#include "engine/io/utf8.h"
 #include "graph/text_input.h"
 
 namespace mg::graph {
@@ -44,6 +45,15 @@ char detect_delimiter(std::string_view line, std::vector<std::string>& scratch) 
     if (n == 2 || n == 3) return d;
   }
   return 0;
+}
+
+// "" when both ids are UTF-8; otherwise which one is not, where, and what to do. `line` holds
+// both: a line of ASCII (most lines of most files) needs no further look.
+std::string id_encoding_problem(std::string_view line, std::string_view src, std::string_view dst) {
+  if (is_ascii(line)) return std::string();
+  if (std::string p = detail::utf8_problem(src, "the edge list"); !p.empty()) return "source id " + p;
+  if (std::string p = detail::utf8_problem(dst, "the edge list"); !p.empty()) return "destination id " + p;
+  return std::string();
 }
 
 EdgeList parse_lines(detail::LineReader& reader, const std::string& source, const EdgeLoadOptions& opt, bool gz) {
@@ -114,6 +124,7 @@ EdgeList parse_lines(detail::LineReader& reader, const std::string& source, cons
       else
         has_w = opt.weighted;
     }
+    if (what.empty()) what = id_encoding_problem(line, f[0], f[1]);  // a well-formed line's ids
     if (!what.empty()) {
       if (opt.skip_bad_lines) {
         ++st.bad_lines;

@@ -11,11 +11,12 @@
 //   - an optional header line (see HeaderMode);
 //   - a third column is the weight: a finite number >= 0 (checked even when weights are not used);
 //     an empty third field counts as absent (weight 1);
+//   - ids are UTF-8, as the catalog's (they reach JSON output and the index's text);
 //   - gzip compression, detected by the magic bytes (not the name), inflated while streaming.
-// A malformed line (fewer than 2 or more than 3 fields, an empty id, a bad weight, bad quoting)
-// throws GraphInputError "<file>:<line>: <what>: <text> (use --skip-bad-lines ...)" or, with
-// skip_bad_lines, is counted in stats.bad_lines and skipped. An edge list with no edges is not
-// an error here: the stats say so and the caller decides.
+// A malformed line (fewer than 2 or more than 3 fields, an empty id, an id that is not UTF-8, a
+// bad weight, bad quoting) throws GraphInputError "<file>:<line>: <what>: <text> (use
+// --skip-bad-lines ...)" or, with skip_bad_lines, is counted in stats.bad_lines and skipped. An
+// edge list with no edges is not an error here: the stats say so and the caller decides.
 #pragma once
 #include <istream>
 #include <string>

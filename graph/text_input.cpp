@@ -241,6 +241,13 @@ std::string bad_line_message(const std::string& source, int64_t line_no, std::st
          " (use --skip-bad-lines to skip such lines)";
 }
 
+std::string utf8_problem(std::string_view text, std::string_view what) {
+  const size_t bad = first_invalid_utf8(text);
+  if (bad == std::string_view::npos) return std::string();
+  return "is not UTF-8 (byte " + hex_byte(text, bad) + " at offset " + std::to_string(bad) + "); " + std::string(what) +
+         " is read as UTF-8: convert it, e.g. with iconv -f latin1 -t utf-8";
+}
+
 bool parse_finite_float(std::string_view s, float& out) {
   if (!s.empty() && s.front() == '+') {  // from_chars rejects a leading '+'; "+-1" stays invalid
     s.remove_prefix(1);

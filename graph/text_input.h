@@ -70,6 +70,13 @@ std::string printable(std::string_view text, size_t max_bytes = 200);
 std::string bad_line_message(const std::string& source, int64_t line_no, std::string_view what,
                              std::string_view text);
 
+// Where `text` stops being UTF-8 and what to do, for a file of the kind `what` names ("the
+// catalog"): "is not UTF-8 (byte 0xE9 at offset 3); <what> is read as UTF-8: convert it, e.g.
+// with iconv -f latin1 -t utf-8". "" when the text is UTF-8. Ids and titles reach JSON output,
+// the index's SQLite text and --where filters, which need the text the user typed: a Latin-1
+// file converted once beats one mangled at every step.
+std::string utf8_problem(std::string_view text, std::string_view what);
+
 // A finite float with nothing else in the field.
 bool parse_finite_float(std::string_view s, float& out);
 

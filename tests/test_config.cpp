@@ -629,6 +629,30 @@ TEST(Utf8, ValidatesAsRfc3629Says) {
   EXPECT_EQ(utf8_sequence_length("\xF0\x9F\x8E\xB5", 0), 4u);
 }
 
+// is_ascii reads eight bytes at a time and the rest one by one: a high byte is found at every
+// position of every length up to three words, and on every alignment of the data.
+TEST(Utf8, IsAsciiFindsAHighByteAnywhere) {
+  EXPECT_TRUE(is_ascii(""));
+  const std::string buffer(40, 'a');
+  for (size_t offset = 0; offset < 8; ++offset) {
+    for (size_t len = 0; offset + len <= buffer.size() && len <= 24; ++len) {
+      std::string text = buffer;
+      EXPECT_TRUE(is_ascii(std::string_view(text).substr(offset, len))) << offset << " " << len;
+      for (size_t k = 0; k < len; ++k) {
+        text[offset + k] = '\x80';
+        EXPECT_FALSE(is_ascii(std::string_view(text).substr(offset, len))) << offset << " " << len << " " << k;
+        text[offset + k] = '\x7F';  // the largest ASCII byte
+        EXPECT_TRUE(is_ascii(std::string_view(text).substr(offset, len))) << offset << " " << len << " " << k;
+        text[offset + k] = 'a';
+      }
+      if (offset + len < text.size()) {  // a high byte just past the view is not read
+        text[offset + len] = '\xFF';
+        EXPECT_TRUE(is_ascii(std::string_view(text).substr(offset, len))) << offset << " " << len;
+      }
+    }
+  }
+}
+
 // Found by tests/fuzz/fuzz_config: a multi-line literal string holding bytes that are not UTF-8
 // made toml11 (Debian's libtoml11-dev 3.7.1) read past its buffer (ASan: heap-buffer-overflow
 // in location::reset). The config is refused first, naming where the bad byte is.

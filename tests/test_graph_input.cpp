@@ -248,6 +248,27 @@ TEST(EdgeListParse, MalformedLinesNameFileLineAndText) {
   }
 }
 
+// Ids are UTF-8 as the catalog's are: a Latin-1 edge list would otherwise give ids that match
+// no UTF-8 catalog row and reach JSON output as bytes no reader takes. Valid multi-byte ids
+// (and a quoted one holding the delimiter) pass; the message names the field, byte and fix.
+TEST(EdgeListParse, IdsMustBeUtf8) {
+  const auto el = parse("Caf\xc3\xa9,\"Sigur R\xc3\xb3s, live\"\n\xe2\x99\xaa,\xf0\x9f\x8e\xb5\n");
+  EXPECT_EQ(el.ids,
+            (std::vector<std::string>{"Caf\xc3\xa9", "Sigur R\xc3\xb3s, live", "\xe2\x99\xaa", "\xf0\x9f\x8e\xb5"}));
+  std::string msg = parse_error("a,b\ncaf\xe9,b\n");
+  EXPECT_NE(msg.find("edges.csv:2: source id is not UTF-8 (byte 0xE9 at offset 3); the edge list is read as UTF-8: "
+                     "convert it, e.g. with iconv -f latin1 -t utf-8: caf\\xE9,b"),
+            std::string::npos)
+      << msg;
+  msg = parse_error("a,b\nb,\xed\xa0\x80x,2\n");  // an encoded surrogate is not UTF-8 either
+  EXPECT_NE(msg.find("edges.csv:2: destination id is not UTF-8 (byte 0xED at offset 0)"), std::string::npos) << msg;
+  EdgeLoadOptions opt;
+  opt.skip_bad_lines = true;
+  const auto skipped = parse("a,b\nd\xe9j\xe0,b\nb,c\n", opt);
+  EXPECT_EQ(skipped.stats.bad_lines, 1);
+  EXPECT_EQ(skipped.ids, (std::vector<std::string>{"a", "b", "c"}));
+}
+
 TEST(EdgeListParse, LongBadLineTruncatedTo200Chars) {
   const std::string line = std::string(300, 'z');
   const std::string msg = parse_error("a,b\n" + line + "\n");

@@ -1,6 +1,8 @@
 #include "engine/io/utf8.h"
 
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -32,6 +34,18 @@ size_t utf8_sequence_length(std::string_view s, size_t i) {
   for (size_t k = 2; k < n; ++k)
     if ((byte(i + k) & 0xC0) != 0x80) return 0;
   return n;
+}
+
+bool is_ascii(std::string_view s) {
+  uint64_t high = 0;
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, s.data() + i, 8);
+    high |= word;
+  }
+  for (; i < s.size(); ++i) high |= static_cast<unsigned char>(s[i]);
+  return (high & 0x8080808080808080ull) == 0;
 }
 
 size_t first_invalid_utf8(std::string_view s) {

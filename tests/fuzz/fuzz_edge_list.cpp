@@ -5,7 +5,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <string>
 
+#include "engine/io/utf8.h"
 #include "graph/edge_list.h"
 #include "graph/edge_list_io.h"
 #include "tests/fuzz/fuzz_support.h"
@@ -25,7 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     mg::graph::EdgeList edges = mg::graph::load_edge_list(path, options);
     // What the graph code after the loader relies on without checking: edges name nodes that
-    // exist, and weights (when kept) are one per edge, finite and >= 0.
+    // exist, weights (when kept) are one per edge, finite and >= 0, and ids are UTF-8.
     if (edges.dst.size() != edges.src.size()) __builtin_trap();
     if (!edges.weight.empty() && edges.weight.size() != edges.src.size()) __builtin_trap();
     for (size_t i = 0; i < edges.src.size(); ++i)
@@ -34,6 +36,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         __builtin_trap();
     for (float w : edges.weight)
       if (!(w >= 0 && w <= std::numeric_limits<float>::max())) __builtin_trap();
+    for (const std::string& id : edges.ids)
+      if (mg::first_invalid_utf8(id) != std::string::npos) __builtin_trap();
   } catch (const mg::graph::GraphInputError&) {
   }
   return 0;
