@@ -398,7 +398,19 @@ TEST(Ann, StaleOrDamagedFilesAreRefused) {
   const test::TempDir dir;
   const std::string path = dir.file("index.sqlite");
   const Index x = written(clustered_index(200, 22), path);
-  write_ann(x, path, {});
+  const AnnSummary written_ann = write_ann(x, path, {});
+  EXPECT_EQ(written_ann.bytes, static_cast<int64_t>(std::filesystem::file_size(path + ".ann")));
+  EXPECT_TRUE(AnnSearcher::open(x, path));
+  // FAISS reads its part straight from the file: a file cut short anywhere in it, or with
+  // bytes after it, is refused as damaged, never read as a smaller or another index.
+  const std::string whole = test::read_bytes(path + ".ann");
+  for (const size_t keep : {size_t{10}, size_t{14}, whole.size() / 2, whole.size() - 1}) {
+    std::ofstream(path + ".ann", std::ios::binary) << whole.substr(0, keep);
+    expect_error([&] { AnnSearcher::open(x, path); }, "not a melgraph ANN file, or damaged");
+  }
+  std::ofstream(path + ".ann", std::ios::binary) << whole + "x";
+  expect_error([&] { AnnSearcher::open(x, path); }, "not a melgraph ANN file, or damaged");
+  std::ofstream(path + ".ann", std::ios::binary) << whole;
   EXPECT_TRUE(AnnSearcher::open(x, path));
   // The index exported again with one vector changed.
   Index changed = x;

@@ -333,6 +333,31 @@ TEST(Safetensors, WriteReplacesAnExistingFile) {
   EXPECT_EQ(test::read_bytes(path), test::read_bytes(again));  // no trace of the older, larger file
 }
 
+// The streamed form (the ANN file's: a FAISS index written as FAISS produces it) writes the
+// appended bytes in order, and a producer that throws half way leaves the old file as it was
+// and no temporary file.
+TEST(AtomicFile, StreamedWriteIsWholeOrNothing) {
+  test::TempDir dir;
+  const std::string path = dir.file("streamed.bin");
+  write_file_atomic(path, std::string("old"));
+  const std::string part(100001, 'x');
+  write_file_atomic_streamed(path, [&](const AppendBytes& append) {
+    append("head", 4);
+    for (int i = 0; i < 3; ++i) append(part.data(), part.size());
+    append("", 0);
+  });
+  EXPECT_EQ(test::read_bytes(path), "head" + part + part + part);
+  const std::string before = test::read_bytes(path);
+  EXPECT_THROW(write_file_atomic_streamed(path,
+                                          [&](const AppendBytes& append) {
+                                            append(part.data(), part.size());
+                                            throw std::runtime_error("the producer failed");
+                                          }),
+               std::runtime_error);
+  EXPECT_EQ(test::read_bytes(path), before);
+  EXPECT_TRUE(temp_files(dir.path).empty());
+}
+
 TEST(Safetensors, WriteRejectsATensorWhoseBytesDoNotMatchItsShape) {
   test::TempDir dir;
   StFile f = sample_file();

@@ -1,11 +1,12 @@
 #include "engine/index/ann.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -119,6 +120,18 @@ std::unique_ptr<faiss::Index> build(const Index& x, const AnnOptions& o, Json& p
   return hnsw;
 }
 
+// FAISS's serialiser writing through write_file_atomic_streamed's append.
+struct AppendWriter final : faiss::IOWriter {
+  explicit AppendWriter(const AppendBytes& a) : append(a) {}
+  size_t operator()(const void* ptr, size_t size, size_t nitems) override {
+    append(ptr, size * nitems);
+    bytes += static_cast<int64_t>(size * nitems);
+    return nitems;
+  }
+  const AppendBytes& append;
+  int64_t bytes = 0;
+};
+
 }  // namespace
 
 AnnSummary write_ann(const Index& x, const std::string& index_path, const AnnOptions& o) {
@@ -136,23 +149,35 @@ AnnSummary write_ann(const Index& x, const std::string& index_path, const AnnOpt
               {"vectors_sha256", sum->second},
               {"items", x.size()},
               {"dim", x.dim}};
-  faiss::VectorIOWriter w;
+  Json params;
+  std::unique_ptr<faiss::Index> idx;
   try {
-    Json params;
-    const std::unique_ptr<faiss::Index> idx = build(x, o, params);
-    header["params"] = params;
-    s.build_seconds = seconds_since(t0);
-    faiss::write_index(idx.get(), &w);
+    idx = build(x, o, params);
   } catch (const faiss::FaissException& e) {
     throw std::runtime_error(std::string("FAISS could not build the ANN: ") + e.what());
   }
+  header["params"] = params;
+  s.build_seconds = seconds_since(t0);
   const auto t1 = WallClock::now();
   const std::string head = header.dump();
   const uint32_t len = static_cast<uint32_t>(head.size());
-  write_file_atomic(s.path, {FilePiece{kMagic, sizeof kMagic}, FilePiece{&len, sizeof len},
-                             FilePiece{head.data(), head.size()}, FilePiece{w.data.data(), w.data.size()}});
+  int64_t index_bytes = 0;
+  // Streamed into the file as FAISS serialises it: the index holds every vector (and HNSW its
+  // links), and a copy of it in memory would double the export's peak.
+  write_file_atomic_streamed(s.path, [&](const AppendBytes& append) {
+    append(kMagic, sizeof kMagic);
+    append(&len, sizeof len);
+    append(head.data(), head.size());
+    AppendWriter writer(append);
+    try {
+      faiss::write_index(idx.get(), &writer);
+    } catch (const faiss::FaissException& e) {
+      throw std::runtime_error(std::string("FAISS could not write the ANN: ") + e.what());
+    }
+    index_bytes = writer.bytes;
+  });
   s.write_seconds = seconds_since(t1);
-  s.bytes = static_cast<int64_t>(sizeof kMagic + sizeof len + head.size() + w.data.size());
+  s.bytes = static_cast<int64_t>(sizeof kMagic + sizeof len + head.size()) + index_bytes;
   s.description = std::string(kind_name(o.kind)) + " " + header["params"].dump();
   return s;
 }
@@ -172,20 +197,25 @@ AnnSearcher::~AnnSearcher() = default;
 std::unique_ptr<AnnSearcher> AnnSearcher::open(const Index& x, const std::string& index_path) {
   const std::string path = ann_path(index_path);
   if (!fs::exists(path)) return nullptr;
-  std::ifstream f(path, std::ios::binary);
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   const std::string damaged = path +
                               ": not a melgraph ANN file, or damaged: remove it (or pass --exact), or build it "
                               "again with melgraph export --ann";
+  // FAISS reads the index straight from the file, after the header: the index holds every
+  // vector, and the file read into memory first would be two more copies of them.
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) throw IndexInputError(path + ": cannot open: " + std::strerror(errno));
+  std::error_code size_error;
+  const uintmax_t file_bytes = fs::file_size(path, size_error);
+  char magic[sizeof kMagic];
   uint32_t len = 0;
-  if (bytes.size() < sizeof kMagic + sizeof len || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
+  if (size_error || std::fread(magic, 1, sizeof magic, f.get()) != sizeof magic ||
+      std::memcmp(magic, kMagic, sizeof kMagic) != 0 || std::fread(&len, sizeof len, 1, f.get()) != 1 ||
+      sizeof kMagic + sizeof len + len > file_bytes)
     throw IndexInputError(damaged);
-  std::memcpy(&len, bytes.data() + sizeof kMagic, sizeof len);
-  const size_t body = sizeof kMagic + sizeof len + len;
-  if (body > bytes.size()) throw IndexInputError(damaged);
+  std::string head(len, '\0');
+  if (std::fread(head.data(), 1, len, f.get()) != len) throw IndexInputError(damaged);
   auto a = std::unique_ptr<AnnSearcher>(new AnnSearcher());
-  a->s_->header = Json::parse(bytes.begin() + sizeof kMagic + sizeof len, bytes.begin() + static_cast<ptrdiff_t>(body),
-                              nullptr, false);
+  a->s_->header = Json::parse(head, nullptr, false);
   const Json& h = a->s_->header;
   if (!h.is_object() || h.value("format", "") != "melgraph-ann") throw IndexInputError(damaged);
   const auto sum = x.meta.find("vectors_sha256");
@@ -196,12 +226,13 @@ std::unique_ptr<AnnSearcher> AnnSearcher::open(const Index& x, const std::string
   a->s_->kind = parse_ann_kind(h.value("kind", ""));
   a->s_->ef_search = h.contains("params") ? h["params"].value("ef_search", 0) : 0;
   try {
-    faiss::VectorIOReader r;
-    r.data.assign(bytes.begin() + static_cast<ptrdiff_t>(body), bytes.end());
-    a->s_->index.reset(faiss::read_index(&r));
+    a->s_->index.reset(faiss::read_index(f.get()));
   } catch (const faiss::FaissException& e) {
     throw IndexInputError(damaged + " (" + e.what() + ")");
   }
+  // Bytes after the index: not a file export wrote.
+  const long end = std::ftell(f.get());
+  if (end < 0 || static_cast<uintmax_t>(end) != file_bytes) throw IndexInputError(damaged);
   if (a->s_->index->ntotal != x.size() || a->s_->index->d != x.dim) throw IndexInputError(damaged);
   return a;
 }

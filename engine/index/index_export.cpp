@@ -328,7 +328,7 @@ ExportSummary export_index(const ExportOptions& o) {
   // with the rows that gave audio) leave an index written and the export failed.
   if (o.ann) check_ann_size(o.ann_options, s.catalog_items);
   const std::vector<std::string> hashes = content_hashes(catalog);
-  const Previous previous =
+  Previous previous =
       o.update ? previous_vectors(o, s, catalog, hashes) : Previous{{}, std::vector<int64_t>(catalog.items.size(), -1)};
   s.updated = previous.found;
 
@@ -352,6 +352,10 @@ ExportSummary export_index(const ExportOptions& o) {
   Index x;
   x.dim = s.dim;
   std::vector<size_t> rows;
+  x.vectors.reserve((static_cast<size_t>(std::count_if(previous.reuse.begin(), previous.reuse.end(),
+                                                       [](int64_t r) { return r >= 0; })) +
+                     cached.catalog_row.size()) *
+                    static_cast<size_t>(x.dim));
   size_t next = 0;  // the next embedded item (cached.catalog_row ascends)
   for (size_t i = 0; i < catalog.items.size(); ++i) {
     const float* v = nullptr;
@@ -367,6 +371,10 @@ ExportSummary export_index(const ExportOptions& o) {
     rows.push_back(i);
     x.vectors.insert(x.vectors.end(), v, v + x.dim);
   }
+  // Their vectors are all in x now: released before the index and the ANN (which holds
+  // another copy) are written, so the export's peak is two copies of the vectors, not four.
+  emb = embed::Embeddings{};
+  previous.index.vectors = std::vector<float>();
   if (rows.empty())
     throw std::runtime_error("nothing to index: none of the " + std::to_string(s.catalog_items) + " items of " +
                              o.catalog + " gave audio (" + std::to_string(s.failures.size()) + " failed)");

@@ -63,12 +63,18 @@ void remove_stale_temps(const std::string& path) {
 }
 
 void write_file_atomic(const std::string& path, std::span<const FilePiece> pieces) {
+  write_file_atomic_streamed(path, [pieces](const AppendBytes& append) {
+    for (const FilePiece& p : pieces) append(p.data, p.bytes);
+  });
+}
+
+void write_file_atomic_streamed(const std::string& path, const std::function<void(const AppendBytes&)>& produce) {
   remove_stale_temps(path);
   const std::string tmp = temp_path_for(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw AtomicWriteError(tmp + ": cannot create: " + std::strerror(errno));
   try {
-    for (const FilePiece& p : pieces) write_all(fd, p.data, p.bytes, tmp);
+    produce([fd, &tmp](const void* data, size_t bytes) { write_all(fd, data, bytes, tmp); });
     if (::fsync(fd) != 0) throw AtomicWriteError(tmp + ": fsync failed: " + std::strerror(errno));
   } catch (...) {
     ::close(fd);

@@ -5,6 +5,7 @@
 // files that killed writers left beside `path` are removed first (remove_stale_temps).
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <initializer_list>
 #include <span>
 #include <stdexcept>
@@ -38,5 +39,11 @@ inline void write_file_atomic(const std::string& path, std::initializer_list<Fil
 inline void write_file_atomic(const std::string& path, const std::string& text) {
   write_file_atomic(path, {FilePiece{text.data(), text.size()}});
 }
+
+// The same for content too large to hold twice in memory (a FAISS index): `produce` is called
+// once with a function that appends bytes to the temporary file, and the file is made `path`
+// when it returns. An exception from `produce` leaves `path` untouched and is rethrown.
+using AppendBytes = std::function<void(const void* data, size_t bytes)>;
+void write_file_atomic_streamed(const std::string& path, const std::function<void(const AppendBytes&)>& produce);
 
 }  // namespace mg
