@@ -201,7 +201,14 @@ class CudaBackend final : public Backend {
   void mel_forward(const float* audio, float* out, int B, int64_t S, const MelParams& p) override {
     auto key = mel_key(p);
     auto it = mel_.find(key);
-    if (it == mel_.end()) it = mel_.emplace(key, std::make_unique<MelCuda>(p)).first;
+    if (it == mel_.end()) {
+      // Its filterbank and window are allocated and uploaded when it is made.
+      throw_if_capturing(stream_,
+                         "CudaBackend::mel_forward: mel parameters new during a CUDA Graph capture (their filterbank "
+                         "must be allocated and uploaded, which cannot be done while capturing); run one forward "
+                         "with them before capturing");
+      it = mel_.emplace(key, std::make_unique<MelCuda>(p)).first;
+    }
     it->second->forward(audio, out, B, S, stream_);
   }
   void conv1d_forward(const float* x, const float* w, const float* b, float* y, const Conv1dDims& d,

@@ -37,7 +37,9 @@ class Conv1dCudnn {
   void conv1d_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                        const Conv1dDims& d, Precision prec);
   // Called before a graph capture begins: algorithm searches synchronise, so they must all
-  // have happened (true once every shape has run eagerly once).
+  // have happened. True once any convolution has run eagerly; the caller runs what it captures
+  // eagerly first (TrainStep runs each phase once before capturing it), and a shape met first
+  // inside a capture throws, naming it, rather than searching.
   bool ready_for_capture() const;
 
  private:

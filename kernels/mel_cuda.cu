@@ -4,7 +4,8 @@
 //
 // Memory and CUDA Graphs. Everything device-side is owned by this object:
 //   - the window and the CSR filterbank, uploaded once by the constructor (cudaMalloc +
-//     cudaMemcpy: construction happens outside any graph capture);
+//     cudaMemcpy: construction happens outside any graph capture, which
+//     CudaBackend::mel_forward checks before making one);
 //   - the frame buffer [rows, n_fft] and the spectrum buffer [rows, n_freqs] (rows = B * F),
 //     sized for the largest rows seen so far and replaced by larger ones only when a larger
 //     batch arrives;

@@ -2118,6 +2118,48 @@ TEST(TopkCosineCuda, RefusesKBeyondItsLimit) {
   EXPECT_THROW(cuda.be->topk_cosine(x, 1, x, 4, 4, kMaxTopkCuda + 1, nullptr, oi, os), std::invalid_argument);
 }
 
+// A mel configuration's filterbank and window are allocated and uploaded when it is first used:
+// a first use inside a CUDA Graph capture is refused with what to do (the backend checks before
+// making it), not left to fail as a bare capture error. The same parameters used eagerly first
+// are then captured without complaint.
+TEST(MelCuda, NewParametersAreRefusedWhileCapturing) {
+  CudaAttempt cuda = try_cuda(false);
+  MG_SKIP_WITHOUT_CUDA(cuda);
+  if (cuda.stand_in) GTEST_SKIP() << "capture is the CUDA backend's; the CPU stand-in has none";
+  Backend& be = *cuda.be;
+  Dev d(be, nullptr);
+  // A convolution run eagerly first: the backend captures only once cuDNN has planned one.
+  const Conv1dDims cd{1, 2, 3, 9, 3, 1, 1};
+  float* cx = d.alloc<float>(2 * 9);
+  float* cw = d.alloc<float>(3 * 2 * 3);
+  float* cb = d.alloc<float>(3);
+  float* cy = d.alloc<float>(3 * 9);
+  be.fill(cx, 2 * 9, 0.25f);
+  be.fill(cw, 3 * 2 * 3, 0.25f);
+  be.fill(cb, 3, 0.25f);
+  be.conv1d_forward(cx, cw, cb, cy, cd, Precision::F32);
+  MelParams p;
+  p.n_fft = 256;
+  p.hop = 128;
+  p.n_mels = 16;
+  const int64_t S = 1001;
+  float* audio = d.alloc<float>(S);
+  float* out = d.alloc<float>(static_cast<size_t>(p.n_mels) * static_cast<size_t>(mel_frames(S, p.hop)));
+  be.fill(audio, S, 0.5f);
+  be.synchronize();
+  try {
+    const auto captured = be.capture([&] { be.mel_forward(audio, out, 1, S, p); });
+    FAIL() << "a mel configuration was made during capture";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("new during a CUDA Graph capture"), std::string::npos) << e.what();
+  }
+  be.mel_forward(audio, out, 1, S, p);  // eagerly: now made
+  const auto captured = be.capture([&] { be.mel_forward(audio, out, 1, S, p); });
+  ASSERT_TRUE(captured);
+  captured->replay();
+  be.synchronize();
+}
+
 // The trainer's input path: page-locked host buffers and copies on the copy stream that the
 // compute stream waits for. Two buffers alternate as in the trainer; a NaN fill on the compute
 // stream comes before each upload and a read-back on the compute stream after it, so the read
