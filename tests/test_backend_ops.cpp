@@ -379,6 +379,18 @@ void add_mel_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
     // S just above n_fft / 2: two frames, both mostly reflect padding.
     ms.push_back({"nfft1024_slaney_short_clip_B3", p, 3, 600, 0, 0});
   }
+  {
+    MelParams p;
+    p.sample_rate = 44100, p.n_fft = 8192, p.hop = 2048, p.n_mels = 128, p.power = 2;
+    // The CUDA kernel's frame tile shrinks with n_fft (4 frames at 8192): a partial tile too.
+    ms.push_back({"nfft8192_B2", p, 2, 44101, 0, 0});
+  }
+  {
+    MelParams p;
+    p.sample_rate = 16000, p.n_fft = 400, p.hop = 160, p.n_mels = 64, p.power = 2;
+    // The second launch is larger: the buffers grow after a plan exists.
+    ms.push_back({"nfft400_grow_B2_then_B9", p, 2, 4003, 9, 8001});
+  }
   for (const M& m : ms) {
     const uint32_t s = seed++;
     cases.push_back({"mel_" + m.tag, 1e-4,
@@ -569,7 +581,9 @@ void add_maxpool_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
 
 void add_mean_time_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
   uint32_t& seed = seeds.shared;
-  for (const auto& [rows, Tn] : std::vector<std::pair<int64_t, int>>{{37 * 33, 23}, {5, 431}, {1, 1}, {37, 6}}) {
+  // 600001 rows of 7: more rows than one grid of the CUDA kernel for short rows covers.
+  for (const auto& [rows, Tn] :
+       std::vector<std::pair<int64_t, int>>{{37 * 33, 23}, {5, 431}, {1, 1}, {37, 6}, {600001, 7}}) {
     const uint32_t s = seed++;
     cases.push_back(
         {"mean_time_rows" + std::to_string(rows) + "_T" + std::to_string(Tn), 1e-5,
@@ -1239,7 +1253,9 @@ void add_time_pool_cases(std::vector<OpCase>& cases, CaseSeeds& seeds) {
   struct P {
     int B, C, T;
   };
-  for (const P& p : std::vector<P>{{1, 1, 1}, {1, 13, 1}, {37, 33, 23}, {192, 128, 23}, {5, 7, 431}, {3, 5, 97}}) {
+  // 301 x 128 rows: more than one grid of the CUDA warp-per-row kernels (32768 rows).
+  for (const P& p :
+       std::vector<P>{{1, 1, 1}, {1, 13, 1}, {37, 33, 23}, {192, 128, 23}, {5, 7, 431}, {3, 5, 97}, {301, 128, 23}}) {
     const uint32_t s = seed++;
     cases.push_back(
         {"time_pool_B" + std::to_string(p.B) + "_C" + std::to_string(p.C) + "_T" + std::to_string(p.T), 1e-6,
