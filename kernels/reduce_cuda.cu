@@ -190,9 +190,9 @@ __device__ __forceinline__ double warp_row_norm(const float* __restrict__ xr, in
 
 __global__ void l2norm_forward_kernel(const float* __restrict__ x, float* __restrict__ y, int B, int E, double eps) {
   const int lane = threadIdx.x & 31;
-  const int nwarps = gridDim.x * (blockDim.x >> 5);
-  for (int b = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); b < B; b += nwarps) {
-    const int64_t o = static_cast<int64_t>(b) * E;
+  const int64_t nwarps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t b = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); b < B; b += nwarps) {
+    const int64_t o = b * E;
     const double n = warp_row_norm(x + o, E, lane);
     const double inv = 1.0 / (n < eps ? eps : n);  // std::max's rule: a NaN norm stays NaN
     for (int e = lane; e < E; e += 32) y[o + e] = static_cast<float>(static_cast<double>(x[o + e]) * inv);
@@ -204,9 +204,9 @@ __global__ void l2norm_forward_kernel(const float* __restrict__ x, float* __rest
 __global__ void l2norm_backward_kernel(const float* dy, const float* __restrict__ x, const float* __restrict__ y,
                                        float* dx, int B, int E, double eps) {
   const int lane = threadIdx.x & 31;
-  const int nwarps = gridDim.x * (blockDim.x >> 5);
-  for (int b = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); b < B; b += nwarps) {
-    const int64_t o = static_cast<int64_t>(b) * E;
+  const int64_t nwarps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t b = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); b < B; b += nwarps) {
+    const int64_t o = b * E;
     const double n = warp_row_norm(x + o, E, lane);
     if (n >= eps) {  // warp-uniform (every lane holds the same n); clamp_min passes at equality
       double ydy = 0;
