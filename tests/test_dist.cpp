@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -35,6 +36,7 @@
 #include <vector>
 
 #include "engine/dist/comm.h"
+#include "engine/dist/nccl_comm.h"
 #include "engine/io/safetensors.h"
 #include "engine/train/run_db.h"
 #include "tests/test_support.h"
@@ -131,6 +133,23 @@ Config triplet_config(const test::TrainRun& r, Mining mining) {
   c.train.checkpoint_every = 5;
   validate_config(c);
   return c;
+}
+
+// NCCL lets NCCL_COMM_BLOCKING override what a program asks for in its config, and melgraph's
+// collectives are written for blocking communicators: a run under NCCL_COMM_BLOCKING=0 is
+// refused, naming the variable, before NCCL or a GPU is touched (so this runs without either).
+TEST(Dist, NonBlockingNcclCommunicatorsAreRefusedByName) {
+  if (!dist::nccl_built()) GTEST_SKIP() << "built without NCCL: nccl_comm refuses every call";
+  struct RestoreEnv {
+    ~RestoreEnv() { ::unsetenv("NCCL_COMM_BLOCKING"); }
+  } restore;
+  const std::unique_ptr<dist::Comm> host = dist::single_process();
+  for (const char* value : {"0", "00"}) {
+    ::setenv("NCCL_COMM_BLOCKING", value, 1);
+    test::expect_error<std::runtime_error>(
+        [&] { dist::nccl_comm(*host, nullptr, 0); },
+        std::string("NCCL_COMM_BLOCKING=") + value + " asks NCCL for non-blocking communicators");
+  }
 }
 
 TEST(Dist, TwoRanksTakeTheStepsOfOneProcess) {

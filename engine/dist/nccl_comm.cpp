@@ -37,7 +37,6 @@ struct NcclApi {
   decltype(&::ncclGetVersion) GetVersion = nullptr;
   decltype(&::ncclGetUniqueId) GetUniqueId = nullptr;
   decltype(&::ncclCommInitRank) CommInitRank = nullptr;
-  decltype(&::ncclCommInitRankConfig) CommInitRankConfig = nullptr;  // NCCL 2.14+; null before
   decltype(&::ncclCommDestroy) CommDestroy = nullptr;
   decltype(&::ncclCommGetAsyncError) CommGetAsyncError = nullptr;
   decltype(&::ncclAllReduce) AllReduce = nullptr;
@@ -67,7 +66,6 @@ const NcclApi& nccl() {
     load(a.AllGather, "ncclAllGather");
     load(a.Reduce, "ncclReduce");
     load(a.GetErrorString, "ncclGetErrorString");
-    a.CommInitRankConfig = reinterpret_cast<decltype(a.CommInitRankConfig)>(dlsym(lib, "ncclCommInitRankConfig"));
     return a;
   }();
   return api;
@@ -80,6 +78,22 @@ void check(ncclResult_t rc, const char* call, const char* file, int line) {
 }
 #define MG_NCCL_CHECK(call) check((call), #call, __FILE__, __LINE__)
 
+// Every NCCL call here expects a blocking communicator (a call returns once its work is
+// enqueued, or with its error). NCCL_COMM_BLOCKING=0 makes every communicator non-blocking, its
+// calls returning ncclInProgress, and NCCL lets the variable override what a program asks for
+// in ncclConfig_t: the run is refused before it starts rather than failing at its first
+// collective.
+void refuse_nonblocking_environment() {
+  const char* value = std::getenv("NCCL_COMM_BLOCKING");
+  if (!value) return;
+  char* end = nullptr;
+  const long blocking = std::strtol(value, &end, 10);
+  if (end != value && blocking == 0)
+    throw std::runtime_error(std::string("NCCL_COMM_BLOCKING=") + value +
+                             " asks NCCL for non-blocking communicators, and melgraph's collectives are written for "
+                             "blocking ones: unset it (or set it to 1)");
+}
+
 void check_cuda(cudaError_t rc, const char* call, const char* file, int line) {
   if (rc != cudaSuccess)
     throw std::runtime_error(std::string(call) + " failed at " + file + ":" + std::to_string(line) + ": " +
@@ -91,6 +105,7 @@ class NcclComm final : public Comm {
  public:
   NcclComm(Comm& host, cudaStream_t stream, int device, double timeout_seconds)
       : host_(host), stream_(stream), device_(device), timeout_(timeout_seconds) {
+    refuse_nonblocking_environment();
     const NcclApi& api = nccl();
     int version = 0;
     MG_NCCL_CHECK(api.GetVersion(&version));
@@ -104,7 +119,7 @@ class NcclComm final : public Comm {
       MG_NCCL_CUDA_CHECK(cudaEventCreateWithFlags(&forked_, cudaEventDisableTiming));
       MG_NCCL_CUDA_CHECK(cudaEventCreateWithFlags(&joined_, cudaEventDisableTiming));
       MG_NCCL_CUDA_CHECK(cudaEventCreateWithFlags(&enqueued_, cudaEventDisableTiming));
-      init_communicator(api, id);
+      MG_NCCL_CHECK(api.CommInitRank(&comm_, host.size(), id, host.rank()));
     } catch (...) {
       release();
       throw;
@@ -189,21 +204,6 @@ class NcclComm final : public Comm {
   }
 
  private:
-  // Every call of this class expects NCCL's blocking mode (a call returns once its work is
-  // enqueued, or with its error). NCCL_COMM_BLOCKING=0 in the environment makes the default
-  // communicator non-blocking, whose calls return ncclInProgress; the configured init asks
-  // for blocking whatever the environment says. NCCL before 2.14 has no config and no
-  // non-blocking mode.
-  void init_communicator(const NcclApi& api, const ncclUniqueId& id) {
-    if (!api.CommInitRankConfig) {
-      MG_NCCL_CHECK(api.CommInitRank(&comm_, host_.size(), id, host_.rank()));
-      return;
-    }
-    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-    config.blocking = 1;
-    MG_NCCL_CHECK(api.CommInitRankConfig(&comm_, host_.size(), id, host_.rank(), &config));
-  }
-
   // From a destructor or a failed constructor: results are not checked.
   void release() {
     if (comm_stream_) cudaStreamSynchronize(comm_stream_);
