@@ -120,6 +120,17 @@ std::unique_ptr<faiss::Index> build(const Index& x, const AnnOptions& o, Json& p
   return hnsw;
 }
 
+// FAISS's serialiser counting the bytes it would write: the header records them, so that a
+// file cut short or padded is refused before FAISS reads it (FAISS 1.7's read_index leaks
+// what it has read when it throws on a short file).
+struct CountingWriter final : faiss::IOWriter {
+  size_t operator()(const void*, size_t size, size_t nitems) override {
+    bytes += static_cast<int64_t>(size * nitems);
+    return nitems;
+  }
+  int64_t bytes = 0;
+};
+
 // FAISS's serialiser writing through write_file_atomic_streamed's append.
 struct AppendWriter final : faiss::IOWriter {
   explicit AppendWriter(const AppendBytes& a) : append(a) {}
@@ -159,6 +170,13 @@ AnnSummary write_ann(const Index& x, const std::string& index_path, const AnnOpt
   header["params"] = params;
   s.build_seconds = seconds_since(t0);
   const auto t1 = WallClock::now();
+  CountingWriter counter;
+  try {
+    faiss::write_index(idx.get(), &counter);
+  } catch (const faiss::FaissException& e) {
+    throw std::runtime_error(std::string("FAISS could not write the ANN: ") + e.what());
+  }
+  header["index_bytes"] = counter.bytes;
   const std::string head = header.dump();
   const uint32_t len = static_cast<uint32_t>(head.size());
   int64_t index_bytes = 0;
@@ -175,6 +193,9 @@ AnnSummary write_ann(const Index& x, const std::string& index_path, const AnnOpt
       throw std::runtime_error(std::string("FAISS could not write the ANN: ") + e.what());
     }
     index_bytes = writer.bytes;
+    if (index_bytes != counter.bytes)
+      throw std::logic_error("write_ann: FAISS wrote " + std::to_string(index_bytes) + " bytes after counting " +
+                             std::to_string(counter.bytes));
   });
   s.write_seconds = seconds_since(t1);
   s.bytes = static_cast<int64_t>(sizeof kMagic + sizeof len + head.size()) + index_bytes;
@@ -225,6 +246,14 @@ std::unique_ptr<AnnSearcher> AnnSearcher::open(const Index& x, const std::string
                           h.value("kind", "hnsw") + ", or pass --exact");
   a->s_->kind = parse_ann_kind(h.value("kind", ""));
   a->s_->ef_search = h.contains("params") ? h["params"].value("ef_search", 0) : 0;
+  // FAISS's part is exactly the size the header records (files before the field: checked by
+  // where FAISS stops reading, below).
+  const uintmax_t body = sizeof kMagic + sizeof len + len;
+  if (h.contains("index_bytes")) {
+    const Json& n = h["index_bytes"];
+    if (!n.is_number_integer() || n.get<int64_t>() < 0 || static_cast<uintmax_t>(n.get<int64_t>()) != file_bytes - body)
+      throw IndexInputError(damaged);
+  }
   try {
     a->s_->index.reset(faiss::read_index(f.get()));
   } catch (const faiss::FaissException& e) {
