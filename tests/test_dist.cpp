@@ -144,7 +144,7 @@ TEST(Dist, NonBlockingNcclCommunicatorsAreRefusedByName) {
     ~RestoreEnv() { ::unsetenv("NCCL_COMM_BLOCKING"); }
   } restore;
   const std::unique_ptr<dist::Comm> host = dist::single_process();
-  for (const char* value : {"0", "00"}) {
+  for (const char* value : {"0", "00", "0x0", "false"}) {  // NCCL reads each as 0
     ::setenv("NCCL_COMM_BLOCKING", value, 1);
     test::expect_error<std::runtime_error>(
         [&] { dist::nccl_comm(*host, nullptr, 0); },

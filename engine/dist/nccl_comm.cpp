@@ -7,6 +7,7 @@
 #include <dlfcn.h>
 #include <nccl.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -82,13 +83,15 @@ void check(ncclResult_t rc, const char* call, const char* file, int line) {
 // enqueued, or with its error). NCCL_COMM_BLOCKING=0 makes every communicator non-blocking, its
 // calls returning ncclInProgress, and NCCL lets the variable override what a program asks for
 // in ncclConfig_t: the run is refused before it starts rather than failing at its first
-// collective.
+// collective. The value is read as NCCL reads it (strtoll in base 0, trailing text ignored,
+// kept in an int), so "false" or "0x0" count as 0 here as they do there. NCCL's own
+// configuration files (NCCL_CONF_FILE, ~/.nccl.conf, /etc/nccl.conf) are not read.
 void refuse_nonblocking_environment() {
   const char* value = std::getenv("NCCL_COMM_BLOCKING");
-  if (!value) return;
-  char* end = nullptr;
-  const long blocking = std::strtol(value, &end, 10);
-  if (end != value && blocking == 0)
+  if (!value || !*value) return;
+  errno = 0;
+  const long long blocking = std::strtoll(value, nullptr, 0);
+  if (errno == 0 && static_cast<int>(blocking) == 0)
     throw std::runtime_error(std::string("NCCL_COMM_BLOCKING=") + value +
                              " asks NCCL for non-blocking communicators, and melgraph's collectives are written for "
                              "blocking ones: unset it (or set it to 1)");

@@ -1,5 +1,7 @@
 #include "engine/index/ann.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -225,8 +227,10 @@ std::unique_ptr<AnnSearcher> AnnSearcher::open(const Index& x, const std::string
   // vector, and the file read into memory first would be two more copies of them.
   const std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (!f) throw IndexInputError(path + ": cannot open: " + std::strerror(errno));
-  std::error_code size_error;
-  const uintmax_t file_bytes = fs::file_size(path, size_error);
+  // The size of the file opened: a new one renamed over `path` meanwhile must not be measured.
+  struct stat st {};
+  const bool size_error = ::fstat(::fileno(f.get()), &st) != 0;
+  const uintmax_t file_bytes = size_error ? 0 : static_cast<uintmax_t>(st.st_size);
   char magic[sizeof kMagic];
   uint32_t len = 0;
   if (size_error || std::fread(magic, 1, sizeof magic, f.get()) != sizeof magic ||
