@@ -51,9 +51,17 @@ class CpuBackend final : public Backend {
     return p;
   }
   void free_bytes(void* p) override { std::free(p); }
-  void to_device(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
-  void to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
-  void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  // An empty copy may come with a null pointer (an empty vector's data()), which memcpy may
+  // not be given even for 0 bytes.
+  void to_device(void* dst, const void* src, size_t bytes) override {
+    if (bytes > 0) std::memcpy(dst, src, bytes);
+  }
+  void to_host(void* dst, const void* src, size_t bytes) override {
+    if (bytes > 0) std::memcpy(dst, src, bytes);
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes > 0) std::memcpy(dst, src, bytes);
+  }
   void fill(float* p, int64_t n, float value) override { fill_cpu(p, n, value); }
   void synchronize() override {}
 
