@@ -31,6 +31,12 @@ auto mel_key(const MelParams& p) {
                          static_cast<int>(p.norm), p.power, p.log_eps);
 }
 
+// An empty copy may come with a null pointer (an empty vector's data()), which memcpy may not
+// be given even for 0 bytes.
+void copy_bytes(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+}
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int threads) {
@@ -51,17 +57,9 @@ class CpuBackend final : public Backend {
     return p;
   }
   void free_bytes(void* p) override { std::free(p); }
-  // An empty copy may come with a null pointer (an empty vector's data()), which memcpy may
-  // not be given even for 0 bytes.
-  void to_device(void* dst, const void* src, size_t bytes) override {
-    if (bytes > 0) std::memcpy(dst, src, bytes);
-  }
-  void to_host(void* dst, const void* src, size_t bytes) override {
-    if (bytes > 0) std::memcpy(dst, src, bytes);
-  }
-  void copy(void* dst, const void* src, size_t bytes) override {
-    if (bytes > 0) std::memcpy(dst, src, bytes);
-  }
+  void to_device(void* dst, const void* src, size_t bytes) override { copy_bytes(dst, src, bytes); }
+  void to_host(void* dst, const void* src, size_t bytes) override { copy_bytes(dst, src, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override { copy_bytes(dst, src, bytes); }
   void fill(float* p, int64_t n, float value) override { fill_cpu(p, n, value); }
   void synchronize() override {}
 

@@ -122,28 +122,30 @@ std::unique_ptr<faiss::Index> build(const Index& x, const AnnOptions& o, Json& p
   return hnsw;
 }
 
-// FAISS's serialiser counting the bytes it would write: the header records them, so that a
-// file cut short or padded is refused before FAISS reads it (FAISS 1.7's read_index leaks
-// what it has read when it throws on a short file).
-struct CountingWriter final : faiss::IOWriter {
-  size_t operator()(const void*, size_t size, size_t nitems) override {
+// FAISS's serialiser handing its bytes to `append`, or with none only counting them: the
+// header records the count, so that a file cut short or padded is refused before FAISS reads
+// it (FAISS 1.7's read_index leaks what it has read when it throws on a short file).
+struct ByteSink final : faiss::IOWriter {
+  explicit ByteSink(const AppendBytes* a) : append(a) {}
+  size_t operator()(const void* ptr, size_t size, size_t nitems) override {
+    if (append) (*append)(ptr, size * nitems);
     bytes += static_cast<int64_t>(size * nitems);
     return nitems;
   }
+  const AppendBytes* append;
   int64_t bytes = 0;
 };
 
-// FAISS's serialiser writing through write_file_atomic_streamed's append.
-struct AppendWriter final : faiss::IOWriter {
-  explicit AppendWriter(const AppendBytes& a) : append(a) {}
-  size_t operator()(const void* ptr, size_t size, size_t nitems) override {
-    append(ptr, size * nitems);
-    bytes += static_cast<int64_t>(size * nitems);
-    return nitems;
+// Serialises `idx` into `append` (null: nowhere); returns the bytes it made.
+int64_t serialise(const faiss::Index& idx, const AppendBytes* append) {
+  ByteSink sink(append);
+  try {
+    faiss::write_index(&idx, &sink);
+  } catch (const faiss::FaissException& e) {
+    throw std::runtime_error(std::string("FAISS could not write the ANN: ") + e.what());
   }
-  const AppendBytes& append;
-  int64_t bytes = 0;
-};
+  return sink.bytes;
+}
 
 }  // namespace
 
@@ -172,32 +174,20 @@ AnnSummary write_ann(const Index& x, const std::string& index_path, const AnnOpt
   header["params"] = params;
   s.build_seconds = seconds_since(t0);
   const auto t1 = WallClock::now();
-  CountingWriter counter;
-  try {
-    faiss::write_index(idx.get(), &counter);
-  } catch (const faiss::FaissException& e) {
-    throw std::runtime_error(std::string("FAISS could not write the ANN: ") + e.what());
-  }
-  header["index_bytes"] = counter.bytes;
+  const int64_t index_bytes = serialise(*idx, nullptr);  // a counting pass: nothing is kept
+  header["index_bytes"] = index_bytes;
   const std::string head = header.dump();
   const uint32_t len = static_cast<uint32_t>(head.size());
-  int64_t index_bytes = 0;
   // Streamed into the file as FAISS serialises it: the index holds every vector (and HNSW its
   // links), and a copy of it in memory would double the export's peak.
   write_file_atomic_streamed(s.path, [&](const AppendBytes& append) {
     append(kMagic, sizeof kMagic);
     append(&len, sizeof len);
     append(head.data(), head.size());
-    AppendWriter writer(append);
-    try {
-      faiss::write_index(idx.get(), &writer);
-    } catch (const faiss::FaissException& e) {
-      throw std::runtime_error(std::string("FAISS could not write the ANN: ") + e.what());
-    }
-    index_bytes = writer.bytes;
-    if (index_bytes != counter.bytes)
-      throw std::logic_error("write_ann: FAISS wrote " + std::to_string(index_bytes) + " bytes after counting " +
-                             std::to_string(counter.bytes));
+    const int64_t written = serialise(*idx, &append);
+    if (written != index_bytes)
+      throw std::logic_error("write_ann: FAISS wrote " + std::to_string(written) + " bytes after counting " +
+                             std::to_string(index_bytes));
   });
   s.write_seconds = seconds_since(t1);
   s.bytes = static_cast<int64_t>(sizeof kMagic + sizeof len + head.size()) + index_bytes;
